@@ -1,0 +1,190 @@
+//! Framing: how a message becomes ZeroMQ frames and back.
+//!
+//! `[routing id]` (ROUTER sockets only) `header` `blob 0` `blob 1` ... The header is the
+//! message encoded with `rmp_serde::to_vec_named`; blobs hold large values referenced by
+//! [`Data::frame`]. Values pack themselves with [`pack`] and unpack with [`unpack`].
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::protocol::Data;
+use crate::value::Value;
+
+/// Values whose estimated size is at least this travel in a blob frame rather than inline.
+pub const INLINE_LIMIT: u64 = 16 * 1024;
+
+/// Encoding or decoding frames failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("message has no header frame")]
+    NoHeader,
+    #[error("cannot decode message header: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    #[error("cannot encode message: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    #[error("message refers to blob frame {0}, which it does not have")]
+    MissingFrame(u32),
+    #[error("cannot decode value in blob frame {0}: {1}")]
+    Blob(u32, rmp_serde::decode::Error),
+    #[error("zmq: {0}")]
+    Zmq(#[from] zmq::Error),
+}
+
+/// An encoded message: the header and its blob frames, ready to send.
+#[derive(Debug, Default)]
+pub struct Frames {
+    pub header: Vec<u8>,
+    pub blobs: Vec<Vec<u8>>,
+}
+
+/// Puts `value` into a [`Data`]: inline when small, else appended to `blobs` (raw for bytes).
+pub fn pack(value: Value, blobs: &mut Vec<Vec<u8>>) -> Data {
+    if value.nbytes() < INLINE_LIMIT {
+        return Data {
+            value,
+            frame: None,
+            raw: false,
+        };
+    }
+    let index = blobs.len() as u32;
+    match value {
+        Value::Bytes(b) => {
+            blobs.push(b);
+            Data {
+                value: Value::Nil,
+                frame: Some(index),
+                raw: true,
+            }
+        }
+        other => match rmp_serde::to_vec(&other) {
+            Ok(encoded) => {
+                blobs.push(encoded);
+                Data {
+                    value: Value::Nil,
+                    frame: Some(index),
+                    raw: false,
+                }
+            }
+            // Encoding a Value cannot fail; if it ever did, inline keeps the data.
+            Err(_) => Data {
+                value: other,
+                frame: None,
+                raw: false,
+            },
+        },
+    }
+}
+
+/// Takes the value out of a [`Data`], reading its blob frame if it has one.
+pub fn unpack<B: AsRef<[u8]>>(data: Data, blobs: &[B]) -> Result<Value, FrameError> {
+    let Some(index) = data.frame else {
+        return Ok(data.value);
+    };
+    let blob = blobs
+        .get(index as usize)
+        .ok_or(FrameError::MissingFrame(index))?
+        .as_ref();
+    if data.raw {
+        Ok(Value::Bytes(blob.to_vec()))
+    } else {
+        rmp_serde::from_slice(blob).map_err(|e| FrameError::Blob(index, e))
+    }
+}
+
+/// Encodes a message header (field names included, so other languages read it as a map).
+pub fn encode<T: Serialize>(header: &T, blobs: Vec<Vec<u8>>) -> Result<Frames, FrameError> {
+    Ok(Frames {
+        header: rmp_serde::to_vec_named(header)?,
+        blobs,
+    })
+}
+
+/// Decodes a message header.
+pub fn decode<T: DeserializeOwned>(header: &[u8]) -> Result<T, FrameError> {
+    Ok(rmp_serde::from_slice(header)?)
+}
+
+/// Sends `frames` on `socket`, preceded by `route` on ROUTER sockets. Never blocks: a peer that
+/// cannot take the message (gone, or its queue full) makes this return an error.
+pub fn send(
+    socket: &zmq::Socket,
+    route: Option<&[u8]>,
+    frames: Frames,
+) -> Result<(), FrameError> {
+    if let Some(route) = route {
+        socket.send(route, zmq::SNDMORE | zmq::DONTWAIT)?;
+    }
+    let more = if frames.blobs.is_empty() { 0 } else { zmq::SNDMORE };
+    socket.send(frames.header, more | zmq::DONTWAIT)?;
+    let n = frames.blobs.len();
+    for (i, blob) in frames.blobs.into_iter().enumerate() {
+        let flag = if i + 1 < n { zmq::SNDMORE } else { 0 };
+        socket.send(zmq::Message::from(blob), flag | zmq::DONTWAIT)?;
+    }
+    Ok(())
+}
+
+/// Receives one whole multipart message without blocking; `None` when none is waiting.
+pub fn recv(socket: &zmq::Socket) -> Result<Option<Vec<zmq::Message>>, FrameError> {
+    let mut parts = Vec::with_capacity(2);
+    match socket.recv_msg(zmq::DONTWAIT) {
+        Ok(m) => parts.push(m),
+        Err(zmq::Error::EAGAIN) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    while socket.get_rcvmore()? {
+        parts.push(socket.recv_msg(0)?);
+    }
+    Ok(Some(parts))
+}
+
+/// The total size of a received message's frames, in bytes.
+pub fn total_size(parts: &[zmq::Message]) -> usize {
+    parts.iter().map(|p| p.len()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_values_stay_inline_large_ones_get_frames() {
+        let mut blobs = Vec::new();
+        let small = pack(Value::Int(3), &mut blobs);
+        assert_eq!(small.frame, None);
+        let big_bytes = pack(Value::Bytes(vec![7; 100_000]), &mut blobs);
+        assert_eq!((big_bytes.frame, big_bytes.raw), (Some(0), true));
+        let big_list = pack(Value::List(vec![Value::Str("x".repeat(20_000))]), &mut blobs);
+        assert_eq!((big_list.frame, big_list.raw), (Some(1), false));
+        assert_eq!(unpack(small, &blobs).unwrap(), Value::Int(3));
+        assert_eq!(
+            unpack(big_bytes, &blobs).unwrap(),
+            Value::Bytes(vec![7; 100_000])
+        );
+        assert_eq!(
+            unpack(big_list, &blobs).unwrap(),
+            Value::List(vec![Value::Str("x".repeat(20_000))])
+        );
+        let dangling = Data {
+            value: Value::Nil,
+            frame: Some(9),
+            raw: true,
+        };
+        assert!(matches!(
+            unpack(dangling, &blobs),
+            Err(FrameError::MissingFrame(9))
+        ));
+    }
+
+    #[test]
+    fn headers_are_maps_with_an_op_field() {
+        use crate::protocol::FromClient;
+        let msg = FromClient::Status { request: 5 };
+        let frames = encode(&msg, vec![]).unwrap();
+        let as_value: Value = rmp_serde::from_slice(&frames.header).unwrap();
+        assert_eq!(as_value.get("op"), Some(&Value::Str("status".into())));
+        assert_eq!(as_value.get("request"), Some(&Value::Int(5)));
+        let back: FromClient = decode(&frames.header).unwrap();
+        assert_eq!(back, msg);
+    }
+}

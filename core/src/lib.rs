@@ -1,0 +1,20 @@
+//! zask-core: what every zask process (scheduler, worker, client) shares.
+//!
+//! - [`value`]: [`Value`], the dynamic data tasks take and return (msgpack's model).
+//! - [`graph`]: the task graph format ([`Graph`], [`Node`]) and a builder (`task`, `key`).
+//! - [`keys`]: [`Keys`], one key or nested lists of keys, and the shape of a `get`'s answer.
+//! - [`protocol`]: every message, as serde types, named by direction.
+//! - [`frames`]: how messages become ZeroMQ frames (header + blobs for large values).
+//! - [`net`]: small ZeroMQ helpers every process uses (addresses, socket options).
+
+pub mod frames;
+pub mod graph;
+pub mod keys;
+pub mod net;
+pub mod protocol;
+pub mod value;
+
+pub use graph::{key, list, lit, task, Graph, Node, Task};
+pub use keys::Keys;
+pub use protocol::{ErrorInfo, PROTOCOL_VERSION};
+pub use value::{from_value, to_value, Value};

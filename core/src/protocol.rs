@@ -1,0 +1,290 @@
+//! Every message zask processes exchange, as serde types.
+//!
+//! A message is a ZeroMQ multipart message: (on a ROUTER, the peer's routing id), one header
+//! frame (a msgpack map with an `"op"` field naming the message, encoded by rmp-serde with
+//! field names), then zero or more blob frames that hold large values (see [`Data`]).
+//! `docs/protocol.md` specifies each message frame by frame; keep the two in step.
+//!
+//! The enums are named by direction: [`FromWorker`] / [`ToWorker`] on the scheduler's worker
+//! socket, [`FromClient`] / [`ToClient`] on its client socket, [`PeerRequest`] / [`PeerReply`]
+//! between workers. Messages that carry many tasks carry them in batches (`compute`, `report`)
+//! so that the hot path never needs one message per task.
+
+use serde::{Deserialize, Serialize};
+
+use crate::value::Value;
+
+/// The protocol version. Registration (`register`) and the client handshake (`hello`) carry it;
+/// a scheduler refuses a peer with another version, saying both versions.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A value in a message: small values inline in the header, large ones in a blob frame of their
+/// own (so they are neither copied into nor parsed out of the header).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Data {
+    /// The value itself when it is inline; nil when it is in a frame.
+    #[serde(default)]
+    pub value: Value,
+    /// Index of the blob frame holding the value (0 is the first frame after the header).
+    #[serde(default)]
+    pub frame: Option<u32>,
+    /// With `frame`: the frame is the raw content of a bytes value (not msgpack).
+    #[serde(default)]
+    pub raw: bool,
+}
+
+/// A key with its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyData {
+    pub key: String,
+    pub data: Data,
+}
+
+/// A key a worker holds, with the size of its value (for data locality).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub key: String,
+    pub nbytes: u64,
+}
+
+/// Why a request failed: a machine-readable kind and a message for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// One of the kinds listed in `docs/protocol.md`: `task_failed`, `dependency_failed`,
+    /// `invalid_graph`, `missing_key`, `cycle`, `unknown_function`, `no_workers`, `bad_request`,
+    /// `version_mismatch`, `too_large`, `cancelled`, `shutting_down`.
+    pub kind: String,
+    /// What went wrong and, where it helps, what to do about it.
+    pub message: String,
+    /// The key concerned, when there is one.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The function concerned, when there is one.
+    #[serde(default)]
+    pub function: Option<String>,
+}
+
+impl ErrorInfo {
+    /// An error of `kind` with `message` and no key or function.
+    pub fn new(kind: &str, message: impl Into<String>) -> ErrorInfo {
+        ErrorInfo {
+            kind: kind.to_string(),
+            message: message.into(),
+            key: None,
+            function: None,
+        }
+    }
+
+    /// The same error, naming `key`.
+    pub fn with_key(mut self, key: &str) -> ErrorInfo {
+        self.key = Some(key.to_string());
+        self
+    }
+}
+
+impl std::fmt::Display for ErrorInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+/// A task for a worker to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComputeTask {
+    /// The key the result is stored under.
+    pub key: String,
+    /// The key's node in wire form (see `docs/graph-format.md`).
+    pub node: Value,
+    /// For each dependency the worker may not hold: the peer addresses that hold it. A
+    /// dependency listed nowhere is expected on this worker (held, or computed there first).
+    #[serde(default)]
+    pub who_has: Vec<(String, Vec<String>)>,
+    /// Send the value back in the `report` (a client is waiting for it).
+    #[serde(default)]
+    pub send_value: bool,
+}
+
+/// A task a worker finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDone {
+    pub key: String,
+    /// Size of the result (`Value::nbytes`).
+    pub nbytes: u64,
+    /// How long the function ran, in microseconds.
+    pub duration_us: u64,
+    /// The result, when the task asked for `send_value`.
+    #[serde(default)]
+    pub data: Option<Data>,
+}
+
+/// A task a worker could not finish.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskFailed {
+    pub key: String,
+    /// `task_failed` (the function returned an error or panicked), `unknown_function`,
+    /// `missing_dependency` (no holder could provide an input), `bad_task` (malformed node).
+    pub kind: String,
+    /// The function that failed, when there is one.
+    #[serde(default)]
+    pub function: Option<String>,
+    pub message: String,
+    /// With `missing_dependency`: the input that could not be fetched.
+    #[serde(default)]
+    pub missing: Option<String>,
+}
+
+/// Facts about a registered worker, for clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSummary {
+    /// The address peers fetch data from, `tcp://host:port`; also the worker's name.
+    pub address: String,
+    /// The worker process's unique id (new at every start).
+    pub worker_id: String,
+    pub pid: u32,
+    pub nthreads: u32,
+    /// Names of the functions it can run, sorted.
+    pub functions: Vec<String>,
+    /// How many keys it holds, and their total size.
+    pub keys: u64,
+    pub nbytes: u64,
+    /// Tasks assigned to it and not yet reported.
+    pub processing: u64,
+    /// Milliseconds since the scheduler last heard from it.
+    pub last_seen_ms: u64,
+}
+
+/// Worker → scheduler, on the scheduler's worker socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FromWorker {
+    /// Join (or rejoin) the cluster; sent at start and whenever the scheduler asks.
+    Register {
+        protocol: u32,
+        /// Unique per worker process start.
+        worker_id: String,
+        /// Where peers reach this worker, `tcp://host:port`.
+        address: String,
+        pid: u32,
+        nthreads: u32,
+        functions: Vec<String>,
+        /// Keys already held (on re-registration).
+        #[serde(default)]
+        has: Vec<KeyInfo>,
+    },
+    /// Still alive (sent every heartbeat interval).
+    Heartbeat { worker_id: String },
+    /// A batch of finished and failed tasks, plus keys fetched from peers (now held here too).
+    Report {
+        #[serde(default)]
+        done: Vec<TaskDone>,
+        #[serde(default)]
+        failed: Vec<TaskFailed>,
+        #[serde(default)]
+        acquired: Vec<KeyInfo>,
+    },
+    /// Answer to `get_data`: the keys found, and those not held.
+    Data {
+        request: u64,
+        items: Vec<KeyData>,
+        #[serde(default)]
+        missing: Vec<String>,
+    },
+    /// The worker is closing; forget it and what it holds.
+    Goodbye { worker_id: String },
+}
+
+/// Scheduler → worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ToWorker {
+    /// Registration accepted.
+    Welcome { protocol: u32, scheduler_id: String },
+    /// Registration refused (for example another protocol version); the worker exits.
+    Rejected { message: String },
+    /// The scheduler does not know this worker (it restarted, or dropped the worker): register.
+    PleaseRegister,
+    /// Run these tasks (a worker runs at most `nthreads` at once and queues the rest).
+    Compute { tasks: Vec<ComputeTask> },
+    /// Delete these keys from the store.
+    Release { keys: Vec<String> },
+    /// Send the values of these keys (answered by `data`).
+    GetData { request: u64, keys: Vec<String> },
+    /// The scheduler is shutting down; the worker keeps its data and waits for a scheduler.
+    Closing,
+}
+
+/// Client → scheduler, on the scheduler's client socket. Every request carries a `request` id
+/// chosen by the client; the reply carries the same id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FromClient {
+    /// Handshake: answered by `welcome` or, on a version mismatch, `error`.
+    Hello { request: u64, protocol: u32 },
+    /// Compute `keys` (a key or nested lists of keys) of `graph` (wire form).
+    Get {
+        request: u64,
+        graph: Value,
+        keys: Value,
+        #[serde(default)]
+        keep_results: bool,
+    },
+    /// Ping: answered by `status`.
+    Status { request: u64 },
+    /// List the registered workers: answered by `workers`.
+    Workers { request: u64 },
+    /// The client is going away: cancel its computations.
+    Goodbye,
+}
+
+/// Scheduler → client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ToClient {
+    Welcome {
+        request: u64,
+        protocol: u32,
+        scheduler_id: String,
+    },
+    /// The values of a `get`'s keys (each once, in any order; the client shapes them).
+    Result { request: u64, items: Vec<KeyData> },
+    /// A request failed.
+    Error { request: u64, error: ErrorInfo },
+    Status {
+        request: u64,
+        scheduler_id: String,
+        workers: u64,
+        /// Tasks the scheduler tracks (waiting, running or held).
+        tasks: u64,
+        /// Computations in flight.
+        graphs: u64,
+        /// Keys held on workers.
+        keys: u64,
+    },
+    Workers {
+        request: u64,
+        workers: Vec<WorkerSummary>,
+    },
+}
+
+/// Worker → worker: a request on a peer's ROUTER socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum PeerRequest {
+    /// Send these keys' values.
+    GetData { request: u64, keys: Vec<String> },
+}
+
+/// Worker → worker: the answer from a peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum PeerReply {
+    /// The values found, and the keys not held.
+    Data {
+        request: u64,
+        items: Vec<KeyData>,
+        #[serde(default)]
+        missing: Vec<String>,
+    },
+    /// The request could not be read.
+    Error { request: u64, message: String },
+}

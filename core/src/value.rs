@@ -1,0 +1,415 @@
+//! [`Value`]: the dynamic data that flows through zask.
+//!
+//! Every task argument, every task result, every literal in a graph is a `Value`. Its model is
+//! msgpack's (nil, bool, integer, float, string, bytes, list, map), so it travels on the wire
+//! without translation and any language with a msgpack library can produce and read it.
+//!
+//! Typed Rust data converts to and from a `Value` through serde ([`to_value`], [`from_value`]),
+//! which is how typed worker functions receive their arguments.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A dynamically typed value, with msgpack's data model.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Value {
+    /// msgpack nil, JSON null.
+    #[default]
+    Nil,
+    Bool(bool),
+    /// Every integer that fits in an `i64` (larger unsigned integers become floats).
+    Int(i64),
+    Float(f64),
+    Str(String),
+    /// Raw bytes; large ones travel as their own ZeroMQ frames (see `frames`).
+    Bytes(Vec<u8>),
+    List(Vec<Value>),
+    /// A map with arbitrary keys, in insertion order (msgpack maps are ordered on the wire).
+    Map(Vec<(Value, Value)>),
+}
+
+impl Value {
+    /// A short name of the value's type, for error messages ("expected int, got str").
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Nil => "nil",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "str",
+            Value::Bytes(_) => "bytes",
+            Value::List(_) => "list",
+            Value::Map(_) => "map",
+        }
+    }
+
+    /// The value as an `i64`, if it is an integer.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The value as an `f64`, if it is a number (integers convert).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The value as a string slice, if it is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value as a list, if it is one.
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Looks up a string key in a map value.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// An estimate of the value's size in memory and on the wire, in bytes. The scheduler uses
+    /// it for data locality; the `nbytes` standard function returns it.
+    pub fn nbytes(&self) -> u64 {
+        match self {
+            Value::Nil | Value::Bool(_) => 1,
+            Value::Int(_) | Value::Float(_) => 8,
+            Value::Str(s) => s.len() as u64,
+            Value::Bytes(b) => b.len() as u64,
+            Value::List(l) => l.iter().map(Value::nbytes).sum::<u64>() + 8,
+            Value::Map(m) => m.iter().map(|(k, v)| k.nbytes() + v.nbytes()).sum::<u64>() + 8,
+        }
+    }
+
+    /// Converts JSON into a value (numbers become `Int` when they are integers).
+    pub fn from_json(json: &serde_json::Value) -> Value {
+        match json {
+            serde_json::Value::Null => Value::Nil,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            serde_json::Value::String(s) => Value::Str(s.clone()),
+            serde_json::Value::Array(a) => Value::List(a.iter().map(Value::from_json).collect()),
+            serde_json::Value::Object(o) => Value::Map(
+                o.iter()
+                    .map(|(k, v)| (Value::Str(k.clone()), Value::from_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Converts the value to JSON for printing. Bytes become `{"bytes": "<base64>"}` (the graph
+    /// format's bytes literal), non-finite floats become null, and map keys that are not strings
+    /// are written in their JSON form.
+    pub fn to_json(&self) -> serde_json::Value {
+        use base64::Engine;
+        match self {
+            Value::Nil => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Int(i) => serde_json::Value::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Value::Str(s) => serde_json::Value::String(s.clone()),
+            Value::Bytes(b) => serde_json::json!({
+                "bytes": base64::engine::general_purpose::STANDARD.encode(b)
+            }),
+            Value::List(l) => serde_json::Value::Array(l.iter().map(Value::to_json).collect()),
+            Value::Map(m) => serde_json::Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        let key = match k {
+                            Value::Str(s) => s.clone(),
+                            other => other.to_json().to_string(),
+                        };
+                        (key, v.to_json())
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    /// Values display as JSON.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_json())
+    }
+}
+
+macro_rules! from_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Value { Value::Int(v as i64) }
+        }
+    )*};
+}
+from_int!(i8, i16, i32, i64, u8, u16, u32, isize);
+
+impl From<u64> for Value {
+    fn from(v: u64) -> Value {
+        i64::try_from(v).map_or(Value::Float(v as f64), Value::Int)
+    }
+}
+impl From<usize> for Value {
+    fn from(v: usize) -> Value {
+        Value::from(v as u64)
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Value {
+        Value::Float(v)
+    }
+}
+impl From<f32> for Value {
+    fn from(v: f32) -> Value {
+        Value::Float(v as f64)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Value {
+        Value::Bool(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Str(v.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Str(v)
+    }
+}
+impl<T: Into<Value>> From<Vec<T>> for Value {
+    fn from(v: Vec<T>) -> Value {
+        Value::List(v.into_iter().map(Into::into).collect())
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Value {
+        v.map_or(Value::Nil, Into::into)
+    }
+}
+impl From<()> for Value {
+    fn from(_: ()) -> Value {
+        Value::Nil
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Nil => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(f) => s.serialize_f64(*f),
+            Value::Str(v) => s.serialize_str(v),
+            Value::Bytes(b) => s.serialize_bytes(b),
+            Value::List(l) => {
+                let mut seq = s.serialize_seq(Some(l.len()))?;
+                for item in l {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Value::Map(m) => {
+                let mut map = s.serialize_map(Some(m.len()))?;
+                for (k, v) in m {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a msgpack value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Nil)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Nil)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Str(v))
+    }
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<Value, E> {
+        Ok(Value::Bytes(v.to_vec()))
+    }
+    fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Value, E> {
+        Ok(Value::Bytes(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::List(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(Value::Map(entries))
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _data: A) -> Result<Value, A::Error> {
+        Err(de::Error::custom("msgpack extension types are not zask values"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+/// Converts a value to and from typed Rust data failed; the message says which types clashed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConvertError(pub String);
+
+/// Converts typed Rust data into a [`Value`] (through serde).
+pub fn to_value<T: Serialize + ?Sized>(data: &T) -> Result<Value, ConvertError> {
+    let v = rmpv::ext::to_value(data).map_err(|e| ConvertError(e.to_string()))?;
+    Ok(from_rmpv(v))
+}
+
+/// Converts a [`Value`] into typed Rust data (through serde), e.g. `from_value::<i64>(v)`.
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ConvertError> {
+    let v = to_rmpv(value);
+    rmpv::ext::from_value(v).map_err(|e| ConvertError(e.to_string()))
+}
+
+fn from_rmpv(v: rmpv::Value) -> Value {
+    match v {
+        rmpv::Value::Nil => Value::Nil,
+        rmpv::Value::Boolean(b) => Value::Bool(b),
+        rmpv::Value::Integer(i) => match i.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(i.as_f64().unwrap_or(f64::NAN)),
+        },
+        rmpv::Value::F32(f) => Value::Float(f as f64),
+        rmpv::Value::F64(f) => Value::Float(f),
+        rmpv::Value::String(s) => match s.into_str() {
+            Some(s) => Value::Str(s),
+            None => Value::Nil,
+        },
+        rmpv::Value::Binary(b) => Value::Bytes(b),
+        rmpv::Value::Array(a) => Value::List(a.into_iter().map(from_rmpv).collect()),
+        rmpv::Value::Map(m) => Value::Map(
+            m.into_iter()
+                .map(|(k, v)| (from_rmpv(k), from_rmpv(v)))
+                .collect(),
+        ),
+        rmpv::Value::Ext(_, b) => Value::Bytes(b),
+    }
+}
+
+fn to_rmpv(v: Value) -> rmpv::Value {
+    match v {
+        Value::Nil => rmpv::Value::Nil,
+        Value::Bool(b) => rmpv::Value::Boolean(b),
+        Value::Int(i) => rmpv::Value::from(i),
+        Value::Float(f) => rmpv::Value::F64(f),
+        Value::Str(s) => rmpv::Value::from(s),
+        Value::Bytes(b) => rmpv::Value::Binary(b),
+        Value::List(l) => rmpv::Value::Array(l.into_iter().map(to_rmpv).collect()),
+        Value::Map(m) => {
+            rmpv::Value::Map(m.into_iter().map(|(k, v)| (to_rmpv(k), to_rmpv(v))).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msgpack_round_trip_keeps_every_kind() {
+        let v = Value::List(vec![
+            Value::Nil,
+            Value::Bool(true),
+            Value::Int(-5),
+            Value::Float(1.5),
+            Value::Str("hé".into()),
+            Value::Bytes(vec![0, 1, 255]),
+            Value::Map(vec![(Value::Int(1), Value::Str("one".into()))]),
+        ]);
+        let bytes = rmp_serde::to_vec(&v).unwrap();
+        let back: Value = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn typed_conversion_both_ways() {
+        let v = to_value(&(1i64, "a", vec![1.5f64])).unwrap();
+        assert_eq!(
+            v,
+            Value::List(vec![
+                Value::Int(1),
+                Value::Str("a".into()),
+                Value::List(vec![Value::Float(1.5)])
+            ])
+        );
+        let back: (i64, String, Vec<f64>) = from_value(v).unwrap();
+        assert_eq!(back, (1, "a".to_string(), vec![1.5]));
+        assert!(from_value::<i64>(Value::Str("x".into())).is_err());
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let json = serde_json::json!({"a": [1, 2.5, null, true, "s"]});
+        assert_eq!(Value::from_json(&json).to_json(), json);
+    }
+}
