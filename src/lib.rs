@@ -1,1 +1,26 @@
+//! zask: a distributed task scheduler. One scheduler, many workers, many clients, over ZeroMQ.
+//!
+//! This crate re-exports the public API of the workspace and runs a whole cluster in one
+//! process ([`LocalCluster`], what `zask local` uses):
+//!
+//! ```no_run
+//! use zask::{LocalCluster, graph::{Graph, key, task}};
+//! let cluster = LocalCluster::start(2, 1).unwrap();
+//! let client = cluster.client().unwrap();
+//! let mut graph = Graph::new();
+//! graph.insert("x", 1);
+//! graph.insert("y", task("inc", (key("x"),)));
+//! assert_eq!(client.get(&graph, "y").unwrap(), zask::Value::Int(2));
+//! ```
+//!
+//! The pieces: `zask-core` (values, graphs, protocol), `zask-scheduler`, `zask-worker`,
+//! `zask-client`. The `zask` binary (src/main.rs) is the command line.
 
+pub mod local;
+
+pub use local::{Error, LocalCluster};
+pub use zask_client::{Client, ClientOptions, Status};
+pub use zask_core::{frames, graph, keys, protocol, value};
+pub use zask_core::{key, list, lit, task, ErrorInfo, Graph, Keys, Node, Value};
+pub use zask_scheduler::{Config as SchedulerConfig, Scheduler, SchedulerOptions};
+pub use zask_worker::{Args, Registry, Store, StoreKind, Worker, WorkerOptions};

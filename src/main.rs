@@ -1,1 +1,189 @@
-fn main(){}
+//! `zask`: the command line for clients, and `zask local` to run a whole cluster at once.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use zask::{Client, ClientOptions, Graph, Keys, LocalCluster, Value};
+
+/// zask: a distributed task scheduler.
+///
+/// Client commands talk to a running zask-scheduler (its address_to_clients, from --scheduler
+/// or ZASK_SCHEDULER). `zask local` starts a scheduler and workers in this process instead.
+/// Results print to stdout as JSON; errors print to stderr and exit with status 1.
+/// RUST_LOG=debug shows what the client and, under `zask local`, the cluster do.
+#[derive(Parser, Debug)]
+#[command(name = "zask", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug)]
+struct Connection {
+    /// The scheduler's address_to_clients, e.g. tcp://10.0.0.5:8787.
+    #[arg(long, env = "ZASK_SCHEDULER")]
+    scheduler: String,
+    /// Seconds to wait for an answer (for `get`: for the whole computation).
+    #[arg(long, env = "ZASK_TIMEOUT", default_value_t = 3600.0)]
+    timeout: f64,
+}
+
+#[derive(clap::Args, Debug)]
+struct GraphArgs {
+    /// The graph as JSON (see docs/graph-format.md); `-` reads standard input.
+    graph: String,
+    /// Keys to compute. One key prints its value, several print a JSON list. A key starting
+    /// with `[` is a JSON array of keys, nested as deep as you like, and the result has its
+    /// shape.
+    #[arg(required = true)]
+    keys: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Compute keys of a graph on a running cluster and print the result as JSON.
+    Get {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        graph: GraphArgs,
+        /// Leave the results on the workers, for later graphs to use.
+        #[arg(long)]
+        keep_results: bool,
+    },
+    /// List the registered workers (JSON, one object per worker).
+    Workers {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Ping the scheduler and print its counters as JSON.
+    Status {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Start a scheduler and workers in this process (127.0.0.1, ephemeral ports), compute
+    /// keys of a graph, print the result as JSON, and stop.
+    Local {
+        /// Number of workers.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Threads per worker.
+        #[arg(long, default_value_t = 1)]
+        nthreads: u32,
+        #[command(flatten)]
+        graph: GraphArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match run(Cli::parse().command) {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("zask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<String, String> {
+    match command {
+        Command::Get {
+            connection,
+            graph,
+            keep_results,
+        } => {
+            let (graph, keys) = read_graph(&graph)?;
+            let client = connect(&connection)?;
+            let value = client
+                .get_with(&graph, keys, keep_results)
+                .map_err(|e| e.to_string())?;
+            Ok(value.to_json().to_string())
+        }
+        Command::Workers { connection } => {
+            let workers = connect(&connection)?.workers().map_err(|e| e.to_string())?;
+            let lines: Vec<String> = workers
+                .iter()
+                .map(|w| {
+                    serde_json::json!({
+                        "address": w.address, "pid": w.pid, "nthreads": w.nthreads,
+                        "keys": w.keys, "nbytes": w.nbytes, "processing": w.processing,
+                        "last_seen_ms": w.last_seen_ms, "functions": w.functions,
+                        "worker_id": w.worker_id,
+                    })
+                    .to_string()
+                })
+                .collect();
+            Ok(lines.join("\n"))
+        }
+        Command::Status { connection } => {
+            let s = connect(&connection)?.status().map_err(|e| e.to_string())?;
+            Ok(serde_json::json!({
+                "scheduler_id": s.scheduler_id, "workers": s.workers, "tasks": s.tasks,
+                "graphs": s.graphs, "keys": s.keys,
+            })
+            .to_string())
+        }
+        Command::Local {
+            workers,
+            nthreads,
+            graph,
+        } => {
+            let (graph, keys) = read_graph(&graph)?;
+            let cluster = LocalCluster::start(workers.max(1), nthreads)
+                .map_err(|e| format!("cannot start the local cluster: {e}"))?;
+            let result = cluster
+                .client()
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.get(&graph, keys).map_err(|e| e.to_string()));
+            cluster.close();
+            Ok(result?.to_json().to_string())
+        }
+    }
+}
+
+fn connect(c: &Connection) -> Result<Client, String> {
+    let timeout = Duration::try_from_secs_f64(c.timeout)
+        .map_err(|_| format!("--timeout takes a positive number of seconds, got {}", c.timeout))?;
+    let options = ClientOptions {
+        get_timeout: timeout,
+        timeout: timeout.min(Duration::from_secs(10)),
+        ..ClientOptions::default()
+    };
+    Client::connect_with(&c.scheduler, options).map_err(|e| e.to_string())
+}
+
+fn read_graph(args: &GraphArgs) -> Result<(Graph, Keys), String> {
+    let text = if args.graph == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("cannot read the graph from standard input: {e}"))?;
+        s
+    } else {
+        std::fs::read_to_string(&args.graph)
+            .map_err(|e| format!("cannot read graph file {:?}: {e}", args.graph))?
+    };
+    let graph = Graph::from_json_str(&text).map_err(|e| format!("invalid graph: {e}"))?;
+    let mut parts = Vec::with_capacity(args.keys.len());
+    for k in &args.keys {
+        if k.starts_with('[') {
+            let json: serde_json::Value = serde_json::from_str(k)
+                .map_err(|e| format!("key argument {k:?} is not a JSON array: {e}"))?;
+            parts.push(Keys::from_value(&Value::from_json(&json))?);
+        } else {
+            parts.push(Keys::One(k.clone()));
+        }
+    }
+    let keys = if parts.len() == 1 {
+        parts.remove(0)
+    } else {
+        Keys::Many(parts)
+    };
+    Ok((graph, keys))
+}

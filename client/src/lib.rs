@@ -1,1 +1,21 @@
-pub fn x(){}
+//! zask-client: talk to a zask scheduler.
+//!
+//! ```no_run
+//! use zask_client::Client;
+//! use zask_core::graph::{Graph, key, task};
+//! let client = Client::connect("tcp://127.0.0.1:8787").unwrap();
+//! let mut graph = Graph::new();
+//! graph.insert("x", 1);
+//! graph.insert("y", task("add", (key("x"), 2)));
+//! assert_eq!(client.get(&graph, "y").unwrap(), zask_core::Value::Int(3));
+//! ```
+//!
+//! - [`client`]: [`Client`] (`get`, `status`, `workers`), cheap to clone and usable from many
+//!   threads with many requests outstanding; every call has a timeout.
+//! - [`error`]: [`Error`], what can go wrong, with the scheduler's error kind when it answered.
+
+pub mod client;
+pub mod error;
+
+pub use client::{Client, ClientOptions, Status};
+pub use error::Error;

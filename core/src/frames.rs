@@ -76,14 +76,13 @@ pub fn pack(value: Value, blobs: &mut Vec<Vec<u8>>) -> Data {
 }
 
 /// Takes the value out of a [`Data`], reading its blob frame if it has one.
-pub fn unpack<B: AsRef<[u8]>>(data: Data, blobs: &[B]) -> Result<Value, FrameError> {
+pub fn unpack<B: std::ops::Deref<Target = [u8]>>(data: Data, blobs: &[B]) -> Result<Value, FrameError> {
     let Some(index) = data.frame else {
         return Ok(data.value);
     };
     let blob = blobs
         .get(index as usize)
-        .ok_or(FrameError::MissingFrame(index))?
-        .as_ref();
+        .ok_or(FrameError::MissingFrame(index))?;
     if data.raw {
         Ok(Value::Bytes(blob.to_vec()))
     } else {

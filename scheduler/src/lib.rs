@@ -1,1 +1,20 @@
-pub fn x(){}
+//! zask-scheduler: the central scheduler of a zask cluster.
+//!
+//! It binds two ZeroMQ ROUTER sockets, one for workers and one for clients, tracks the workers
+//! and who has which key, and runs the task graphs clients submit on the workers.
+//!
+//! - [`state`]: the sans-I/O brain, [`SchedulerState`], with `on_*` event methods and an
+//!   [`Outbox`] of messages to send; all policy (validation, ordering, data locality, release
+//!   of intermediates, failures, lost workers) lives and is unit-tested there.
+//! - [`server`]: [`Scheduler`], the thin ZeroMQ loop around the state.
+//! - [`error`]: [`Error`], why a scheduler could not start.
+//!
+//! The binary `zask-scheduler` (src/main.rs) is a command line around [`Scheduler`].
+
+pub mod error;
+pub mod server;
+pub mod state;
+
+pub use error::Error;
+pub use server::{Scheduler, SchedulerOptions};
+pub use state::{Config, Outbox, SchedulerState};

@@ -1,0 +1,501 @@
+//! [`Client`]: submit graphs to a scheduler and wait for their results.
+//!
+//! A client owns one DEALER socket to the scheduler, driven by a background I/O thread. Calls
+//! from any thread (or any clone: clones share the connection) encode their request, hand it to
+//! the I/O thread over an in-process socket, and wait for the reply with the same request id,
+//! so many requests can be outstanding at once. While requests are outstanding the I/O thread
+//! pings the scheduler; if it stops answering, or answers as a different (restarted) scheduler,
+//! every waiting call fails at once instead of waiting out its timeout.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use zask_core::frames;
+use zask_core::graph::Graph;
+use zask_core::protocol::{FromClient, ToClient, WorkerSummary, PROTOCOL_VERSION};
+use zask_core::{net, Keys, Value};
+
+use crate::error::Error;
+
+/// How a client behaves.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Timeout of quick calls (connect, status, workers).
+    pub timeout: Duration,
+    /// Timeout of `get` (the whole computation).
+    pub get_timeout: Duration,
+    /// How often to ping the scheduler while calls are outstanding.
+    pub heartbeat_interval: Duration,
+    /// With calls outstanding, fail them all if the scheduler is silent this long.
+    pub scheduler_timeout: Duration,
+    /// Largest request the client sends, in bytes (the scheduler has its own limit).
+    pub max_message_size: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            get_timeout: Duration::from_secs(3600),
+            heartbeat_interval: Duration::from_millis(500),
+            scheduler_timeout: Duration::from_secs(10),
+            max_message_size: 1 << 30,
+        }
+    }
+}
+
+/// The scheduler's answer to a status ping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// The scheduler's unique id (changes when it restarts).
+    pub scheduler_id: String,
+    pub workers: u64,
+    pub tasks: u64,
+    pub graphs: u64,
+    pub keys: u64,
+}
+
+type Reply = Result<(ToClient, Vec<zmq::Message>), Error>;
+type Pending = Arc<Mutex<HashMap<u64, mpsc::SyncSender<Reply>>>>;
+
+/// A connection to a scheduler. Cheap to clone; usable from many threads at once.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    address: String,
+    scheduler_id: String,
+    options: ClientOptions,
+    outgoing: Mutex<zmq::Socket>,
+    pending: Pending,
+    next_request: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Client {
+    /// Connects to a scheduler's `address_to_clients` with default options.
+    pub fn connect(address: &str) -> Result<Client, Error> {
+        Client::connect_with(address, ClientOptions::default())
+    }
+
+    /// Connects with `options`; fails if the scheduler does not answer within
+    /// `options.timeout` or speaks another protocol version.
+    pub fn connect_with(address: &str, options: ClientOptions) -> Result<Client, Error> {
+        let ctx = zmq::Context::new();
+        let dealer = ctx.socket(zmq::DEALER)?;
+        net::configure(&dealer)?;
+        dealer
+            .connect(address)
+            .map_err(|e| Error::Connect(address.to_string(), e))?;
+        let endpoint = format!("inproc://{}", net::unique_id("client"));
+        let incoming = ctx.socket(zmq::PULL)?;
+        incoming.bind(&endpoint)?;
+        let outgoing = ctx.socket(zmq::PUSH)?;
+        net::configure(&outgoing)?;
+        outgoing.connect(&endpoint)?;
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let next_request = Arc::new(AtomicU64::new(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let io = Io {
+            dealer,
+            incoming,
+            pending: pending.clone(),
+            next_request: next_request.clone(),
+            stop: stop.clone(),
+            options: options.clone(),
+            scheduler_id: None,
+            pings: HashMap::new(),
+            last_heard: Instant::now(),
+            last_ping: Instant::now(),
+            _ctx: ctx,
+        };
+        let thread = std::thread::Builder::new()
+            .name("zask-client".into())
+            .spawn(move || io.run())
+            .map_err(Error::Thread)?;
+        let mut inner = Inner {
+            address: address.to_string(),
+            scheduler_id: String::new(),
+            options,
+            outgoing: Mutex::new(outgoing),
+            pending,
+            next_request,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        };
+        let timeout = inner.options.timeout;
+        let (reply, _) = inner
+            .request(
+                |request| FromClient::Hello {
+                    request,
+                    protocol: PROTOCOL_VERSION,
+                },
+                timeout,
+                "connecting",
+            )
+            .map_err(|e| match e {
+                Error::Timeout { after, .. } => Error::NoScheduler(address.to_string(), after),
+                other => other,
+            })?;
+        match reply {
+            ToClient::Welcome { scheduler_id, .. } => inner.scheduler_id = scheduler_id,
+            other => return Err(unexpected(other)),
+        }
+        Ok(Client {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The scheduler address this client talks to.
+    pub fn address(&self) -> &str {
+        &self.inner.address
+    }
+
+    /// The id of the scheduler this client connected to.
+    pub fn scheduler_id(&self) -> &str {
+        &self.inner.scheduler_id
+    }
+
+    /// Computes `keys` of `graph` and returns their values in the keys' shape: one key gives
+    /// its value, a list a list, nested lists nested lists. Results are released from the
+    /// workers afterwards.
+    pub fn get(&self, graph: &Graph, keys: impl Into<Keys>) -> Result<Value, Error> {
+        self.get_with(graph, keys, false)
+    }
+
+    /// Like [`Client::get`]; with `keep_results` the results stay on the workers, so later
+    /// graphs can use them without recomputing.
+    pub fn get_with(
+        &self,
+        graph: &Graph,
+        keys: impl Into<Keys>,
+        keep_results: bool,
+    ) -> Result<Value, Error> {
+        let keys = keys.into();
+        let graph_value = graph.to_value();
+        let keys_value = keys.to_value();
+        let timeout = self.inner.options.get_timeout;
+        let (reply, blobs) = self.inner.request(
+            |request| FromClient::Get {
+                request,
+                graph: graph_value.clone(),
+                keys: keys_value.clone(),
+                keep_results,
+            },
+            timeout,
+            "computing",
+        )?;
+        match reply {
+            ToClient::Result { items, .. } => {
+                let mut values = HashMap::with_capacity(items.len());
+                for item in items {
+                    let value = frames::unpack(item.data, &blobs)
+                        .map_err(|e| Error::Protocol(e.to_string()))?;
+                    values.insert(item.key, value);
+                }
+                if let Some(k) = keys.flatten().into_iter().find(|k| !values.contains_key(k)) {
+                    return Err(Error::Protocol(format!("the result lacks key {k:?}")));
+                }
+                Ok(keys.shape(&values))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Pings the scheduler and returns its counters.
+    pub fn status(&self) -> Result<Status, Error> {
+        let timeout = self.inner.options.timeout;
+        match self
+            .inner
+            .request(|request| FromClient::Status { request }, timeout, "status")?
+            .0
+        {
+            ToClient::Status {
+                scheduler_id,
+                workers,
+                tasks,
+                graphs,
+                keys,
+                ..
+            } => Ok(Status {
+                scheduler_id,
+                workers,
+                tasks,
+                graphs,
+                keys,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The registered workers.
+    pub fn workers(&self) -> Result<Vec<WorkerSummary>, Error> {
+        let timeout = self.inner.options.timeout;
+        match self
+            .inner
+            .request(|request| FromClient::Workers { request }, timeout, "workers")?
+            .0
+        {
+            ToClient::Workers { workers, .. } => Ok(workers),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Waits until at least `n` workers are registered, polling; fails after `timeout`.
+    pub fn wait_for_workers(&self, n: usize, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let count = self.workers()?.len();
+            if count >= n {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("waiting for {n} workers ({count} registered)"),
+                    after: timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// An error or reply that does not answer the request.
+fn unexpected(reply: ToClient) -> Error {
+    match reply {
+        ToClient::Error { error, .. } => Error::Scheduler(error),
+        other => Error::Protocol(format!("unexpected reply: {other:?}")),
+    }
+}
+
+impl Inner {
+    /// Sends the request built by `build` (given its id) and waits for the reply.
+    fn request(
+        &self,
+        build: impl FnOnce(u64) -> FromClient,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(ToClient, Vec<zmq::Message>), Error> {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let f = frames::encode(&build(request), Vec::new())
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        let size = f.header.len() + f.blobs.iter().map(Vec::len).sum::<usize>();
+        if size > self.options.max_message_size {
+            return Err(Error::TooLarge {
+                size,
+                limit: self.options.max_message_size,
+            });
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.lock_pending().insert(request, tx);
+        let sent = match self.outgoing.lock() {
+            Ok(socket) => frames::send(&socket, None, f).map_err(|e| Error::Protocol(e.to_string())),
+            Err(_) => Err(Error::Closed),
+        };
+        if let Err(e) = sent {
+            self.lock_pending().remove(&request);
+            return Err(e);
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(Ok((ToClient::Error { error, .. }, _))) => Err(Error::Scheduler(error)),
+            Ok(reply) => reply,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.lock_pending().remove(&request);
+                Err(Error::Timeout {
+                    what: what.to_string(),
+                    after: timeout,
+                })
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Closed),
+        }
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::SyncSender<Reply>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the I/O thread with an empty message (it only forwards non-empty ones).
+        if let Ok(socket) = self.outgoing.lock() {
+            let _ = socket.send(&b""[..], zmq::DONTWAIT);
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The background thread that owns the DEALER socket.
+struct Io {
+    dealer: zmq::Socket,
+    incoming: zmq::Socket,
+    pending: Pending,
+    next_request: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    options: ClientOptions,
+    /// The scheduler we talk to, once known.
+    scheduler_id: Option<String>,
+    /// Liveness pings in flight (request ids).
+    pings: HashMap<u64, Instant>,
+    last_heard: Instant,
+    last_ping: Instant,
+    _ctx: zmq::Context,
+}
+
+impl Io {
+    fn run(mut self) {
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                if let Ok(f) = frames::encode(&FromClient::Goodbye, Vec::new()) {
+                    let _ = self.dealer.set_linger(200);
+                    let _ = frames::send(&self.dealer, None, f);
+                }
+                self.fail_all(|| Error::Closed);
+                return;
+            }
+            let (from_scheduler, from_callers) = {
+                let mut items = [
+                    self.dealer.as_poll_item(zmq::POLLIN),
+                    self.incoming.as_poll_item(zmq::POLLIN),
+                ];
+                let timeout = self.options.heartbeat_interval.as_millis().max(1) as i64;
+                if zmq::poll(&mut items, timeout).is_err() {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                (items[0].is_readable(), items[1].is_readable())
+            };
+            if from_callers {
+                self.forward_requests();
+            }
+            if from_scheduler {
+                self.dispatch_replies();
+            }
+            self.check_liveness();
+        }
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::SyncSender<Reply>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forward_requests(&mut self) {
+        while let Ok(Some(parts)) = frames::recv(&self.incoming) {
+            if parts.len() == 1 && parts[0].is_empty() {
+                continue; // A wake-up.
+            }
+            if self.lock_pending().len() <= 1 {
+                // Nothing was outstanding: the scheduler's silence so far means nothing.
+                self.last_heard = Instant::now();
+            }
+            let n = parts.len();
+            for (i, part) in parts.into_iter().enumerate() {
+                let flags = if i + 1 < n { zmq::SNDMORE } else { 0 };
+                if let Err(e) = self.dealer.send(part, flags | zmq::DONTWAIT) {
+                    log::warn!("sending to the scheduler failed: {e}");
+                }
+            }
+        }
+    }
+
+    fn dispatch_replies(&mut self) {
+        loop {
+            let parts = match frames::recv(&self.dealer) {
+                Ok(Some(p)) => p,
+                Ok(None) => return,
+                Err(e) => {
+                    log::warn!("receiving from the scheduler failed: {e}");
+                    return;
+                }
+            };
+            self.last_heard = Instant::now();
+            let mut parts = parts.into_iter();
+            let Some(header) = parts.next() else {
+                continue;
+            };
+            let msg: ToClient = match frames::decode(&header) {
+                Ok(m) => m,
+                Err(e) => {
+                    log::warn!("dropping a malformed message from the scheduler: {e}");
+                    continue;
+                }
+            };
+            let request = request_of(&msg);
+            if self.pings.remove(&request).is_some() {
+                if let ToClient::Status { scheduler_id, .. } = &msg {
+                    self.check_scheduler_id(scheduler_id);
+                }
+                continue;
+            }
+            if let ToClient::Welcome { scheduler_id, .. } = &msg {
+                self.check_scheduler_id(scheduler_id);
+            }
+            let waiter = self.lock_pending().remove(&request);
+            if let Some(tx) = waiter {
+                let _ = tx.send(Ok((msg, parts.collect())));
+            }
+        }
+    }
+
+    fn check_scheduler_id(&mut self, id: &str) {
+        match &self.scheduler_id {
+            None => self.scheduler_id = Some(id.to_string()),
+            Some(known) if known != id => {
+                log::warn!("the scheduler restarted (was {known}, now {id})");
+                self.scheduler_id = Some(id.to_string());
+                self.fail_all(|| Error::SchedulerRestarted);
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn check_liveness(&mut self) {
+        if self.lock_pending().is_empty() {
+            self.pings.clear();
+            return;
+        }
+        let silent = self.last_heard.elapsed();
+        if silent > self.options.scheduler_timeout {
+            let after = self.options.scheduler_timeout;
+            self.fail_all(|| Error::SchedulerUnreachable(after));
+            self.pings.clear();
+            return;
+        }
+        if self.last_ping.elapsed() >= self.options.heartbeat_interval {
+            let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+            if let Ok(f) = frames::encode(&FromClient::Status { request }, Vec::new()) {
+                if frames::send(&self.dealer, None, f).is_ok() {
+                    self.pings.insert(request, Instant::now());
+                }
+            }
+            self.last_ping = Instant::now();
+        }
+    }
+
+    fn fail_all(&mut self, error: impl Fn() -> Error) {
+        let waiters: Vec<_> = self.lock_pending().drain().collect();
+        for (_, tx) in waiters {
+            let _ = tx.send(Err(error()));
+        }
+    }
+}
+
+fn request_of(msg: &ToClient) -> u64 {
+    match msg {
+        ToClient::Welcome { request, .. }
+        | ToClient::Result { request, .. }
+        | ToClient::Error { request, .. }
+        | ToClient::Status { request, .. }
+        | ToClient::Workers { request, .. } => *request,
+    }
+}

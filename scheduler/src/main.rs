@@ -1,0 +1,78 @@
+//! `zask-scheduler`: run a zask scheduler.
+
+use std::time::Duration;
+
+use clap::Parser;
+use zask_scheduler::{Config, Scheduler, SchedulerOptions};
+
+/// Run the zask scheduler: workers connect to one port, clients to the other.
+///
+/// Once listening it prints exactly two lines to stdout,
+/// `address_to_workers: tcp://H:P` and `address_to_clients: tcp://H:Q`,
+/// then logs to stderr (set RUST_LOG=debug for more, RUST_LOG=warn for less).
+/// Ctrl-C (or SIGTERM) shuts it down cleanly.
+#[derive(Parser, Debug)]
+#[command(name = "zask-scheduler", version)]
+struct Args {
+    /// Interface to bind and host name to advertise. Default: all interfaces, advertised as
+    /// this machine's host name. Use 127.0.0.1 for a single-machine cluster.
+    #[arg(long, env = "ZASK_HOST", default_value = "")]
+    host: String,
+    /// Port workers connect to (0: the OS chooses).
+    #[arg(long, env = "ZASK_PORT_TO_WORKERS", default_value_t = 0)]
+    port_to_workers: u16,
+    /// Port clients connect to (0: the OS chooses).
+    #[arg(long, env = "ZASK_PORT_TO_CLIENTS", default_value_t = 0)]
+    port_to_clients: u16,
+    /// Seconds without a heartbeat after which a worker is considered dead.
+    #[arg(long, env = "ZASK_HEARTBEAT_TIMEOUT", default_value_t = 10.0)]
+    heartbeat_timeout: f64,
+    /// Seconds a computation submitted while no worker is registered waits for one.
+    #[arg(long, env = "ZASK_NO_WORKERS_TIMEOUT", default_value_t = 30.0)]
+    no_workers_timeout: f64,
+    /// Tasks assigned to a worker at once, per worker thread.
+    #[arg(long, env = "ZASK_SATURATION", default_value_t = 2)]
+    saturation: u32,
+    /// Largest message accepted from a client, in bytes.
+    #[arg(long, env = "ZASK_MAX_MESSAGE_SIZE", default_value_t = 1 << 30)]
+    max_message_size: usize,
+}
+
+fn seconds(s: f64, flag: &str) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or_else(|_| {
+        eprintln!("zask-scheduler: --{flag} takes a non-negative number of seconds, got {s}");
+        std::process::exit(2)
+    })
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let options = SchedulerOptions {
+        host: args.host,
+        port_to_workers: args.port_to_workers,
+        port_to_clients: args.port_to_clients,
+        config: Config {
+            heartbeat_timeout: seconds(args.heartbeat_timeout, "heartbeat-timeout"),
+            no_workers_timeout: seconds(args.no_workers_timeout, "no-workers-timeout"),
+            saturation: args.saturation.max(1),
+        },
+        max_message_size: args.max_message_size,
+    };
+    let scheduler = match Scheduler::start(options) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("zask-scheduler: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("address_to_workers: {}", scheduler.address_to_workers());
+    println!("address_to_clients: {}", scheduler.address_to_clients());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let stop = scheduler.stopper();
+    if let Err(e) = ctrlc::set_handler(move || stop()) {
+        log::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+    scheduler.wait();
+}

@@ -1,0 +1,425 @@
+//! [`Scheduler`]: the thin ZeroMQ loop around [`SchedulerState`].
+//!
+//! One thread owns the two ROUTER sockets (workers, clients) and a wake-up socket. Each turn
+//! it drains every message waiting, feeds them to the state machine, then sends what the
+//! [`Outbox`] collected, one `compute` and one `release` per worker. Decoding, size limits and
+//! replies to malformed messages live here; every decision lives in `state.rs`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use zask_core::frames;
+use zask_core::graph::Graph;
+use zask_core::protocol::{
+    Data, ErrorInfo, FromClient, FromWorker, KeyData, ToClient, ToWorker, PROTOCOL_VERSION,
+};
+use zask_core::{net, Keys};
+
+use crate::error::Error;
+use crate::state::{Config, Outbox, SchedulerState};
+
+/// How a scheduler is started. `Default` binds all interfaces on ports the OS chooses.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// Interface to bind and host name to advertise; empty or `0.0.0.0`: all interfaces,
+    /// advertised under this machine's host name.
+    pub host: String,
+    /// Port for workers (0: the OS chooses).
+    pub port_to_workers: u16,
+    /// Port for clients (0: the OS chooses).
+    pub port_to_clients: u16,
+    /// Policy tunables (heartbeat timeout, ...).
+    pub config: Config,
+    /// Largest message accepted from a client, in bytes; larger ones get a `too_large` error.
+    pub max_message_size: usize,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> SchedulerOptions {
+        SchedulerOptions {
+            host: String::new(),
+            port_to_workers: 0,
+            port_to_clients: 0,
+            config: Config::default(),
+            max_message_size: 1 << 30,
+        }
+    }
+}
+
+/// A running scheduler. Dropping it closes it.
+pub struct Scheduler {
+    id: String,
+    address_to_workers: String,
+    address_to_clients: String,
+    stop: Arc<AtomicBool>,
+    waker: Mutex<zmq::Socket>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Scheduler {
+    /// Binds both sockets and starts the scheduler's thread. Returns once it is listening.
+    pub fn start(options: SchedulerOptions) -> Result<Scheduler, Error> {
+        let ctx = zmq::Context::new();
+        let workers = ctx.socket(zmq::ROUTER)?;
+        let clients = ctx.socket(zmq::ROUTER)?;
+        for s in [&workers, &clients] {
+            net::configure(s)?;
+        }
+        let address_to_workers = net::bind_tcp(&workers, &options.host, options.port_to_workers)
+            .map_err(|e| Error::Bind(options.port_to_workers, e))?;
+        let address_to_clients = net::bind_tcp(&clients, &options.host, options.port_to_clients)
+            .map_err(|e| Error::Bind(options.port_to_clients, e))?;
+        let id = net::unique_id("scheduler");
+        let wake_endpoint = format!("inproc://{id}-wake");
+        let wake_rx = ctx.socket(zmq::PULL)?;
+        wake_rx.bind(&wake_endpoint)?;
+        let waker = ctx.socket(zmq::PUSH)?;
+        net::configure(&waker)?;
+        waker.connect(&wake_endpoint)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut event_loop = Loop {
+            state: SchedulerState::new(id.clone(), options.config.clone()),
+            workers,
+            clients,
+            wake: wake_rx,
+            stop: stop.clone(),
+            max_message_size: options.max_message_size,
+            _ctx: ctx,
+        };
+        let thread = std::thread::Builder::new()
+            .name("zask-scheduler".into())
+            .spawn(move || event_loop.run())
+            .map_err(Error::Thread)?;
+        log::info!("scheduler {id}: workers at {address_to_workers}, clients at {address_to_clients}");
+        Ok(Scheduler {
+            id,
+            address_to_workers,
+            address_to_clients,
+            stop,
+            waker: Mutex::new(waker),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Where workers connect, `tcp://host:port`.
+    pub fn address_to_workers(&self) -> &str {
+        &self.address_to_workers
+    }
+
+    /// Where clients connect, `tcp://host:port`.
+    pub fn address_to_clients(&self) -> &str {
+        &self.address_to_clients
+    }
+
+    /// This scheduler's unique id (new at every start).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Shuts down: tells workers and waiting clients, closes the sockets, joins the thread.
+    /// Closing twice is fine.
+    pub fn close(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Ok(waker) = self.waker.lock() {
+            let _ = waker.send(&b""[..], zmq::DONTWAIT);
+        }
+        self.wait();
+    }
+
+    /// Blocks until the scheduler has stopped (after `close`, from another thread or Ctrl-C).
+    pub fn wait(&self) {
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    /// A handle that can stop this scheduler from another thread (for a Ctrl-C handler).
+    pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
+        let stop = self.stop.clone();
+        move || stop.store(true, Ordering::SeqCst)
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// How often the loop runs periodic work (heartbeat checks), at the most.
+const TICK: Duration = Duration::from_millis(100);
+/// Messages handled from one socket before looking at the other (fairness).
+const BATCH: usize = 4096;
+
+struct Loop {
+    state: SchedulerState,
+    workers: zmq::Socket,
+    clients: zmq::Socket,
+    wake: zmq::Socket,
+    stop: Arc<AtomicBool>,
+    max_message_size: usize,
+    _ctx: zmq::Context,
+}
+
+/// Just the request id of a client message, to answer one that cannot be decoded fully.
+#[derive(Deserialize)]
+struct RequestId {
+    #[serde(default)]
+    request: u64,
+}
+
+impl Loop {
+    fn run(&mut self) {
+        let mut out = Outbox::default();
+        let mut last_tick = Instant::now();
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                self.state.on_close(&mut out);
+                self.flush(&mut out);
+                log::info!("scheduler {} closed", self.state.id);
+                return;
+            }
+            let mut items = [
+                self.workers.as_poll_item(zmq::POLLIN),
+                self.clients.as_poll_item(zmq::POLLIN),
+                self.wake.as_poll_item(zmq::POLLIN),
+            ];
+            let timeout = TICK.saturating_sub(last_tick.elapsed()).as_millis() as i64;
+            if let Err(e) = zmq::poll(&mut items, timeout.max(1)) {
+                log::error!("poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            let (workers_ready, clients_ready, woken) = (
+                items[0].is_readable(),
+                items[1].is_readable(),
+                items[2].is_readable(),
+            );
+            if woken {
+                while let Ok(Some(_)) = frames::recv(&self.wake) {}
+            }
+            let now = Instant::now();
+            if workers_ready {
+                self.drain_workers(now, &mut out);
+            }
+            if clients_ready {
+                self.drain_clients(now, &mut out);
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.state.on_tick(last_tick, &mut out);
+            }
+            self.flush(&mut out);
+        }
+    }
+
+    fn drain_workers(&mut self, now: Instant, out: &mut Outbox) {
+        for _ in 0..BATCH {
+            let parts = match frames::recv(&self.workers) {
+                Ok(Some(parts)) => parts,
+                Ok(None) => break,
+                Err(e) => {
+                    log::warn!("receiving from a worker failed: {e}");
+                    break;
+                }
+            };
+            if parts.len() < 2 {
+                log::warn!("dropping a worker message with no header");
+                continue;
+            }
+            let route = parts[0].to_vec();
+            match decode_worker_message(&parts[1], &parts[2..]) {
+                Ok(msg) => self.state.on_worker_message(&route, msg, now, out),
+                Err(e) => {
+                    self.state.on_worker_seen(&route, now);
+                    log::warn!("dropping a malformed worker message: {e}");
+                }
+            }
+        }
+    }
+
+    fn drain_clients(&mut self, now: Instant, out: &mut Outbox) {
+        for _ in 0..BATCH {
+            let parts = match frames::recv(&self.clients) {
+                Ok(Some(parts)) => parts,
+                Ok(None) => break,
+                Err(e) => {
+                    log::warn!("receiving from a client failed: {e}");
+                    break;
+                }
+            };
+            if parts.len() < 2 {
+                log::warn!("dropping a client message with no header");
+                continue;
+            }
+            let route = parts[0].to_vec();
+            let size = frames::total_size(&parts[1..]);
+            if size > self.max_message_size {
+                let request = frames::decode::<RequestId>(&parts[1]).map_or(0, |r| r.request);
+                let error = ErrorInfo::new(
+                    "too_large",
+                    format!(
+                        "message of {size} bytes exceeds the scheduler's limit of {} bytes \
+                         (zask-scheduler --max-message-size)",
+                        self.max_message_size
+                    ),
+                );
+                out.to_clients.push((route, ToClient::Error { request, error }));
+                continue;
+            }
+            match frames::decode::<FromClient>(&parts[1]) {
+                Ok(msg) => self.on_client_message(route, msg, now, out),
+                Err(e) => {
+                    let request = frames::decode::<RequestId>(&parts[1]).map_or(0, |r| r.request);
+                    let error = ErrorInfo::new(
+                        "bad_request",
+                        format!("cannot decode the request: {e} (see docs/protocol.md)"),
+                    );
+                    out.to_clients.push((route, ToClient::Error { request, error }));
+                }
+            }
+        }
+    }
+
+    fn on_client_message(&mut self, route: Vec<u8>, msg: FromClient, now: Instant, out: &mut Outbox) {
+        match msg {
+            FromClient::Hello { request, protocol } => {
+                let reply = if protocol == PROTOCOL_VERSION {
+                    ToClient::Welcome {
+                        request,
+                        protocol: PROTOCOL_VERSION,
+                        scheduler_id: self.state.id.clone(),
+                    }
+                } else {
+                    ToClient::Error {
+                        request,
+                        error: ErrorInfo::new(
+                            "version_mismatch",
+                            format!(
+                                "client speaks protocol {protocol}, scheduler speaks \
+                                 {PROTOCOL_VERSION}; use the same zask version"
+                            ),
+                        ),
+                    }
+                };
+                out.to_clients.push((route, reply));
+            }
+            FromClient::Get {
+                request,
+                graph,
+                keys,
+                keep_results,
+            } => {
+                let parsed = Graph::from_value(&graph)
+                    .map_err(|e| ErrorInfo::new("invalid_graph", format!("invalid graph: {e}")))
+                    .and_then(|g| {
+                        Keys::from_value(&keys)
+                            .map(|k| (g, k))
+                            .map_err(|e| ErrorInfo::new("bad_request", e))
+                    });
+                match parsed {
+                    Ok((graph, keys)) => {
+                        self.state
+                            .on_get(&route, request, graph, keys, keep_results, now, out)
+                    }
+                    Err(error) => out.to_clients.push((route, ToClient::Error { request, error })),
+                }
+            }
+            FromClient::Status { request } => out.to_clients.push((
+                route,
+                ToClient::Status {
+                    request,
+                    scheduler_id: self.state.id.clone(),
+                    workers: self.state.workers(now).len() as u64,
+                    tasks: self.state.task_count() as u64,
+                    graphs: self.state.graph_count() as u64,
+                    keys: self.state.held_count() as u64,
+                },
+            )),
+            FromClient::Workers { request } => out.to_clients.push((
+                route,
+                ToClient::Workers {
+                    request,
+                    workers: self.state.workers(now),
+                },
+            )),
+            FromClient::Goodbye => self.state.on_client_gone(&route, out),
+        }
+    }
+
+    fn flush(&mut self, out: &mut Outbox) {
+        for (route, msg) in out.to_workers.drain(..) {
+            send(&self.workers, &route, &msg, Vec::new());
+        }
+        for (route, tasks) in out.compute.drain() {
+            send(&self.workers, &route, &ToWorker::Compute { tasks }, Vec::new());
+        }
+        for (route, keys) in out.release.drain() {
+            send(&self.workers, &route, &ToWorker::Release { keys }, Vec::new());
+        }
+        for (route, msg) in out.to_clients.drain(..) {
+            let (msg, blobs) = pack_client_message(msg);
+            send(&self.clients, &route, &msg, blobs);
+        }
+    }
+}
+
+fn send<T: serde::Serialize>(socket: &zmq::Socket, route: &[u8], msg: &T, blobs: Vec<Vec<u8>>) {
+    match frames::encode(msg, blobs) {
+        Ok(f) => {
+            if let Err(e) = frames::send(socket, Some(route), f) {
+                log::warn!("sending failed: {e}");
+            }
+        }
+        Err(e) => log::error!("encoding a message failed: {e}"),
+    }
+}
+
+/// Moves large values of a `result` into blob frames.
+fn pack_client_message(msg: ToClient) -> (ToClient, Vec<Vec<u8>>) {
+    let mut blobs = Vec::new();
+    let msg = match msg {
+        ToClient::Result { request, items } => ToClient::Result {
+            request,
+            items: items
+                .into_iter()
+                .map(|item| KeyData {
+                    key: item.key,
+                    data: frames::pack(item.data.value, &mut blobs),
+                })
+                .collect(),
+        },
+        other => other,
+    };
+    (msg, blobs)
+}
+
+/// Decodes a worker message and brings its values inline (out of their blob frames).
+fn decode_worker_message(header: &[u8], blobs: &[zmq::Message]) -> Result<FromWorker, frames::FrameError> {
+    let mut msg: FromWorker = frames::decode(header)?;
+    let inline = |data: &mut Data| -> Result<(), frames::FrameError> {
+        let value = frames::unpack(std::mem::take(data), blobs)?;
+        data.value = value;
+        Ok(())
+    };
+    match &mut msg {
+        FromWorker::Report { done, .. } => {
+            for d in done.iter_mut() {
+                if let Some(data) = d.data.as_mut() {
+                    inline(data)?;
+                }
+            }
+        }
+        FromWorker::Data { items, .. } => {
+            for item in items.iter_mut() {
+                inline(&mut item.data)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(msg)
+}

@@ -1,0 +1,1589 @@
+//! The scheduler's brain, with no I/O: [`SchedulerState`].
+//!
+//! Events come in through `on_*` methods (a worker registered, a batch of tasks finished, a
+//! client asked for keys, time passed); the messages to send go out through an [`Outbox`] that
+//! the thin ZeroMQ loop in `server.rs` drains. Nothing here touches a socket or a clock, so the
+//! whole policy is tested deterministically below.
+//!
+//! # Model
+//! Every key the scheduler knows is a [`TaskState`] with an id: computed or in flight, with its
+//! node (its lineage) when it came from a graph. `who_has` is per task; `Worker::has` is its
+//! inverse. A task stays while something still needs it: `waiters` counts the unfinished
+//! dependents that need its value plus the computations (graphs) that want it as an output.
+//! When that count falls to zero the task is forgotten, and its data released from workers,
+//! unless it is `kept` (`keep_results`). So intermediates go as soon as nothing needs them, a
+//! failed or cancelled computation leaves nothing behind, and keys shared between computations
+//! (same key, same value, as in dask) are computed once.
+//!
+//! # Policy
+//! Ready tasks run in priority order: computations in submission order, and within one, the
+//! post-order of a depth-first walk from its outputs (close to dask's `order`: finish a branch
+//! before starting the next, to keep memory low). A ready task goes to a worker that has its
+//! functions and a free slot (`nthreads * saturation` tasks assigned), preferring the one that
+//! already holds the most bytes of its inputs, then the least loaded.
+
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zask_core::graph::{Graph, Node};
+use zask_core::protocol::{
+    ComputeTask, ErrorInfo, FromWorker, KeyData, KeyInfo, TaskDone, TaskFailed, ToClient,
+    ToWorker, WorkerSummary, PROTOCOL_VERSION,
+};
+use zask_core::{Keys, Value};
+
+/// A worker's id inside this scheduler (dense, never reused).
+pub type WorkerId = u64;
+/// A task's id inside this scheduler (never reused).
+pub type TaskId = u64;
+/// A computation's (one `get`'s) id inside this scheduler.
+pub type GraphId = u64;
+/// A ZeroMQ routing id: who sent a message on a ROUTER socket, and where to answer.
+pub type Route = Vec<u8>;
+
+/// Tunables of the scheduler's policy.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A worker not heard from for this long is considered dead.
+    pub heartbeat_timeout: Duration,
+    /// A computation submitted while no worker is registered waits this long for one.
+    pub no_workers_timeout: Duration,
+    /// Tasks assigned to a worker at once, per thread (more hides latency, fewer balances
+    /// better).
+    pub saturation: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            heartbeat_timeout: Duration::from_secs(10),
+            no_workers_timeout: Duration::from_secs(30),
+            saturation: 2,
+        }
+    }
+}
+
+/// Messages to send, collected while handling events. The loop drains it after each batch
+/// of events, so everything for one worker leaves as one `compute` and one `release`.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Per worker (route), tasks to run.
+    pub compute: HashMap<Route, Vec<ComputeTask>>,
+    /// Per worker (route), keys to delete.
+    pub release: HashMap<Route, Vec<String>>,
+    /// Other messages to workers, in order.
+    pub to_workers: Vec<(Route, ToWorker)>,
+    /// Messages to clients, in order; values are inline here and packed by the loop.
+    pub to_clients: Vec<(Route, ToClient)>,
+}
+
+impl Outbox {
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.compute.is_empty()
+            && self.release.is_empty()
+            && self.to_workers.is_empty()
+            && self.to_clients.is_empty()
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskStatus {
+    /// Some dependencies are not in memory yet.
+    Waiting,
+    /// All dependencies are in memory; queued for a worker.
+    Ready,
+    /// Assigned to this worker.
+    Processing(WorkerId),
+    /// Held by the workers in `who_has`.
+    Memory,
+    /// Failed (or a dependency failed); kept until nothing wants it, so late arrivals see it.
+    Erred(ErrorInfo),
+}
+
+/// One key the scheduler knows.
+#[derive(Debug)]
+pub struct TaskState {
+    pub key: String,
+    /// The node computing it (None for data whose lineage is unknown).
+    pub node: Option<Arc<Node>>,
+    pub status: TaskStatus,
+    /// Distinct dependencies.
+    pub deps: Vec<TaskId>,
+    /// Tasks that listed this one as a dependency (may include finished or forgotten ones).
+    pub dependents: Vec<TaskId>,
+    /// Dependencies not yet in memory.
+    pub waiting_on: usize,
+    /// Unfinished dependents needing the value, plus computations wanting it as an output.
+    pub waiters: usize,
+    /// Whether this task's own claims on its dependencies were dropped already.
+    pub deps_done: bool,
+    /// Keep the data even when nothing waits on it (`keep_results`).
+    pub kept: bool,
+    /// Computations that want this key as an output.
+    pub wanted_by: Vec<GraphId>,
+    /// Workers holding the value.
+    pub who_has: HashSet<WorkerId>,
+    /// Size of the value, once known.
+    pub nbytes: u64,
+    /// Functions the node calls (a worker must have all of them).
+    pub functions: Vec<String>,
+    /// Lower runs first: (computation sequence, position in it).
+    pub priority: (u64, u64),
+    /// How often a worker failed to fetch this task's inputs (bounded retries).
+    pub fetch_retries: u32,
+}
+
+/// A registered worker.
+#[derive(Debug)]
+pub struct Worker {
+    pub id: WorkerId,
+    pub route: Route,
+    pub worker_id: String,
+    pub address: String,
+    pub pid: u32,
+    pub nthreads: u32,
+    pub functions: HashSet<String>,
+    pub last_seen: Instant,
+    /// Tasks assigned and not reported.
+    pub processing: HashSet<TaskId>,
+    /// Keys held.
+    pub has: HashSet<TaskId>,
+    /// Total size of the keys held.
+    pub nbytes: u64,
+}
+
+/// One `get` in flight.
+#[derive(Debug)]
+struct GraphState {
+    client: Route,
+    request: u64,
+    outputs: Vec<TaskId>,
+    values: HashMap<String, Value>,
+    keep_results: bool,
+}
+
+/// A `get` waiting for the first worker to register.
+#[derive(Debug)]
+struct Parked {
+    client: Route,
+    request: u64,
+    graph: Graph,
+    keys: Keys,
+    keep_results: bool,
+    deadline: Instant,
+}
+
+/// A `get_data` sent to a worker to collect outputs it holds.
+#[derive(Debug)]
+struct Gather {
+    worker: WorkerId,
+    keys: Vec<TaskId>,
+}
+
+/// The scheduler's whole state and policy.
+pub struct SchedulerState {
+    /// Unique per scheduler start; clients and workers notice restarts by it.
+    pub id: String,
+    config: Config,
+    workers: HashMap<WorkerId, Worker>,
+    worker_by_route: HashMap<Route, WorkerId>,
+    next_worker: WorkerId,
+    tasks: HashMap<TaskId, TaskState>,
+    task_ids: HashMap<String, TaskId>,
+    next_task: TaskId,
+    graphs: HashMap<GraphId, GraphState>,
+    next_graph: GraphId,
+    ready: BinaryHeap<ReadyEntry>,
+    parked: Vec<Parked>,
+    gathers: HashMap<u64, Gather>,
+    next_gather: u64,
+    /// How many registered workers offer each function.
+    function_counts: HashMap<String, usize>,
+}
+
+/// An entry of the ready queue (a max-heap, so the ordering is reversed).
+#[derive(Debug, PartialEq, Eq)]
+struct ReadyEntry {
+    priority: (u64, u64),
+    task: TaskId,
+}
+
+impl Ord for ReadyEntry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .priority
+            .cmp(&self.priority)
+            .then(other.task.cmp(&self.task))
+    }
+}
+
+impl PartialOrd for ReadyEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A submitted graph failed validation.
+type Invalid = ErrorInfo;
+
+impl SchedulerState {
+    /// A scheduler with no workers and no tasks.
+    pub fn new(id: String, config: Config) -> SchedulerState {
+        SchedulerState {
+            id,
+            config,
+            workers: HashMap::new(),
+            worker_by_route: HashMap::new(),
+            next_worker: 1,
+            tasks: HashMap::new(),
+            task_ids: HashMap::new(),
+            next_task: 1,
+            graphs: HashMap::new(),
+            next_graph: 1,
+            ready: BinaryHeap::new(),
+            parked: Vec::new(),
+            gathers: HashMap::new(),
+            next_gather: 1,
+            function_counts: HashMap::new(),
+        }
+    }
+
+    // ----- queries -------------------------------------------------------------------------
+
+    /// The registered workers, for clients and tests.
+    pub fn workers(&self, now: Instant) -> Vec<WorkerSummary> {
+        let mut list: Vec<WorkerSummary> = self
+            .workers
+            .values()
+            .map(|w| {
+                let mut functions: Vec<String> = w.functions.iter().cloned().collect();
+                functions.sort();
+                WorkerSummary {
+                    address: w.address.clone(),
+                    worker_id: w.worker_id.clone(),
+                    pid: w.pid,
+                    nthreads: w.nthreads,
+                    functions,
+                    keys: w.has.len() as u64,
+                    nbytes: w.nbytes,
+                    processing: w.processing.len() as u64,
+                    last_seen_ms: now.saturating_duration_since(w.last_seen).as_millis() as u64,
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.address.cmp(&b.address));
+        list
+    }
+
+    /// The addresses of the workers holding `key` (empty when nobody does).
+    pub fn who_has(&self, key: &str) -> Vec<String> {
+        let Some(t) = self.task_ids.get(key).and_then(|id| self.tasks.get(id)) else {
+            return Vec::new();
+        };
+        let mut holders: Vec<String> = t
+            .who_has
+            .iter()
+            .filter_map(|w| self.workers.get(w).map(|w| w.address.clone()))
+            .collect();
+        holders.sort();
+        holders
+    }
+
+    /// How many tasks (in flight or held) the scheduler tracks.
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// How many computations are in flight.
+    pub fn graph_count(&self) -> usize {
+        self.graphs.len()
+    }
+
+    /// How many keys are held on workers.
+    pub fn held_count(&self) -> usize {
+        self.tasks.values().filter(|t| !t.who_has.is_empty()).count()
+    }
+
+    // ----- workers -------------------------------------------------------------------------
+
+    /// Handles one message from a worker.
+    pub fn on_worker_message(
+        &mut self,
+        route: &[u8],
+        msg: FromWorker,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        if let FromWorker::Register {
+            protocol,
+            worker_id,
+            address,
+            pid,
+            nthreads,
+            functions,
+            has,
+        } = msg
+        {
+            self.on_register(
+                route,
+                Registration {
+                    protocol,
+                    worker_id,
+                    address,
+                    pid,
+                    nthreads,
+                    functions,
+                    has,
+                },
+                now,
+                out,
+            );
+            return;
+        }
+        let Some(&wid) = self.worker_by_route.get(route) else {
+            if !matches!(msg, FromWorker::Goodbye { .. }) {
+                out.to_workers
+                    .push((route.to_vec(), ToWorker::PleaseRegister));
+            }
+            return;
+        };
+        if let Some(w) = self.workers.get_mut(&wid) {
+            w.last_seen = now;
+        }
+        match msg {
+            FromWorker::Register { .. } | FromWorker::Heartbeat { .. } => {}
+            FromWorker::Report {
+                done,
+                failed,
+                acquired,
+            } => {
+                for info in acquired {
+                    self.on_acquired(wid, info, out);
+                }
+                for d in done {
+                    self.on_task_done(wid, d, out);
+                }
+                for f in failed {
+                    self.on_task_failed(wid, f, out);
+                }
+                self.schedule(out);
+            }
+            FromWorker::Data {
+                request,
+                items,
+                missing,
+            } => self.on_data(wid, request, items, missing, out),
+            FromWorker::Goodbye { .. } => {
+                log::info!("worker {} said goodbye", self.worker_address(wid));
+                self.remove_worker(wid, out);
+            }
+        }
+    }
+
+    fn worker_address(&self, wid: WorkerId) -> String {
+        self.workers
+            .get(&wid)
+            .map(|w| w.address.clone())
+            .unwrap_or_else(|| format!("#{wid}"))
+    }
+
+    fn on_register(&mut self, route: &[u8], reg: Registration, now: Instant, out: &mut Outbox) {
+        if reg.protocol != PROTOCOL_VERSION {
+            log::warn!(
+                "refusing worker {}: protocol {} (scheduler speaks {PROTOCOL_VERSION})",
+                reg.address,
+                reg.protocol
+            );
+            out.to_workers.push((
+                route.to_vec(),
+                ToWorker::Rejected {
+                    message: format!(
+                        "worker speaks protocol {}, scheduler speaks {PROTOCOL_VERSION}; \
+                         run the same zask version on both",
+                        reg.protocol
+                    ),
+                },
+            ));
+            return;
+        }
+        // The same process registering again (reconnected): just update its route.
+        let existing = self
+            .workers
+            .values()
+            .find(|w| w.worker_id == reg.worker_id)
+            .map(|w| w.id);
+        if let Some(wid) = existing {
+            let old_route = self.workers.get(&wid).map(|w| w.route.clone());
+            if let Some(old) = old_route {
+                self.worker_by_route.remove(&old);
+            }
+            self.worker_by_route.insert(route.to_vec(), wid);
+            if let Some(w) = self.workers.get_mut(&wid) {
+                w.route = route.to_vec();
+                w.last_seen = now;
+            }
+            out.to_workers.push((
+                route.to_vec(),
+                ToWorker::Welcome {
+                    protocol: PROTOCOL_VERSION,
+                    scheduler_id: self.id.clone(),
+                },
+            ));
+            return;
+        }
+        // A new process at an address we know: the old one is gone.
+        let stale: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| w.address == reg.address || w.route == route)
+            .map(|w| w.id)
+            .collect();
+        for wid in stale {
+            log::info!("worker at {} restarted; forgetting its old self", reg.address);
+            self.remove_worker(wid, out);
+        }
+        let wid = self.next_worker;
+        self.next_worker += 1;
+        for f in &reg.functions {
+            *self.function_counts.entry(f.clone()).or_insert(0) += 1;
+        }
+        log::info!(
+            "worker {} registered (pid {}, {} threads, {} functions, {} keys held)",
+            reg.address,
+            reg.pid,
+            reg.nthreads,
+            reg.functions.len(),
+            reg.has.len()
+        );
+        self.workers.insert(
+            wid,
+            Worker {
+                id: wid,
+                route: route.to_vec(),
+                worker_id: reg.worker_id,
+                address: reg.address,
+                pid: reg.pid,
+                nthreads: reg.nthreads.max(1),
+                functions: reg.functions.into_iter().collect(),
+                last_seen: now,
+                processing: HashSet::new(),
+                has: HashSet::new(),
+                nbytes: 0,
+            },
+        );
+        self.worker_by_route.insert(route.to_vec(), wid);
+        out.to_workers.push((
+            route.to_vec(),
+            ToWorker::Welcome {
+                protocol: PROTOCOL_VERSION,
+                scheduler_id: self.id.clone(),
+            },
+        ));
+        for info in reg.has {
+            self.on_acquired(wid, info, out);
+        }
+        self.unpark(now, out);
+        self.schedule(out);
+    }
+
+    /// A worker holds `info.key` (fetched from a peer, or held at registration): record it if
+    /// anyone still wants it, otherwise ask the worker to drop it.
+    fn on_acquired(&mut self, wid: WorkerId, info: KeyInfo, out: &mut Outbox) {
+        let Some(&tid) = self.task_ids.get(&info.key) else {
+            self.send_release(wid, info.key, out);
+            return;
+        };
+        let became_memory = match self.tasks.get(&tid).map(|t| &t.status) {
+            Some(TaskStatus::Memory) => false,
+            Some(TaskStatus::Waiting | TaskStatus::Ready) => true,
+            // Processing elsewhere or erred: the held copy is still good data.
+            Some(TaskStatus::Processing(_)) => true,
+            Some(TaskStatus::Erred(_)) | None => {
+                self.send_release(wid, info.key, out);
+                return;
+            }
+        };
+        self.add_holder(tid, wid, info.nbytes);
+        if became_memory {
+            if let Some(TaskStatus::Processing(other)) = self.tasks.get(&tid).map(|t| &t.status)
+            {
+                let other = *other;
+                if let Some(w) = self.workers.get_mut(&other) {
+                    w.processing.remove(&tid);
+                }
+            }
+            self.task_in_memory(tid, None, out);
+        }
+    }
+
+    fn add_holder(&mut self, tid: TaskId, wid: WorkerId, nbytes: u64) {
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
+        };
+        t.nbytes = nbytes;
+        if t.who_has.insert(wid) {
+            if let Some(w) = self.workers.get_mut(&wid) {
+                w.has.insert(tid);
+                w.nbytes += nbytes;
+            }
+        }
+    }
+
+    fn send_release(&mut self, wid: WorkerId, key: String, out: &mut Outbox) {
+        if let Some(w) = self.workers.get(&wid) {
+            out.release.entry(w.route.clone()).or_default().push(key);
+        }
+    }
+
+    fn on_task_done(&mut self, wid: WorkerId, done: TaskDone, out: &mut Outbox) {
+        let Some(&tid) = self.task_ids.get(&done.key) else {
+            // Nobody wants it any more (its computation was cancelled and forgotten).
+            self.send_release(wid, done.key, out);
+            return;
+        };
+        let status = self.tasks.get(&tid).map(|t| t.status.clone());
+        match status {
+            Some(TaskStatus::Processing(w)) => {
+                if let Some(worker) = self.workers.get_mut(&w) {
+                    worker.processing.remove(&tid);
+                }
+                self.add_holder(tid, wid, done.nbytes);
+                let value = done.data.map(|d| d.value);
+                self.task_in_memory(tid, value, out);
+            }
+            Some(TaskStatus::Memory) => {
+                // A second copy (the task ran twice, e.g. after a worker was presumed dead).
+                self.add_holder(tid, wid, done.nbytes);
+            }
+            Some(TaskStatus::Waiting | TaskStatus::Ready) => {
+                self.add_holder(tid, wid, done.nbytes);
+                let value = done.data.map(|d| d.value);
+                self.task_in_memory(tid, value, out);
+            }
+            Some(TaskStatus::Erred(_)) | None => self.send_release(wid, done.key, out),
+        }
+    }
+
+    /// A task's value is now held somewhere: wake its dependents, deliver it to waiting
+    /// computations, and drop its own claims on its dependencies.
+    fn task_in_memory(&mut self, tid: TaskId, value: Option<Value>, out: &mut Outbox) {
+        let (dependents, wanted_by, key) = {
+            let Some(t) = self.tasks.get_mut(&tid) else {
+                return;
+            };
+            t.status = TaskStatus::Memory;
+            (t.dependents.clone(), t.wanted_by.clone(), t.key.clone())
+        };
+        for d in dependents {
+            let Some(dt) = self.tasks.get_mut(&d) else {
+                continue;
+            };
+            if dt.status == TaskStatus::Waiting && dt.deps.contains(&tid) {
+                dt.waiting_on = dt.waiting_on.saturating_sub(1);
+                if dt.waiting_on == 0 {
+                    dt.status = TaskStatus::Ready;
+                    self.ready.push(ReadyEntry {
+                        priority: dt.priority,
+                        task: d,
+                    });
+                }
+            }
+        }
+        if !wanted_by.is_empty() {
+            match value {
+                Some(v) => self.deliver(tid, &key, v, out),
+                None => self.gather(vec![tid], out),
+            }
+        }
+        self.drop_dep_claims(tid, out);
+        self.check_release(tid, out);
+    }
+
+    fn on_task_failed(&mut self, wid: WorkerId, failed: TaskFailed, out: &mut Outbox) {
+        let Some(&tid) = self.task_ids.get(&failed.key) else {
+            return;
+        };
+        if let Some(w) = self.workers.get_mut(&wid) {
+            w.processing.remove(&tid);
+        }
+        if !matches!(
+            self.tasks.get(&tid).map(|t| &t.status),
+            Some(TaskStatus::Processing(_))
+        ) {
+            return;
+        }
+        if failed.kind == "missing_dependency" && self.retry_missing(tid, wid, &failed, out) {
+            return;
+        }
+        let error = ErrorInfo {
+            kind: failed.kind.clone(),
+            message: match &failed.function {
+                Some(f) => format!("task {:?} ({f}) failed: {}", failed.key, failed.message),
+                None => format!("task {:?} failed: {}", failed.key, failed.message),
+            },
+            key: Some(failed.key.clone()),
+            function: failed.function.clone(),
+        };
+        log::debug!("{}", error.message);
+        self.fail_task(tid, error, out);
+    }
+
+    /// A worker could not fetch an input from any holder we named. Forget those copies
+    /// (recomputing the input if no copy is left) and run the task again, a few times at most.
+    /// Returns false when the task should fail instead.
+    fn retry_missing(
+        &mut self,
+        tid: TaskId,
+        wid: WorkerId,
+        failed: &TaskFailed,
+        out: &mut Outbox,
+    ) -> bool {
+        const MAX_FETCH_RETRIES: u32 = 3;
+        let Some(&dep) = failed.missing.as_ref().and_then(|k| self.task_ids.get(k)) else {
+            return false;
+        };
+        match self.tasks.get_mut(&tid) {
+            Some(t) if t.fetch_retries < MAX_FETCH_RETRIES => t.fetch_retries += 1,
+            _ => return false,
+        }
+        let holders: Vec<WorkerId> = self
+            .tasks
+            .get(&dep)
+            .map(|t| t.who_has.iter().copied().filter(|h| *h != wid).collect())
+            .unwrap_or_default();
+        for h in holders {
+            self.remove_holder(dep, h);
+        }
+        let dep_lost = self.tasks.get(&dep).is_some_and(|t| t.who_has.is_empty());
+        if dep_lost {
+            self.recompute_lost(dep, out);
+        }
+        let dep_ready = self
+            .tasks
+            .get(&dep)
+            .is_some_and(|t| t.status == TaskStatus::Memory);
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return true;
+        };
+        if dep_ready {
+            t.status = TaskStatus::Ready;
+            self.ready.push(ReadyEntry {
+                priority: t.priority,
+                task: tid,
+            });
+        } else {
+            t.status = TaskStatus::Waiting;
+            t.waiting_on += 1;
+        }
+        true
+    }
+
+    /// Records that worker `wid` no longer holds `tid`.
+    fn remove_holder(&mut self, tid: TaskId, wid: WorkerId) {
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
+        };
+        if t.who_has.remove(&wid) {
+            if let Some(w) = self.workers.get_mut(&wid) {
+                w.has.remove(&tid);
+                w.nbytes = w.nbytes.saturating_sub(t.nbytes);
+            }
+        }
+    }
+
+    /// Marks `tid` and everything depending on it as failed, and fails every computation that
+    /// wants one of them.
+    fn fail_task(&mut self, tid: TaskId, error: ErrorInfo, out: &mut Outbox) {
+        let mut stack = vec![(tid, error.clone())];
+        let mut failed_graphs: Vec<GraphId> = Vec::new();
+        while let Some((id, err)) = stack.pop() {
+            let Some(t) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            if matches!(t.status, TaskStatus::Memory | TaskStatus::Erred(_)) {
+                continue;
+            }
+            if let TaskStatus::Processing(w) = t.status {
+                if let Some(w) = self.workers.get_mut(&w) {
+                    w.processing.remove(&id);
+                }
+            }
+            t.status = TaskStatus::Erred(err);
+            failed_graphs.extend(t.wanted_by.iter().copied());
+            let dependents = t.dependents.clone();
+            for d in dependents {
+                let dep_err = ErrorInfo {
+                    kind: "dependency_failed".to_string(),
+                    message: error.message.clone(),
+                    key: error.key.clone(),
+                    function: error.function.clone(),
+                };
+                stack.push((d, dep_err));
+            }
+        }
+        for g in failed_graphs {
+            self.fail_graph(g, error.clone(), out);
+        }
+        self.drop_dep_claims(tid, out);
+        self.check_release(tid, out);
+    }
+
+    /// Ends computation `g` with `error` and lets go of everything it wanted.
+    fn fail_graph(&mut self, g: GraphId, error: ErrorInfo, out: &mut Outbox) {
+        let Some(graph) = self.graphs.remove(&g) else {
+            return;
+        };
+        out.to_clients.push((
+            graph.client.clone(),
+            ToClient::Error {
+                request: graph.request,
+                error,
+            },
+        ));
+        self.drop_graph_claims(g, &graph.outputs, false, out);
+    }
+
+    fn drop_graph_claims(&mut self, g: GraphId, outputs: &[TaskId], keep: bool, out: &mut Outbox) {
+        for &tid in outputs {
+            if let Some(t) = self.tasks.get_mut(&tid) {
+                t.wanted_by.retain(|x| *x != g);
+                t.waiters = t.waiters.saturating_sub(1);
+                if keep && t.status == TaskStatus::Memory {
+                    t.kept = true;
+                }
+            }
+            self.check_release(tid, out);
+        }
+    }
+
+    /// Drops `tid`'s claims on its dependencies (once): it has its value, or never will.
+    fn drop_dep_claims(&mut self, tid: TaskId, out: &mut Outbox) {
+        let deps = match self.tasks.get_mut(&tid) {
+            Some(t) if !t.deps_done => {
+                t.deps_done = true;
+                t.deps.clone()
+            }
+            _ => return,
+        };
+        for d in deps {
+            if let Some(dt) = self.tasks.get_mut(&d) {
+                dt.waiters = dt.waiters.saturating_sub(1);
+            }
+            self.check_release(d, out);
+        }
+    }
+
+    /// Forgets `tid` if nothing needs it any more, releasing its data from workers.
+    fn check_release(&mut self, tid: TaskId, out: &mut Outbox) {
+        let Some(t) = self.tasks.get(&tid) else {
+            return;
+        };
+        if t.waiters > 0 || t.kept {
+            return;
+        }
+        match &t.status {
+            // It will come back; it is released when it does.
+            TaskStatus::Processing(_) => return,
+            TaskStatus::Waiting | TaskStatus::Ready | TaskStatus::Erred(_) => {
+                self.drop_dep_claims(tid, out);
+            }
+            TaskStatus::Memory => {}
+        }
+        self.forget(tid, out);
+    }
+
+    /// Removes `tid` from the scheduler and its data from every holder.
+    fn forget(&mut self, tid: TaskId, out: &mut Outbox) {
+        let Some(t) = self.tasks.remove(&tid) else {
+            return;
+        };
+        self.task_ids.remove(&t.key);
+        for w in &t.who_has {
+            if let Some(worker) = self.workers.get_mut(w) {
+                worker.has.remove(&tid);
+                worker.nbytes = worker.nbytes.saturating_sub(t.nbytes);
+                out.release
+                    .entry(worker.route.clone())
+                    .or_default()
+                    .push(t.key.clone());
+            }
+        }
+    }
+
+    /// Removes a worker (gone, dead or replaced): its running tasks go back to the queue, and
+    /// keys only it held are recomputed from their lineage when still needed.
+    fn remove_worker(&mut self, wid: WorkerId, out: &mut Outbox) {
+        let Some(w) = self.workers.remove(&wid) else {
+            return;
+        };
+        self.worker_by_route.remove(&w.route);
+        for f in &w.functions {
+            if let Some(c) = self.function_counts.get_mut(f) {
+                *c -= 1;
+                if *c == 0 {
+                    self.function_counts.remove(f);
+                }
+            }
+        }
+        for tid in w.processing {
+            if let Some(t) = self.tasks.get_mut(&tid) {
+                if t.status == TaskStatus::Processing(wid) {
+                    t.status = TaskStatus::Ready;
+                    self.ready.push(ReadyEntry {
+                        priority: t.priority,
+                        task: tid,
+                    });
+                }
+            }
+        }
+        let mut lost = Vec::new();
+        for tid in w.has {
+            if let Some(t) = self.tasks.get_mut(&tid) {
+                t.who_has.remove(&wid);
+                if t.who_has.is_empty() && t.status == TaskStatus::Memory {
+                    lost.push(tid);
+                }
+            }
+        }
+        for tid in lost {
+            self.recompute_lost(tid, out);
+        }
+        // Gathers the worker will never answer: ask another holder.
+        let pending: Vec<u64> = self
+            .gathers
+            .iter()
+            .filter(|(_, g)| g.worker == wid)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in pending {
+            if let Some(g) = self.gathers.remove(&id) {
+                self.gather(g.keys, out);
+            }
+        }
+        self.schedule(out);
+    }
+
+    /// `tid`'s only copy is gone. If something still needs it and its lineage is known, it is
+    /// computed again (its own lost inputs first); otherwise whoever waits gets an error.
+    fn recompute_lost(&mut self, tid: TaskId, out: &mut Outbox) {
+        let Some(t) = self.tasks.get(&tid) else {
+            return;
+        };
+        if t.waiters == 0 && !t.kept {
+            self.forget(tid, out);
+            return;
+        }
+        let Some(_) = &t.node else {
+            let error = ErrorInfo::new(
+                "lost",
+                format!(
+                    "key {:?} was lost with the worker holding it and cannot be recomputed \
+                     (it was not computed from a graph); scatter it again",
+                    t.key
+                ),
+            )
+            .with_key(&t.key);
+            self.fail_lost(tid, error, out);
+            return;
+        };
+        let deps = t.deps.clone();
+        let mut missing = 0;
+        for d in &deps {
+            let Some(dt) = self.tasks.get(d) else {
+                // Released because nothing needed it after this task ran: cannot happen while
+                // this task's claim is dropped... unless it was. Then it is gone for good.
+                let key = self.tasks.get(&tid).map(|t| t.key.clone()).unwrap_or_default();
+                let error = ErrorInfo::new(
+                    "lost",
+                    format!("key {key:?} was lost and its inputs were already released"),
+                )
+                .with_key(&key);
+                self.fail_lost(tid, error, out);
+                return;
+            };
+            if dt.status != TaskStatus::Memory {
+                missing += 1;
+            }
+        }
+        // Reclaim the inputs again: this task needs them once more.
+        if let Some(t) = self.tasks.get_mut(&tid) {
+            if t.deps_done {
+                t.deps_done = false;
+                for d in &deps {
+                    if let Some(dt) = self.tasks.get_mut(d) {
+                        dt.waiters += 1;
+                    }
+                }
+            }
+        }
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
+        };
+        t.waiting_on = missing;
+        if missing == 0 {
+            t.status = TaskStatus::Ready;
+            self.ready.push(ReadyEntry {
+                priority: t.priority,
+                task: tid,
+            });
+        } else {
+            t.status = TaskStatus::Waiting;
+        }
+    }
+
+    fn fail_lost(&mut self, tid: TaskId, error: ErrorInfo, out: &mut Outbox) {
+        if let Some(t) = self.tasks.get_mut(&tid) {
+            t.status = TaskStatus::Waiting;
+            t.kept = false;
+        }
+        self.fail_task(tid, error, out);
+    }
+
+    /// Periodic work: declare silent workers dead and expire computations waiting for workers.
+    pub fn on_tick(&mut self, now: Instant, out: &mut Outbox) {
+        let timeout = self.config.heartbeat_timeout;
+        let dead: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| now.saturating_duration_since(w.last_seen) > timeout)
+            .map(|w| w.id)
+            .collect();
+        for wid in dead {
+            log::warn!(
+                "worker {} silent for over {:?}; removing it",
+                self.worker_address(wid),
+                timeout
+            );
+            self.remove_worker(wid, out);
+        }
+        let (expired, kept): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|p| now >= p.deadline);
+        self.parked = kept;
+        for p in expired {
+            out.to_clients.push((
+                p.client,
+                ToClient::Error {
+                    request: p.request,
+                    error: ErrorInfo::new(
+                        "no_workers",
+                        format!(
+                            "no worker registered within {:?}; start zask-worker pointing at \
+                             the scheduler's address_to_workers",
+                            self.config.no_workers_timeout
+                        ),
+                    ),
+                },
+            ));
+        }
+    }
+
+    /// The worker sending on `route` is alive (any message counts).
+    pub fn on_worker_seen(&mut self, route: &[u8], now: Instant) {
+        if let Some(w) = self.worker_by_route.get(route).and_then(|id| self.workers.get_mut(id)) {
+            w.last_seen = now;
+        }
+    }
+
+    /// The scheduler is shutting down: tell every worker and every waiting client.
+    pub fn on_close(&mut self, out: &mut Outbox) {
+        for w in self.workers.values() {
+            out.to_workers.push((w.route.clone(), ToWorker::Closing));
+        }
+        for (_, g) in self.graphs.drain() {
+            out.to_clients.push((
+                g.client,
+                ToClient::Error {
+                    request: g.request,
+                    error: ErrorInfo::new("shutting_down", "the scheduler is shutting down"),
+                },
+            ));
+        }
+        for p in self.parked.drain(..) {
+            out.to_clients.push((
+                p.client,
+                ToClient::Error {
+                    request: p.request,
+                    error: ErrorInfo::new("shutting_down", "the scheduler is shutting down"),
+                },
+            ));
+        }
+    }
+
+    // ----- clients -------------------------------------------------------------------------
+
+    /// A client asks for `keys` of `graph` (already parsed).
+    pub fn on_get(
+        &mut self,
+        client: &[u8],
+        request: u64,
+        graph: Graph,
+        keys: Keys,
+        keep_results: bool,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        if self.workers.is_empty() {
+            log::info!("no workers yet; request {request} waits for one");
+            self.parked.push(Parked {
+                client: client.to_vec(),
+                request,
+                graph,
+                keys,
+                keep_results,
+                deadline: now + self.config.no_workers_timeout,
+            });
+            return;
+        }
+        match self.submit(client, request, &graph, &keys, keep_results, out) {
+            Ok(()) => self.schedule(out),
+            Err(error) => out
+                .to_clients
+                .push((client.to_vec(), ToClient::Error { request, error })),
+        }
+    }
+
+    fn unpark(&mut self, now: Instant, out: &mut Outbox) {
+        for p in std::mem::take(&mut self.parked) {
+            self.on_get(
+                &p.client,
+                p.request,
+                p.graph,
+                p.keys,
+                p.keep_results,
+                now,
+                out,
+            );
+        }
+    }
+
+    /// A client went away: cancel what only it wanted.
+    pub fn on_client_gone(&mut self, client: &[u8], out: &mut Outbox) {
+        let mine: Vec<GraphId> = self
+            .graphs
+            .iter()
+            .filter(|(_, g)| g.client == client)
+            .map(|(id, _)| *id)
+            .collect();
+        for g in mine {
+            if let Some(graph) = self.graphs.remove(&g) {
+                self.drop_graph_claims(g, &graph.outputs, false, out);
+            }
+        }
+        self.parked.retain(|p| p.client != client);
+    }
+
+    /// Validates a computation and adds its tasks; nothing changes if it is invalid.
+    fn submit(
+        &mut self,
+        client: &[u8],
+        request: u64,
+        graph: &Graph,
+        keys: &Keys,
+        keep_results: bool,
+        out: &mut Outbox,
+    ) -> Result<(), Invalid> {
+        let outputs = keys.flatten();
+        let order = self.plan(graph, &outputs)?;
+        let g = self.next_graph;
+        self.next_graph += 1;
+        // Create the new tasks, dependencies first.
+        for (position, key) in order.iter().enumerate() {
+            let Some(node) = graph.get(key) else {
+                continue;
+            };
+            let mut functions = Vec::new();
+            node.for_each_function(&mut |f| {
+                if !functions.iter().any(|x: &String| x == f) {
+                    functions.push(f.to_string());
+                }
+            });
+            let mut deps = Vec::new();
+            let mut waiting_on = 0;
+            for dep_key in node.dependencies() {
+                let Some(&dep) = self.task_ids.get(&dep_key) else {
+                    continue;
+                };
+                let Some(dt) = self.tasks.get_mut(&dep) else {
+                    continue;
+                };
+                dt.waiters += 1;
+                dt.dependents.push(self.next_task);
+                if dt.status != TaskStatus::Memory {
+                    waiting_on += 1;
+                }
+                deps.push(dep);
+            }
+            let tid = self.next_task;
+            self.next_task += 1;
+            let priority = (g, position as u64);
+            let status = if waiting_on == 0 {
+                self.ready.push(ReadyEntry { priority, task: tid });
+                TaskStatus::Ready
+            } else {
+                TaskStatus::Waiting
+            };
+            self.task_ids.insert(key.clone(), tid);
+            self.tasks.insert(
+                tid,
+                TaskState {
+                    key: key.clone(),
+                    node: Some(Arc::new(node.clone())),
+                    status,
+                    deps,
+                    dependents: Vec::new(),
+                    waiting_on,
+                    waiters: 0,
+                    deps_done: false,
+                    kept: false,
+                    wanted_by: Vec::new(),
+                    who_has: HashSet::new(),
+                    nbytes: 0,
+                    functions,
+                    priority,
+                    fetch_retries: 0,
+                },
+            );
+        }
+        let mut output_ids = Vec::with_capacity(outputs.len());
+        let mut to_gather = Vec::new();
+        for key in &outputs {
+            let Some(&tid) = self.task_ids.get(key) else {
+                continue;
+            };
+            if let Some(t) = self.tasks.get_mut(&tid) {
+                t.waiters += 1;
+                t.wanted_by.push(g);
+                if t.status == TaskStatus::Memory {
+                    to_gather.push(tid);
+                }
+            }
+            output_ids.push(tid);
+        }
+        self.graphs.insert(
+            g,
+            GraphState {
+                client: client.to_vec(),
+                request,
+                outputs: output_ids,
+                values: HashMap::new(),
+                keep_results,
+            },
+        );
+        if outputs.is_empty() {
+            self.complete_graph(g, out);
+        } else if !to_gather.is_empty() {
+            self.gather(to_gather, out);
+        }
+        Ok(())
+    }
+
+    /// Checks a submitted graph against what exists, and returns the keys to create, each
+    /// after its dependencies (post-order of a depth-first walk from the outputs). Keys the
+    /// scheduler already knows are reused, so the walk stops at them.
+    fn plan(&self, graph: &Graph, outputs: &[String]) -> Result<Vec<String>, Invalid> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            Visiting,
+            Done,
+        }
+        let mut marks: HashMap<&str, Mark> = HashMap::new();
+        let mut order: Vec<String> = Vec::new();
+        for out_key in outputs {
+            if let Some(err) = self.existing_problem(out_key) {
+                return Err(err);
+            }
+            if self.task_ids.contains_key(out_key.as_str()) {
+                continue;
+            }
+            let Some((root_key, _)) = graph.nodes.get_key_value(out_key.as_str()) else {
+                return Err(ErrorInfo::new(
+                    "missing_key",
+                    format!(
+                        "requested key {out_key:?} is neither in the graph nor held by a worker"
+                    ),
+                )
+                .with_key(out_key));
+            };
+            // Iterative DFS: (key, its dependencies, next dependency index).
+            let mut stack: Vec<(&str, Vec<&str>, usize)> = Vec::new();
+            if marks.get(root_key.as_str()) == Some(&Mark::Done) {
+                continue;
+            }
+            marks.insert(root_key, Mark::Visiting);
+            stack.push((root_key, self.deps_of(graph, root_key)?, 0));
+            while let Some((key, deps, next)) = stack.last_mut() {
+                let key: &str = key;
+                if *next == deps.len() {
+                    marks.insert(key, Mark::Done);
+                    order.push(key.to_string());
+                    stack.pop();
+                    continue;
+                }
+                let dep = deps[*next];
+                *next += 1;
+                if let Some(err) = self.existing_problem(dep) {
+                    return Err(err);
+                }
+                if self.task_ids.contains_key(dep) {
+                    continue;
+                }
+                match marks.get(dep) {
+                    Some(Mark::Done) => continue,
+                    Some(Mark::Visiting) => {
+                        let start = stack.iter().position(|(k, _, _)| *k == dep).unwrap_or(0);
+                        let mut cycle: Vec<&str> = stack[start..].iter().map(|(k, _, _)| *k).collect();
+                        cycle.push(dep);
+                        return Err(ErrorInfo::new(
+                            "cycle",
+                            format!("the graph has a cycle: {}", cycle.join(" -> ")),
+                        )
+                        .with_key(dep));
+                    }
+                    None => {}
+                }
+                let Some((dep_key, _)) = graph.nodes.get_key_value(dep) else {
+                    return Err(ErrorInfo::new(
+                        "missing_key",
+                        format!(
+                            "key {key:?} refers to {dep:?}, which is neither in the graph nor \
+                             held by a worker"
+                        ),
+                    )
+                    .with_key(key));
+                };
+                marks.insert(dep_key, Mark::Visiting);
+                let dep_deps = self.deps_of(graph, dep_key)?;
+                stack.push((dep_key, dep_deps, 0));
+            }
+        }
+        Ok(order)
+    }
+
+    /// The distinct dependencies of `key`, after checking its functions exist somewhere.
+    fn deps_of<'g>(&self, graph: &'g Graph, key: &str) -> Result<Vec<&'g str>, Invalid> {
+        let Some(node) = graph.get(key) else {
+            return Ok(Vec::new());
+        };
+        let mut unknown = None;
+        node.for_each_function(&mut |f| {
+            if unknown.is_none() && !self.function_counts.contains_key(f) {
+                unknown = Some(f.to_string());
+            }
+        });
+        if let Some(f) = unknown {
+            return Err(ErrorInfo {
+                kind: "unknown_function".to_string(),
+                message: format!(
+                    "key {key:?} calls {f:?}, which no registered worker offers; \
+                     register it on a worker (see docs/functions.md)"
+                ),
+                key: Some(key.to_string()),
+                function: Some(f),
+            });
+        }
+        let mut deps: Vec<&'g str> = Vec::new();
+        node.for_each_ref(&mut |k| {
+            if !deps.contains(&k) {
+                deps.push(k);
+            }
+        });
+        Ok(deps)
+    }
+
+    /// An existing key that a new computation would depend on but that has failed.
+    fn existing_problem(&self, key: &str) -> Option<ErrorInfo> {
+        let t = self.tasks.get(self.task_ids.get(key)?)?;
+        match &t.status {
+            TaskStatus::Erred(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// Hands `value` of output `tid` to every computation waiting for it.
+    fn deliver(&mut self, tid: TaskId, key: &str, value: Value, out: &mut Outbox) {
+        let wanted_by = match self.tasks.get(&tid) {
+            Some(t) => t.wanted_by.clone(),
+            None => return,
+        };
+        let mut complete = Vec::new();
+        for g in wanted_by {
+            if let Some(graph) = self.graphs.get_mut(&g) {
+                if !graph.values.contains_key(key) {
+                    graph.values.insert(key.to_string(), value.clone());
+                    if graph.values.len() == graph.outputs.len() {
+                        complete.push(g);
+                    }
+                }
+            }
+        }
+        for g in complete {
+            self.complete_graph(g, out);
+        }
+    }
+
+    fn complete_graph(&mut self, g: GraphId, out: &mut Outbox) {
+        let Some(graph) = self.graphs.remove(&g) else {
+            return;
+        };
+        let items = graph
+            .values
+            .into_iter()
+            .map(|(key, value)| KeyData {
+                key,
+                data: zask_core::protocol::Data {
+                    value,
+                    frame: None,
+                    raw: false,
+                },
+            })
+            .collect();
+        out.to_clients.push((
+            graph.client,
+            ToClient::Result {
+                request: graph.request,
+                items,
+            },
+        ));
+        self.drop_graph_claims(g, &graph.outputs, graph.keep_results, out);
+    }
+
+    /// Asks holders for the values of `tids` (outputs already in memory), grouped by holder.
+    fn gather(&mut self, tids: Vec<TaskId>, out: &mut Outbox) {
+        let mut by_worker: HashMap<WorkerId, Vec<TaskId>> = HashMap::new();
+        for tid in tids {
+            let Some(t) = self.tasks.get(&tid) else {
+                continue;
+            };
+            // Prefer the least loaded holder.
+            let holder = t
+                .who_has
+                .iter()
+                .filter_map(|w| self.workers.get(w))
+                .min_by_key(|w| (w.processing.len(), w.id))
+                .map(|w| w.id);
+            match holder {
+                Some(w) => by_worker.entry(w).or_default().push(tid),
+                None => self.recompute_lost(tid, out),
+            }
+        }
+        for (wid, keys) in by_worker {
+            let Some(w) = self.workers.get(&wid) else {
+                continue;
+            };
+            let request = self.next_gather;
+            self.next_gather += 1;
+            let names = keys
+                .iter()
+                .filter_map(|t| self.tasks.get(t).map(|t| t.key.clone()))
+                .collect();
+            out.to_workers.push((
+                w.route.clone(),
+                ToWorker::GetData {
+                    request,
+                    keys: names,
+                },
+            ));
+            self.gathers.insert(request, Gather { worker: wid, keys });
+        }
+    }
+
+    fn on_data(
+        &mut self,
+        wid: WorkerId,
+        request: u64,
+        items: Vec<KeyData>,
+        missing: Vec<String>,
+        out: &mut Outbox,
+    ) {
+        if self.gathers.remove(&request).is_none() {
+            return;
+        }
+        for item in items {
+            if let Some(&tid) = self.task_ids.get(&item.key) {
+                self.deliver(tid, &item.key, item.data.value, out);
+            }
+        }
+        // The worker no longer has these: forget that copy and ask elsewhere (or recompute).
+        let mut retry = Vec::new();
+        for key in missing {
+            let Some(&tid) = self.task_ids.get(&key) else {
+                continue;
+            };
+            self.remove_holder(tid, wid);
+            if self.tasks.get(&tid).is_some_and(|t| t.who_has.is_empty()) {
+                self.recompute_lost(tid, out);
+            } else {
+                retry.push(tid);
+            }
+        }
+        if !retry.is_empty() {
+            self.gather(retry, out);
+        }
+        self.schedule(out);
+    }
+
+    // ----- assignment ----------------------------------------------------------------------
+
+    /// Assigns ready tasks to workers with free slots, in priority order.
+    fn schedule(&mut self, out: &mut Outbox) {
+        if self.ready.is_empty() || self.workers.is_empty() {
+            return;
+        }
+        let mut deferred = Vec::new();
+        while let Some(entry) = self.ready.pop() {
+            let valid = self
+                .tasks
+                .get(&entry.task)
+                .is_some_and(|t| t.status == TaskStatus::Ready);
+            if !valid {
+                continue;
+            }
+            match self.pick_worker(entry.task) {
+                Pick::Worker(wid) => self.assign(entry.task, wid, out),
+                Pick::Busy => {
+                    deferred.push(entry);
+                    // Every worker is full: stop here.
+                    if !self.any_free_slot() {
+                        break;
+                    }
+                    if deferred.len() > 1024 {
+                        break;
+                    }
+                }
+                Pick::Nobody(f) => {
+                    let key = self.tasks.get(&entry.task).map(|t| t.key.clone()).unwrap_or_default();
+                    let error = ErrorInfo {
+                        kind: "unknown_function".to_string(),
+                        message: format!(
+                            "key {key:?} calls {f:?}, which no registered worker offers any more"
+                        ),
+                        key: Some(key),
+                        function: Some(f),
+                    };
+                    if let Some(t) = self.tasks.get_mut(&entry.task) {
+                        t.status = TaskStatus::Waiting;
+                    }
+                    self.fail_task(entry.task, error, out);
+                }
+            }
+        }
+        for entry in deferred {
+            self.ready.push(entry);
+        }
+    }
+
+    fn any_free_slot(&self) -> bool {
+        self.workers.values().any(|w| self.has_slot(w))
+    }
+
+    fn has_slot(&self, w: &Worker) -> bool {
+        w.processing.len() < (w.nthreads * self.config.saturation.max(1)) as usize
+    }
+
+    fn pick_worker(&self, tid: TaskId) -> Pick {
+        let Some(t) = self.tasks.get(&tid) else {
+            return Pick::Busy;
+        };
+        if let Some(f) = t
+            .functions
+            .iter()
+            .find(|f| !self.function_counts.contains_key(f.as_str()))
+        {
+            return Pick::Nobody(f.clone());
+        }
+        let capable = |w: &&Worker| t.functions.iter().all(|f| w.functions.contains(f));
+        // Bytes of this task's inputs that each holder already has.
+        let mut local: HashMap<WorkerId, u64> = HashMap::new();
+        for d in &t.deps {
+            if let Some(dt) = self.tasks.get(d) {
+                for w in &dt.who_has {
+                    *local.entry(*w).or_insert(0) += dt.nbytes.max(1);
+                }
+            }
+        }
+        let best = self
+            .workers
+            .values()
+            .filter(|w| self.has_slot(w))
+            .filter(capable)
+            .max_by(|a, b| {
+                let la = local.get(&a.id).copied().unwrap_or(0);
+                let lb = local.get(&b.id).copied().unwrap_or(0);
+                la.cmp(&lb)
+                    .then_with(|| {
+                        // Less loaded first: compare processing/nthreads without division.
+                        let load_a = a.processing.len() as u64 * b.nthreads as u64;
+                        let load_b = b.processing.len() as u64 * a.nthreads as u64;
+                        load_b.cmp(&load_a)
+                    })
+                    .then(b.id.cmp(&a.id))
+            });
+        match best {
+            Some(w) => Pick::Worker(w.id),
+            None => Pick::Busy,
+        }
+    }
+
+    fn assign(&mut self, tid: TaskId, wid: WorkerId, out: &mut Outbox) {
+        let Some(w) = self.workers.get_mut(&wid) else {
+            return;
+        };
+        w.processing.insert(tid);
+        let route = w.route.clone();
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
+        };
+        t.status = TaskStatus::Processing(wid);
+        let node = t.node.as_ref().map(|n| n.to_value()).unwrap_or(Value::Nil);
+        let send_value = !t.wanted_by.is_empty();
+        let key = t.key.clone();
+        let deps = t.deps.clone();
+        let mut who_has = Vec::new();
+        for d in deps {
+            let Some(dt) = self.tasks.get(&d) else {
+                continue;
+            };
+            if dt.who_has.contains(&wid) {
+                continue;
+            }
+            let addresses: Vec<String> = dt
+                .who_has
+                .iter()
+                .filter_map(|h| self.workers.get(h).map(|w| w.address.clone()))
+                .collect();
+            who_has.push((dt.key.clone(), addresses));
+        }
+        out.compute.entry(route).or_default().push(ComputeTask {
+            key,
+            node,
+            who_has,
+            send_value,
+        });
+    }
+}
+
+enum Pick {
+    Worker(WorkerId),
+    /// Workers that could run it are all full.
+    Busy,
+    /// No registered worker offers this function any more.
+    Nobody(String),
+}
+
+/// The fields of a `register` message.
+struct Registration {
+    protocol: u32,
+    worker_id: String,
+    address: String,
+    pid: u32,
+    nthreads: u32,
+    functions: Vec<String>,
+    has: Vec<KeyInfo>,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,94 @@
+//! The `zask-worker` command line, shared by the stock binary and custom worker binaries.
+//!
+//! A custom worker is a `main` that builds a [`Registry`] and hands it here:
+//!
+//! ```no_run
+//! use zask_worker::Registry;
+//! fn main() {
+//!     let mut registry = Registry::with_stdlib();
+//!     registry.register("double", |x: i64| x * 2);
+//!     zask_worker::cli::main_with(registry);
+//! }
+//! ```
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::registry::Registry;
+use crate::server::{Worker, WorkerOptions};
+use crate::store::StoreKind;
+
+/// Run a zask worker: register with the scheduler, run tasks, serve results to peers.
+///
+/// Logs to stderr (RUST_LOG=debug for more, RUST_LOG=warn for less). Ctrl-C or SIGTERM stops
+/// it cleanly, telling the scheduler. The worker may start before the scheduler: it registers
+/// once the scheduler is up, and again whenever the scheduler restarts.
+#[derive(Parser, Debug)]
+#[command(name = "zask-worker", version)]
+pub struct Args {
+    /// The scheduler's address_to_workers, e.g. tcp://10.0.0.5:8786.
+    #[arg(env = "ZASK_SCHEDULER_WORKERS")]
+    pub scheduler_address: String,
+    /// Interface to bind for peers, and host name to advertise to them. Default: all
+    /// interfaces, advertised as this machine's host name.
+    #[arg(long, env = "ZASK_WORKER_HOST", default_value = "")]
+    pub host: String,
+    /// Port peers fetch data from (0: the OS chooses).
+    #[arg(long, env = "ZASK_WORKER_PORT", default_value_t = 0)]
+    pub port_to_workers: u16,
+    /// Tasks run at once (default: the number of cores).
+    #[arg(long, env = "ZASK_NTHREADS")]
+    pub nthreads: Option<u32>,
+    /// Where results are kept: `memory`, or `sled:DIR` (on disk, kept across restarts).
+    #[arg(long, env = "ZASK_STORE", default_value = "memory")]
+    pub store: StoreKind,
+    /// Seconds between heartbeats to the scheduler.
+    #[arg(long, env = "ZASK_HEARTBEAT_INTERVAL", default_value_t = 0.5)]
+    pub heartbeat_interval: f64,
+    /// Seconds a peer may take to answer a fetch before the next holder is tried.
+    #[arg(long, env = "ZASK_FETCH_TIMEOUT", default_value_t = 10.0)]
+    pub fetch_timeout: f64,
+}
+
+fn seconds(s: f64, flag: &str) -> Duration {
+    match Duration::try_from_secs_f64(s) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            eprintln!("zask-worker: --{flag} takes a positive number of seconds, got {s}");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// Parses the command line and runs a worker offering `registry`'s functions until Ctrl-C,
+/// SIGTERM, or the scheduler refusing it. Exits the process with a message on error.
+pub fn main_with(registry: Registry) {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let mut options = WorkerOptions::new(&args.scheduler_address);
+    options.host = args.host;
+    options.port_to_workers = args.port_to_workers;
+    if let Some(n) = args.nthreads {
+        options.nthreads = n.max(1);
+    }
+    options.store = args.store;
+    options.registry = registry;
+    options.heartbeat_interval = seconds(args.heartbeat_interval, "heartbeat-interval");
+    options.fetch_timeout = seconds(args.fetch_timeout, "fetch-timeout");
+    let worker = match Worker::start(options) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("zask-worker: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("worker_address: {}", worker.address());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let stop = worker.stopper();
+    if let Err(e) = ctrlc::set_handler(move || stop()) {
+        log::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+    worker.wait();
+}

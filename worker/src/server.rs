@@ -1,0 +1,977 @@
+//! [`Worker`]: a zask worker process's event loop.
+//!
+//! One thread owns every socket: a DEALER to the scheduler, a ROUTER that serves values to
+//! peers, cached DEALERs to peers (one per peer address) for fetching inputs, and a wake-up
+//! socket. Tasks run on `nthreads` executor threads; each finished task wakes the loop, which
+//! stores the result and reports a batch of finished tasks in one `report` message.
+//!
+//! A task arrives with, for each input it may not hold, the peers holding it. The loop fetches
+//! missing inputs from peers (many at once, never blocking: replies are just more events),
+//! tries the next holder when one fails or times out, and waits for inputs that a queued task
+//! on this same worker will compute. A task runs once all its inputs are local.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use zask_core::frames;
+use zask_core::graph::Node;
+use zask_core::protocol::{
+    ComputeTask, Data, FromWorker, KeyData, KeyInfo, PeerReply, PeerRequest, TaskDone,
+    TaskFailed, ToWorker, PROTOCOL_VERSION,
+};
+use zask_core::{net, Value};
+
+use crate::error::Error;
+use crate::eval::{evaluate, EvalError};
+use crate::registry::Registry;
+use crate::store::{Store, StoreKind};
+
+/// How a worker is started.
+pub struct WorkerOptions {
+    /// The scheduler's `address_to_workers`, e.g. `tcp://127.0.0.1:8786`.
+    pub scheduler_address: String,
+    /// Interface to bind for peers and host name to advertise (empty: all interfaces,
+    /// advertised as this machine's host name).
+    pub host: String,
+    /// Port peers fetch data from (0: the OS chooses).
+    pub port_to_workers: u16,
+    /// Tasks run at once.
+    pub nthreads: u32,
+    /// Where results are kept.
+    pub store: StoreKind,
+    /// The functions this worker offers.
+    pub registry: Registry,
+    /// How often the worker tells the scheduler it is alive (and retries registering).
+    pub heartbeat_interval: Duration,
+    /// How long a peer may take to answer a fetch before the next holder is tried.
+    pub fetch_timeout: Duration,
+}
+
+impl WorkerOptions {
+    /// Options with defaults: all interfaces, OS-chosen port, one thread per core, memory
+    /// store, the standard library.
+    pub fn new(scheduler_address: &str) -> WorkerOptions {
+        WorkerOptions {
+            scheduler_address: scheduler_address.to_string(),
+            host: String::new(),
+            port_to_workers: 0,
+            nthreads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            store: StoreKind::Memory,
+            registry: Registry::with_stdlib(),
+            heartbeat_interval: Duration::from_millis(500),
+            fetch_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A running worker. Dropping it closes it.
+pub struct Worker {
+    address: String,
+    worker_id: String,
+    stop: Arc<AtomicBool>,
+    waker: Mutex<zmq::Socket>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Worker {
+    /// Opens the store, binds the peer socket, connects to the scheduler (which need not be
+    /// up yet) and starts the worker's threads.
+    pub fn start(options: WorkerOptions) -> Result<Worker, Error> {
+        let ctx = zmq::Context::new();
+        let store = options.store.open()?;
+        let peers = ctx.socket(zmq::ROUTER)?;
+        net::configure(&peers)?;
+        let address = net::bind_tcp(&peers, &options.host, options.port_to_workers)
+            .map_err(|e| Error::Bind(options.port_to_workers, e))?;
+        let scheduler = ctx.socket(zmq::DEALER)?;
+        net::configure(&scheduler)?;
+        scheduler
+            .connect(&options.scheduler_address)
+            .map_err(|e| Error::Connect(options.scheduler_address.clone(), e))?;
+        let worker_id = net::unique_id("worker");
+        let wake_endpoint = format!("inproc://{worker_id}-wake");
+        let wake = ctx.socket(zmq::PULL)?;
+        wake.bind(&wake_endpoint)?;
+        let waker = ctx.socket(zmq::PUSH)?;
+        net::configure(&waker)?;
+        waker.connect(&wake_endpoint)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let nthreads = options.nthreads.max(1);
+        let (jobs_tx, results_rx) = spawn_executors(
+            &ctx,
+            &wake_endpoint,
+            nthreads,
+            options.registry.clone(),
+        )?;
+        let mut functions = options.registry.names();
+        functions.sort();
+        let mut event_loop = Loop {
+            ctx,
+            scheduler,
+            peers,
+            wake,
+            stop: stop.clone(),
+            peer_sockets: HashMap::new(),
+            store,
+            functions,
+            worker_id: worker_id.clone(),
+            address: address.clone(),
+            nthreads,
+            heartbeat_interval: options.heartbeat_interval,
+            fetch_timeout: options.fetch_timeout,
+            jobs: Some(jobs_tx),
+            results: results_rx,
+            tasks: HashMap::new(),
+            waiting: HashMap::new(),
+            ready: VecDeque::new(),
+            running: 0,
+            fetches: HashMap::new(),
+            fetching: HashMap::new(),
+            next_request: 1,
+            report: Report::default(),
+            registered: false,
+            last_sent: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("zask-worker".into())
+            .spawn(move || event_loop.run())
+            .map_err(Error::Thread)?;
+        log::info!("worker {address} ({nthreads} threads) connecting to {}", options.scheduler_address);
+        Ok(Worker {
+            address,
+            worker_id,
+            stop,
+            waker: Mutex::new(waker),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Where peers fetch data from; also the worker's name, `tcp://host:port`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// This worker process's unique id.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Stops: tells the scheduler goodbye, closes the sockets, joins the loop. Closing twice
+    /// is fine.
+    pub fn close(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Ok(waker) = self.waker.lock() {
+            let _ = waker.send(&b""[..], zmq::DONTWAIT);
+        }
+        self.wait();
+    }
+
+    /// Blocks until the worker has stopped.
+    pub fn wait(&self) {
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    /// A handle that stops this worker from another thread (for a Ctrl-C handler).
+    pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
+        let stop = self.stop.clone();
+        move || stop.store(true, Ordering::SeqCst)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A task to run on an executor thread.
+struct Job {
+    key: String,
+    node: Arc<Node>,
+    inputs: HashMap<String, Value>,
+}
+
+/// What an executor thread sends back.
+struct JobResult {
+    key: String,
+    result: Result<Value, EvalError>,
+    duration: Duration,
+}
+
+fn spawn_executors(
+    ctx: &zmq::Context,
+    wake_endpoint: &str,
+    nthreads: u32,
+    registry: Registry,
+) -> Result<(mpsc::Sender<Job>, mpsc::Receiver<JobResult>), Error> {
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+    let (results_tx, results_rx) = mpsc::channel::<JobResult>();
+    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+    for i in 0..nthreads {
+        let wake = ctx.socket(zmq::PUSH)?;
+        net::configure(&wake)?;
+        wake.connect(wake_endpoint)?;
+        let jobs_rx = jobs_rx.clone();
+        let results_tx = results_tx.clone();
+        let registry = registry.clone();
+        std::thread::Builder::new()
+            .name(format!("zask-exec-{i}"))
+            .spawn(move || loop {
+                let job = match jobs_rx.lock() {
+                    Ok(rx) => match rx.recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    },
+                    Err(_) => return,
+                };
+                let start = Instant::now();
+                let result = evaluate(&job.node, &job.inputs, &registry);
+                let done = JobResult {
+                    key: job.key,
+                    result,
+                    duration: start.elapsed(),
+                };
+                if results_tx.send(done).is_err() {
+                    return;
+                }
+                let _ = wake.send(&b""[..], zmq::DONTWAIT);
+            })
+            .map_err(Error::Thread)?;
+    }
+    Ok((jobs_tx, results_rx))
+}
+
+/// A task this worker was given and has not finished.
+struct LocalTask {
+    node: Arc<Node>,
+    deps: Vec<String>,
+    /// Inputs not yet local.
+    missing: usize,
+    send_value: bool,
+}
+
+/// A fetch request in flight to a peer.
+struct Fetch {
+    peer: String,
+    keys: Vec<String>,
+    deadline: Instant,
+}
+
+/// What a report to the scheduler will carry.
+#[derive(Default)]
+struct Report {
+    done: Vec<TaskDone>,
+    values: Vec<Option<Value>>,
+    failed: Vec<TaskFailed>,
+    acquired: Vec<KeyInfo>,
+}
+
+struct Loop {
+    ctx: zmq::Context,
+    scheduler: zmq::Socket,
+    peers: zmq::Socket,
+    wake: zmq::Socket,
+    stop: Arc<AtomicBool>,
+    /// DEALERs to peers, by address, created on first use.
+    peer_sockets: HashMap<String, zmq::Socket>,
+    store: Box<dyn Store>,
+    functions: Vec<String>,
+    worker_id: String,
+    address: String,
+    nthreads: u32,
+    heartbeat_interval: Duration,
+    fetch_timeout: Duration,
+    jobs: Option<mpsc::Sender<Job>>,
+    results: mpsc::Receiver<JobResult>,
+    tasks: HashMap<String, LocalTask>,
+    /// Input key → tasks waiting for it (it is being fetched or computed here).
+    waiting: HashMap<String, Vec<String>>,
+    ready: VecDeque<String>,
+    running: u32,
+    fetches: HashMap<u64, Fetch>,
+    /// Input key being fetched → holders not tried yet.
+    fetching: HashMap<String, Vec<String>>,
+    next_request: u64,
+    report: Report,
+    registered: bool,
+    /// When the last register/heartbeat went out.
+    last_sent: Option<Instant>,
+}
+
+impl Loop {
+    fn run(&mut self) {
+        self.register();
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                self.shut_down();
+                return;
+            }
+            self.poll_once();
+            self.check_fetch_timeouts();
+            self.run_ready();
+            self.send_report();
+            self.heartbeat();
+        }
+    }
+
+    fn poll_once(&mut self) {
+        let peer_addrs: Vec<String> = self.peer_sockets.keys().cloned().collect();
+        let (sched_ready, peers_ready, woken, peer_ready) = {
+            let mut items = vec![
+                self.scheduler.as_poll_item(zmq::POLLIN),
+                self.peers.as_poll_item(zmq::POLLIN),
+                self.wake.as_poll_item(zmq::POLLIN),
+            ];
+            for a in &peer_addrs {
+                if let Some(s) = self.peer_sockets.get(a) {
+                    items.push(s.as_poll_item(zmq::POLLIN));
+                }
+            }
+            let timeout = self.poll_timeout().as_millis() as i64;
+            if let Err(e) = zmq::poll(&mut items, timeout.max(1)) {
+                log::error!("poll failed: {e}");
+                return;
+            }
+            let peer_ready: Vec<String> = items[3..]
+                .iter()
+                .zip(&peer_addrs)
+                .filter(|(i, _)| i.is_readable())
+                .map(|(_, a)| a.clone())
+                .collect();
+            (
+                items[0].is_readable(),
+                items[1].is_readable(),
+                items[2].is_readable(),
+                peer_ready,
+            )
+        };
+        if woken {
+            while let Ok(Some(_)) = frames::recv(&self.wake) {}
+            self.collect_results();
+        }
+        if sched_ready {
+            self.drain_scheduler();
+        }
+        if peers_ready {
+            self.serve_peers();
+        }
+        for addr in peer_ready {
+            self.drain_peer(&addr);
+        }
+    }
+
+    fn poll_timeout(&self) -> Duration {
+        let mut t = self.heartbeat_interval;
+        if let Some(last) = self.last_sent {
+            t = t.min(self.heartbeat_interval.saturating_sub(last.elapsed()));
+        }
+        if let Some(first) = self.fetches.values().map(|f| f.deadline).min() {
+            t = t.min(first.saturating_duration_since(Instant::now()));
+        }
+        t.max(Duration::from_millis(1))
+    }
+
+    // ----- the scheduler -------------------------------------------------------------------
+
+    fn register(&mut self) {
+        let has = self
+            .store
+            .keys_with_sizes()
+            .into_iter()
+            .map(|(key, nbytes)| KeyInfo { key, nbytes })
+            .collect();
+        let msg = FromWorker::Register {
+            protocol: PROTOCOL_VERSION,
+            worker_id: self.worker_id.clone(),
+            address: self.address.clone(),
+            pid: std::process::id(),
+            nthreads: self.nthreads,
+            functions: self.functions.clone(),
+            has,
+        };
+        self.send_to_scheduler(&msg, Vec::new());
+        self.last_sent = Some(Instant::now());
+    }
+
+    fn heartbeat(&mut self) {
+        let due = self
+            .last_sent
+            .is_none_or(|t| t.elapsed() >= self.heartbeat_interval);
+        if !due {
+            return;
+        }
+        if self.registered {
+            let msg = FromWorker::Heartbeat {
+                worker_id: self.worker_id.clone(),
+            };
+            self.send_to_scheduler(&msg, Vec::new());
+            self.last_sent = Some(Instant::now());
+        } else {
+            self.register();
+        }
+    }
+
+    fn send_to_scheduler(&self, msg: &FromWorker, blobs: Vec<Vec<u8>>) {
+        match frames::encode(msg, blobs) {
+            Ok(f) => {
+                if let Err(e) = frames::send(&self.scheduler, None, f) {
+                    log::warn!("sending to the scheduler failed: {e}");
+                }
+            }
+            Err(e) => log::error!("encoding a message failed: {e}"),
+        }
+    }
+
+    fn drain_scheduler(&mut self) {
+        loop {
+            let parts = match frames::recv(&self.scheduler) {
+                Ok(Some(p)) => p,
+                Ok(None) => return,
+                Err(e) => {
+                    log::warn!("receiving from the scheduler failed: {e}");
+                    return;
+                }
+            };
+            let Some(header) = parts.first() else {
+                continue;
+            };
+            match frames::decode::<ToWorker>(header) {
+                Ok(msg) => self.on_scheduler_message(msg),
+                Err(e) => log::warn!("dropping a malformed message from the scheduler: {e}"),
+            }
+        }
+    }
+
+    fn on_scheduler_message(&mut self, msg: ToWorker) {
+        match msg {
+            ToWorker::Welcome { scheduler_id, .. } => {
+                if !self.registered {
+                    log::info!("registered with scheduler {scheduler_id}");
+                }
+                self.registered = true;
+            }
+            ToWorker::Rejected { message } => {
+                log::error!("the scheduler refused this worker: {message}");
+                self.stop.store(true, Ordering::SeqCst);
+            }
+            ToWorker::PleaseRegister => {
+                if self.registered {
+                    log::info!("the scheduler does not know this worker; registering again");
+                }
+                self.registered = false;
+                self.register();
+            }
+            ToWorker::Closing => {
+                log::info!("the scheduler is shutting down; waiting for it to come back");
+                self.registered = false;
+            }
+            ToWorker::Compute { tasks } => {
+                let mut to_fetch: HashMap<String, Vec<String>> = HashMap::new();
+                for t in tasks {
+                    self.accept_task(t, &mut to_fetch);
+                }
+                self.send_fetches(to_fetch);
+            }
+            ToWorker::Release { keys } => {
+                for k in keys {
+                    if let Err(e) = self.store.remove(&k) {
+                        log::warn!("cannot release {k:?}: {e}");
+                    }
+                }
+            }
+            ToWorker::GetData { request, keys } => {
+                let mut blobs = Vec::new();
+                let (items, missing) = self.lookup(keys, &mut blobs);
+                let msg = FromWorker::Data {
+                    request,
+                    items,
+                    missing,
+                };
+                self.send_to_scheduler(&msg, blobs);
+            }
+        }
+    }
+
+    /// Takes a task from the scheduler: queue it, or wait for its inputs.
+    fn accept_task(&mut self, t: ComputeTask, to_fetch: &mut HashMap<String, Vec<String>>) {
+        if self.tasks.contains_key(&t.key) {
+            return;
+        }
+        let node = match Node::from_value(&t.node) {
+            Ok(n) => n,
+            Err(e) => {
+                self.fail(&t.key, "bad_task", None, format!("malformed task: {e}"), None);
+                return;
+            }
+        };
+        if self.store.contains(&t.key) {
+            // Computed (or fetched) here before: report it again.
+            let value = if t.send_value {
+                self.store.get(&t.key).ok().flatten()
+            } else {
+                None
+            };
+            let nbytes = self.store_nbytes(&t.key);
+            self.report.done.push(TaskDone {
+                key: t.key,
+                nbytes,
+                duration_us: 0,
+                data: None,
+            });
+            self.report.values.push(value);
+            return;
+        }
+        let deps = node.dependencies();
+        let holders: HashMap<String, Vec<String>> = t.who_has.into_iter().collect();
+        let mut missing = 0;
+        for dep in &deps {
+            if self.store.contains(dep) {
+                continue;
+            }
+            if self.tasks.contains_key(dep) || self.fetching.contains_key(dep) {
+                missing += 1;
+                self.waiting.entry(dep.clone()).or_default().push(t.key.clone());
+                continue;
+            }
+            match holders.get(dep) {
+                Some(peers) if !peers.is_empty() => {
+                    missing += 1;
+                    self.waiting.entry(dep.clone()).or_default().push(t.key.clone());
+                    let mut queue: Vec<String> = peers.iter().rev().cloned().collect();
+                    if let Some(first) = queue.pop() {
+                        to_fetch.entry(first).or_default().push(dep.clone());
+                    }
+                    self.fetching.insert(dep.clone(), queue);
+                }
+                _ => {
+                    self.fail(
+                        &t.key,
+                        "missing_dependency",
+                        None,
+                        format!("input {dep:?} is neither on this worker nor on any peer named"),
+                        Some(dep.clone()),
+                    );
+                    // Undo the waits registered for earlier inputs.
+                    for w in self.waiting.values_mut() {
+                        w.retain(|k| k != &t.key);
+                    }
+                    return;
+                }
+            }
+        }
+        let key = t.key.clone();
+        self.tasks.insert(
+            t.key,
+            LocalTask {
+                node: Arc::new(node),
+                deps,
+                missing,
+                send_value: t.send_value,
+            },
+        );
+        if missing == 0 {
+            self.ready.push_back(key);
+        }
+    }
+
+    fn store_nbytes(&self, key: &str) -> u64 {
+        self.store
+            .get(key)
+            .ok()
+            .flatten()
+            .map_or(0, |v| v.nbytes())
+    }
+
+    fn fail(
+        &mut self,
+        key: &str,
+        kind: &str,
+        function: Option<String>,
+        message: String,
+        missing: Option<String>,
+    ) {
+        self.report.failed.push(TaskFailed {
+            key: key.to_string(),
+            kind: kind.to_string(),
+            function,
+            message,
+            missing,
+        });
+    }
+
+    /// Starts tasks while threads are free.
+    fn run_ready(&mut self) {
+        while self.running < self.nthreads {
+            let Some(key) = self.ready.pop_front() else {
+                return;
+            };
+            let Some(task) = self.tasks.get(&key) else {
+                continue;
+            };
+            let mut inputs = HashMap::with_capacity(task.deps.len());
+            let mut lost = None;
+            for dep in &task.deps {
+                match self.store.get(dep) {
+                    Ok(Some(v)) => {
+                        inputs.insert(dep.clone(), v);
+                    }
+                    _ => {
+                        lost = Some(dep.clone());
+                        break;
+                    }
+                }
+            }
+            if let Some(dep) = lost {
+                self.tasks.remove(&key);
+                self.fail(
+                    &key,
+                    "missing_dependency",
+                    None,
+                    format!("input {dep:?} was released from this worker before the task ran"),
+                    Some(dep),
+                );
+                continue;
+            }
+            let job = Job {
+                key,
+                node: task.node.clone(),
+                inputs,
+            };
+            match &self.jobs {
+                Some(jobs) if jobs.send(job).is_ok() => self.running += 1,
+                _ => {
+                    log::error!("executor threads are gone");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn collect_results(&mut self) {
+        while let Ok(done) = self.results.try_recv() {
+            self.running = self.running.saturating_sub(1);
+            let Some(task) = self.tasks.remove(&done.key) else {
+                continue;
+            };
+            match done.result {
+                Ok(value) => {
+                    let nbytes = value.nbytes();
+                    let sent = task.send_value.then(|| value.clone());
+                    if let Err(e) = self.store.insert(&done.key, value) {
+                        self.fail(&done.key, "task_failed", None, e.to_string(), None);
+                        self.fail_waiters(&done.key);
+                        continue;
+                    }
+                    self.report.done.push(TaskDone {
+                        key: done.key.clone(),
+                        nbytes,
+                        duration_us: done.duration.as_micros() as u64,
+                        data: None,
+                    });
+                    self.report.values.push(sent);
+                    self.input_arrived(&done.key);
+                }
+                Err(e) => {
+                    self.fail(&done.key, e.kind, e.function, e.message, None);
+                    self.fail_waiters(&done.key);
+                }
+            }
+        }
+    }
+
+    /// `key` is now local: tasks waiting for it may be ready.
+    fn input_arrived(&mut self, key: &str) {
+        for waiter in self.waiting.remove(key).unwrap_or_default() {
+            if let Some(t) = self.tasks.get_mut(&waiter) {
+                t.missing = t.missing.saturating_sub(1);
+                if t.missing == 0 {
+                    self.ready.push_back(waiter);
+                }
+            }
+        }
+    }
+
+    /// `key` will not become local: fail the tasks waiting for it.
+    fn fail_waiters(&mut self, key: &str) {
+        for waiter in self.waiting.remove(key).unwrap_or_default() {
+            if self.tasks.remove(&waiter).is_some() {
+                self.fail(
+                    &waiter,
+                    "missing_dependency",
+                    None,
+                    format!("input {key:?} could not be computed or fetched"),
+                    Some(key.to_string()),
+                );
+            }
+        }
+    }
+
+    fn send_report(&mut self) {
+        let report = std::mem::take(&mut self.report);
+        if report.done.is_empty() && report.failed.is_empty() && report.acquired.is_empty() {
+            return;
+        }
+        let mut blobs = Vec::new();
+        let done = report
+            .done
+            .into_iter()
+            .zip(report.values)
+            .map(|(mut d, v)| {
+                d.data = v.map(|v| frames::pack(v, &mut blobs));
+                d
+            })
+            .collect();
+        let msg = FromWorker::Report {
+            done,
+            failed: report.failed,
+            acquired: report.acquired,
+        };
+        self.send_to_scheduler(&msg, blobs);
+    }
+
+    // ----- peers ---------------------------------------------------------------------------
+
+    /// The values of `keys` held here (packed into `blobs`), and the keys not held.
+    fn lookup(&self, keys: Vec<String>, blobs: &mut Vec<Vec<u8>>) -> (Vec<KeyData>, Vec<String>) {
+        let mut items = Vec::new();
+        let mut missing = Vec::new();
+        for key in keys {
+            match self.store.get(&key) {
+                Ok(Some(v)) => items.push(KeyData {
+                    key,
+                    data: frames::pack(v, blobs),
+                }),
+                Ok(None) => missing.push(key),
+                Err(e) => {
+                    log::warn!("cannot read {key:?}: {e}");
+                    missing.push(key)
+                }
+            }
+        }
+        (items, missing)
+    }
+
+    fn serve_peers(&mut self) {
+        loop {
+            let parts = match frames::recv(&self.peers) {
+                Ok(Some(p)) => p,
+                Ok(None) => return,
+                Err(e) => {
+                    log::warn!("receiving from a peer failed: {e}");
+                    return;
+                }
+            };
+            if parts.len() < 2 {
+                continue;
+            }
+            let route = parts[0].to_vec();
+            let mut blobs = Vec::new();
+            let reply = match frames::decode::<PeerRequest>(&parts[1]) {
+                Ok(PeerRequest::GetData { request, keys }) => {
+                    let (items, missing) = self.lookup(keys, &mut blobs);
+                    PeerReply::Data {
+                        request,
+                        items,
+                        missing,
+                    }
+                }
+                Err(e) => PeerReply::Error {
+                    request: 0,
+                    message: format!("cannot decode the request: {e}"),
+                },
+            };
+            match frames::encode(&reply, blobs) {
+                Ok(f) => {
+                    if let Err(e) = frames::send(&self.peers, Some(&route), f) {
+                        log::warn!("answering a peer failed: {e}");
+                    }
+                }
+                Err(e) => log::error!("encoding a reply failed: {e}"),
+            }
+        }
+    }
+
+    /// Sends one fetch request per peer.
+    fn send_fetches(&mut self, to_fetch: HashMap<String, Vec<String>>) {
+        for (peer, keys) in to_fetch {
+            let request = self.next_request;
+            self.next_request += 1;
+            let sent = self.peer_socket(&peer).and_then(|socket| {
+                let msg = PeerRequest::GetData {
+                    request,
+                    keys: keys.clone(),
+                };
+                let f = frames::encode(&msg, Vec::new()).map_err(|e| e.to_string())?;
+                frames::send(socket, None, f).map_err(|e| e.to_string())
+            });
+            match sent {
+                Ok(()) => {
+                    self.fetches.insert(
+                        request,
+                        Fetch {
+                            peer,
+                            keys,
+                            deadline: Instant::now() + self.fetch_timeout,
+                        },
+                    );
+                }
+                Err(e) => {
+                    log::warn!("cannot ask {peer} for data: {e}");
+                    self.peer_sockets.remove(&peer);
+                    self.fetch_failed(keys);
+                }
+            }
+        }
+    }
+
+    fn peer_socket(&mut self, peer: &str) -> Result<&zmq::Socket, String> {
+        if !self.peer_sockets.contains_key(peer) {
+            let s = self.ctx.socket(zmq::DEALER).map_err(|e| e.to_string())?;
+            net::configure(&s).map_err(|e| e.to_string())?;
+            s.connect(peer).map_err(|e| format!("cannot connect to {peer}: {e}"))?;
+            self.peer_sockets.insert(peer.to_string(), s);
+        }
+        self.peer_sockets
+            .get(peer)
+            .ok_or_else(|| "peer socket vanished".to_string())
+    }
+
+    fn drain_peer(&mut self, addr: &str) {
+        let mut replies = Vec::new();
+        if let Some(socket) = self.peer_sockets.get(addr) {
+            loop {
+                match frames::recv(socket) {
+                    Ok(Some(p)) => replies.push(p),
+                    Ok(None) => break,
+                    Err(e) => {
+                        log::warn!("receiving from {addr} failed: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        for parts in replies {
+            let Some(header) = parts.first() else {
+                continue;
+            };
+            match frames::decode::<PeerReply>(header) {
+                Ok(PeerReply::Data {
+                    request,
+                    items,
+                    missing,
+                }) => self.on_fetched(request, items, missing, &parts[1..]),
+                Ok(PeerReply::Error { request, message }) => {
+                    log::warn!("{addr} could not serve request {request}: {message}");
+                    if let Some(f) = self.fetches.remove(&request) {
+                        self.fetch_failed(f.keys);
+                    }
+                }
+                Err(e) => log::warn!("dropping a malformed reply from {addr}: {e}"),
+            }
+        }
+    }
+
+    fn on_fetched(
+        &mut self,
+        request: u64,
+        items: Vec<KeyData>,
+        missing: Vec<String>,
+        blobs: &[zmq::Message],
+    ) {
+        if self.fetches.remove(&request).is_none() {
+            return; // Timed out already and retried elsewhere.
+        }
+        let mut failed = missing;
+        for item in items {
+            let value = match frames::unpack(item.data, blobs) {
+                Ok(v) => v,
+                Err(e) => {
+                    log::warn!("bad value for {:?} from a peer: {e}", item.key);
+                    failed.push(item.key);
+                    continue;
+                }
+            };
+            if !self.fetching.contains_key(&item.key) {
+                continue;
+            }
+            let nbytes = value.nbytes();
+            if let Err(e) = self.store.insert(&item.key, value) {
+                log::warn!("cannot store fetched {:?}: {e}", item.key);
+                failed.push(item.key);
+                continue;
+            }
+            self.fetching.remove(&item.key);
+            self.report.acquired.push(KeyInfo {
+                key: item.key.clone(),
+                nbytes,
+            });
+            self.input_arrived(&item.key);
+        }
+        self.fetch_failed(failed);
+    }
+
+    /// These inputs could not be had from the holder asked: try the next, or fail the tasks
+    /// that wait for them.
+    fn fetch_failed(&mut self, keys: Vec<String>) {
+        let mut retry: HashMap<String, Vec<String>> = HashMap::new();
+        for key in keys {
+            let next = self.fetching.get_mut(&key).and_then(|q| q.pop());
+            match next {
+                Some(peer) => retry.entry(peer).or_default().push(key),
+                None => {
+                    if self.fetching.remove(&key).is_some() {
+                        self.fail_waiters(&key);
+                    }
+                }
+            }
+        }
+        if !retry.is_empty() {
+            self.send_fetches(retry);
+        }
+    }
+
+    fn check_fetch_timeouts(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.deadline <= now)
+            .map(|(r, _)| *r)
+            .collect();
+        for request in expired {
+            if let Some(f) = self.fetches.remove(&request) {
+                log::warn!("{} did not answer within {:?}", f.peer, self.fetch_timeout);
+                // Start afresh with that peer next time (its queue may hold stale requests).
+                self.peer_sockets.remove(&f.peer);
+                self.fetch_failed(f.keys);
+            }
+        }
+    }
+
+    fn shut_down(&mut self) {
+        self.send_report();
+        let msg = FromWorker::Goodbye {
+            worker_id: self.worker_id.clone(),
+        };
+        let _ = self.scheduler.set_linger(1000);
+        self.send_to_scheduler(&msg, Vec::new());
+        self.jobs = None;
+        log::info!("worker {} closed", self.address);
+    }
+}
+
+/// Inline data (used by tests that build reports by hand).
+pub fn inline(value: Value) -> Data {
+    Data {
+        value,
+        frame: None,
+        raw: false,
+    }
+}
