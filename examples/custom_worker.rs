@@ -1,0 +1,29 @@
+//! A worker binary with functions of its own, built on the zask-worker library.
+//!
+//! ```text
+//! cargo run --example custom_worker -- tcp://127.0.0.1:8786 --nthreads 2
+//! ```
+//!
+//! It takes the same flags as `zask-worker` and offers the standard library plus the
+//! functions registered below; the scheduler sends tasks calling them only to workers that
+//! offer them.
+
+use zask_worker::Registry;
+
+/// The number of words in a text.
+fn word_count(text: String) -> i64 {
+    text.split_whitespace().count() as i64
+}
+
+fn main() {
+    let mut registry = Registry::with_stdlib();
+    // A plain function, a closure, and a fallible closure: each registers in one line.
+    registry.register("word_count", word_count);
+    registry.register("scale", |xs: Vec<f64>, factor: f64| -> Vec<f64> {
+        xs.iter().map(|x| x * factor).collect()
+    });
+    registry.register_fallible("parse_int", |s: String| s.trim().parse::<i64>());
+    // A function that panics: zask reports it as a task error, and the worker keeps running.
+    registry.register("explode", |message: String| -> i64 { panic!("{message}") });
+    zask_worker::cli::main_with(registry);
+}
