@@ -60,7 +60,10 @@ impl LocalCluster {
 
     /// A new client connected to this cluster's scheduler.
     pub fn client(&self) -> Result<Client, zask_client::Error> {
-        Client::connect_with(self.scheduler.address_to_clients(), ClientOptions::default())
+        Client::connect_with(
+            self.scheduler.address_to_clients(),
+            ClientOptions::default(),
+        )
     }
 
     /// The scheduler's address for clients.

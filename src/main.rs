@@ -148,8 +148,12 @@ fn run(command: Command) -> Result<String, String> {
 }
 
 fn connect(c: &Connection) -> Result<Client, String> {
-    let timeout = Duration::try_from_secs_f64(c.timeout)
-        .map_err(|_| format!("--timeout takes a positive number of seconds, got {}", c.timeout))?;
+    let timeout = Duration::try_from_secs_f64(c.timeout).map_err(|_| {
+        format!(
+            "--timeout takes a positive number of seconds, got {}",
+            c.timeout
+        )
+    })?;
     let options = ClientOptions {
         get_timeout: timeout,
         timeout: timeout.min(Duration::from_secs(10)),

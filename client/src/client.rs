@@ -183,10 +183,10 @@ impl Client {
         let keys_value = keys.to_value();
         let timeout = self.inner.options.get_timeout;
         let (reply, blobs) = self.inner.request(
-            |request| FromClient::Get {
+            move |request| FromClient::Get {
                 request,
-                graph: graph_value.clone(),
-                keys: keys_value.clone(),
+                graph: graph_value,
+                keys: keys_value,
                 keep_results,
             },
             timeout,
@@ -240,7 +240,11 @@ impl Client {
         let timeout = self.inner.options.timeout;
         match self
             .inner
-            .request(|request| FromClient::Workers { request }, timeout, "workers")?
+            .request(
+                |request| FromClient::Workers { request },
+                timeout,
+                "workers",
+            )?
             .0
         {
             ToClient::Workers { workers, .. } => Ok(workers),
@@ -296,7 +300,9 @@ impl Inner {
         let (tx, rx) = mpsc::sync_channel(1);
         self.lock_pending().insert(request, tx);
         let sent = match self.outgoing.lock() {
-            Ok(socket) => frames::send(&socket, None, f).map_err(|e| Error::Protocol(e.to_string())),
+            Ok(socket) => {
+                frames::send(&socket, None, f).map_err(|e| Error::Protocol(e.to_string()))
+            }
             Err(_) => Err(Error::Closed),
         };
         if let Err(e) = sent {

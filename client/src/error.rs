@@ -17,7 +17,9 @@ pub enum Error {
     NoScheduler(String, Duration),
     #[error("timed out after {after:?} {what}")]
     Timeout { what: String, after: Duration },
-    #[error("the scheduler stopped answering for {0:?}; it may have died or the network may be down")]
+    #[error(
+        "the scheduler stopped answering for {0:?}; it may have died or the network may be down"
+    )]
     SchedulerUnreachable(Duration),
     #[error("the scheduler restarted and forgot this request; submit it again")]
     SchedulerRestarted,

@@ -76,7 +76,10 @@ pub fn pack(value: Value, blobs: &mut Vec<Vec<u8>>) -> Data {
 }
 
 /// Takes the value out of a [`Data`], reading its blob frame if it has one.
-pub fn unpack<B: std::ops::Deref<Target = [u8]>>(data: Data, blobs: &[B]) -> Result<Value, FrameError> {
+pub fn unpack<B: std::ops::Deref<Target = [u8]>>(
+    data: Data,
+    blobs: &[B],
+) -> Result<Value, FrameError> {
     let Some(index) = data.frame else {
         return Ok(data.value);
     };
@@ -105,15 +108,15 @@ pub fn decode<T: DeserializeOwned>(header: &[u8]) -> Result<T, FrameError> {
 
 /// Sends `frames` on `socket`, preceded by `route` on ROUTER sockets. Never blocks: a peer that
 /// cannot take the message (gone, or its queue full) makes this return an error.
-pub fn send(
-    socket: &zmq::Socket,
-    route: Option<&[u8]>,
-    frames: Frames,
-) -> Result<(), FrameError> {
+pub fn send(socket: &zmq::Socket, route: Option<&[u8]>, frames: Frames) -> Result<(), FrameError> {
     if let Some(route) = route {
         socket.send(route, zmq::SNDMORE | zmq::DONTWAIT)?;
     }
-    let more = if frames.blobs.is_empty() { 0 } else { zmq::SNDMORE };
+    let more = if frames.blobs.is_empty() {
+        0
+    } else {
+        zmq::SNDMORE
+    };
     socket.send(frames.header, more | zmq::DONTWAIT)?;
     let n = frames.blobs.len();
     for (i, blob) in frames.blobs.into_iter().enumerate() {
@@ -153,7 +156,10 @@ mod tests {
         assert_eq!(small.frame, None);
         let big_bytes = pack(Value::Bytes(vec![7; 100_000]), &mut blobs);
         assert_eq!((big_bytes.frame, big_bytes.raw), (Some(0), true));
-        let big_list = pack(Value::List(vec![Value::Str("x".repeat(20_000))]), &mut blobs);
+        let big_list = pack(
+            Value::List(vec![Value::Str("x".repeat(20_000))]),
+            &mut blobs,
+        );
         assert_eq!((big_list.frame, big_list.raw), (Some(1), false));
         assert_eq!(unpack(small, &blobs).unwrap(), Value::Int(3));
         assert_eq!(

@@ -114,7 +114,10 @@ impl Node {
         }
         if nodes.iter().all(|(_, n)| matches!(n, Node::Literal(_))) {
             Ok(Node::Literal(Value::Map(
-                nodes.into_iter().map(|(k, n)| (k, n.into_literal())).collect(),
+                nodes
+                    .into_iter()
+                    .map(|(k, n)| (k, n.into_literal()))
+                    .collect(),
             )))
         } else {
             Ok(Node::Map(nodes))
@@ -152,11 +155,10 @@ impl Node {
                 (Some("kwargs"), Value::Map(kw)) => {
                     for (name, node) in kw {
                         let Some(name) = name.as_str() else {
-                            return Err(NodeError(
-                                "\"kwargs\" names must be strings".to_string(),
-                            ));
+                            return Err(NodeError("\"kwargs\" names must be strings".to_string()));
                         };
-                        task.kwargs.push((name.to_string(), Node::from_value(node)?));
+                        task.kwargs
+                            .push((name.to_string(), Node::from_value(node)?));
                     }
                 }
                 (_, other) => {
@@ -370,7 +372,10 @@ impl Graph {
 
     /// The keys `key` depends on directly (empty when `key` is not in the graph).
     pub fn dependencies(&self, key: &str) -> Vec<String> {
-        self.nodes.get(key).map(Node::dependencies).unwrap_or_default()
+        self.nodes
+            .get(key)
+            .map(Node::dependencies)
+            .unwrap_or_default()
     }
 
     /// Parses a graph from its msgpack/JSON form: a map of keys to nodes. Errors name the key.
@@ -386,8 +391,7 @@ impl Graph {
             let Value::Str(k) = k else {
                 return Err(NodeError(format!("graph keys must be strings, got {k}")));
             };
-            let node =
-                Node::from_value(v).map_err(|e| NodeError(format!("key {k:?}: {}", e.0)))?;
+            let node = Node::from_value(v).map_err(|e| NodeError(format!("key {k:?}: {}", e.0)))?;
             if nodes.insert(k.clone(), node).is_some() {
                 return Err(NodeError(format!("key {k:?} appears twice")));
             }
@@ -442,10 +446,7 @@ mod tests {
         assert_eq!(g.get("x"), Some(&Node::Literal(Value::Int(1))));
         assert_eq!(g.get("y"), Some(&task("add", (key("x"), 2))));
         assert_eq!(g.get("a"), Some(&key("y")));
-        assert_eq!(
-            g.get("l"),
-            Some(&Node::List(vec![Node::from(1), key("x")]))
-        );
+        assert_eq!(g.get("l"), Some(&Node::List(vec![Node::from(1), key("x")])));
         assert_eq!(
             g.get("t"),
             Some(&lit(Value::Map(vec![(
@@ -462,7 +463,10 @@ mod tests {
     fn round_trips_through_the_wire_form() {
         let mut g = Graph::new();
         g.insert("x", Value::List(vec![Value::Int(1)]));
-        g.insert("y", task("add", (key("x"), lit(Value::Map(vec![])))).kwarg("z", 1));
+        g.insert(
+            "y",
+            task("add", (key("x"), lit(Value::Map(vec![])))).kwarg("z", 1),
+        );
         g.insert("z", list(vec![key("x"), key("y")]));
         g.insert("b", Value::Bytes(vec![1, 2, 3]));
         assert_eq!(Graph::from_value(&g.to_value()).unwrap(), g);

@@ -304,7 +304,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Map(entries))
     }
     fn visit_enum<A: de::EnumAccess<'de>>(self, _data: A) -> Result<Value, A::Error> {
-        Err(de::Error::custom("msgpack extension types are not zask values"))
+        Err(de::Error::custom(
+            "msgpack extension types are not zask values",
+        ))
     }
 }
 
@@ -365,9 +367,11 @@ fn to_rmpv(v: Value) -> rmpv::Value {
         Value::Str(s) => rmpv::Value::from(s),
         Value::Bytes(b) => rmpv::Value::Binary(b),
         Value::List(l) => rmpv::Value::Array(l.into_iter().map(to_rmpv).collect()),
-        Value::Map(m) => {
-            rmpv::Value::Map(m.into_iter().map(|(k, v)| (to_rmpv(k), to_rmpv(v))).collect())
-        }
+        Value::Map(m) => rmpv::Value::Map(
+            m.into_iter()
+                .map(|(k, v)| (to_rmpv(k), to_rmpv(v)))
+                .collect(),
+        ),
     }
 }
 

@@ -17,4 +17,4 @@ pub mod state;
 
 pub use error::Error;
 pub use server::{Scheduler, SchedulerOptions};
-pub use state::{Config, Outbox, SchedulerState};
+pub use state::{Config, GetRequest, Outbox, SchedulerState};

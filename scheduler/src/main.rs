@@ -71,7 +71,7 @@ fn main() {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let stop = scheduler.stopper();
-    if let Err(e) = ctrlc::set_handler(move || stop()) {
+    if let Err(e) = ctrlc::set_handler(stop) {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
     scheduler.wait();

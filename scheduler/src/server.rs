@@ -19,7 +19,7 @@ use zask_core::protocol::{
 use zask_core::{net, Keys};
 
 use crate::error::Error;
-use crate::state::{Config, Outbox, SchedulerState};
+use crate::state::{Config, GetRequest, Outbox, SchedulerState};
 
 /// How a scheduler is started. `Default` binds all interfaces on ports the OS chooses.
 #[derive(Debug, Clone)]
@@ -93,7 +93,9 @@ impl Scheduler {
             .name("zask-scheduler".into())
             .spawn(move || event_loop.run())
             .map_err(Error::Thread)?;
-        log::info!("scheduler {id}: workers at {address_to_workers}, clients at {address_to_clients}");
+        log::info!(
+            "scheduler {id}: workers at {address_to_workers}, clients at {address_to_clients}"
+        );
         Ok(Scheduler {
             id,
             address_to_workers,
@@ -268,7 +270,8 @@ impl Loop {
                         self.max_message_size
                     ),
                 );
-                out.to_clients.push((route, ToClient::Error { request, error }));
+                out.to_clients
+                    .push((route, ToClient::Error { request, error }));
                 continue;
             }
             match frames::decode::<FromClient>(&parts[1]) {
@@ -279,13 +282,20 @@ impl Loop {
                         "bad_request",
                         format!("cannot decode the request: {e} (see docs/protocol.md)"),
                     );
-                    out.to_clients.push((route, ToClient::Error { request, error }));
+                    out.to_clients
+                        .push((route, ToClient::Error { request, error }));
                 }
             }
         }
     }
 
-    fn on_client_message(&mut self, route: Vec<u8>, msg: FromClient, now: Instant, out: &mut Outbox) {
+    fn on_client_message(
+        &mut self,
+        route: Vec<u8>,
+        msg: FromClient,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         match msg {
             FromClient::Hello { request, protocol } => {
                 let reply = if protocol == PROTOCOL_VERSION {
@@ -323,10 +333,17 @@ impl Loop {
                     });
                 match parsed {
                     Ok((graph, keys)) => {
-                        self.state
-                            .on_get(&route, request, graph, keys, keep_results, now, out)
+                        let get = GetRequest {
+                            request,
+                            graph,
+                            keys,
+                            keep_results,
+                        };
+                        self.state.on_get(&route, get, now, out)
                     }
-                    Err(error) => out.to_clients.push((route, ToClient::Error { request, error })),
+                    Err(error) => out
+                        .to_clients
+                        .push((route, ToClient::Error { request, error })),
                 }
             }
             FromClient::Status { request } => out.to_clients.push((
@@ -356,10 +373,20 @@ impl Loop {
             send(&self.workers, &route, &msg, Vec::new());
         }
         for (route, tasks) in out.compute.drain() {
-            send(&self.workers, &route, &ToWorker::Compute { tasks }, Vec::new());
+            send(
+                &self.workers,
+                &route,
+                &ToWorker::Compute { tasks },
+                Vec::new(),
+            );
         }
         for (route, keys) in out.release.drain() {
-            send(&self.workers, &route, &ToWorker::Release { keys }, Vec::new());
+            send(
+                &self.workers,
+                &route,
+                &ToWorker::Release { keys },
+                Vec::new(),
+            );
         }
         for (route, msg) in out.to_clients.drain(..) {
             let (msg, blobs) = pack_client_message(msg);
@@ -399,7 +426,10 @@ fn pack_client_message(msg: ToClient) -> (ToClient, Vec<Vec<u8>>) {
 }
 
 /// Decodes a worker message and brings its values inline (out of their blob frames).
-fn decode_worker_message(header: &[u8], blobs: &[zmq::Message]) -> Result<FromWorker, frames::FrameError> {
+fn decode_worker_message(
+    header: &[u8],
+    blobs: &[zmq::Message],
+) -> Result<FromWorker, frames::FrameError> {
     let mut msg: FromWorker = frames::decode(header)?;
     let inline = |data: &mut Data| -> Result<(), frames::FrameError> {
         let value = frames::unpack(std::mem::take(data), blobs)?;

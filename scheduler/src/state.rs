@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use zask_core::graph::{Graph, Node};
 use zask_core::protocol::{
-    ComputeTask, ErrorInfo, FromWorker, KeyData, KeyInfo, TaskDone, TaskFailed, ToClient,
-    ToWorker, WorkerSummary, PROTOCOL_VERSION,
+    ComputeTask, ErrorInfo, FromWorker, KeyData, KeyInfo, TaskDone, TaskFailed, ToClient, ToWorker,
+    WorkerSummary, PROTOCOL_VERSION,
 };
 use zask_core::{Keys, Value};
 
@@ -165,14 +165,22 @@ struct GraphState {
     keep_results: bool,
 }
 
+/// A client's request to compute `keys` of `graph` (a `get`, parsed).
+#[derive(Debug, Clone)]
+pub struct GetRequest {
+    /// The client's request id, for the reply.
+    pub request: u64,
+    pub graph: Graph,
+    pub keys: Keys,
+    /// Leave the results on the workers.
+    pub keep_results: bool,
+}
+
 /// A `get` waiting for the first worker to register.
 #[derive(Debug)]
 struct Parked {
     client: Route,
-    request: u64,
-    graph: Graph,
-    keys: Keys,
-    keep_results: bool,
+    get: GetRequest,
     deadline: Instant,
 }
 
@@ -304,7 +312,10 @@ impl SchedulerState {
 
     /// How many keys are held on workers.
     pub fn held_count(&self) -> usize {
-        self.tasks.values().filter(|t| !t.who_has.is_empty()).count()
+        self.tasks
+            .values()
+            .filter(|t| !t.who_has.is_empty())
+            .count()
     }
 
     // ----- workers -------------------------------------------------------------------------
@@ -442,7 +453,10 @@ impl SchedulerState {
             .map(|w| w.id)
             .collect();
         for wid in stale {
-            log::info!("worker at {} restarted; forgetting its old self", reg.address);
+            log::info!(
+                "worker at {} restarted; forgetting its old self",
+                reg.address
+            );
             self.remove_worker(wid, out);
         }
         let wid = self.next_worker;
@@ -508,8 +522,7 @@ impl SchedulerState {
         };
         self.add_holder(tid, wid, info.nbytes);
         if became_memory {
-            if let Some(TaskStatus::Processing(other)) = self.tasks.get(&tid).map(|t| &t.status)
-            {
+            if let Some(TaskStatus::Processing(other)) = self.tasks.get(&tid).map(|t| &t.status) {
                 let other = *other;
                 if let Some(w) = self.workers.get_mut(&other) {
                     w.processing.remove(&tid);
@@ -895,7 +908,11 @@ impl SchedulerState {
             let Some(dt) = self.tasks.get(d) else {
                 // Released because nothing needed it after this task ran: cannot happen while
                 // this task's claim is dropped... unless it was. Then it is gone for good.
-                let key = self.tasks.get(&tid).map(|t| t.key.clone()).unwrap_or_default();
+                let key = self
+                    .tasks
+                    .get(&tid)
+                    .map(|t| t.key.clone())
+                    .unwrap_or_default();
                 let error = ErrorInfo::new(
                     "lost",
                     format!("key {key:?} was lost and its inputs were already released"),
@@ -967,7 +984,7 @@ impl SchedulerState {
             out.to_clients.push((
                 p.client,
                 ToClient::Error {
-                    request: p.request,
+                    request: p.get.request,
                     error: ErrorInfo::new(
                         "no_workers",
                         format!(
@@ -983,7 +1000,11 @@ impl SchedulerState {
 
     /// The worker sending on `route` is alive (any message counts).
     pub fn on_worker_seen(&mut self, route: &[u8], now: Instant) {
-        if let Some(w) = self.worker_by_route.get(route).and_then(|id| self.workers.get_mut(id)) {
+        if let Some(w) = self
+            .worker_by_route
+            .get(route)
+            .and_then(|id| self.workers.get_mut(id))
+        {
             w.last_seen = now;
         }
     }
@@ -1006,7 +1027,7 @@ impl SchedulerState {
             out.to_clients.push((
                 p.client,
                 ToClient::Error {
-                    request: p.request,
+                    request: p.get.request,
                     error: ErrorInfo::new("shutting_down", "the scheduler is shutting down"),
                 },
             ));
@@ -1016,29 +1037,18 @@ impl SchedulerState {
     // ----- clients -------------------------------------------------------------------------
 
     /// A client asks for `keys` of `graph` (already parsed).
-    pub fn on_get(
-        &mut self,
-        client: &[u8],
-        request: u64,
-        graph: Graph,
-        keys: Keys,
-        keep_results: bool,
-        now: Instant,
-        out: &mut Outbox,
-    ) {
+    pub fn on_get(&mut self, client: &[u8], get: GetRequest, now: Instant, out: &mut Outbox) {
         if self.workers.is_empty() {
-            log::info!("no workers yet; request {request} waits for one");
+            log::info!("no workers yet; request {} waits for one", get.request);
             self.parked.push(Parked {
                 client: client.to_vec(),
-                request,
-                graph,
-                keys,
-                keep_results,
+                get,
                 deadline: now + self.config.no_workers_timeout,
             });
             return;
         }
-        match self.submit(client, request, &graph, &keys, keep_results, out) {
+        let request = get.request;
+        match self.submit(client, &get, out) {
             Ok(()) => self.schedule(out),
             Err(error) => out
                 .to_clients
@@ -1048,15 +1058,7 @@ impl SchedulerState {
 
     fn unpark(&mut self, now: Instant, out: &mut Outbox) {
         for p in std::mem::take(&mut self.parked) {
-            self.on_get(
-                &p.client,
-                p.request,
-                p.graph,
-                p.keys,
-                p.keep_results,
-                now,
-                out,
-            );
+            self.on_get(&p.client, p.get, now, out);
         }
     }
 
@@ -1077,16 +1079,9 @@ impl SchedulerState {
     }
 
     /// Validates a computation and adds its tasks; nothing changes if it is invalid.
-    fn submit(
-        &mut self,
-        client: &[u8],
-        request: u64,
-        graph: &Graph,
-        keys: &Keys,
-        keep_results: bool,
-        out: &mut Outbox,
-    ) -> Result<(), Invalid> {
-        let outputs = keys.flatten();
+    fn submit(&mut self, client: &[u8], get: &GetRequest, out: &mut Outbox) -> Result<(), Invalid> {
+        let graph = &get.graph;
+        let outputs = get.keys.flatten();
         let order = self.plan(graph, &outputs)?;
         let g = self.next_graph;
         self.next_graph += 1;
@@ -1121,7 +1116,10 @@ impl SchedulerState {
             self.next_task += 1;
             let priority = (g, position as u64);
             let status = if waiting_on == 0 {
-                self.ready.push(ReadyEntry { priority, task: tid });
+                self.ready.push(ReadyEntry {
+                    priority,
+                    task: tid,
+                });
                 TaskStatus::Ready
             } else {
                 TaskStatus::Waiting
@@ -1167,10 +1165,10 @@ impl SchedulerState {
             g,
             GraphState {
                 client: client.to_vec(),
-                request,
+                request: get.request,
                 outputs: output_ids,
                 values: HashMap::new(),
-                keep_results,
+                keep_results: get.keep_results,
             },
         );
         if outputs.is_empty() {
@@ -1235,7 +1233,8 @@ impl SchedulerState {
                     Some(Mark::Done) => continue,
                     Some(Mark::Visiting) => {
                         let start = stack.iter().position(|(k, _, _)| *k == dep).unwrap_or(0);
-                        let mut cycle: Vec<&str> = stack[start..].iter().map(|(k, _, _)| *k).collect();
+                        let mut cycle: Vec<&str> =
+                            stack[start..].iter().map(|(k, _, _)| *k).collect();
                         cycle.push(dep);
                         return Err(ErrorInfo::new(
                             "cycle",
@@ -1455,7 +1454,11 @@ impl SchedulerState {
                     }
                 }
                 Pick::Nobody(f) => {
-                    let key = self.tasks.get(&entry.task).map(|t| t.key.clone()).unwrap_or_default();
+                    let key = self
+                        .tasks
+                        .get(&entry.task)
+                        .map(|t| t.key.clone())
+                        .unwrap_or_default();
                     let error = ErrorInfo {
                         kind: "unknown_function".to_string(),
                         message: format!(

@@ -36,8 +36,14 @@ fn prints_both_addresses_once_listening() {
     let second = lines.next().unwrap().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(first.starts_with("address_to_workers: tcp://127.0.0.1:"), "{first}");
-    assert!(second.starts_with("address_to_clients: tcp://127.0.0.1:"), "{second}");
+    assert!(
+        first.starts_with("address_to_workers: tcp://127.0.0.1:"),
+        "{first}"
+    );
+    assert!(
+        second.starts_with("address_to_clients: tcp://127.0.0.1:"),
+        "{second}"
+    );
     assert_ne!(first.rsplit(':').next(), second.rsplit(':').next());
 }
 

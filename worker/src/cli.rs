@@ -87,7 +87,7 @@ pub fn main_with(registry: Registry) {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let stop = worker.stopper();
-    if let Err(e) = ctrlc::set_handler(move || stop()) {
+    if let Err(e) = ctrlc::set_handler(stop) {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
     worker.wait();

@@ -55,7 +55,8 @@ pub fn evaluate(
                 args.args.push(evaluate(a, inputs, registry)?);
             }
             for (name, n) in &task.kwargs {
-                args.kwargs.push((name.clone(), evaluate(n, inputs, registry)?));
+                args.kwargs
+                    .push((name.clone(), evaluate(n, inputs, registry)?));
             }
             registry.call(&task.func, args).map_err(|e| match e {
                 CallError::UnknownFunction(f) => EvalError {

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use zask_core::frames;
 use zask_core::graph::Node;
 use zask_core::protocol::{
-    ComputeTask, Data, FromWorker, KeyData, KeyInfo, PeerReply, PeerRequest, TaskDone,
-    TaskFailed, ToWorker, PROTOCOL_VERSION,
+    ComputeTask, Data, FromWorker, KeyData, KeyInfo, PeerReply, PeerRequest, TaskDone, TaskFailed,
+    ToWorker, PROTOCOL_VERSION,
 };
 use zask_core::{net, Value};
 
@@ -101,12 +101,8 @@ impl Worker {
         waker.connect(&wake_endpoint)?;
         let stop = Arc::new(AtomicBool::new(false));
         let nthreads = options.nthreads.max(1);
-        let (jobs_tx, results_rx) = spawn_executors(
-            &ctx,
-            &wake_endpoint,
-            nthreads,
-            options.registry.clone(),
-        )?;
+        let (jobs_tx, results_rx) =
+            spawn_executors(&ctx, &wake_endpoint, nthreads, options.registry.clone())?;
         let mut functions = options.registry.names();
         functions.sort();
         let mut event_loop = Loop {
@@ -140,7 +136,10 @@ impl Worker {
             .name("zask-worker".into())
             .spawn(move || event_loop.run())
             .map_err(Error::Thread)?;
-        log::info!("worker {address} ({nthreads} threads) connecting to {}", options.scheduler_address);
+        log::info!(
+            "worker {address} ({nthreads} threads) connecting to {}",
+            options.scheduler_address
+        );
         Ok(Worker {
             address,
             worker_id,
@@ -507,7 +506,13 @@ impl Loop {
         let node = match Node::from_value(&t.node) {
             Ok(n) => n,
             Err(e) => {
-                self.fail(&t.key, "bad_task", None, format!("malformed task: {e}"), None);
+                self.fail(
+                    &t.key,
+                    "bad_task",
+                    None,
+                    format!("malformed task: {e}"),
+                    None,
+                );
                 return;
             }
         };
@@ -537,13 +542,19 @@ impl Loop {
             }
             if self.tasks.contains_key(dep) || self.fetching.contains_key(dep) {
                 missing += 1;
-                self.waiting.entry(dep.clone()).or_default().push(t.key.clone());
+                self.waiting
+                    .entry(dep.clone())
+                    .or_default()
+                    .push(t.key.clone());
                 continue;
             }
             match holders.get(dep) {
                 Some(peers) if !peers.is_empty() => {
                     missing += 1;
-                    self.waiting.entry(dep.clone()).or_default().push(t.key.clone());
+                    self.waiting
+                        .entry(dep.clone())
+                        .or_default()
+                        .push(t.key.clone());
                     let mut queue: Vec<String> = peers.iter().rev().cloned().collect();
                     if let Some(first) = queue.pop() {
                         to_fetch.entry(first).or_default().push(dep.clone());
@@ -582,11 +593,7 @@ impl Loop {
     }
 
     fn store_nbytes(&self, key: &str) -> u64 {
-        self.store
-            .get(key)
-            .ok()
-            .flatten()
-            .map_or(0, |v| v.nbytes())
+        self.store.get(key).ok().flatten().map_or(0, |v| v.nbytes())
     }
 
     fn fail(
@@ -835,7 +842,8 @@ impl Loop {
         if !self.peer_sockets.contains_key(peer) {
             let s = self.ctx.socket(zmq::DEALER).map_err(|e| e.to_string())?;
             net::configure(&s).map_err(|e| e.to_string())?;
-            s.connect(peer).map_err(|e| format!("cannot connect to {peer}: {e}"))?;
+            s.connect(peer)
+                .map_err(|e| format!("cannot connect to {peer}: {e}"))?;
             self.peer_sockets.insert(peer.to_string(), s);
         }
         self.peer_sockets

@@ -63,7 +63,10 @@ impl Store for MemoryStore {
         self.data.contains_key(key)
     }
     fn keys_with_sizes(&self) -> Vec<(String, u64)> {
-        self.data.iter().map(|(k, v)| (k.clone(), v.nbytes())).collect()
+        self.data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.nbytes()))
+            .collect()
     }
     fn len(&self) -> usize {
         self.data.len()
@@ -78,8 +81,12 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the database in directory `dir`. Keys already there are kept.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        let db = sled::open(dir)
-            .map_err(|e| StoreError(format!("cannot open sled database in {}: {e}", dir.display())))?;
+        let db = sled::open(dir).map_err(|e| {
+            StoreError(format!(
+                "cannot open sled database in {}: {e}",
+                dir.display()
+            ))
+        })?;
         Ok(SledStore { db })
     }
 }
@@ -170,7 +177,11 @@ mod tests {
         assert!(store.remove("a").unwrap());
         assert!(!store.remove("a").unwrap());
         assert!(!store.contains("a"));
-        let keys: Vec<String> = store.keys_with_sizes().into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = store
+            .keys_with_sizes()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, vec!["b".to_string()]);
     }
 

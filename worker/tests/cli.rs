@@ -11,7 +11,13 @@ fn help_explains_every_flag() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--host", "--port-to-workers", "--nthreads", "--store", "sled:DIR"] {
+    for flag in [
+        "--host",
+        "--port-to-workers",
+        "--nthreads",
+        "--store",
+        "sled:DIR",
+    ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
 }
