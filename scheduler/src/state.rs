@@ -99,7 +99,8 @@ pub enum TaskStatus {
     Processing(WorkerId),
     /// Held by the workers in `who_has`.
     Memory,
-    /// Failed (or a dependency failed); kept until nothing wants it, so late arrivals see it.
+    /// Failed (or a dependency failed). The computations wanting it are failed at once, and
+    /// it is forgotten as soon as nothing refers to it any more.
     Erred(ErrorInfo),
 }
 
@@ -128,8 +129,9 @@ pub struct TaskState {
     pub who_has: HashSet<WorkerId>,
     /// Size of the value, once known.
     pub nbytes: u64,
-    /// Functions the node calls (a worker must have all of them).
-    pub functions: Vec<String>,
+    /// Which set of functions the node calls (an index into the scheduler's signature
+    /// table; a worker must offer all of them). Ready tasks queue per signature.
+    pub signature: u32,
     /// Lower runs first: (computation sequence, position in it).
     pub priority: (u64, u64),
     /// How often a worker failed to fetch this task's inputs (bounded retries).
@@ -204,7 +206,12 @@ pub struct SchedulerState {
     next_task: TaskId,
     graphs: HashMap<GraphId, GraphState>,
     next_graph: GraphId,
-    ready: BinaryHeap<ReadyEntry>,
+    /// Ready tasks, one priority queue per function signature, so tasks that only busy
+    /// workers can run never hide tasks an idle worker could.
+    ready: HashMap<u32, BinaryHeap<ReadyEntry>>,
+    /// The distinct sets of functions tasks call (sorted), by signature.
+    signatures: Vec<Vec<String>>,
+    signature_ids: HashMap<Vec<String>, u32>,
     parked: Vec<Parked>,
     gathers: HashMap<u64, Gather>,
     next_gather: u64,
@@ -251,7 +258,9 @@ impl SchedulerState {
             next_task: 1,
             graphs: HashMap::new(),
             next_graph: 1,
-            ready: BinaryHeap::new(),
+            ready: HashMap::new(),
+            signatures: Vec::new(),
+            signature_ids: HashMap::new(),
             parked: Vec::new(),
             gathers: HashMap::new(),
             next_gather: 1,
@@ -591,27 +600,25 @@ impl SchedulerState {
             (t.dependents.clone(), t.wanted_by.clone(), t.key.clone())
         };
         for d in dependents {
-            let Some(dt) = self.tasks.get_mut(&d) else {
-                continue;
-            };
-            if dt.status == TaskStatus::Waiting && dt.deps.contains(&tid) {
-                dt.waiting_on = dt.waiting_on.saturating_sub(1);
-                if dt.waiting_on == 0 {
-                    dt.status = TaskStatus::Ready;
-                    self.ready.push(ReadyEntry {
-                        priority: dt.priority,
-                        task: d,
-                    });
+            let woken = match self.tasks.get_mut(&d) {
+                Some(dt) if dt.status == TaskStatus::Waiting && dt.deps.contains(&tid) => {
+                    dt.waiting_on = dt.waiting_on.saturating_sub(1);
+                    dt.waiting_on == 0
                 }
+                _ => false,
+            };
+            if woken {
+                self.push_ready(d);
             }
         }
+        // Its own claims go first: delivering may complete a computation and forget the task.
+        self.drop_dep_claims(tid, out);
         if !wanted_by.is_empty() {
             match value {
                 Some(v) => self.deliver(tid, &key, v, out),
                 None => self.gather(vec![tid], out),
             }
         }
-        self.drop_dep_claims(tid, out);
         self.check_release(tid, out);
     }
 
@@ -670,27 +677,8 @@ impl SchedulerState {
         for h in holders {
             self.remove_holder(dep, h);
         }
-        let dep_lost = self.tasks.get(&dep).is_some_and(|t| t.who_has.is_empty());
-        if dep_lost {
-            self.recompute_lost(dep, out);
-        }
-        let dep_ready = self
-            .tasks
-            .get(&dep)
-            .is_some_and(|t| t.status == TaskStatus::Memory);
-        let Some(t) = self.tasks.get_mut(&tid) else {
-            return true;
-        };
-        if dep_ready {
-            t.status = TaskStatus::Ready;
-            self.ready.push(ReadyEntry {
-                priority: t.priority,
-                task: tid,
-            });
-        } else {
-            t.status = TaskStatus::Waiting;
-            t.waiting_on += 1;
-        }
+        self.recompute_lost(dep, out);
+        self.rewait(tid);
         true
     }
 
@@ -774,38 +762,50 @@ impl SchedulerState {
 
     /// Drops `tid`'s claims on its dependencies (once): it has its value, or never will.
     fn drop_dep_claims(&mut self, tid: TaskId, out: &mut Outbox) {
+        for d in self.take_dep_claims(tid) {
+            self.check_release(d, out);
+        }
+    }
+
+    /// Marks `tid`'s claims on its dependencies dropped and returns the dependencies to check
+    /// (empty if they were dropped already).
+    fn take_dep_claims(&mut self, tid: TaskId) -> Vec<TaskId> {
         let deps = match self.tasks.get_mut(&tid) {
             Some(t) if !t.deps_done => {
                 t.deps_done = true;
                 t.deps.clone()
             }
-            _ => return,
+            _ => return Vec::new(),
         };
-        for d in deps {
-            if let Some(dt) = self.tasks.get_mut(&d) {
+        for d in &deps {
+            if let Some(dt) = self.tasks.get_mut(d) {
                 dt.waiters = dt.waiters.saturating_sub(1);
             }
-            self.check_release(d, out);
         }
+        deps
     }
 
-    /// Forgets `tid` if nothing needs it any more, releasing its data from workers.
+    /// Forgets `tid` if nothing needs it any more, releasing its data from workers, and
+    /// then whatever only it needed (iteratively: a long chain does not recurse).
     fn check_release(&mut self, tid: TaskId, out: &mut Outbox) {
-        let Some(t) = self.tasks.get(&tid) else {
-            return;
-        };
-        if t.waiters > 0 || t.kept {
-            return;
-        }
-        match &t.status {
-            // It will come back; it is released when it does.
-            TaskStatus::Processing(_) => return,
-            TaskStatus::Waiting | TaskStatus::Ready | TaskStatus::Erred(_) => {
-                self.drop_dep_claims(tid, out);
+        let mut stack = vec![tid];
+        while let Some(id) = stack.pop() {
+            let Some(t) = self.tasks.get(&id) else {
+                continue;
+            };
+            if t.waiters > 0 || t.kept {
+                continue;
             }
-            TaskStatus::Memory => {}
+            match &t.status {
+                // It will come back; it is released when it does.
+                TaskStatus::Processing(_) => continue,
+                TaskStatus::Waiting | TaskStatus::Ready | TaskStatus::Erred(_) => {
+                    stack.extend(self.take_dep_claims(id));
+                }
+                TaskStatus::Memory => {}
+            }
+            self.forget(id, out);
         }
-        self.forget(tid, out);
     }
 
     /// Removes `tid` from the scheduler and its data from every holder.
@@ -842,14 +842,8 @@ impl SchedulerState {
             }
         }
         for tid in w.processing {
-            if let Some(t) = self.tasks.get_mut(&tid) {
-                if t.status == TaskStatus::Processing(wid) {
-                    t.status = TaskStatus::Ready;
-                    self.ready.push(ReadyEntry {
-                        priority: t.priority,
-                        task: tid,
-                    });
-                }
+            if self.tasks.get(&tid).map(|t| &t.status) == Some(&TaskStatus::Processing(wid)) {
+                self.push_ready(tid);
             }
         }
         let mut lost = Vec::new();
@@ -879,76 +873,121 @@ impl SchedulerState {
         self.schedule(out);
     }
 
-    /// `tid`'s only copy is gone. If something still needs it and its lineage is known, it is
-    /// computed again (its own lost inputs first); otherwise whoever waits gets an error.
+    /// `tid`'s only copy may be gone. If it is (in memory with no holder) and something still
+    /// needs it, it is computed again from its lineage, and every unfinished task that needs it
+    /// waits for it again; without lineage or inputs, whoever waits gets an error.
     fn recompute_lost(&mut self, tid: TaskId, out: &mut Outbox) {
         let Some(t) = self.tasks.get(&tid) else {
             return;
         };
+        if t.status != TaskStatus::Memory || !t.who_has.is_empty() {
+            return; // Not lost, or already being recomputed.
+        }
         if t.waiters == 0 && !t.kept {
             self.forget(tid, out);
             return;
         }
-        let Some(_) = &t.node else {
+        let key = t.key.clone();
+        if t.node.is_none() {
             let error = ErrorInfo::new(
                 "lost",
                 format!(
-                    "key {:?} was lost with the worker holding it and cannot be recomputed \
-                     (it was not computed from a graph); scatter it again",
-                    t.key
+                    "key {key:?} was lost with the worker holding it and cannot be recomputed \
+                     (it was not computed from a graph); scatter it again"
                 ),
             )
-            .with_key(&t.key);
+            .with_key(&key);
             self.fail_lost(tid, error, out);
             return;
-        };
-        let deps = t.deps.clone();
-        let mut missing = 0;
-        for d in &deps {
-            let Some(dt) = self.tasks.get(d) else {
-                // Released because nothing needed it after this task ran: cannot happen while
-                // this task's claim is dropped... unless it was. Then it is gone for good.
-                let key = self
-                    .tasks
-                    .get(&tid)
-                    .map(|t| t.key.clone())
-                    .unwrap_or_default();
-                let error = ErrorInfo::new(
-                    "lost",
-                    format!("key {key:?} was lost and its inputs were already released"),
-                )
-                .with_key(&key);
-                self.fail_lost(tid, error, out);
-                return;
-            };
-            if dt.status != TaskStatus::Memory {
-                missing += 1;
-            }
         }
-        // Reclaim the inputs again: this task needs them once more.
-        if let Some(t) = self.tasks.get_mut(&tid) {
-            if t.deps_done {
+        let deps = t.deps.clone();
+        if deps.iter().any(|d| !self.tasks.contains_key(d)) {
+            let error = ErrorInfo::new(
+                "lost",
+                format!("key {key:?} was lost and the inputs it was computed from were already released"),
+            )
+            .with_key(&key);
+            self.fail_lost(tid, error, out);
+            return;
+        }
+        // It needs its inputs once more.
+        let reclaim = match self.tasks.get_mut(&tid) {
+            Some(t) if t.deps_done => {
                 t.deps_done = false;
-                for d in &deps {
-                    if let Some(dt) = self.tasks.get_mut(d) {
-                        dt.waiters += 1;
-                    }
+                true
+            }
+            _ => false,
+        };
+        if reclaim {
+            for d in &deps {
+                if let Some(dt) = self.tasks.get_mut(d) {
+                    dt.waiters += 1;
                 }
             }
         }
+        if let Some(t) = self.tasks.get_mut(&tid) {
+            t.status = TaskStatus::Waiting;
+        }
+        self.rewait(tid);
+        let dependents = self
+            .tasks
+            .get(&tid)
+            .map(|t| t.dependents.clone())
+            .unwrap_or_default();
+        for d in dependents {
+            let needs_it = self
+                .tasks
+                .get(&d)
+                .is_some_and(|dt| !dt.deps_done && dt.deps.contains(&tid));
+            if needs_it {
+                self.rewait(d);
+            }
+        }
+    }
+
+    /// Recounts which inputs an unfinished task still waits for and sets it `Waiting` or
+    /// `Ready` accordingly (taking it back from its worker if it was assigned).
+    fn rewait(&mut self, tid: TaskId) {
+        let Some(t) = self.tasks.get(&tid) else {
+            return;
+        };
+        match t.status {
+            TaskStatus::Memory | TaskStatus::Erred(_) => return,
+            TaskStatus::Processing(w) => {
+                if let Some(w) = self.workers.get_mut(&w) {
+                    w.processing.remove(&tid);
+                }
+            }
+            TaskStatus::Waiting | TaskStatus::Ready => {}
+        }
+        let waiting_on = t
+            .deps
+            .iter()
+            .filter(|d| {
+                self.tasks
+                    .get(d)
+                    .is_some_and(|dt| dt.status != TaskStatus::Memory)
+            })
+            .count();
+        if waiting_on == 0 {
+            self.push_ready(tid);
+        } else if let Some(t) = self.tasks.get_mut(&tid) {
+            t.waiting_on = waiting_on;
+            t.status = TaskStatus::Waiting;
+        }
+    }
+
+    /// Marks `tid` ready and queues it (in the queue of its functions).
+    fn push_ready(&mut self, tid: TaskId) {
         let Some(t) = self.tasks.get_mut(&tid) else {
             return;
         };
-        t.waiting_on = missing;
-        if missing == 0 {
-            t.status = TaskStatus::Ready;
-            self.ready.push(ReadyEntry {
-                priority: t.priority,
-                task: tid,
-            });
-        } else {
-            t.status = TaskStatus::Waiting;
-        }
+        t.status = TaskStatus::Ready;
+        t.waiting_on = 0;
+        self.ready.entry(t.signature).or_default().push(ReadyEntry {
+            priority: t.priority,
+            task: tid,
+        });
     }
 
     fn fail_lost(&mut self, tid: TaskId, error: ErrorInfo, out: &mut Outbox) {
@@ -1090,12 +1129,7 @@ impl SchedulerState {
             let Some(node) = graph.get(key) else {
                 continue;
             };
-            let mut functions = Vec::new();
-            node.for_each_function(&mut |f| {
-                if !functions.iter().any(|x: &String| x == f) {
-                    functions.push(f.to_string());
-                }
-            });
+            let signature = self.signature_of(node);
             let mut deps = Vec::new();
             let mut waiting_on = 0;
             for dep_key in node.dependencies() {
@@ -1116,7 +1150,7 @@ impl SchedulerState {
             self.next_task += 1;
             let priority = (g, position as u64);
             let status = if waiting_on == 0 {
-                self.ready.push(ReadyEntry {
+                self.ready.entry(signature).or_default().push(ReadyEntry {
                     priority,
                     task: tid,
                 });
@@ -1140,7 +1174,7 @@ impl SchedulerState {
                     wanted_by: Vec::new(),
                     who_has: HashSet::new(),
                     nbytes: 0,
-                    functions,
+                    signature,
                     priority,
                     fetch_retries: 0,
                 },
@@ -1427,31 +1461,59 @@ impl SchedulerState {
 
     // ----- assignment ----------------------------------------------------------------------
 
-    /// Assigns ready tasks to workers with free slots, in priority order.
+    /// The signature (sorted set of functions called) of `node`, registered if new.
+    fn signature_of(&mut self, node: &Node) -> u32 {
+        let mut functions: Vec<String> = Vec::new();
+        node.for_each_function(&mut |f| {
+            if !functions.iter().any(|x| x == f) {
+                functions.push(f.to_string());
+            }
+        });
+        functions.sort();
+        if let Some(&id) = self.signature_ids.get(&functions) {
+            return id;
+        }
+        let id = self.signatures.len() as u32;
+        self.signatures.push(functions.clone());
+        self.signature_ids.insert(functions, id);
+        id
+    }
+
+    /// Assigns ready tasks to workers with free slots, in priority order: each step takes the
+    /// best head among the queues whose functions some free worker offers.
     fn schedule(&mut self, out: &mut Outbox) {
-        if self.ready.is_empty() || self.workers.is_empty() {
+        if self.workers.is_empty() {
             return;
         }
-        let mut deferred = Vec::new();
-        while let Some(entry) = self.ready.pop() {
+        // Signatures whose capable workers are all full, for this pass.
+        let mut blocked: HashSet<u32> = HashSet::new();
+        loop {
+            let best = self
+                .ready
+                .iter()
+                .filter(|(sig, q)| !q.is_empty() && !blocked.contains(*sig))
+                .filter_map(|(sig, q)| q.peek().map(|e| (e.priority, e.task, *sig)))
+                .min();
+            let Some((_, _, sig)) = best else {
+                break;
+            };
+            let Some(entry) = self.ready.get_mut(&sig).and_then(BinaryHeap::pop) else {
+                break;
+            };
             let valid = self
                 .tasks
                 .get(&entry.task)
                 .is_some_and(|t| t.status == TaskStatus::Ready);
             if !valid {
-                continue;
+                continue; // A stale entry: the task moved on since it was queued.
             }
             match self.pick_worker(entry.task) {
                 Pick::Worker(wid) => self.assign(entry.task, wid, out),
                 Pick::Busy => {
-                    deferred.push(entry);
-                    // Every worker is full: stop here.
-                    if !self.any_free_slot() {
-                        break;
+                    if let Some(q) = self.ready.get_mut(&sig) {
+                        q.push(entry);
                     }
-                    if deferred.len() > 1024 {
-                        break;
-                    }
+                    blocked.insert(sig);
                 }
                 Pick::Nobody(f) => {
                     let key = self
@@ -1474,13 +1536,7 @@ impl SchedulerState {
                 }
             }
         }
-        for entry in deferred {
-            self.ready.push(entry);
-        }
-    }
-
-    fn any_free_slot(&self) -> bool {
-        self.workers.values().any(|w| self.has_slot(w))
+        self.ready.retain(|_, q| !q.is_empty());
     }
 
     fn has_slot(&self, w: &Worker) -> bool {
@@ -1491,14 +1547,17 @@ impl SchedulerState {
         let Some(t) = self.tasks.get(&tid) else {
             return Pick::Busy;
         };
-        if let Some(f) = t
-            .functions
+        let functions: &[String] = self
+            .signatures
+            .get(t.signature as usize)
+            .map_or(&[], |f| f.as_slice());
+        if let Some(f) = functions
             .iter()
             .find(|f| !self.function_counts.contains_key(f.as_str()))
         {
             return Pick::Nobody(f.clone());
         }
-        let capable = |w: &&Worker| t.functions.iter().all(|f| w.functions.contains(f));
+        let capable = |w: &&Worker| functions.iter().all(|f| w.functions.contains(f));
         // Bytes of this task's inputs that each holder already has.
         let mut local: HashMap<WorkerId, u64> = HashMap::new();
         for d in &t.deps {
