@@ -6,12 +6,14 @@
 //! - [`protocol`]: every message, as serde types, named by direction.
 //! - [`frames`]: how messages become ZeroMQ frames (header + blobs for large values).
 //! - [`net`]: small ZeroMQ helpers every process uses (addresses, socket options).
+//! - [`service`]: [`service::Service`], a stoppable event-loop thread (scheduler, worker).
 
 pub mod frames;
 pub mod graph;
 pub mod keys;
 pub mod net;
 pub mod protocol;
+pub mod service;
 pub mod value;
 
 pub use graph::{key, list, lit, task, Graph, Node, Task};

@@ -6,8 +6,7 @@
 //! replies to malformed messages live here; every decision lives in `state.rs`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -16,6 +15,7 @@ use zask_core::graph::Graph;
 use zask_core::protocol::{
     Data, ErrorInfo, FromClient, FromWorker, KeyData, ToClient, ToWorker, PROTOCOL_VERSION,
 };
+use zask_core::service::Service;
 use zask_core::{net, Keys};
 
 use crate::error::Error;
@@ -54,9 +54,7 @@ pub struct Scheduler {
     id: String,
     address_to_workers: String,
     address_to_clients: String,
-    stop: Arc<AtomicBool>,
-    waker: Mutex<zmq::Socket>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    service: Service,
 }
 
 impl Scheduler {
@@ -73,26 +71,22 @@ impl Scheduler {
         let address_to_clients = net::bind_tcp(&clients, &options.host, options.port_to_clients)
             .map_err(|e| Error::Bind(options.port_to_clients, e))?;
         let id = net::unique_id("scheduler");
-        let wake_endpoint = format!("inproc://{id}-wake");
-        let wake_rx = ctx.socket(zmq::PULL)?;
-        wake_rx.bind(&wake_endpoint)?;
-        let waker = ctx.socket(zmq::PUSH)?;
-        net::configure(&waker)?;
-        waker.connect(&wake_endpoint)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut event_loop = Loop {
-            state: SchedulerState::new(id.clone(), options.config.clone()),
-            workers,
-            clients,
-            wake: wake_rx,
-            stop: stop.clone(),
-            max_message_size: options.max_message_size,
-            _ctx: ctx,
-        };
-        let thread = std::thread::Builder::new()
-            .name("zask-scheduler".into())
-            .spawn(move || event_loop.run())
-            .map_err(Error::Thread)?;
+        let state = SchedulerState::new(id.clone(), options.config.clone());
+        let max_message_size = options.max_message_size;
+        let service_ctx = ctx.clone();
+        let service = Service::spawn(&ctx, &id, "zask-scheduler", move |wake| {
+            Loop {
+                state,
+                workers,
+                clients,
+                wake: wake.socket,
+                stop: wake.stop,
+                max_message_size,
+                _ctx: service_ctx,
+            }
+            .run()
+        })
+        .map_err(Error::Thread)?;
         log::info!(
             "scheduler {id}: workers at {address_to_workers}, clients at {address_to_clients}"
         );
@@ -100,9 +94,7 @@ impl Scheduler {
             id,
             address_to_workers,
             address_to_clients,
-            stop,
-            waker: Mutex::new(waker),
-            thread: Mutex::new(Some(thread)),
+            service,
         })
     }
 
@@ -122,33 +114,19 @@ impl Scheduler {
     }
 
     /// Shuts down: tells workers and waiting clients, closes the sockets, joins the thread.
-    /// Closing twice is fine.
+    /// Closing twice is fine (and dropping closes).
     pub fn close(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Ok(waker) = self.waker.lock() {
-            let _ = waker.send(&b""[..], zmq::DONTWAIT);
-        }
-        self.wait();
+        self.service.close();
     }
 
     /// Blocks until the scheduler has stopped (after `close`, from another thread or Ctrl-C).
     pub fn wait(&self) {
-        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(handle) = handle {
-            let _ = handle.join();
-        }
+        self.service.wait();
     }
 
     /// A handle that can stop this scheduler from another thread (for a Ctrl-C handler).
     pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
-        let stop = self.stop.clone();
-        move || stop.store(true, Ordering::SeqCst)
-    }
-}
-
-impl Drop for Scheduler {
-    fn drop(&mut self) {
-        self.close();
+        self.service.stopper()
     }
 }
 
@@ -175,12 +153,15 @@ struct RequestId {
 }
 
 impl Loop {
-    fn run(&mut self) {
+    fn run(mut self) {
         let mut out = Outbox::default();
         let mut last_tick = Instant::now();
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 self.state.on_close(&mut out);
+                // Give the goodbyes a moment to leave before the sockets close.
+                let _ = self.workers.set_linger(500);
+                let _ = self.clients.set_linger(500);
                 self.flush(&mut out);
                 log::info!("scheduler {} closed", self.state.id);
                 return;

@@ -14,7 +14,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use zask_core::frames;
@@ -23,6 +22,7 @@ use zask_core::protocol::{
     ComputeTask, Data, FromWorker, KeyData, KeyInfo, PeerReply, PeerRequest, TaskDone, TaskFailed,
     ToWorker, PROTOCOL_VERSION,
 };
+use zask_core::service::Service;
 use zask_core::{net, Value};
 
 use crate::error::Error;
@@ -72,9 +72,7 @@ impl WorkerOptions {
 pub struct Worker {
     address: String,
     worker_id: String,
-    stop: Arc<AtomicBool>,
-    waker: Mutex<zmq::Socket>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    service: Service,
 }
 
 impl Worker {
@@ -93,49 +91,50 @@ impl Worker {
             .connect(&options.scheduler_address)
             .map_err(|e| Error::Connect(options.scheduler_address.clone(), e))?;
         let worker_id = net::unique_id("worker");
-        let wake_endpoint = format!("inproc://{worker_id}-wake");
-        let wake = ctx.socket(zmq::PULL)?;
-        wake.bind(&wake_endpoint)?;
-        let waker = ctx.socket(zmq::PUSH)?;
-        net::configure(&waker)?;
-        waker.connect(&wake_endpoint)?;
-        let stop = Arc::new(AtomicBool::new(false));
         let nthreads = options.nthreads.max(1);
-        let (jobs_tx, results_rx) =
-            spawn_executors(&ctx, &wake_endpoint, nthreads, options.registry.clone())?;
+        let (jobs_tx, results_rx) = spawn_executors(
+            &ctx,
+            &Service::wake_endpoint(&worker_id),
+            nthreads,
+            options.registry.clone(),
+        )?;
         let mut functions = options.registry.names();
         functions.sort();
-        let mut event_loop = Loop {
-            ctx,
-            scheduler,
-            peers,
-            wake,
-            stop: stop.clone(),
-            peer_sockets: HashMap::new(),
-            store,
-            functions,
-            worker_id: worker_id.clone(),
-            address: address.clone(),
-            nthreads,
-            heartbeat_interval: options.heartbeat_interval,
-            fetch_timeout: options.fetch_timeout,
-            jobs: Some(jobs_tx),
-            results: results_rx,
-            tasks: HashMap::new(),
-            waiting: HashMap::new(),
-            ready: VecDeque::new(),
-            running: 0,
-            fetches: HashMap::new(),
-            fetching: HashMap::new(),
-            next_request: 1,
-            report: Report::default(),
-            registered: false,
-            last_sent: None,
-        };
-        let thread = std::thread::Builder::new()
-            .name("zask-worker".into())
-            .spawn(move || event_loop.run())
-            .map_err(Error::Thread)?;
+        let loop_ctx = ctx.clone();
+        let (loop_id, loop_address) = (worker_id.clone(), address.clone());
+        let heartbeat_interval = options.heartbeat_interval;
+        let fetch_timeout = options.fetch_timeout;
+        let service = Service::spawn(&ctx, &worker_id, "zask-worker", move |wake| {
+            Loop {
+                ctx: loop_ctx,
+                scheduler,
+                peers,
+                wake: wake.socket,
+                stop: wake.stop,
+                peer_sockets: HashMap::new(),
+                store,
+                functions,
+                worker_id: loop_id,
+                address: loop_address,
+                nthreads,
+                heartbeat_interval,
+                fetch_timeout,
+                jobs: Some(jobs_tx),
+                results: results_rx,
+                tasks: HashMap::new(),
+                waiting: HashMap::new(),
+                ready: VecDeque::new(),
+                running: 0,
+                fetches: HashMap::new(),
+                fetching: HashMap::new(),
+                next_request: 1,
+                report: Report::default(),
+                registered: false,
+                last_sent: None,
+            }
+            .run()
+        })
+        .map_err(Error::Thread)?;
         log::info!(
             "worker {address} ({nthreads} threads) connecting to {}",
             options.scheduler_address
@@ -143,9 +142,7 @@ impl Worker {
         Ok(Worker {
             address,
             worker_id,
-            stop,
-            waker: Mutex::new(waker),
-            thread: Mutex::new(Some(thread)),
+            service,
         })
     }
 
@@ -160,33 +157,19 @@ impl Worker {
     }
 
     /// Stops: tells the scheduler goodbye, closes the sockets, joins the loop. Closing twice
-    /// is fine.
+    /// is fine (and dropping closes).
     pub fn close(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Ok(waker) = self.waker.lock() {
-            let _ = waker.send(&b""[..], zmq::DONTWAIT);
-        }
-        self.wait();
+        self.service.close();
     }
 
     /// Blocks until the worker has stopped.
     pub fn wait(&self) {
-        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(handle) = handle {
-            let _ = handle.join();
-        }
+        self.service.wait();
     }
 
     /// A handle that stops this worker from another thread (for a Ctrl-C handler).
     pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
-        let stop = self.stop.clone();
-        move || stop.store(true, Ordering::SeqCst)
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.close();
+        self.service.stopper()
     }
 }
 
@@ -305,7 +288,7 @@ struct Loop {
 }
 
 impl Loop {
-    fn run(&mut self) {
+    fn run(mut self) {
         self.register();
         loop {
             if self.stop.load(Ordering::SeqCst) {
