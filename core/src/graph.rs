@@ -241,10 +241,20 @@ impl Node {
 
     /// The distinct keys this node references, in first-seen order.
     pub fn dependencies(&self) -> Vec<String> {
-        let mut deps: Vec<String> = Vec::new();
+        self.dependency_refs()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The distinct keys this node references, in first-seen order, borrowed. Linear in the
+    /// number of references (a task over 100,000 keys is fine).
+    pub fn dependency_refs(&self) -> Vec<&str> {
+        let mut deps: Vec<&str> = Vec::new();
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         self.for_each_ref(&mut |k| {
-            if !deps.iter().any(|d| d == k) {
-                deps.push(k.to_string());
+            if seen.insert(k) {
+                deps.push(k);
             }
         });
         deps

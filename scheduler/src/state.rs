@@ -601,7 +601,8 @@ impl SchedulerState {
         };
         for d in dependents {
             let woken = match self.tasks.get_mut(&d) {
-                Some(dt) if dt.status == TaskStatus::Waiting && dt.deps.contains(&tid) => {
+                // (Ids are never reused, so every listed dependent does depend on `tid`.)
+                Some(dt) if dt.status == TaskStatus::Waiting => {
                     dt.waiting_on = dt.waiting_on.saturating_sub(1);
                     dt.waiting_on == 0
                 }
@@ -1132,8 +1133,8 @@ impl SchedulerState {
             let signature = self.signature_of(node);
             let mut deps = Vec::new();
             let mut waiting_on = 0;
-            for dep_key in node.dependencies() {
-                let Some(&dep) = self.task_ids.get(&dep_key) else {
+            for dep_key in node.dependency_refs() {
+                let Some(&dep) = self.task_ids.get(dep_key) else {
                     continue;
                 };
                 let Some(dt) = self.tasks.get_mut(&dep) else {
@@ -1318,13 +1319,7 @@ impl SchedulerState {
                 function: Some(f),
             });
         }
-        let mut deps: Vec<&'g str> = Vec::new();
-        node.for_each_ref(&mut |k| {
-            if !deps.contains(&k) {
-                deps.push(k);
-            }
-        });
-        Ok(deps)
+        Ok(node.dependency_refs())
     }
 
     /// An existing key that a new computation would depend on but that has failed.
