@@ -353,21 +353,15 @@ impl Loop {
         for (route, msg) in out.to_workers.drain(..) {
             send(&self.workers, &route, &msg, Vec::new());
         }
-        for (route, tasks) in out.compute.drain() {
-            send(
-                &self.workers,
-                &route,
-                &ToWorker::Compute { tasks },
-                Vec::new(),
-            );
-        }
+        // Releases before computes: a key forgotten and created again in the same turn must be
+        // deleted before it is computed, not after.
         for (route, keys) in out.release.drain() {
-            send(
-                &self.workers,
-                &route,
-                &ToWorker::Release { keys },
-                Vec::new(),
-            );
+            let msg = ToWorker::Release { keys };
+            send(&self.workers, &route, &msg, Vec::new());
+        }
+        for (route, tasks) in out.compute.drain() {
+            let msg = ToWorker::Compute { tasks };
+            send(&self.workers, &route, &msg, Vec::new());
         }
         for (route, msg) in out.to_clients.drain(..) {
             let (msg, blobs) = pack_client_message(msg);

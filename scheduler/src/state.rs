@@ -636,7 +636,7 @@ impl SchedulerState {
         ) {
             return;
         }
-        if failed.kind == "missing_dependency" && self.retry_missing(tid, wid, &failed, out) {
+        if failed.kind == "missing_dependency" && self.retry_missing(tid, &failed, out) {
             return;
         }
         let error = ErrorInfo {
@@ -655,13 +655,7 @@ impl SchedulerState {
     /// A worker could not fetch an input from any holder we named. Forget those copies
     /// (recomputing the input if no copy is left) and run the task again, a few times at most.
     /// Returns false when the task should fail instead.
-    fn retry_missing(
-        &mut self,
-        tid: TaskId,
-        wid: WorkerId,
-        failed: &TaskFailed,
-        out: &mut Outbox,
-    ) -> bool {
+    fn retry_missing(&mut self, tid: TaskId, failed: &TaskFailed, out: &mut Outbox) -> bool {
         const MAX_FETCH_RETRIES: u32 = 3;
         let Some(&dep) = failed.missing.as_ref().and_then(|k| self.task_ids.get(k)) else {
             return false;
@@ -670,10 +664,12 @@ impl SchedulerState {
             Some(t) if t.fetch_retries < MAX_FETCH_RETRIES => t.fetch_retries += 1,
             _ => return false,
         }
+        // The worker tried every holder we named, and does not hold it itself: none of the
+        // copies we know of could be had (even one we believed was on that worker).
         let holders: Vec<WorkerId> = self
             .tasks
             .get(&dep)
-            .map(|t| t.who_has.iter().copied().filter(|h| *h != wid).collect())
+            .map(|t| t.who_has.iter().copied().collect())
             .unwrap_or_default();
         for h in holders {
             self.remove_holder(dep, h);

@@ -10,7 +10,7 @@
 //! tries the next holder when one fails or times out, and waits for inputs that a queued task
 //! on this same worker will compute. A task runs once all its inputs are local.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -456,8 +456,10 @@ impl Loop {
             }
             ToWorker::Compute { tasks } => {
                 let mut to_fetch: HashMap<String, Vec<String>> = HashMap::new();
+                // A task may depend on one listed after it in the same batch.
+                let batch: HashSet<String> = tasks.iter().map(|t| t.key.clone()).collect();
                 for t in tasks {
-                    self.accept_task(t, &mut to_fetch);
+                    self.accept_task(t, &batch, &mut to_fetch);
                 }
                 self.send_fetches(to_fetch);
             }
@@ -482,7 +484,12 @@ impl Loop {
     }
 
     /// Takes a task from the scheduler: queue it, or wait for its inputs.
-    fn accept_task(&mut self, t: ComputeTask, to_fetch: &mut HashMap<String, Vec<String>>) {
+    fn accept_task(
+        &mut self,
+        t: ComputeTask,
+        batch: &HashSet<String>,
+        to_fetch: &mut HashMap<String, Vec<String>>,
+    ) {
         if self.tasks.contains_key(&t.key) {
             return;
         }
@@ -523,7 +530,10 @@ impl Loop {
             if self.store.contains(dep) {
                 continue;
             }
-            if self.tasks.contains_key(dep) || self.fetching.contains_key(dep) {
+            if self.tasks.contains_key(dep)
+                || self.fetching.contains_key(dep)
+                || batch.contains(dep)
+            {
                 missing += 1;
                 self.waiting
                     .entry(dep.clone())

@@ -1,0 +1,603 @@
+//! The worker's side of the protocol, against a fake scheduler: the test binds its own
+//! ROUTER, starts real `zask-worker` processes pointing at it, and speaks the protocol by
+//! hand. Also the peer protocol, on a worker's own ROUTER port.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{free_port, raw_socket, recv_parts, send_frames, WorkerBin, WorkerProc, DEADLINE};
+use zask::{key, task, Value};
+use zask_core::frames;
+use zask_core::protocol::{
+    ComputeTask, FromWorker, KeyData, PeerReply, PeerRequest, TaskDone, TaskFailed, ToWorker,
+    PROTOCOL_VERSION,
+};
+
+/// A message from a worker: its route, the decoded header, and its blob frames.
+struct Received {
+    route: Vec<u8>,
+    msg: FromWorker,
+    blobs: Vec<Vec<u8>>,
+}
+
+/// What became of a task: done (with its value, when sent) or failed.
+type Outcome = Result<(TaskDone, Option<Value>), TaskFailed>;
+
+/// A ROUTER socket playing the scheduler.
+struct FakeScheduler {
+    _ctx: zmq::Context,
+    router: zmq::Socket,
+    address: String,
+}
+
+impl FakeScheduler {
+    fn bind() -> FakeScheduler {
+        let ctx = zmq::Context::new();
+        let router = ctx.socket(zmq::ROUTER).unwrap();
+        router.set_linger(0).unwrap();
+        router.bind("tcp://127.0.0.1:*").unwrap();
+        let address = router.get_last_endpoint().unwrap().unwrap();
+        FakeScheduler {
+            _ctx: ctx,
+            router,
+            address,
+        }
+    }
+
+    /// Starts a real worker pointing at this fake scheduler.
+    fn start_worker(&self, nthreads: u32, args: &[&str]) -> WorkerProc {
+        let mut all = vec!["--heartbeat-interval", "0.2"];
+        all.extend_from_slice(args);
+        WorkerProc::start(WorkerBin::Stock, &self.address, nthreads, &all)
+    }
+
+    /// The next message from any worker, within `timeout`.
+    fn recv(&self, timeout: Duration) -> Option<Received> {
+        let mut parts = recv_parts(&self.router, timeout)?;
+        assert!(
+            parts.len() >= 2,
+            "a worker message without a header: {parts:?}"
+        );
+        let route = parts.remove(0);
+        let header = parts.remove(0);
+        let msg = frames::decode::<FromWorker>(&header)
+            .unwrap_or_else(|e| panic!("a worker sent an undecodable header: {e}"));
+        Some(Received {
+            route,
+            msg,
+            blobs: parts,
+        })
+    }
+
+    /// Receives until `pick` returns `Some` (skipping other messages, e.g. heartbeats);
+    /// panics after [`DEADLINE`].
+    fn recv_until<T>(&self, what: &str, mut pick: impl FnMut(&Received) -> Option<T>) -> T {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!("the worker did not send {what} within {DEADLINE:?}");
+            }
+            if let Some(r) = self.recv(left) {
+                if let Some(v) = pick(&r) {
+                    return v;
+                }
+            }
+        }
+    }
+
+    fn send(&self, route: &[u8], msg: &ToWorker) {
+        send_frames(
+            &self.router,
+            Some(route),
+            frames::encode(msg, Vec::new()).unwrap(),
+        );
+    }
+
+    /// Waits for `worker`'s registration, answers welcome, and returns its route and the
+    /// registration.
+    fn accept(&self, worker: &WorkerProc) -> (Vec<u8>, FromWorker) {
+        let (route, reg) = self.recv_until("register", |r| match &r.msg {
+            FromWorker::Register { address, .. } if *address == worker.address => {
+                Some((r.route.clone(), r.msg.clone()))
+            }
+            _ => None,
+        });
+        self.send(
+            &route,
+            &ToWorker::Welcome {
+                protocol: PROTOCOL_VERSION,
+                scheduler_id: "fake-scheduler".into(),
+            },
+        );
+        (route, reg)
+    }
+
+    fn compute(&self, route: &[u8], tasks: Vec<ComputeTask>) {
+        self.send(route, &ToWorker::Compute { tasks });
+    }
+
+    /// Waits for the report of `key` from the worker at `route`: done (with its value, when
+    /// sent) or failed. Also returns every key acquired in the reports seen on the way.
+    fn outcome(&self, route: &[u8], key: &str) -> (Outcome, Vec<String>) {
+        let mut acquired_all = Vec::new();
+        let result = self.recv_until(&format!("a report on {key:?}"), |r| {
+            if r.route != route {
+                return None;
+            }
+            let FromWorker::Report {
+                done,
+                failed,
+                acquired,
+            } = &r.msg
+            else {
+                return None;
+            };
+            acquired_all.extend(acquired.iter().map(|a| a.key.clone()));
+            if let Some(d) = done.iter().find(|d| d.key == key) {
+                let value = d
+                    .data
+                    .clone()
+                    .map(|data| frames::unpack(data, &r.blobs).expect("a readable value"));
+                return Some(Ok((d.clone(), value)));
+            }
+            failed.iter().find(|f| f.key == key).cloned().map(Err)
+        });
+        (result, acquired_all)
+    }
+
+    /// Asks the worker at `route` for `keys`; returns the values found and the missing keys.
+    fn get_data(
+        &self,
+        route: &[u8],
+        request: u64,
+        keys: &[&str],
+    ) -> (Vec<(String, Value)>, Vec<String>) {
+        self.send(
+            route,
+            &ToWorker::GetData {
+                request,
+                keys: keys.iter().map(|k| k.to_string()).collect(),
+            },
+        );
+        self.recv_until("data", |r| match &r.msg {
+            FromWorker::Data {
+                request: got,
+                items,
+                missing,
+            } if *got == request && r.route == route => Some((
+                items
+                    .iter()
+                    .map(|KeyData { key, data }| {
+                        (key.clone(), frames::unpack(data.clone(), &r.blobs).unwrap())
+                    })
+                    .collect(),
+                missing.clone(),
+            )),
+            _ => None,
+        })
+    }
+}
+
+fn compute_task(k: &str, node: zask::Node, send_value: bool) -> ComputeTask {
+    ComputeTask {
+        key: k.to_string(),
+        node: node.to_value(),
+        who_has: Vec::new(),
+        send_value,
+    }
+}
+
+fn done_value(outcome: Outcome) -> (TaskDone, Option<Value>) {
+    outcome.unwrap_or_else(|f| panic!("the task failed: {f:?}"))
+}
+
+fn failure(outcome: Outcome) -> TaskFailed {
+    match outcome {
+        Ok(d) => panic!("expected the task to fail, it gave {d:?}"),
+        Err(f) => f,
+    }
+}
+
+#[test]
+fn registers_computes_reports_and_serves_data() {
+    let fake = FakeScheduler::bind();
+    let worker = fake.start_worker(2, &[]);
+    let (route, reg) = fake.accept(&worker);
+    match reg {
+        FromWorker::Register {
+            protocol,
+            worker_id,
+            pid,
+            nthreads,
+            functions,
+            has,
+            ..
+        } => {
+            assert_eq!(protocol, PROTOCOL_VERSION);
+            assert!(!worker_id.is_empty());
+            assert_eq!(pid, worker.pid());
+            assert_eq!(nthreads, 2);
+            for f in ["add", "inc", "sum", "fail", "zeros"] {
+                assert!(functions.iter().any(|x| x == f), "{f} not offered");
+            }
+            assert!(has.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A task whose value is wanted.
+    fake.compute(&route, vec![compute_task("x", task("add", (1, 2)), true)]);
+    let (done, value) = done_value(fake.outcome(&route, "x").0);
+    assert_eq!(value, Some(Value::Int(3)));
+    assert_eq!(done.nbytes, 8);
+    // A task using a local input, value not wanted.
+    fake.compute(
+        &route,
+        vec![compute_task("y", task("inc", (key("x"),)), false)],
+    );
+    let (_, value) = done_value(fake.outcome(&route, "y").0);
+    assert_eq!(value, None);
+    // A batch: a chain given in one message, dependency first.
+    fake.compute(
+        &route,
+        vec![
+            compute_task("a", task("add", (key("x"), key("y"))), false),
+            compute_task("b", task("mul", (key("a"), 10)), true),
+        ],
+    );
+    let (_, value) = done_value(fake.outcome(&route, "b").0);
+    assert_eq!(value, Some(Value::Int(70)));
+
+    // get_data: values held, and a missing key reported as missing (no hang).
+    let (items, missing) = fake.get_data(&route, 5, &["x", "y", "nope"]);
+    assert_eq!(
+        items,
+        vec![
+            ("x".to_string(), Value::Int(3)),
+            ("y".to_string(), Value::Int(4))
+        ]
+    );
+    assert_eq!(missing, vec!["nope".to_string()]);
+    let (items, missing) = fake.get_data(&route, 6, &["only-missing"]);
+    assert!(items.is_empty());
+    assert_eq!(missing, vec!["only-missing".to_string()]);
+
+    // A large value comes back in a blob frame.
+    fake.compute(
+        &route,
+        vec![compute_task("big", task("zeros", (100_000,)), true)],
+    );
+    let (done, value) = done_value(fake.outcome(&route, "big").0);
+    assert_eq!(value, Some(Value::Bytes(vec![0; 100_000])));
+    assert_eq!(done.nbytes, 100_000);
+
+    // The same key again: reported done again, not recomputed.
+    fake.compute(&route, vec![compute_task("x", task("add", (1, 2)), true)]);
+    let (_, value) = done_value(fake.outcome(&route, "x").0);
+    assert_eq!(value, Some(Value::Int(3)));
+
+    // Release, then the keys are missing.
+    fake.send(
+        &route,
+        &ToWorker::Release {
+            keys: vec!["x".into(), "big".into()],
+        },
+    );
+    let (items, missing) = fake.get_data(&route, 7, &["x", "big", "y"]);
+    assert_eq!(items, vec![("y".to_string(), Value::Int(4))]);
+    assert_eq!(missing, vec!["x".to_string(), "big".to_string()]);
+}
+
+/// docs/protocol.md: "An input not listed is expected on the worker (held, or the result of
+/// another task it was given)". A compute batch listing a task before the task computing its
+/// input is such a case.
+#[test]
+fn a_batch_listing_a_dependent_before_its_dependency() {
+    let fake = FakeScheduler::bind();
+    let worker = fake.start_worker(1, &[]);
+    let (route, _) = fake.accept(&worker);
+    fake.compute(
+        &route,
+        vec![
+            compute_task("b", task("mul", (key("a"), 10)), true),
+            compute_task("a", task("add", (3, 4)), false),
+        ],
+    );
+    let (_, value) = done_value(fake.outcome(&route, "b").0);
+    assert_eq!(value, Some(Value::Int(70)));
+}
+
+#[test]
+fn task_failures_are_reported_with_their_kind() {
+    let fake = FakeScheduler::bind();
+    let worker = fake.start_worker(1, &[]);
+    let (route, _) = fake.accept(&worker);
+
+    fake.compute(
+        &route,
+        vec![compute_task("bad", task("fail", ("no luck",)), true)],
+    );
+    let f = failure(fake.outcome(&route, "bad").0);
+    assert_eq!(f.kind, "task_failed", "{f:?}");
+    assert_eq!(f.function.as_deref(), Some("fail"), "{f:?}");
+    assert!(f.message.contains("no luck"), "{f:?}");
+
+    fake.compute(
+        &route,
+        vec![compute_task("u", task("no_such_fn", (1,)), true)],
+    );
+    let f = failure(fake.outcome(&route, "u").0);
+    assert_eq!(f.kind, "unknown_function", "{f:?}");
+    assert!(f.message.contains("no_such_fn"), "{f:?}");
+
+    // An input neither held nor named anywhere.
+    fake.compute(
+        &route,
+        vec![compute_task("m", task("inc", (key("ghost"),)), true)],
+    );
+    let f = failure(fake.outcome(&route, "m").0);
+    assert_eq!(f.kind, "missing_dependency", "{f:?}");
+    assert_eq!(f.missing.as_deref(), Some("ghost"), "{f:?}");
+
+    // A malformed node.
+    let node = common::value_json(serde_json::json!({"fn": 3}));
+    fake.compute(
+        &route,
+        vec![ComputeTask {
+            key: "malformed".into(),
+            node,
+            who_has: vec![],
+            send_value: true,
+        }],
+    );
+    let f = failure(fake.outcome(&route, "malformed").0);
+    assert_eq!(f.kind, "bad_task", "{f:?}");
+
+    // A task depending on a failing one in the same batch fails too.
+    fake.compute(
+        &route,
+        vec![
+            compute_task("f1", task("fail", ("first",)), false),
+            compute_task("f2", task("inc", (key("f1"),)), true),
+        ],
+    );
+    let f = failure(fake.outcome(&route, "f2").0);
+    assert_eq!(f.kind, "missing_dependency", "{f:?}");
+
+    // A failed key is not stored.
+    let (items, missing) = fake.get_data(&route, 1, &["bad", "f1", "f2"]);
+    assert!(items.is_empty());
+    assert_eq!(missing.len(), 3);
+    // Still computing.
+    fake.compute(&route, vec![compute_task("ok", task("inc", (41,)), true)]);
+    assert_eq!(
+        done_value(fake.outcome(&route, "ok").0).1,
+        Some(Value::Int(42))
+    );
+}
+
+#[test]
+fn a_fetch_from_a_dead_holder_retries_the_next_holder() {
+    let fake = FakeScheduler::bind();
+    let a = fake.start_worker(1, &["--fetch-timeout", "1"]);
+    let b = fake.start_worker(1, &["--fetch-timeout", "1"]);
+    let (route_a, _) = fake.accept(&a);
+    let (route_b, _) = fake.accept(&b);
+
+    fake.compute(
+        &route_a,
+        vec![compute_task("x", task("add", (1, 2)), false)],
+    );
+    done_value(fake.outcome(&route_a, "x").0);
+
+    let dead = format!("tcp://127.0.0.1:{}", free_port());
+    fake.compute(
+        &route_b,
+        vec![ComputeTask {
+            key: "y".into(),
+            node: task("inc", (key("x"),)).to_value(),
+            who_has: vec![("x".into(), vec![dead.clone(), a.address.clone()])],
+            send_value: true,
+        }],
+    );
+    let (outcome, acquired) = fake.outcome(&route_b, "y");
+    let (_, value) = done_value(outcome);
+    assert_eq!(value, Some(Value::Int(4)));
+    // B reports the copy of x it now holds (in the same report or an earlier one).
+    assert!(acquired.iter().any(|k| k == "x"), "acquired: {acquired:?}");
+    let (items, missing) = fake.get_data(&route_b, 1, &["x", "y"]);
+    assert_eq!(items.len(), 2, "missing: {missing:?}");
+
+    // Release both from B: B no longer has them, A still has x.
+    fake.send(
+        &route_b,
+        &ToWorker::Release {
+            keys: vec!["x".into(), "y".into()],
+        },
+    );
+    let (items, missing) = fake.get_data(&route_b, 2, &["x", "y"]);
+    assert!(items.is_empty());
+    assert_eq!(missing, vec!["x".to_string(), "y".to_string()]);
+    let (items, _) = fake.get_data(&route_a, 3, &["x"]);
+    assert_eq!(items, vec![("x".to_string(), Value::Int(3))]);
+
+    // Only dead holders: the task fails naming the input (after the fetch timeout).
+    fake.compute(
+        &route_b,
+        vec![ComputeTask {
+            key: "z".into(),
+            node: task("inc", (key("q"),)).to_value(),
+            who_has: vec![("q".into(), vec![dead])],
+            send_value: true,
+        }],
+    );
+    let f = failure(fake.outcome(&route_b, "z").0);
+    assert_eq!(f.kind, "missing_dependency", "{f:?}");
+    assert_eq!(f.missing.as_deref(), Some("q"), "{f:?}");
+
+    // A holder that is alive but does not have the key: the next one is tried at once.
+    fake.compute(
+        &route_b,
+        vec![ComputeTask {
+            key: "w".into(),
+            node: task("mul", (key("x"), 5)).to_value(),
+            who_has: vec![("x".into(), vec![b.address.clone(), a.address.clone()])],
+            send_value: true,
+        }],
+    );
+    // (B itself does not hold x any more; it asks A.)
+    let (outcome, _) = fake.outcome(&route_b, "w");
+    assert_eq!(done_value(outcome).1, Some(Value::Int(15)));
+}
+
+#[test]
+fn the_peer_port_answers_get_data_and_garbage() {
+    let fake = FakeScheduler::bind();
+    let worker = fake.start_worker(1, &[]);
+    let (route, _) = fake.accept(&worker);
+    fake.compute(&route, vec![compute_task("x", task("add", (1, 2)), false)]);
+    done_value(fake.outcome(&route, "x").0);
+
+    let ctx = zmq::Context::new();
+    let peer = raw_socket(&ctx, zmq::DEALER, &worker.address);
+    let timeout = Duration::from_secs(20);
+
+    let request = PeerRequest::GetData {
+        request: 9,
+        keys: vec!["nope".into(), "x".into()],
+    };
+    send_frames(&peer, None, frames::encode(&request, Vec::new()).unwrap());
+    let parts = recv_parts(&peer, timeout).expect("an answer to get_data");
+    match frames::decode::<PeerReply>(&parts[0]).unwrap() {
+        PeerReply::Data {
+            request,
+            items,
+            missing,
+        } => {
+            assert_eq!(request, 9);
+            assert_eq!(missing, vec!["nope".to_string()]);
+            assert_eq!(items.len(), 1);
+            assert_eq!(items[0].key, "x");
+            assert_eq!(
+                frames::unpack(items[0].data.clone(), &parts[1..]).unwrap(),
+                Value::Int(3)
+            );
+        }
+        other => panic!("expected data, got {other:?}"),
+    }
+
+    let request = PeerRequest::GetData {
+        request: 10,
+        keys: vec!["nothing-here".into()],
+    };
+    send_frames(&peer, None, frames::encode(&request, Vec::new()).unwrap());
+    let parts = recv_parts(&peer, timeout).expect("an answer for a missing key");
+    match frames::decode::<PeerReply>(&parts[0]).unwrap() {
+        PeerReply::Data {
+            request,
+            items,
+            missing,
+        } => {
+            assert_eq!(request, 10);
+            assert!(items.is_empty());
+            assert_eq!(missing, vec!["nothing-here".to_string()]);
+        }
+        other => panic!("expected data, got {other:?}"),
+    }
+
+    for garbage in [&b"\xc1\xff not msgpack"[..], &b""[..], &b"\x93\x01\x02"[..]] {
+        peer.send(garbage, 0).unwrap();
+        let parts = recv_parts(&peer, timeout).expect("an answer to garbage");
+        match frames::decode::<PeerReply>(&parts[0]).unwrap() {
+            PeerReply::Error { message, .. } => assert!(!message.is_empty()),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+    // An unknown op.
+    let unknown = common::value_json(serde_json::json!({"op": "steal", "request": 3}));
+    send_frames(&peer, None, frames::encode(&unknown, Vec::new()).unwrap());
+    let parts = recv_parts(&peer, timeout).expect("an answer to an unknown op");
+    assert!(matches!(
+        frames::decode::<PeerReply>(&parts[0]).unwrap(),
+        PeerReply::Error { .. }
+    ));
+
+    // The worker still serves its scheduler.
+    fake.compute(
+        &route,
+        vec![compute_task("y", task("inc", (key("x"),)), true)],
+    );
+    assert_eq!(
+        done_value(fake.outcome(&route, "y").0).1,
+        Some(Value::Int(4))
+    );
+}
+
+#[test]
+fn please_register_closing_and_rejected() {
+    let fake = FakeScheduler::bind();
+    let mut worker = fake.start_worker(1, &[]);
+    let (route, first) = fake.accept(&worker);
+    let FromWorker::Register { worker_id, .. } = first else {
+        unreachable!()
+    };
+    // Heartbeats follow the welcome.
+    fake.recv_until("a heartbeat", |r| match &r.msg {
+        FromWorker::Heartbeat { worker_id: id } if *id == worker_id => Some(()),
+        _ => None,
+    });
+    // Holding a key, asked to register again: it registers with the key it holds.
+    fake.compute(&route, vec![compute_task("kept", task("inc", (1,)), false)]);
+    done_value(fake.outcome(&route, "kept").0);
+    fake.send(&route, &ToWorker::PleaseRegister);
+    let has = fake.recv_until("register again", |r| match &r.msg {
+        FromWorker::Register {
+            worker_id: id, has, ..
+        } if *id == worker_id => Some(has.clone()),
+        _ => None,
+    });
+    assert_eq!(has.len(), 1);
+    assert_eq!(has[0].key, "kept");
+    fake.send(
+        &route,
+        &ToWorker::Welcome {
+            protocol: PROTOCOL_VERSION,
+            scheduler_id: "fake-2".into(),
+        },
+    );
+    // The scheduler closing: the worker stays up and tries to register again.
+    fake.send(&route, &ToWorker::Closing);
+    fake.recv_until("register after closing", |r| match &r.msg {
+        FromWorker::Register { worker_id: id, .. } if *id == worker_id => Some(()),
+        _ => None,
+    });
+    assert!(worker.proc.is_running());
+    // Rejected: the worker exits.
+    fake.send(
+        &route,
+        &ToWorker::Rejected {
+            message: "go away".into(),
+        },
+    );
+    let status = worker.proc.wait_exit(DEADLINE);
+    assert!(status.is_some(), "the rejected worker did not exit");
+}
+
+#[test]
+fn a_worker_says_goodbye_on_sigterm() {
+    let fake = FakeScheduler::bind();
+    let mut worker = fake.start_worker(1, &[]);
+    let (route, first) = fake.accept(&worker);
+    let FromWorker::Register { worker_id, .. } = first else {
+        unreachable!()
+    };
+    worker.proc.terminate();
+    fake.recv_until("goodbye", |r| match &r.msg {
+        FromWorker::Goodbye { worker_id: id } if *id == worker_id && r.route == route => Some(()),
+        _ => None,
+    });
+    let status = worker.proc.wait_exit(DEADLINE).expect("the worker exits");
+    assert!(status.success(), "{status:?}");
+}
