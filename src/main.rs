@@ -63,6 +63,20 @@ enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Store, fetch, list and delete named graphs ("collections") on the scheduler.
+    Collections {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: CollectionsCommand,
+    },
+    /// Compute a stored collection and print its result as JSON.
+    Compute {
+        #[command(flatten)]
+        connection: Connection,
+        /// The collection's name.
+        name: String,
+    },
     /// Start a scheduler and workers in this process (127.0.0.1, ephemeral ports), compute
     /// keys of a graph, print the result as JSON, and stop.
     Local {
@@ -75,6 +89,35 @@ enum Command {
         #[command(flatten)]
         graph: GraphArgs,
     },
+    /// Run the benchmark workloads W1-W7 on a local cluster of separate processes.
+    Bench(zask::bench::BenchArgs),
+    /// A worker process for `zask bench` (internal).
+    #[command(hide = true)]
+    BenchWorker(zask::bench::BenchWorkerArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum CollectionsCommand {
+    /// Store GRAPH.json under NAME with its output keys (replacing any collection of that
+    /// name; the output says whether one was replaced).
+    Set {
+        /// The name: 1 to 200 letters, digits and ._-/:@
+        name: String,
+        /// The graph as JSON; `-` reads standard input.
+        graph: String,
+        /// The output keys (as for `zask get`: a key starting with `[` is a JSON array).
+        #[arg(long, required = true, num_args = 1..)]
+        keys: Vec<String>,
+        /// The collection's kind (what it is to clients that fetch it).
+        #[arg(long, default_value = "graph")]
+        kind: String,
+    },
+    /// Print the stored collection as JSON: {"kind", "graph", "keys", "meta"}.
+    Get { name: String },
+    /// List the stored collections (one JSON object per line).
+    List,
+    /// Delete a stored collection.
+    Delete { name: String },
 }
 
 fn main() -> ExitCode {
@@ -129,6 +172,14 @@ fn run(command: Command) -> Result<String, String> {
             })
             .to_string())
         }
+        Command::Collections {
+            connection,
+            command,
+        } => collections(&connect(&connection)?, command),
+        Command::Compute { connection, name } => connect(&connection)?
+            .compute_collection(&name)
+            .map(|v| v.to_json().to_string())
+            .map_err(|e| e.to_string()),
         Command::Local {
             workers,
             nthreads,
@@ -143,6 +194,52 @@ fn run(command: Command) -> Result<String, String> {
                 .and_then(|c| c.get(&graph, keys).map_err(|e| e.to_string()));
             cluster.close();
             Ok(result?.to_json().to_string())
+        }
+        Command::Bench(args) => zask::bench::run(args),
+        Command::BenchWorker(args) => zask::bench::run_worker(args),
+    }
+}
+
+fn collections(client: &Client, command: CollectionsCommand) -> Result<String, String> {
+    let err = |e: zask::client_error::Error| e.to_string();
+    match command {
+        CollectionsCommand::Set {
+            name,
+            graph,
+            keys,
+            kind,
+        } => {
+            let (graph, keys) = read_graph(&GraphArgs { graph, keys })?;
+            let collection = zask::Collection {
+                kind,
+                graph,
+                keys,
+                meta: Value::Map(Vec::new()),
+            };
+            let replaced = client.set_collection(&name, &collection).map_err(err)?;
+            Ok(serde_json::json!({"name": name, "replaced": replaced}).to_string())
+        }
+        CollectionsCommand::Get { name } => Ok(client
+            .get_collection(&name)
+            .map_err(err)?
+            .to_json()
+            .to_string()),
+        CollectionsCommand::List => {
+            let lines: Vec<String> = client
+                .list_collections()
+                .map_err(err)?
+                .iter()
+                .map(|c| {
+                    serde_json::json!({"name": c.name, "kind": c.kind, "tasks": c.tasks,
+                                       "nbytes": c.nbytes})
+                    .to_string()
+                })
+                .collect();
+            Ok(lines.join("\n"))
+        }
+        CollectionsCommand::Delete { name } => {
+            client.delete_collection(&name).map_err(err)?;
+            Ok(serde_json::json!({"deleted": name}).to_string())
         }
     }
 }

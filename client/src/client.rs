@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 
 use zask_core::frames;
 use zask_core::graph::Graph;
-use zask_core::protocol::{FromClient, ToClient, WorkerSummary, PROTOCOL_VERSION};
-use zask_core::{net, Keys, Value};
+use zask_core::protocol::{
+    CollectionSummary, FromClient, KeyData, ToClient, WorkerSummary, PROTOCOL_VERSION,
+};
+use zask_core::{net, Collection, Keys, Value};
 
 use crate::error::Error;
 
@@ -252,6 +254,122 @@ impl Client {
         }
     }
 
+    /// Stores `collection` on the scheduler under `name`, for any client to fetch. A collection
+    /// of that name is replaced; the answer says whether one was.
+    pub fn set_collection(&self, name: &str, collection: &Collection) -> Result<bool, Error> {
+        let value = collection.to_value();
+        let reply = self.call(move |request| FromClient::SetCollection {
+            request,
+            name: name.to_string(),
+            collection: value,
+        })?;
+        match reply {
+            ToClient::CollectionStored { replaced, .. } => Ok(replaced),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The collection stored under `name` (an `unknown_collection` error if there is none).
+    pub fn get_collection(&self, name: &str) -> Result<Collection, Error> {
+        match self.call(|request| FromClient::GetCollection {
+            request,
+            name: name.to_string(),
+        })? {
+            ToClient::Collection { collection, .. } => Collection::from_value(&collection)
+                .map_err(|e| Error::Protocol(format!("the stored collection is malformed: {e}"))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The stored collections, sorted by name.
+    pub fn list_collections(&self) -> Result<Vec<CollectionSummary>, Error> {
+        match self.call(|request| FromClient::ListCollections { request })? {
+            ToClient::Collections { collections, .. } => Ok(collections),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes the collection stored under `name` (an `unknown_collection` error if none).
+    pub fn delete_collection(&self, name: &str) -> Result<(), Error> {
+        match self.call(|request| FromClient::DeleteCollection {
+            request,
+            name: name.to_string(),
+        })? {
+            ToClient::CollectionDeleted { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Computes a stored collection as its kind says: a bag gives the list of its items, any
+    /// other collection its keys' values in their shape.
+    pub fn compute_collection(&self, name: &str) -> Result<Value, Error> {
+        let collection = self.get_collection(name)?;
+        if collection.kind == "bag" {
+            let bag = crate::bag::Bag::from_collection(&collection)?;
+            return bag.compute(self).map(Value::List);
+        }
+        self.get(&collection.graph, collection.keys)
+    }
+
+    /// Puts `values` on workers (spread across them) and returns their keys, for graphs to
+    /// reference (`key(k)`). Keys are tokens of the values (`scatter-<token>`), so the same
+    /// value scattered twice is stored once. The values stay until [`Client::release`].
+    pub fn scatter(&self, values: Vec<Value>) -> Result<Vec<String>, Error> {
+        let items = values
+            .into_iter()
+            .map(|v| (format!("scatter-{}", zask_core::token::tokenize(&[&v])), v))
+            .collect();
+        self.scatter_named(items)
+    }
+
+    /// Puts values on workers under the given keys (a key already held keeps its value).
+    pub fn scatter_named(&self, items: Vec<(String, Value)>) -> Result<Vec<String>, Error> {
+        let mut blobs = Vec::new();
+        let items: Vec<KeyData> = items
+            .into_iter()
+            .map(|(key, value)| KeyData {
+                key,
+                data: frames::pack(value, &mut blobs),
+            })
+            .collect();
+        let timeout = self.inner.options.get_timeout;
+        let (reply, _) = self.inner.request_with_blobs(
+            move |request| FromClient::Scatter { request, items },
+            blobs,
+            timeout,
+            "scattering",
+        )?;
+        match reply {
+            ToClient::Scattered { keys, .. } => Ok(keys),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The values of held keys (scattered, kept, or being computed), shaped like `keys`.
+    /// A key nobody holds is a `missing_key` error.
+    pub fn gather(&self, keys: impl Into<Keys>) -> Result<Value, Error> {
+        self.get(&Graph::new(), keys)
+    }
+
+    /// Lets `keys` go: scattered or kept keys are released from the workers once nothing else
+    /// needs them. Returns the keys the scheduler did not know.
+    pub fn release(&self, keys: &[String]) -> Result<Vec<String>, Error> {
+        let keys = keys.to_vec();
+        match self.call(move |request| FromClient::Release { request, keys })? {
+            ToClient::Released { unknown, .. } => Ok(unknown),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A quick request (with the short timeout).
+    fn call(&self, build: impl FnOnce(u64) -> FromClient) -> Result<ToClient, Error> {
+        let timeout = self.inner.options.timeout;
+        Ok(self
+            .inner
+            .request(build, timeout, "waiting for the scheduler")?
+            .0)
+    }
+
     /// Waits until at least `n` workers are registered, polling; fails after `timeout`.
     pub fn wait_for_workers(&self, n: usize, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
@@ -287,9 +405,20 @@ impl Inner {
         timeout: Duration,
         what: &str,
     ) -> Result<(ToClient, Vec<zmq::Message>), Error> {
+        self.request_with_blobs(build, Vec::new(), timeout, what)
+    }
+
+    /// Like `request`, with blob frames after the header.
+    fn request_with_blobs(
+        &self,
+        build: impl FnOnce(u64) -> FromClient,
+        blobs: Vec<Vec<u8>>,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(ToClient, Vec<zmq::Message>), Error> {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let f = frames::encode(&build(request), Vec::new())
-            .map_err(|e| Error::Protocol(e.to_string()))?;
+        let f =
+            frames::encode(&build(request), blobs).map_err(|e| Error::Protocol(e.to_string()))?;
         let size = f.header.len() + f.blobs.iter().map(Vec::len).sum::<usize>();
         if size > self.options.max_message_size {
             return Err(Error::TooLarge {
@@ -502,6 +631,12 @@ fn request_of(msg: &ToClient) -> u64 {
         | ToClient::Result { request, .. }
         | ToClient::Error { request, .. }
         | ToClient::Status { request, .. }
-        | ToClient::Workers { request, .. } => *request,
+        | ToClient::Workers { request, .. }
+        | ToClient::CollectionStored { request, .. }
+        | ToClient::Collection { request, .. }
+        | ToClient::Collections { request, .. }
+        | ToClient::CollectionDeleted { request, .. }
+        | ToClient::Scattered { request, .. }
+        | ToClient::Released { request, .. } => *request,
     }
 }

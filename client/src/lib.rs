@@ -10,12 +10,18 @@
 //! assert_eq!(client.get(&graph, "y").unwrap(), zask_core::Value::Int(3));
 //! ```
 //!
-//! - [`client`]: [`Client`] (`get`, `status`, `workers`), cheap to clone and usable from many
+//! - [`client`]: [`Client`] (`get`, `scatter`/`gather`/`release`, collections, `status`,
+//!   `workers`), cheap to clone and usable from many
 //!   threads with many requests outstanding; every call has a timeout.
+//! - [`bag`]: [`Bag`], a lazy partitioned sequence (dask's Bag) to compute or store as a
+//!   collection.
 //! - [`error`]: [`Error`], what can go wrong, with the scheduler's error kind when it answered.
 
+pub mod bag;
 pub mod client;
 pub mod error;
 
+pub use bag::{Bag, Item};
 pub use client::{Client, ClientOptions, Status};
 pub use error::Error;
+pub use zask_core::Collection;

@@ -3,19 +3,24 @@
 //! - [`value`]: [`Value`], the dynamic data tasks take and return (msgpack's model).
 //! - [`graph`]: the task graph format ([`Graph`], [`Node`]) and a builder (`task`, `key`).
 //! - [`keys`]: [`Keys`], one key or nested lists of keys, and the shape of a `get`'s answer.
+//! - [`collection`]: [`Collection`], a named graph stored on the scheduler.
+//! - [`token`]: [`token::tokenize`], stable names for values (deterministic keys).
 //! - [`protocol`]: every message, as serde types, named by direction.
 //! - [`frames`]: how messages become ZeroMQ frames (header + blobs for large values).
 //! - [`net`]: small ZeroMQ helpers every process uses (addresses, socket options).
 //! - [`service`]: [`service::Service`], a stoppable event-loop thread (scheduler, worker).
 
+pub mod collection;
 pub mod frames;
 pub mod graph;
 pub mod keys;
 pub mod net;
 pub mod protocol;
 pub mod service;
+pub mod token;
 pub mod value;
 
+pub use collection::Collection;
 pub use graph::{key, list, lit, task, Graph, Node, Task};
 pub use keys::Keys;
 pub use protocol::{ErrorInfo, PROTOCOL_VERSION};

@@ -207,6 +207,9 @@ pub enum ToWorker {
     Compute { tasks: Vec<ComputeTask> },
     /// Delete these keys from the store.
     Release { keys: Vec<String> },
+    /// Store these values (scattered by a client); each is then reported as a finished task
+    /// in `report` (`done`).
+    PutData { items: Vec<KeyData> },
     /// Send the values of these keys (answered by `data`).
     GetData { request: u64, keys: Vec<String> },
     /// The scheduler is shutting down; the worker keeps its data and waits for a scheduler.
@@ -232,6 +235,26 @@ pub enum FromClient {
     Status { request: u64 },
     /// List the registered workers: answered by `workers`.
     Workers { request: u64 },
+    /// Store a collection under `name` (replacing any): answered by `collection_stored`.
+    SetCollection {
+        request: u64,
+        name: String,
+        /// `{"kind": str, "graph": graph, "keys": keys, "meta": map}`.
+        collection: Value,
+    },
+    /// Fetch a stored collection: answered by `collection`.
+    GetCollection { request: u64, name: String },
+    /// List the stored collections: answered by `collections`.
+    ListCollections { request: u64 },
+    /// Delete a stored collection: answered by `collection_deleted`.
+    DeleteCollection { request: u64, name: String },
+    /// Put these values on workers (spread across them), held until released: answered by
+    /// `scattered` once every value is stored.
+    Scatter { request: u64, items: Vec<KeyData> },
+    /// The values of held keys: answered by `result`.
+    Gather { request: u64, keys: Vec<String> },
+    /// Let these keys go (scattered or kept ones): answered by `released`.
+    Release { request: u64, keys: Vec<String> },
     /// The client is going away: cancel its computations.
     Goodbye,
 }
@@ -246,9 +269,15 @@ pub enum ToClient {
         scheduler_id: String,
     },
     /// The values of a `get`'s keys (each once, in any order; the client shapes them).
-    Result { request: u64, items: Vec<KeyData> },
+    Result {
+        request: u64,
+        items: Vec<KeyData>,
+    },
     /// A request failed.
-    Error { request: u64, error: ErrorInfo },
+    Error {
+        request: u64,
+        error: ErrorInfo,
+    },
     Status {
         request: u64,
         scheduler_id: String,
@@ -264,6 +293,50 @@ pub enum ToClient {
         request: u64,
         workers: Vec<WorkerSummary>,
     },
+    /// A collection was stored; `replaced` says whether one of that name was overwritten.
+    CollectionStored {
+        request: u64,
+        name: String,
+        replaced: bool,
+    },
+    /// A stored collection, in its wire form.
+    Collection {
+        request: u64,
+        name: String,
+        collection: Value,
+    },
+    /// The stored collections, sorted by name.
+    Collections {
+        request: u64,
+        collections: Vec<CollectionSummary>,
+    },
+    CollectionDeleted {
+        request: u64,
+        name: String,
+    },
+    /// The scattered values are stored on workers, under these keys.
+    Scattered {
+        request: u64,
+        keys: Vec<String>,
+    },
+    /// The keys were let go; `unknown` lists those the scheduler did not know.
+    Released {
+        request: u64,
+        keys: Vec<String>,
+        #[serde(default)]
+        unknown: Vec<String>,
+    },
+}
+
+/// A stored collection, for listings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionSummary {
+    pub name: String,
+    pub kind: String,
+    /// Keys in its graph.
+    pub tasks: u64,
+    /// Size of its stored form, in bytes.
+    pub nbytes: u64,
 }
 
 /// Worker → worker: a request on a peer's ROUTER socket.

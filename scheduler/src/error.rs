@@ -9,6 +9,8 @@ pub enum Error {
     Bind(u16, zmq::Error),
     #[error("ZeroMQ error: {0}")]
     Zmq(#[from] zmq::Error),
+    #[error("cannot open the state directory: {0}")]
+    State(String),
     #[error("cannot start the scheduler thread: {0}")]
     Thread(std::io::Error),
 }

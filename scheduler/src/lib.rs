@@ -7,10 +7,12 @@
 //!   [`Outbox`] of messages to send; all policy (validation, ordering, data locality, release
 //!   of intermediates, failures, lost workers) lives and is unit-tested there.
 //! - [`server`]: [`Scheduler`], the thin ZeroMQ loop around the state.
+//! - [`collections`]: [`collections::CollectionStore`], named graphs in memory or in sled.
 //! - [`error`]: [`Error`], why a scheduler could not start.
 //!
 //! The binary `zask-scheduler` (src/main.rs) is a command line around [`Scheduler`].
 
+pub mod collections;
 pub mod error;
 pub mod server;
 pub mod state;

@@ -36,6 +36,16 @@ struct Args {
     /// Largest message accepted from a client, in bytes.
     #[arg(long, env = "ZASK_MAX_MESSAGE_SIZE", default_value_t = 1 << 30)]
     max_message_size: usize,
+    /// Keep stored collections in a sled database under DIR, so they survive a restart
+    /// (default: in memory).
+    #[arg(long, env = "ZASK_STATE_DIR")]
+    state_dir: Option<std::path::PathBuf>,
+    /// Largest collection accepted, in bytes.
+    #[arg(long, env = "ZASK_MAX_COLLECTION_SIZE", default_value_t = 64 << 20)]
+    max_collection_size: usize,
+    /// Copies of a key kept once no running task needs more (extra copies are released).
+    #[arg(long, env = "ZASK_MAX_COPIES", default_value_t = 1)]
+    max_copies: usize,
 }
 
 fn seconds(s: f64, flag: &str) -> Duration {
@@ -56,8 +66,11 @@ fn main() {
             heartbeat_timeout: seconds(args.heartbeat_timeout, "heartbeat-timeout"),
             no_workers_timeout: seconds(args.no_workers_timeout, "no-workers-timeout"),
             saturation: args.saturation.max(1),
+            max_copies: args.max_copies.max(1),
         },
         max_message_size: args.max_message_size,
+        state_dir: args.state_dir,
+        max_collection_size: args.max_collection_size,
     };
     let scheduler = match Scheduler::start(options) {
         Ok(s) => s,

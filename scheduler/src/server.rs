@@ -5,6 +5,7 @@
 //! [`Outbox`] collected, one `compute` and one `release` per worker. Decoding, size limits and
 //! replies to malformed messages live here; every decision lives in `state.rs`.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +17,9 @@ use zask_core::protocol::{
     Data, ErrorInfo, FromClient, FromWorker, KeyData, ToClient, ToWorker, PROTOCOL_VERSION,
 };
 use zask_core::service::Service;
-use zask_core::{net, Keys};
+use zask_core::{collection, net, Collection, Keys, Value};
 
+use crate::collections::{CollectionStore, StorageError};
 use crate::error::Error;
 use crate::state::{Config, GetRequest, Outbox, SchedulerState};
 
@@ -35,6 +37,10 @@ pub struct SchedulerOptions {
     pub config: Config,
     /// Largest message accepted from a client, in bytes; larger ones get a `too_large` error.
     pub max_message_size: usize,
+    /// Where to keep collections so they survive restarts (None: in memory).
+    pub state_dir: Option<PathBuf>,
+    /// Largest collection accepted, in bytes (its stored form).
+    pub max_collection_size: usize,
 }
 
 impl Default for SchedulerOptions {
@@ -45,6 +51,8 @@ impl Default for SchedulerOptions {
             port_to_clients: 0,
             config: Config::default(),
             max_message_size: 1 << 30,
+            state_dir: None,
+            max_collection_size: 64 << 20,
         }
     }
 }
@@ -73,6 +81,9 @@ impl Scheduler {
         let id = net::unique_id("scheduler");
         let state = SchedulerState::new(id.clone(), options.config.clone());
         let max_message_size = options.max_message_size;
+        let max_collection_size = options.max_collection_size;
+        let collections = CollectionStore::open(options.state_dir.as_deref())
+            .map_err(|e| Error::State(e.to_string()))?;
         let service_ctx = ctx.clone();
         let service = Service::spawn(&ctx, &id, "zask-scheduler", move |wake| {
             Loop {
@@ -82,6 +93,8 @@ impl Scheduler {
                 wake: wake.socket,
                 stop: wake.stop,
                 max_message_size,
+                collections,
+                max_collection_size,
                 _ctx: service_ctx,
             }
             .run()
@@ -142,6 +155,8 @@ struct Loop {
     wake: zmq::Socket,
     stop: Arc<AtomicBool>,
     max_message_size: usize,
+    collections: CollectionStore,
+    max_collection_size: usize,
     _ctx: zmq::Context,
 }
 
@@ -255,7 +270,7 @@ impl Loop {
                     .push((route, ToClient::Error { request, error }));
                 continue;
             }
-            match frames::decode::<FromClient>(&parts[1]) {
+            match decode_client_message(&parts[1], &parts[2..]) {
                 Ok(msg) => self.on_client_message(route, msg, now, out),
                 Err(e) => {
                     let request = frames::decode::<RequestId>(&parts[1]).map_or(0, |r| r.request);
@@ -346,6 +361,105 @@ impl Loop {
                 },
             )),
             FromClient::Goodbye => self.state.on_client_gone(&route, out),
+            FromClient::SetCollection {
+                request,
+                name,
+                collection,
+            } => {
+                let reply = self.set_collection(request, name, &collection);
+                out.to_clients.push((route, reply));
+            }
+            FromClient::GetCollection { request, name } => {
+                let reply = match self.collections.get(&name) {
+                    Ok(Some(collection)) => ToClient::Collection {
+                        request,
+                        name,
+                        collection,
+                    },
+                    Ok(None) => unknown_collection(request, &name),
+                    Err(e) => storage_error(request, e),
+                };
+                out.to_clients.push((route, reply));
+            }
+            FromClient::ListCollections { request } => {
+                let reply = match self.collections.list() {
+                    Ok(collections) => ToClient::Collections {
+                        request,
+                        collections,
+                    },
+                    Err(e) => storage_error(request, e),
+                };
+                out.to_clients.push((route, reply));
+            }
+            FromClient::DeleteCollection { request, name } => {
+                let reply = match self.collections.delete(&name) {
+                    Ok(true) => ToClient::CollectionDeleted { request, name },
+                    Ok(false) => unknown_collection(request, &name),
+                    Err(e) => storage_error(request, e),
+                };
+                out.to_clients.push((route, reply));
+            }
+            FromClient::Scatter { request, items } => {
+                let items = items.into_iter().map(|i| (i.key, i.data.value)).collect();
+                self.state.on_scatter(&route, request, items, out);
+            }
+            FromClient::Gather { request, keys } => {
+                let get = GetRequest {
+                    request,
+                    graph: Graph::new(),
+                    keys: Keys::Many(keys.into_iter().map(Keys::One).collect()),
+                    keep_results: false,
+                };
+                self.state.on_get(&route, get, now, out);
+            }
+            FromClient::Release { request, keys } => {
+                self.state.on_release(&route, request, keys, out);
+            }
+        }
+    }
+
+    /// Validates and stores a collection; the reply says whether one was replaced.
+    fn set_collection(&mut self, request: u64, name: String, collection: &Value) -> ToClient {
+        let error = |kind: &str, message: String| ToClient::Error {
+            request,
+            error: ErrorInfo::new(kind, message),
+        };
+        if let Err(e) = collection::check_name(&name) {
+            return error("bad_request", e.0);
+        }
+        let parsed = match Collection::from_value(collection) {
+            Ok(c) => c,
+            Err(e) => return error("invalid_graph", format!("collection {name:?}: {e}")),
+        };
+        let encoded = match CollectionStore::encode(&parsed) {
+            Ok(b) => b,
+            Err(e) => return storage_error(request, e),
+        };
+        if encoded.len() > self.max_collection_size {
+            return error(
+                "too_large",
+                format!(
+                    "collection {name:?} takes {} bytes, over the limit of {} \
+                     (zask-scheduler --max-collection-size)",
+                    encoded.len(),
+                    self.max_collection_size
+                ),
+            );
+        }
+        match self.collections.set(&name, encoded) {
+            Ok(replaced) => {
+                log::info!(
+                    "collection {name:?} ({}) {}",
+                    parsed.kind,
+                    if replaced { "replaced" } else { "stored" }
+                );
+                ToClient::CollectionStored {
+                    request,
+                    name,
+                    replaced,
+                }
+            }
+            Err(e) => storage_error(request, e),
         }
     }
 
@@ -359,6 +473,11 @@ impl Loop {
             let msg = ToWorker::Release { keys };
             send(&self.workers, &route, &msg, Vec::new());
         }
+        for (route, items) in out.put_data.drain() {
+            let mut blobs = Vec::new();
+            let items = pack_items(items, &mut blobs);
+            send(&self.workers, &route, &ToWorker::PutData { items }, blobs);
+        }
         for (route, tasks) in out.compute.drain() {
             let msg = ToWorker::Compute { tasks };
             send(&self.workers, &route, &msg, Vec::new());
@@ -367,6 +486,24 @@ impl Loop {
             let (msg, blobs) = pack_client_message(msg);
             send(&self.clients, &route, &msg, blobs);
         }
+    }
+}
+
+fn unknown_collection(request: u64, name: &str) -> ToClient {
+    ToClient::Error {
+        request,
+        error: ErrorInfo::new(
+            "unknown_collection",
+            format!("no collection named {name:?}; `zask collections list` shows the stored ones"),
+        ),
+    }
+}
+
+fn storage_error(request: u64, e: StorageError) -> ToClient {
+    log::error!("{e}");
+    ToClient::Error {
+        request,
+        error: ErrorInfo::new("storage", e.to_string()),
     }
 }
 
@@ -387,17 +524,37 @@ fn pack_client_message(msg: ToClient) -> (ToClient, Vec<Vec<u8>>) {
     let msg = match msg {
         ToClient::Result { request, items } => ToClient::Result {
             request,
-            items: items
-                .into_iter()
-                .map(|item| KeyData {
-                    key: item.key,
-                    data: frames::pack(item.data.value, &mut blobs),
-                })
-                .collect(),
+            items: pack_items(items, &mut blobs),
         },
         other => other,
     };
     (msg, blobs)
+}
+
+/// Moves the large values among `items` (inline until now) into `blobs`.
+fn pack_items(items: Vec<KeyData>, blobs: &mut Vec<Vec<u8>>) -> Vec<KeyData> {
+    items
+        .into_iter()
+        .map(|item| KeyData {
+            key: item.key,
+            data: frames::pack(item.data.value, blobs),
+        })
+        .collect()
+}
+
+/// Decodes a client message and brings scattered values inline (out of their blob frames).
+fn decode_client_message(
+    header: &[u8],
+    blobs: &[zmq::Message],
+) -> Result<FromClient, frames::FrameError> {
+    let mut msg: FromClient = frames::decode(header)?;
+    if let FromClient::Scatter { items, .. } = &mut msg {
+        for item in items.iter_mut() {
+            let value = frames::unpack(std::mem::take(&mut item.data), blobs)?;
+            item.data.value = value;
+        }
+    }
+    Ok(msg)
 }
 
 /// Decodes a worker message and brings its values inline (out of their blob frames).

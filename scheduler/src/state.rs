@@ -52,6 +52,9 @@ pub struct Config {
     /// Tasks assigned to a worker at once, per thread (more hides latency, fewer balances
     /// better).
     pub saturation: u32,
+    /// Copies of a key kept once no running task needs more (extra copies made by peers
+    /// fetching inputs are released).
+    pub max_copies: usize,
 }
 
 impl Default for Config {
@@ -60,6 +63,7 @@ impl Default for Config {
             heartbeat_timeout: Duration::from_secs(10),
             no_workers_timeout: Duration::from_secs(30),
             saturation: 2,
+            max_copies: 1,
         }
     }
 }
@@ -72,6 +76,8 @@ pub struct Outbox {
     pub compute: HashMap<Route, Vec<ComputeTask>>,
     /// Per worker (route), keys to delete.
     pub release: HashMap<Route, Vec<String>>,
+    /// Per worker (route), scattered values to store.
+    pub put_data: HashMap<Route, Vec<KeyData>>,
     /// Other messages to workers, in order.
     pub to_workers: Vec<(Route, ToWorker)>,
     /// Messages to clients, in order; values are inline here and packed by the loop.
@@ -83,6 +89,7 @@ impl Outbox {
     pub fn is_empty(&self) -> bool {
         self.compute.is_empty()
             && self.release.is_empty()
+            && self.put_data.is_empty()
             && self.to_workers.is_empty()
             && self.to_clients.is_empty()
     }
@@ -217,6 +224,20 @@ pub struct SchedulerState {
     next_gather: u64,
     /// How many registered workers offer each function.
     function_counts: HashMap<String, usize>,
+    /// Scatters waiting for their values to be stored, by an id of ours.
+    scatters: HashMap<u64, PendingScatter>,
+    /// Scattered keys not yet stored → their scatter.
+    scatter_of: HashMap<TaskId, u64>,
+    next_scatter: u64,
+}
+
+/// A client's `scatter` waiting for workers to store its values.
+#[derive(Debug)]
+struct PendingScatter {
+    client: Route,
+    request: u64,
+    keys: Vec<String>,
+    remaining: usize,
 }
 
 /// An entry of the ready queue (a max-heap, so the ordering is reversed).
@@ -265,6 +286,9 @@ impl SchedulerState {
             gathers: HashMap::new(),
             next_gather: 1,
             function_counts: HashMap::new(),
+            scatters: HashMap::new(),
+            scatter_of: HashMap::new(),
+            next_scatter: 1,
         }
     }
 
@@ -612,6 +636,7 @@ impl SchedulerState {
                 self.push_ready(d);
             }
         }
+        self.scatter_stored(tid, out);
         // Its own claims go first: delivering may complete a computation and forget the task.
         self.drop_dep_claims(tid, out);
         if !wanted_by.is_empty() {
@@ -711,6 +736,17 @@ impl SchedulerState {
             }
             t.status = TaskStatus::Erred(err);
             failed_graphs.extend(t.wanted_by.iter().copied());
+            if let Some(sid) = self.scatter_of.remove(&id) {
+                if let Some(sc) = self.scatters.remove(&sid) {
+                    out.to_clients.push((
+                        sc.client,
+                        ToClient::Error {
+                            request: sc.request,
+                            error: error.clone(),
+                        },
+                    ));
+                }
+            }
             let dependents = t.dependents.clone();
             for d in dependents {
                 let dep_err = ErrorInfo {
@@ -791,6 +827,7 @@ impl SchedulerState {
                 continue;
             };
             if t.waiters > 0 || t.kept {
+                self.trim_copies(id, out);
                 continue;
             }
             match &t.status {
@@ -839,8 +876,26 @@ impl SchedulerState {
             }
         }
         for tid in w.processing {
-            if self.tasks.get(&tid).map(|t| &t.status) == Some(&TaskStatus::Processing(wid)) {
+            let Some(t) = self.tasks.get(&tid) else {
+                continue;
+            };
+            if t.status != TaskStatus::Processing(wid) {
+                continue;
+            }
+            if t.node.is_some() {
                 self.push_ready(tid);
+            } else {
+                // A scattered value that never got stored: only the client had it.
+                let error = ErrorInfo::new(
+                    "lost",
+                    format!(
+                        "the worker receiving scattered key {:?} went away before storing it; \
+                         scatter it again",
+                        t.key
+                    ),
+                )
+                .with_key(&t.key);
+                self.fail_lost(tid, error, out);
             }
         }
         let mut lost = Vec::new();
@@ -1071,6 +1126,213 @@ impl SchedulerState {
     }
 
     // ----- clients -------------------------------------------------------------------------
+
+    /// A client scatters `items` (key, value): each goes to one worker (the one holding the
+    /// fewest bytes), held until released. Answered once all are stored. A key already held
+    /// is kept as it is (same key, same value).
+    pub fn on_scatter(
+        &mut self,
+        client: &[u8],
+        request: u64,
+        items: Vec<(String, Value)>,
+        out: &mut Outbox,
+    ) {
+        if let Err(error) = self.check_scatter(&items) {
+            out.to_clients
+                .push((client.to_vec(), ToClient::Error { request, error }));
+            return;
+        }
+        let keys: Vec<String> = items.iter().map(|(k, _)| k.clone()).collect();
+        let sid = self.next_scatter;
+        self.next_scatter += 1;
+        let mut pending = 0;
+        let mut planned: HashMap<WorkerId, u64> = HashMap::new();
+        let signature = self.signature_ids.get(&Vec::new()).copied();
+        let signature = match signature {
+            Some(s) => s,
+            None => self.signature_of(&Node::Literal(Value::Nil)),
+        };
+        for (key, value) in items {
+            if let Some(&tid) = self.task_ids.get(&key) {
+                if let Some(t) = self.tasks.get_mut(&tid) {
+                    t.kept = true;
+                }
+                continue;
+            }
+            let Some(wid) = self
+                .workers
+                .values()
+                .min_by_key(|w| (w.nbytes + planned.get(&w.id).copied().unwrap_or(0), w.id))
+                .map(|w| w.id)
+            else {
+                continue;
+            };
+            let nbytes = value.nbytes();
+            *planned.entry(wid).or_insert(0) += nbytes;
+            let tid = self.next_task;
+            self.next_task += 1;
+            self.task_ids.insert(key.clone(), tid);
+            self.tasks.insert(
+                tid,
+                TaskState {
+                    key: key.clone(),
+                    node: None,
+                    status: TaskStatus::Processing(wid),
+                    deps: Vec::new(),
+                    dependents: Vec::new(),
+                    waiting_on: 0,
+                    waiters: 0,
+                    deps_done: true,
+                    kept: true,
+                    wanted_by: Vec::new(),
+                    who_has: HashSet::new(),
+                    nbytes,
+                    signature,
+                    priority: (0, 0),
+                    fetch_retries: 0,
+                },
+            );
+            if let Some(w) = self.workers.get_mut(&wid) {
+                w.processing.insert(tid);
+                out.put_data
+                    .entry(w.route.clone())
+                    .or_default()
+                    .push(KeyData {
+                        key,
+                        data: zask_core::protocol::Data {
+                            value,
+                            frame: None,
+                            raw: false,
+                        },
+                    });
+            }
+            self.scatter_of.insert(tid, sid);
+            pending += 1;
+        }
+        if pending == 0 {
+            out.to_clients
+                .push((client.to_vec(), ToClient::Scattered { request, keys }));
+            return;
+        }
+        self.scatters.insert(
+            sid,
+            PendingScatter {
+                client: client.to_vec(),
+                request,
+                keys,
+                remaining: pending,
+            },
+        );
+    }
+
+    /// A scatter is valid when there are workers, its keys are distinct and non-empty, and
+    /// none is being computed right now.
+    fn check_scatter(&self, items: &[(String, Value)]) -> Result<(), ErrorInfo> {
+        if self.workers.is_empty() {
+            return Err(ErrorInfo::new(
+                "no_workers",
+                "no worker is registered to hold scattered data; start zask-worker first",
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (key, _) in items {
+            if key.is_empty() {
+                return Err(ErrorInfo::new(
+                    "bad_request",
+                    "scattered keys must not be empty",
+                ));
+            }
+            if !seen.insert(key.as_str()) {
+                return Err(ErrorInfo::new(
+                    "bad_request",
+                    format!("key {key:?} is scattered twice"),
+                )
+                .with_key(key));
+            }
+            let busy = self
+                .task_ids
+                .get(key)
+                .and_then(|t| self.tasks.get(t))
+                .is_some_and(|t| t.status != TaskStatus::Memory);
+            if busy {
+                return Err(ErrorInfo::new(
+                    "bad_request",
+                    format!("key {key:?} is being computed; scatter under another key"),
+                )
+                .with_key(key));
+            }
+        }
+        Ok(())
+    }
+
+    /// A scattered value `tid` is stored: answer its scatter when it was the last.
+    fn scatter_stored(&mut self, tid: TaskId, out: &mut Outbox) {
+        let Some(sid) = self.scatter_of.remove(&tid) else {
+            return;
+        };
+        let done = match self.scatters.get_mut(&sid) {
+            Some(sc) => {
+                sc.remaining = sc.remaining.saturating_sub(1);
+                sc.remaining == 0
+            }
+            None => false,
+        };
+        if done {
+            if let Some(sc) = self.scatters.remove(&sid) {
+                out.to_clients.push((
+                    sc.client,
+                    ToClient::Scattered {
+                        request: sc.request,
+                        keys: sc.keys,
+                    },
+                ));
+            }
+        }
+    }
+
+    /// A client lets `keys` go: they are no longer kept, and are released once nothing else
+    /// needs them.
+    pub fn on_release(&mut self, client: &[u8], request: u64, keys: Vec<String>, out: &mut Outbox) {
+        let mut unknown = Vec::new();
+        for key in &keys {
+            let Some(&tid) = self.task_ids.get(key) else {
+                unknown.push(key.clone());
+                continue;
+            };
+            if let Some(t) = self.tasks.get_mut(&tid) {
+                t.kept = false;
+            }
+            self.check_release(tid, out);
+        }
+        out.to_clients.push((
+            client.to_vec(),
+            ToClient::Released {
+                request,
+                keys,
+                unknown,
+            },
+        ));
+    }
+
+    /// Releases copies of `tid` beyond `max_copies` once no unfinished task needs it (copies
+    /// appear when peers fetch inputs). The lowest-numbered holders keep theirs.
+    fn trim_copies(&mut self, tid: TaskId, out: &mut Outbox) {
+        let Some(t) = self.tasks.get(&tid) else {
+            return;
+        };
+        let max = self.config.max_copies.max(1);
+        if t.status != TaskStatus::Memory || t.who_has.len() <= max || t.waiters > t.wanted_by.len()
+        {
+            return;
+        }
+        let mut holders: Vec<WorkerId> = t.who_has.iter().copied().collect();
+        holders.sort_unstable();
+        let key = t.key.clone();
+        for wid in holders.into_iter().skip(max) {
+            self.remove_holder(tid, wid);
+            self.send_release(wid, key.clone(), out);
+        }
+    }
 
     /// A client asks for `keys` of `graph` (already parsed).
     pub fn on_get(&mut self, client: &[u8], get: GetRequest, now: Instant, out: &mut Outbox) {

@@ -425,13 +425,13 @@ impl Loop {
                 continue;
             };
             match frames::decode::<ToWorker>(header) {
-                Ok(msg) => self.on_scheduler_message(msg),
+                Ok(msg) => self.on_scheduler_message(msg, &parts[1..]),
                 Err(e) => log::warn!("dropping a malformed message from the scheduler: {e}"),
             }
         }
     }
 
-    fn on_scheduler_message(&mut self, msg: ToWorker) {
+    fn on_scheduler_message(&mut self, msg: ToWorker, blobs: &[zmq::Message]) {
         match msg {
             ToWorker::Welcome { scheduler_id, .. } => {
                 if !self.registered {
@@ -462,6 +462,11 @@ impl Loop {
                     self.accept_task(t, &batch, &mut to_fetch);
                 }
                 self.send_fetches(to_fetch);
+            }
+            ToWorker::PutData { items } => {
+                for item in items {
+                    self.put(item, blobs);
+                }
             }
             ToWorker::Release { keys } => {
                 for k in keys {
@@ -582,6 +587,38 @@ impl Loop {
         );
         if missing == 0 {
             self.ready.push_back(key);
+        }
+    }
+
+    /// Stores a scattered value and reports it like a finished task.
+    fn put(&mut self, item: KeyData, blobs: &[zmq::Message]) {
+        let stored = frames::unpack(item.data, blobs)
+            .map_err(|e| e.to_string())
+            .and_then(|value| {
+                let nbytes = value.nbytes();
+                self.store
+                    .insert(&item.key, value)
+                    .map(|()| nbytes)
+                    .map_err(|e| e.to_string())
+            });
+        match stored {
+            Ok(nbytes) => {
+                self.report.done.push(TaskDone {
+                    key: item.key.clone(),
+                    nbytes,
+                    duration_us: 0,
+                    data: None,
+                });
+                self.report.values.push(None);
+                self.input_arrived(&item.key);
+            }
+            Err(e) => self.fail(
+                &item.key,
+                "task_failed",
+                None,
+                format!("cannot store scattered value: {e}"),
+                None,
+            ),
         }
     }
 
