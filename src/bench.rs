@@ -21,7 +21,7 @@
 //!
 //! Every repetition uses fresh keys, building the graph is not timed, the clock runs from just
 //! before `client.get` to its return, and every result is checked. Between repetitions the
-//! bench waits until the scheduler holds no task (except the ones W5 keeps on purpose).
+//! bench waits until the scheduler holds no task.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -466,7 +466,7 @@ struct Bench<'a> {
     args: &'a BenchArgs,
     cluster: Cluster,
     client: Client,
-    /// Tasks W5 keeps on purpose (zask has no way to release kept results).
+    /// Results kept on purpose and not released yet (W5's blob, between its steps).
     kept: u64,
 }
 
@@ -589,7 +589,8 @@ impl Bench<'_> {
     }
 
     /// As the dask script: the blob is made on A and kept; then the size is taken on A (the
-    /// baseline: no transfer) and on B (which fetches the blob from A first), each timed.
+    /// baseline: no transfer) and on B (which fetches the blob from A first), each timed; then
+    /// the blob is released.
     fn transfer(&mut self, nbytes: usize, tag: &str) -> Result<Rep, String> {
         let blob = format!("blob-{tag}");
         let mut graph = Graph::new();
@@ -615,8 +616,14 @@ impl Bench<'_> {
             expect_int(&k, &v, nbytes as i64)?;
             Ok(dt)
         };
-        let local = consume("consume_on_a")?;
-        let remote = consume("consume_on_b")?;
+        let consumed = consume("consume_on_a").and_then(|l| Ok((l, consume("consume_on_b")?)));
+        // Let the blob go (on A, and B's copy), whether or not the consumers worked.
+        match self.client.release(std::slice::from_ref(&blob)) {
+            Ok(unknown) if unknown.is_empty() => self.kept -= 1,
+            Ok(_) => return Err(format!("release: the scheduler did not know {blob:?}")),
+            Err(e) => return Err(format!("release {blob:?}: {e}")),
+        }
+        let (local, remote) = consumed?;
         let transfer = (remote - local).max(1e-9);
         Ok(Rep {
             wall_s: remote,

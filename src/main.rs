@@ -70,6 +70,14 @@ enum Command {
         #[command(subcommand)]
         command: CollectionsCommand,
     },
+    /// Retire a worker gracefully: the data only it holds moves to other workers, then it
+    /// leaves. Prints {"retired": ADDRESS} once it is gone.
+    Retire {
+        #[command(flatten)]
+        connection: Connection,
+        /// The worker's address, as `zask workers` lists it.
+        address: String,
+    },
     /// Compute a stored collection and print its result as JSON.
     Compute {
         #[command(flatten)]
@@ -176,6 +184,15 @@ fn run(command: Command) -> Result<String, String> {
             connection,
             command,
         } => collections(&connect(&connection)?, command),
+        Command::Retire {
+            connection,
+            address,
+        } => {
+            connect(&connection)?
+                .retire_worker(&address)
+                .map_err(|e| e.to_string())?;
+            Ok(serde_json::json!({ "retired": address }).to_string())
+        }
         Command::Compute { connection, name } => connect(&connection)?
             .compute_collection(&name)
             .map(|v| v.to_json().to_string())

@@ -586,7 +586,7 @@ fn please_register_closing_and_rejected() {
 }
 
 #[test]
-fn a_worker_says_goodbye_on_sigterm() {
+fn a_worker_retires_on_sigterm_and_leaves_when_told() {
     let fake = FakeScheduler::bind();
     let mut worker = fake.start_worker(1, &[]);
     let (route, first) = fake.accept(&worker);
@@ -594,9 +594,36 @@ fn a_worker_says_goodbye_on_sigterm() {
         unreachable!()
     };
     worker.proc.terminate();
+    // It asks to retire and waits (still serving) until the scheduler lets it go.
+    fake.recv_until("retiring", |r| match &r.msg {
+        FromWorker::Retiring { worker_id: id } if *id == worker_id && r.route == route => Some(()),
+        _ => None,
+    });
+    assert!(
+        worker.proc.is_running(),
+        "the worker left before it was told to"
+    );
+    fake.send(&route, &ToWorker::Retired);
     fake.recv_until("goodbye", |r| match &r.msg {
         FromWorker::Goodbye { worker_id: id } if *id == worker_id && r.route == route => Some(()),
         _ => None,
+    });
+    let status = worker.proc.wait_exit(DEADLINE).expect("the worker exits");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_second_signal_stops_a_retiring_worker_at_once() {
+    let fake = FakeScheduler::bind();
+    let mut worker = fake.start_worker(1, &[]);
+    let (route, _) = fake.accept(&worker);
+    worker.proc.terminate();
+    fake.recv_until("retiring", |r| {
+        (matches!(r.msg, FromWorker::Retiring { .. }) && r.route == route).then_some(())
+    });
+    worker.proc.terminate();
+    fake.recv_until("goodbye", |r| {
+        (matches!(r.msg, FromWorker::Goodbye { .. }) && r.route == route).then_some(())
     });
     let status = worker.proc.wait_exit(DEADLINE).expect("the worker exits");
     assert!(status.success(), "{status:?}");

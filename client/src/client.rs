@@ -36,6 +36,10 @@ pub struct ClientOptions {
     pub scheduler_timeout: Duration,
     /// Largest request the client sends, in bytes (the scheduler has its own limit).
     pub max_message_size: usize,
+    /// How many times `get` resubmits a computation the scheduler lost (it restarted, or
+    /// stopped answering) before giving up with the error. Resubmitting is safe: keys name
+    /// values, and whatever the workers still hold is reused.
+    pub resubmit_attempts: u32,
 }
 
 impl Default for ClientOptions {
@@ -46,6 +50,7 @@ impl Default for ClientOptions {
             heartbeat_interval: Duration::from_millis(500),
             scheduler_timeout: Duration::from_secs(10),
             max_message_size: 1 << 30,
+            resubmit_attempts: 3,
         }
     }
 }
@@ -184,16 +189,28 @@ impl Client {
         let graph_value = graph.to_value();
         let keys_value = keys.to_value();
         let timeout = self.inner.options.get_timeout;
-        let (reply, blobs) = self.inner.request(
-            move |request| FromClient::Get {
-                request,
-                graph: graph_value,
-                keys: keys_value,
-                keep_results,
-            },
-            timeout,
-            "computing",
-        )?;
+        let mut attempt = 0;
+        let (reply, blobs) = loop {
+            let result = self.inner.request(
+                |request| FromClient::Get {
+                    request,
+                    graph: graph_value.clone(),
+                    keys: keys_value.clone(),
+                    keep_results,
+                },
+                timeout,
+                "computing",
+            );
+            match result {
+                Err(e @ (Error::SchedulerRestarted | Error::SchedulerUnreachable(_)))
+                    if attempt < self.inner.options.resubmit_attempts =>
+                {
+                    attempt += 1;
+                    log::warn!("{e}; submitting the computation again (attempt {attempt})");
+                }
+                other => break other?,
+            }
+        };
         match reply {
             ToClient::Result { items, .. } => {
                 let mut values = HashMap::with_capacity(items.len());
@@ -357,6 +374,22 @@ impl Client {
         let keys = keys.to_vec();
         match self.call(move |request| FromClient::Release { request, keys })? {
             ToClient::Released { unknown, .. } => Ok(unknown),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Retires the worker at `address` gracefully: the scheduler stops giving it tasks, moves
+    /// the data only it holds to other workers, and tells it to leave. Returns once it left.
+    pub fn retire_worker(&self, address: &str) -> Result<(), Error> {
+        let timeout = self.inner.options.get_timeout;
+        let address = address.to_string();
+        let (reply, _) = self.inner.request(
+            move |request| FromClient::Retire { request, address },
+            timeout,
+            "retiring a worker",
+        )?;
+        match reply {
+            ToClient::Retired { .. } => Ok(()),
             other => Err(unexpected(other)),
         }
     }
@@ -637,6 +670,7 @@ fn request_of(msg: &ToClient) -> u64 {
         | ToClient::Collections { request, .. }
         | ToClient::CollectionDeleted { request, .. }
         | ToClient::Scattered { request, .. }
-        | ToClient::Released { request, .. } => *request,
+        | ToClient::Released { request, .. }
+        | ToClient::Retired { request, .. } => *request,
     }
 }

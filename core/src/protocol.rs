@@ -191,6 +191,9 @@ pub enum FromWorker {
     },
     /// The worker is closing; forget it and what it holds.
     Goodbye { worker_id: String },
+    /// The worker wants to leave gracefully (SIGTERM): stop giving it tasks, move the data
+    /// only it holds to other workers, then answer `retired`.
+    Retiring { worker_id: String },
 }
 
 /// Scheduler → worker.
@@ -214,6 +217,13 @@ pub enum ToWorker {
     GetData { request: u64, keys: Vec<String> },
     /// The scheduler is shutting down; the worker keeps its data and waits for a scheduler.
     Closing,
+    /// Fetch these keys from the peers named and keep them (data moving off a retiring
+    /// worker); each is reported as `acquired`.
+    Replicate { who_has: Vec<(String, Vec<String>)> },
+    /// Retirement is complete (or was requested by an admin and is complete): leave now.
+    Retired,
+    /// The worker at `address` is gone: fail fetches from it at once, try other holders.
+    PeerGone { address: String },
 }
 
 /// Client → scheduler, on the scheduler's client socket. Every request carries a `request` id
@@ -255,6 +265,9 @@ pub enum FromClient {
     Gather { request: u64, keys: Vec<String> },
     /// Let these keys go (scattered or kept ones): answered by `released`.
     Release { request: u64, keys: Vec<String> },
+    /// Retire the worker at `address` gracefully (its unique data moves to other workers,
+    /// then it exits): answered by `retired` once it is gone.
+    Retire { request: u64, address: String },
     /// The client is going away: cancel its computations.
     Goodbye,
 }
@@ -318,6 +331,11 @@ pub enum ToClient {
     Scattered {
         request: u64,
         keys: Vec<String>,
+    },
+    /// The worker retired: its data moved and it left.
+    Retired {
+        request: u64,
+        address: String,
     },
     /// The keys were let go; `unknown` lists those the scheduler did not know.
     Released {

@@ -24,9 +24,22 @@ struct Args {
     /// Port clients connect to (0: the OS chooses).
     #[arg(long, env = "ZASK_PORT_TO_CLIENTS", default_value_t = 0)]
     port_to_clients: u16,
-    /// Seconds without a heartbeat after which a worker is considered dead.
-    #[arg(long, env = "ZASK_HEARTBEAT_TIMEOUT", default_value_t = 10.0)]
+    /// Seconds without a heartbeat after which a worker is considered dead (its tasks are
+    /// rescheduled and the keys only it held recomputed).
+    #[arg(long, env = "ZASK_HEARTBEAT_TIMEOUT", default_value_t = 5.0)]
     heartbeat_timeout: f64,
+    /// A task that was running on this many workers when they died is failed instead of
+    /// retried (it may be what kills them).
+    #[arg(long, env = "ZASK_ALLOWED_FAILURES", default_value_t = 3)]
+    allowed_failures: u32,
+    /// Seconds after which a silent client with computations in flight is considered gone and
+    /// its computations cancelled.
+    #[arg(long, env = "ZASK_CLIENT_TIMEOUT", default_value_t = 10.0)]
+    client_timeout: f64,
+    /// Seconds a retiring worker (SIGTERM, or `zask retire`) has to hand its unique data to
+    /// other workers before it is let go anyway.
+    #[arg(long, env = "ZASK_RETIRE_TIMEOUT", default_value_t = 30.0)]
+    retire_timeout: f64,
     /// Seconds a computation submitted while no worker is registered waits for one.
     #[arg(long, env = "ZASK_NO_WORKERS_TIMEOUT", default_value_t = 30.0)]
     no_workers_timeout: f64,
@@ -67,6 +80,9 @@ fn main() {
             no_workers_timeout: seconds(args.no_workers_timeout, "no-workers-timeout"),
             saturation: args.saturation.max(1),
             max_copies: args.max_copies.max(1),
+            allowed_failures: args.allowed_failures.max(1),
+            client_timeout: seconds(args.client_timeout, "client-timeout"),
+            retire_timeout: seconds(args.retire_timeout, "retire-timeout"),
         },
         max_message_size: args.max_message_size,
         state_dir: args.state_dir,

@@ -255,6 +255,7 @@ impl Loop {
                 continue;
             }
             let route = parts[0].to_vec();
+            self.state.on_client_seen(&route, now);
             let size = frames::total_size(&parts[1..]);
             if size > self.max_message_size {
                 let request = frames::decode::<RequestId>(&parts[1]).map_or(0, |r| r.request);
@@ -414,6 +415,9 @@ impl Loop {
             }
             FromClient::Release { request, keys } => {
                 self.state.on_release(&route, request, keys, out);
+            }
+            FromClient::Retire { request, address } => {
+                self.state.on_retire(&route, request, &address, now, out);
             }
         }
     }

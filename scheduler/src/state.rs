@@ -55,15 +55,26 @@ pub struct Config {
     /// Copies of a key kept once no running task needs more (extra copies made by peers
     /// fetching inputs are released).
     pub max_copies: usize,
+    /// A task that was running on this many workers when they died is failed (it may be what
+    /// kills them) instead of being retried.
+    pub allowed_failures: u32,
+    /// A client with computations in flight that is silent this long is considered gone; its
+    /// computations are cancelled. (zask's client pings every 0.5 s while it waits.)
+    pub client_timeout: Duration,
+    /// A retiring worker leaves by then even if its data could not all be moved.
+    pub retire_timeout: Duration,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
-            heartbeat_timeout: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(5),
             no_workers_timeout: Duration::from_secs(30),
             saturation: 2,
             max_copies: 1,
+            allowed_failures: 3,
+            client_timeout: Duration::from_secs(10),
+            retire_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -115,8 +126,8 @@ pub enum TaskStatus {
 #[derive(Debug)]
 pub struct TaskState {
     pub key: String,
-    /// The node computing it (None for data whose lineage is unknown).
-    pub node: Option<Arc<Node>>,
+    /// How it is computed, and how its inputs are (None for scattered data).
+    pub lineage: Option<Arc<Lineage>>,
     pub status: TaskStatus,
     /// Distinct dependencies.
     pub deps: Vec<TaskId>,
@@ -143,6 +154,20 @@ pub struct TaskState {
     pub priority: (u64, u64),
     /// How often a worker failed to fetch this task's inputs (bounded retries).
     pub fetch_retries: u32,
+    /// How many workers died while running it (past `Config::allowed_failures`, it fails).
+    pub deaths: u32,
+}
+
+/// How a key is computed: its node, and the lineage of the inputs it was computed from.
+///
+/// A task keeps its lineage while it lives, so a key lost with a worker can be computed again
+/// even when its inputs were released long ago: they are re-created from here, recursively.
+/// Inputs without lineage (scattered data) are not listed; losing them is an error.
+#[derive(Debug)]
+pub struct Lineage {
+    pub key: String,
+    pub node: Node,
+    pub deps: Vec<Arc<Lineage>>,
 }
 
 /// A registered worker.
@@ -162,6 +187,19 @@ pub struct Worker {
     pub has: HashSet<TaskId>,
     /// Total size of the keys held.
     pub nbytes: u64,
+    /// Leaving gracefully: no new tasks; its unique data is moving to other workers.
+    pub retiring: bool,
+}
+
+/// A worker leaving gracefully.
+#[derive(Debug)]
+struct Retirement {
+    /// It leaves by then, whether or not everything moved.
+    deadline: Instant,
+    /// The client that asked for it, if one did (answered when it is done).
+    asked_by: Option<(Route, u64)>,
+    /// Keys already asked to be copied elsewhere.
+    requested: HashSet<TaskId>,
 }
 
 /// One `get` in flight.
@@ -229,6 +267,10 @@ pub struct SchedulerState {
     /// Scattered keys not yet stored → their scatter.
     scatter_of: HashMap<TaskId, u64>,
     next_scatter: u64,
+    /// When each client was last heard from.
+    clients_seen: HashMap<Route, Instant>,
+    /// Workers leaving gracefully.
+    retiring: HashMap<WorkerId, Retirement>,
 }
 
 /// A client's `scatter` waiting for workers to store its values.
@@ -289,6 +331,8 @@ impl SchedulerState {
             scatters: HashMap::new(),
             scatter_of: HashMap::new(),
             next_scatter: 1,
+            clients_seen: HashMap::new(),
+            retiring: HashMap::new(),
         }
     }
 
@@ -413,6 +457,7 @@ impl SchedulerState {
                 for f in failed {
                     self.on_task_failed(wid, f, out);
                 }
+                self.check_retirements(now, out);
                 self.schedule(out);
             }
             FromWorker::Data {
@@ -420,9 +465,10 @@ impl SchedulerState {
                 items,
                 missing,
             } => self.on_data(wid, request, items, missing, out),
+            FromWorker::Retiring { .. } => self.start_retirement(wid, None, now, out),
             FromWorker::Goodbye { .. } => {
                 log::info!("worker {} said goodbye", self.worker_address(wid));
-                self.remove_worker(wid, out);
+                self.remove_worker(wid, false, out);
             }
         }
     }
@@ -490,7 +536,7 @@ impl SchedulerState {
                 "worker at {} restarted; forgetting its old self",
                 reg.address
             );
-            self.remove_worker(wid, out);
+            self.remove_worker(wid, true, out);
         }
         let wid = self.next_worker;
         self.next_worker += 1;
@@ -519,6 +565,7 @@ impl SchedulerState {
                 processing: HashSet::new(),
                 has: HashSet::new(),
                 nbytes: 0,
+                retiring: false,
             },
         );
         self.worker_by_route.insert(route.to_vec(), wid);
@@ -861,12 +908,24 @@ impl SchedulerState {
     }
 
     /// Removes a worker (gone, dead or replaced): its running tasks go back to the queue, and
-    /// keys only it held are recomputed from their lineage when still needed.
-    fn remove_worker(&mut self, wid: WorkerId, out: &mut Outbox) {
+    /// keys only it held are recomputed from their lineage when still needed. When it `died`,
+    /// its running tasks are suspects: one that has now seen `allowed_failures` workers die
+    /// under it fails instead of killing more.
+    fn remove_worker(&mut self, wid: WorkerId, died: bool, out: &mut Outbox) {
         let Some(w) = self.workers.remove(&wid) else {
             return;
         };
         self.worker_by_route.remove(&w.route);
+        self.retiring.remove(&wid);
+        // Peers fetching from it try other holders at once instead of waiting to time out.
+        for other in self.workers.values() {
+            out.to_workers.push((
+                other.route.clone(),
+                ToWorker::PeerGone {
+                    address: w.address.clone(),
+                },
+            ));
+        }
         for f in &w.functions {
             if let Some(c) = self.function_counts.get_mut(f) {
                 *c -= 1;
@@ -882,8 +941,29 @@ impl SchedulerState {
             if t.status != TaskStatus::Processing(wid) {
                 continue;
             }
-            if t.node.is_some() {
-                self.push_ready(tid);
+            if t.lineage.is_some() {
+                let deaths = t.deaths + u32::from(died);
+                let key = t.key.clone();
+                if let Some(t) = self.tasks.get_mut(&tid) {
+                    t.deaths = deaths;
+                }
+                if deaths >= self.config.allowed_failures.max(1) {
+                    let error = ErrorInfo::new(
+                        "worker_died",
+                        format!(
+                            "task {key:?} was running on {deaths} workers that died; it may be \
+                             what kills them, so it is not retried"
+                        ),
+                    )
+                    .with_key(&key);
+                    log::warn!("{}", error.message);
+                    if let Some(t) = self.tasks.get_mut(&tid) {
+                        t.status = TaskStatus::Waiting;
+                    }
+                    self.fail_task(tid, error, out);
+                } else {
+                    self.push_ready(tid);
+                }
             } else {
                 // A scattered value that never got stored: only the client had it.
                 let error = ErrorInfo::new(
@@ -940,40 +1020,38 @@ impl SchedulerState {
             return;
         }
         let key = t.key.clone();
-        if t.node.is_none() {
+        if t.lineage.is_none() {
             let error = ErrorInfo::new(
                 "lost",
                 format!(
                     "key {key:?} was lost with the worker holding it and cannot be recomputed \
-                     (it was not computed from a graph); scatter it again"
+                     (it was scattered data, not computed from a graph); scatter it again"
                 ),
             )
             .with_key(&key);
             self.fail_lost(tid, error, out);
             return;
         }
-        let deps = t.deps.clone();
-        if deps.iter().any(|d| !self.tasks.contains_key(d)) {
-            let error = ErrorInfo::new(
-                "lost",
-                format!("key {key:?} was lost and the inputs it was computed from were already released"),
-            )
-            .with_key(&key);
-            self.fail_lost(tid, error, out);
-            return;
-        }
-        // It needs its inputs once more.
-        let reclaim = match self.tasks.get_mut(&tid) {
-            Some(t) if t.deps_done => {
-                t.deps_done = false;
-                true
-            }
-            _ => false,
-        };
-        if reclaim {
-            for d in &deps {
-                if let Some(dt) = self.tasks.get_mut(d) {
-                    dt.waiters += 1;
+        if t.deps_done {
+            // Its inputs may have been released since: re-create those, and claim them again.
+            match self.relink_inputs(tid) {
+                Ok(deps) => {
+                    for d in &deps {
+                        if let Some(dt) = self.tasks.get_mut(d) {
+                            dt.waiters += 1;
+                            if !dt.dependents.contains(&tid) {
+                                dt.dependents.push(tid);
+                            }
+                        }
+                    }
+                    if let Some(t) = self.tasks.get_mut(&tid) {
+                        t.deps = deps;
+                        t.deps_done = false;
+                    }
+                }
+                Err(error) => {
+                    self.fail_lost(tid, error, out);
+                    return;
                 }
             }
         }
@@ -995,6 +1073,125 @@ impl SchedulerState {
                 self.rewait(d);
             }
         }
+    }
+
+    /// The ids of `tid`'s inputs, re-creating from its lineage those the scheduler forgot.
+    fn relink_inputs(&mut self, tid: TaskId) -> Result<Vec<TaskId>, ErrorInfo> {
+        let Some((lineage, priority)) = self
+            .tasks
+            .get(&tid)
+            .and_then(|t| t.lineage.clone().map(|l| (l, t.priority)))
+        else {
+            return Ok(Vec::new());
+        };
+        let mut deps = Vec::new();
+        for dep_key in lineage.node.dependency_refs() {
+            let id = match self.task_ids.get(dep_key) {
+                Some(&id) => id,
+                None => match lineage.deps.iter().find(|d| d.key == dep_key) {
+                    Some(dep) => self.recreate(dep.clone(), priority)?,
+                    None => return Err(gone_input(&lineage.key, dep_key)),
+                },
+            };
+            deps.push(id);
+        }
+        Ok(deps)
+    }
+
+    /// Creates the task of `root` again from its lineage, with whatever of its inputs the
+    /// scheduler no longer knows (inputs first; iterative, so long chains are fine).
+    fn recreate(&mut self, root: Arc<Lineage>, priority: (u64, u64)) -> Result<TaskId, ErrorInfo> {
+        let mut order: Vec<Arc<Lineage>> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut stack = vec![(root.clone(), false)];
+        while let Some((l, expanded)) = stack.pop() {
+            if self.task_ids.contains_key(&l.key) {
+                continue;
+            }
+            if expanded {
+                order.push(l);
+                continue;
+            }
+            if !seen.insert(l.key.clone()) {
+                continue;
+            }
+            stack.push((l.clone(), true));
+            for dep_key in l.node.dependency_refs() {
+                if self.task_ids.contains_key(dep_key) {
+                    continue;
+                }
+                match l.deps.iter().find(|d| d.key == dep_key) {
+                    Some(dep) => stack.push((dep.clone(), false)),
+                    None => return Err(gone_input(&l.key, dep_key)),
+                }
+            }
+        }
+        log::debug!(
+            "re-creating {} released task(s) to recompute a lost key",
+            order.len()
+        );
+        for l in order {
+            self.create_task(l, priority);
+        }
+        self.task_ids
+            .get(&root.key)
+            .copied()
+            .ok_or_else(|| gone_input(&root.key, &root.key))
+    }
+
+    /// Adds a task for `lineage` (its inputs must exist), `Ready` or `Waiting` for them.
+    fn create_task(&mut self, lineage: Arc<Lineage>, priority: (u64, u64)) -> TaskId {
+        let tid = self.next_task;
+        self.next_task += 1;
+        let signature = self.signature_of(&lineage.node);
+        let mut deps = Vec::new();
+        let mut waiting_on = 0;
+        for dep_key in lineage.node.dependency_refs() {
+            let Some(&dep) = self.task_ids.get(dep_key) else {
+                continue;
+            };
+            let Some(dt) = self.tasks.get_mut(&dep) else {
+                continue;
+            };
+            dt.waiters += 1;
+            dt.dependents.push(tid);
+            if dt.status != TaskStatus::Memory {
+                waiting_on += 1;
+            }
+            deps.push(dep);
+        }
+        let status = if waiting_on == 0 {
+            self.ready.entry(signature).or_default().push(ReadyEntry {
+                priority,
+                task: tid,
+            });
+            TaskStatus::Ready
+        } else {
+            TaskStatus::Waiting
+        };
+        self.task_ids.insert(lineage.key.clone(), tid);
+        self.tasks.insert(
+            tid,
+            TaskState {
+                key: lineage.key.clone(),
+                lineage: Some(lineage),
+                status,
+                deps,
+                dependents: Vec::new(),
+                waiting_on,
+                waiters: 0,
+                deps_done: false,
+                kept: false,
+                wanted_by: Vec::new(),
+                who_has: HashSet::new(),
+                nbytes: 0,
+                signature,
+                priority,
+                fetch_retries: 0,
+                deaths: 0,
+            },
+        );
+        tid
     }
 
     /// Recounts which inputs an unfinished task still waits for and sets it `Waiting` or
@@ -1065,8 +1262,10 @@ impl SchedulerState {
                 self.worker_address(wid),
                 timeout
             );
-            self.remove_worker(wid, out);
+            self.remove_worker(wid, true, out);
         }
+        self.expire_clients(now, out);
+        self.check_retirements(now, out);
         let (expired, kept): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
             .into_iter()
             .partition(|p| now >= p.deadline);
@@ -1086,6 +1285,49 @@ impl SchedulerState {
                     ),
                 },
             ));
+        }
+    }
+
+    /// The client on `route` is alive (any message counts).
+    pub fn on_client_seen(&mut self, route: &[u8], now: Instant) {
+        match self.clients_seen.get_mut(route) {
+            Some(t) => *t = now,
+            None => {
+                self.clients_seen.insert(route.to_vec(), now);
+            }
+        }
+    }
+
+    /// Cancels the computations of clients silent for longer than `client_timeout`.
+    fn expire_clients(&mut self, now: Instant, out: &mut Outbox) {
+        let timeout = self.config.client_timeout;
+        let silent = |seen: Option<&Instant>| {
+            seen.is_some_and(|t| now.saturating_duration_since(*t) > timeout)
+        };
+        let mut gone: Vec<Route> = self
+            .graphs
+            .values()
+            .map(|g| &g.client)
+            .chain(self.parked.iter().map(|p| &p.client))
+            .filter(|c| silent(self.clients_seen.get(*c)))
+            .cloned()
+            .collect();
+        gone.sort();
+        gone.dedup();
+        for client in gone {
+            log::warn!("a client silent for over {timeout:?} is gone; cancelling its computations");
+            self.on_client_gone(&client, out);
+        }
+        // Forget clients with nothing in flight that have been silent a while.
+        let busy: HashSet<&Route> = self.graphs.values().map(|g| &g.client).collect();
+        let stale: Vec<Route> = self
+            .clients_seen
+            .iter()
+            .filter(|(c, t)| !busy.contains(c) && now.saturating_duration_since(**t) > timeout)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for c in stale {
+            self.clients_seen.remove(&c);
         }
     }
 
@@ -1176,7 +1418,7 @@ impl SchedulerState {
                 tid,
                 TaskState {
                     key: key.clone(),
-                    node: None,
+                    lineage: None,
                     status: TaskStatus::Processing(wid),
                     deps: Vec::new(),
                     dependents: Vec::new(),
@@ -1190,6 +1432,7 @@ impl SchedulerState {
                     signature,
                     priority: (0, 0),
                     fetch_retries: 0,
+                    deaths: 0,
                 },
             );
             if let Some(w) = self.workers.get_mut(&wid) {
@@ -1326,7 +1569,8 @@ impl SchedulerState {
             return;
         }
         let mut holders: Vec<WorkerId> = t.who_has.iter().copied().collect();
-        holders.sort_unstable();
+        // Copies on retiring workers go first; then the lowest-numbered holders keep theirs.
+        holders.sort_unstable_by_key(|w| (self.workers.get(w).is_none_or(|w| w.retiring), *w));
         let key = t.key.clone();
         for wid in holders.into_iter().skip(max) {
             self.remove_holder(tid, wid);
@@ -1360,8 +1604,170 @@ impl SchedulerState {
         }
     }
 
+    /// A client asks to retire the worker at `address`: its unique data moves to other
+    /// workers, then it is told to leave; the client is answered then.
+    pub fn on_retire(
+        &mut self,
+        client: &[u8],
+        request: u64,
+        address: &str,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let Some(wid) = self
+            .workers
+            .values()
+            .find(|w| w.address == address)
+            .map(|w| w.id)
+        else {
+            let error = ErrorInfo::new(
+                "unknown_worker",
+                format!("no worker at {address:?}; `zask workers` lists them"),
+            );
+            out.to_clients
+                .push((client.to_vec(), ToClient::Error { request, error }));
+            return;
+        };
+        self.start_retirement(wid, Some((client.to_vec(), request)), now, out);
+    }
+
+    fn start_retirement(
+        &mut self,
+        wid: WorkerId,
+        asked_by: Option<(Route, u64)>,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let Some(w) = self.workers.get_mut(&wid) else {
+            return;
+        };
+        w.retiring = true;
+        log::info!("worker {} is retiring", w.address);
+        let deadline = now + self.config.retire_timeout;
+        match self.retiring.get_mut(&wid) {
+            Some(r) => {
+                if r.asked_by.is_none() {
+                    r.asked_by = asked_by;
+                }
+            }
+            None => {
+                self.retiring.insert(
+                    wid,
+                    Retirement {
+                        deadline,
+                        asked_by,
+                        requested: HashSet::new(),
+                    },
+                );
+            }
+        }
+        self.check_retirements(now, out);
+    }
+
+    /// Moves the still-needed data only retiring workers hold to other workers, and lets each
+    /// retiring worker go once it runs nothing and holds nothing unique (or at its deadline).
+    fn check_retirements(&mut self, now: Instant, out: &mut Outbox) {
+        if self.retiring.is_empty() {
+            return;
+        }
+        let wids: Vec<WorkerId> = self.retiring.keys().copied().collect();
+        for wid in wids {
+            let Some(w) = self.workers.get(&wid) else {
+                self.retiring.remove(&wid);
+                continue;
+            };
+            let unique: Vec<TaskId> = w
+                .has
+                .iter()
+                .copied()
+                .filter(|tid| {
+                    self.tasks.get(tid).is_some_and(|t| {
+                        (t.waiters > 0 || t.kept)
+                            && !t.who_has.iter().any(|h| {
+                                *h != wid && self.workers.get(h).is_some_and(|w| !w.retiring)
+                            })
+                    })
+                })
+                .collect();
+            let idle = w.processing.is_empty();
+            let expired = self.retiring.get(&wid).is_some_and(|r| now >= r.deadline);
+            if (idle && unique.is_empty()) || expired {
+                self.finish_retirement(wid, out);
+                continue;
+            }
+            self.replicate(wid, unique, out);
+        }
+    }
+
+    /// Asks other (non-retiring) workers to copy `tids` from the retiring worker `wid`.
+    fn replicate(&mut self, wid: WorkerId, tids: Vec<TaskId>, out: &mut Outbox) {
+        let Some(address) = self.workers.get(&wid).map(|w| w.address.clone()) else {
+            return;
+        };
+        let mut by_target: HashMap<WorkerId, Vec<(String, Vec<String>)>> = HashMap::new();
+        let mut planned: HashMap<WorkerId, u64> = HashMap::new();
+        for tid in tids {
+            let asked = self
+                .retiring
+                .get(&wid)
+                .is_some_and(|r| r.requested.contains(&tid));
+            if asked {
+                continue;
+            }
+            let Some(t) = self.tasks.get(&tid) else {
+                continue;
+            };
+            let target = self
+                .workers
+                .values()
+                .filter(|w| !w.retiring)
+                .min_by_key(|w| (w.nbytes + planned.get(&w.id).copied().unwrap_or(0), w.id))
+                .map(|w| w.id);
+            let Some(target) = target else {
+                continue; // Nowhere to go: it leaves with the worker (recomputed if needed).
+            };
+            *planned.entry(target).or_insert(0) += t.nbytes;
+            by_target
+                .entry(target)
+                .or_default()
+                .push((t.key.clone(), vec![address.clone()]));
+            if let Some(r) = self.retiring.get_mut(&wid) {
+                r.requested.insert(tid);
+            }
+        }
+        for (target, who_has) in by_target {
+            if let Some(w) = self.workers.get(&target) {
+                out.to_workers
+                    .push((w.route.clone(), ToWorker::Replicate { who_has }));
+            }
+        }
+    }
+
+    fn finish_retirement(&mut self, wid: WorkerId, out: &mut Outbox) {
+        let Some(r) = self.retiring.remove(&wid) else {
+            return;
+        };
+        let Some(w) = self.workers.get(&wid) else {
+            return;
+        };
+        let address = w.address.clone();
+        log::info!("worker {address} retired");
+        out.to_workers.push((w.route.clone(), ToWorker::Retired));
+        if let Some((client, request)) = r.asked_by {
+            out.to_clients.push((
+                client,
+                ToClient::Retired {
+                    request,
+                    address: address.clone(),
+                },
+            ));
+        }
+        self.remove_worker(wid, false, out);
+    }
+
     /// A client went away: cancel what only it wanted.
     pub fn on_client_gone(&mut self, client: &[u8], out: &mut Outbox) {
+        self.clients_seen.remove(client);
         let mine: Vec<GraphId> = self
             .graphs
             .iter()
@@ -1388,56 +1794,19 @@ impl SchedulerState {
             let Some(node) = graph.get(key) else {
                 continue;
             };
-            let signature = self.signature_of(node);
-            let mut deps = Vec::new();
-            let mut waiting_on = 0;
-            for dep_key in node.dependency_refs() {
-                let Some(&dep) = self.task_ids.get(dep_key) else {
-                    continue;
-                };
-                let Some(dt) = self.tasks.get_mut(&dep) else {
-                    continue;
-                };
-                dt.waiters += 1;
-                dt.dependents.push(self.next_task);
-                if dt.status != TaskStatus::Memory {
-                    waiting_on += 1;
-                }
-                deps.push(dep);
-            }
-            let tid = self.next_task;
-            self.next_task += 1;
-            let priority = (g, position as u64);
-            let status = if waiting_on == 0 {
-                self.ready.entry(signature).or_default().push(ReadyEntry {
-                    priority,
-                    task: tid,
-                });
-                TaskStatus::Ready
-            } else {
-                TaskStatus::Waiting
-            };
-            self.task_ids.insert(key.clone(), tid);
-            self.tasks.insert(
-                tid,
-                TaskState {
-                    key: key.clone(),
-                    node: Some(Arc::new(node.clone())),
-                    status,
-                    deps,
-                    dependents: Vec::new(),
-                    waiting_on,
-                    waiters: 0,
-                    deps_done: false,
-                    kept: false,
-                    wanted_by: Vec::new(),
-                    who_has: HashSet::new(),
-                    nbytes: 0,
-                    signature,
-                    priority,
-                    fetch_retries: 0,
-                },
-            );
+            let deps = node
+                .dependency_refs()
+                .into_iter()
+                .filter_map(|d| self.task_ids.get(d))
+                .filter_map(|id| self.tasks.get(id))
+                .filter_map(|t| t.lineage.clone())
+                .collect();
+            let lineage = Arc::new(Lineage {
+                key: key.clone(),
+                node: node.clone(),
+                deps,
+            });
+            self.create_task(lineage, (g, position as u64));
         }
         let mut output_ids = Vec::with_capacity(outputs.len());
         let mut to_gather = Vec::new();
@@ -1793,7 +2162,7 @@ impl SchedulerState {
     }
 
     fn has_slot(&self, w: &Worker) -> bool {
-        w.processing.len() < (w.nthreads * self.config.saturation.max(1)) as usize
+        !w.retiring && w.processing.len() < (w.nthreads * self.config.saturation.max(1)) as usize
     }
 
     fn pick_worker(&self, tid: TaskId) -> Pick {
@@ -1853,7 +2222,11 @@ impl SchedulerState {
             return;
         };
         t.status = TaskStatus::Processing(wid);
-        let node = t.node.as_ref().map(|n| n.to_value()).unwrap_or(Value::Nil);
+        let node = t
+            .lineage
+            .as_ref()
+            .map(|l| l.node.to_value())
+            .unwrap_or(Value::Nil);
         let send_value = !t.wanted_by.is_empty();
         let key = t.key.clone();
         let deps = t.deps.clone();
@@ -1879,6 +2252,18 @@ impl SchedulerState {
             send_value,
         });
     }
+}
+
+/// The error for a lost key whose input `dep` is gone for good (data without lineage).
+fn gone_input(key: &str, dep: &str) -> ErrorInfo {
+    ErrorInfo::new(
+        "lost",
+        format!(
+            "key {key:?} was lost and cannot be recomputed: its input {dep:?} was scattered \
+             data that is gone too; scatter it again"
+        ),
+    )
+    .with_key(key)
 }
 
 enum Pick {

@@ -21,8 +21,9 @@ use crate::store::StoreKind;
 
 /// Run a zask worker: register with the scheduler, run tasks, serve results to peers.
 ///
-/// Logs to stderr (RUST_LOG=debug for more, RUST_LOG=warn for less). Ctrl-C or SIGTERM stops
-/// it cleanly, telling the scheduler. The worker may start before the scheduler: it registers
+/// Logs to stderr (RUST_LOG=debug for more, RUST_LOG=warn for less). Ctrl-C or SIGTERM retires
+/// it gracefully: the scheduler moves the data only it holds to other workers, then lets it go;
+/// a second signal stops it at once. The worker may start before the scheduler: it registers
 /// once the scheduler is up, and again whenever the scheduler restarts.
 #[derive(Parser, Debug)]
 #[command(name = "zask-worker", version)]
@@ -49,6 +50,14 @@ pub struct Args {
     /// Seconds a peer may take to answer a fetch before the next holder is tried.
     #[arg(long, env = "ZASK_FETCH_TIMEOUT", default_value_t = 10.0)]
     pub fetch_timeout: f64,
+    /// Seconds a retiring worker (first Ctrl-C or SIGTERM) waits for the scheduler to move its
+    /// data to other workers before leaving anyway. A second signal leaves at once.
+    #[arg(long, env = "ZASK_RETIRE_TIMEOUT", default_value_t = 60.0)]
+    pub retire_timeout: f64,
+    /// Also offer test-only functions that crash the worker (`abort`: the process aborts).
+    /// For testing failure handling only; never enable in production.
+    #[arg(long, env = "ZASK_ENABLE_TEST_FUNCTIONS")]
+    pub enable_test_functions: bool,
 }
 
 fn seconds(s: f64, flag: &str) -> Duration {
@@ -73,7 +82,13 @@ pub fn main_with(registry: Registry) {
         options.nthreads = n.max(1);
     }
     options.store = args.store;
+    let mut registry = registry;
+    if args.enable_test_functions {
+        log::warn!("test-only functions enabled: `abort` crashes this worker");
+        registry.register_raw("abort", |_, _| std::process::abort());
+    }
     options.registry = registry;
+    options.retire_timeout = seconds(args.retire_timeout, "retire-timeout");
     options.heartbeat_interval = seconds(args.heartbeat_interval, "heartbeat-interval");
     options.fetch_timeout = seconds(args.fetch_timeout, "fetch-timeout");
     let worker = match Worker::start(options) {
@@ -86,8 +101,17 @@ pub fn main_with(registry: Registry) {
     println!("worker_address: {}", worker.address());
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    let stop = worker.stopper();
-    if let Err(e) = ctrlc::set_handler(stop) {
+    // The first signal retires gracefully; a second one leaves at once.
+    let (retire, stop) = (worker.retirer(), worker.stopper());
+    let signals = std::sync::atomic::AtomicUsize::new(0);
+    let handler = move || {
+        if signals.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            retire()
+        } else {
+            stop()
+        }
+    };
+    if let Err(e) = ctrlc::set_handler(handler) {
         log::warn!("cannot install the Ctrl-C handler: {e}");
     }
     worker.wait();

@@ -49,6 +49,8 @@ pub struct WorkerOptions {
     pub heartbeat_interval: Duration,
     /// How long a peer may take to answer a fetch before the next holder is tried.
     pub fetch_timeout: Duration,
+    /// How long a retiring worker waits for the scheduler to move its data before leaving.
+    pub retire_timeout: Duration,
 }
 
 impl WorkerOptions {
@@ -64,6 +66,7 @@ impl WorkerOptions {
             registry: Registry::with_stdlib(),
             heartbeat_interval: Duration::from_millis(500),
             fetch_timeout: Duration::from_secs(10),
+            retire_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -73,6 +76,7 @@ pub struct Worker {
     address: String,
     worker_id: String,
     service: Service,
+    retire: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -104,6 +108,9 @@ impl Worker {
         let (loop_id, loop_address) = (worker_id.clone(), address.clone());
         let heartbeat_interval = options.heartbeat_interval;
         let fetch_timeout = options.fetch_timeout;
+        let retire_timeout = options.retire_timeout;
+        let retire = Arc::new(AtomicBool::new(false));
+        let loop_retire = retire.clone();
         let service = Service::spawn(&ctx, &worker_id, "zask-worker", move |wake| {
             Loop {
                 ctx: loop_ctx,
@@ -131,6 +138,9 @@ impl Worker {
                 report: Report::default(),
                 registered: false,
                 last_sent: None,
+                retire: loop_retire,
+                retiring_since: None,
+                retire_timeout,
             }
             .run()
         })
@@ -143,6 +153,7 @@ impl Worker {
             address,
             worker_id,
             service,
+            retire,
         })
     }
 
@@ -165,6 +176,21 @@ impl Worker {
     /// Blocks until the worker has stopped.
     pub fn wait(&self) {
         self.service.wait();
+    }
+
+    /// Leaves gracefully: the scheduler stops giving this worker tasks and moves the data only
+    /// it holds to other workers, then lets it go (or `retire_timeout` passes). Blocks until
+    /// the worker has stopped.
+    pub fn retire(&self) {
+        (self.retirer())();
+        self.wait();
+    }
+
+    /// A handle that starts a graceful retirement from another thread (a SIGTERM handler);
+    /// the worker notices within one heartbeat interval.
+    pub fn retirer(&self) -> impl Fn() + Send + Sync + 'static {
+        let retire = self.retire.clone();
+        move || retire.store(true, Ordering::SeqCst)
     }
 
     /// A handle that stops this worker from another thread (for a Ctrl-C handler).
@@ -285,13 +311,19 @@ struct Loop {
     registered: bool,
     /// When the last register/heartbeat went out.
     last_sent: Option<Instant>,
+    /// Set to leave gracefully (SIGTERM): the scheduler moves our unique data, then says
+    /// `retired`.
+    retire: Arc<AtomicBool>,
+    /// When retiring started; we leave anyway `retire_timeout` later.
+    retiring_since: Option<Instant>,
+    retire_timeout: Duration,
 }
 
 impl Loop {
     fn run(mut self) {
         self.register();
         loop {
-            if self.stop.load(Ordering::SeqCst) {
+            if self.stop.load(Ordering::SeqCst) || self.retire_done() {
                 self.shut_down();
                 return;
             }
@@ -346,6 +378,34 @@ impl Loop {
         }
         for addr in peer_ready {
             self.drain_peer(&addr);
+        }
+    }
+
+    /// Starts retiring when asked; true when it is time to leave (not registered, so nothing
+    /// to hand over, or the retirement took too long).
+    fn retire_done(&mut self) -> bool {
+        if !self.retire.load(Ordering::SeqCst) {
+            return false;
+        }
+        match self.retiring_since {
+            None if !self.registered => true,
+            None => {
+                log::info!("retiring: handing data over to other workers");
+                let msg = FromWorker::Retiring {
+                    worker_id: self.worker_id.clone(),
+                };
+                self.send_to_scheduler(&msg, Vec::new());
+                self.retiring_since = Some(Instant::now());
+                false
+            }
+            Some(since) if since.elapsed() > self.retire_timeout => {
+                log::warn!(
+                    "retiring took over {:?}; leaving anyway",
+                    self.retire_timeout
+                );
+                true
+            }
+            Some(_) => false,
         }
     }
 
@@ -468,6 +528,34 @@ impl Loop {
                     self.put(item, blobs);
                 }
             }
+            ToWorker::Replicate { who_has } => {
+                let mut to_fetch: HashMap<String, Vec<String>> = HashMap::new();
+                for (key, holders) in who_has {
+                    self.replicate(key, holders, &mut to_fetch);
+                }
+                self.send_fetches(to_fetch);
+            }
+            ToWorker::Retired => {
+                log::info!("retired: leaving");
+                self.stop.store(true, Ordering::SeqCst);
+            }
+            ToWorker::PeerGone { address } => {
+                self.peer_sockets.remove(&address);
+                let dead: Vec<u64> = self
+                    .fetches
+                    .iter()
+                    .filter(|(_, f)| f.peer == address)
+                    .map(|(r, _)| *r)
+                    .collect();
+                for request in dead {
+                    if let Some(f) = self.fetches.remove(&request) {
+                        self.fetch_failed(f.keys);
+                    }
+                }
+                for queue in self.fetching.values_mut() {
+                    queue.retain(|p| p != &address);
+                }
+            }
             ToWorker::Release { keys } => {
                 for k in keys {
                     if let Err(e) = self.store.remove(&k) {
@@ -587,6 +675,29 @@ impl Loop {
         );
         if missing == 0 {
             self.ready.push_back(key);
+        }
+    }
+
+    /// Starts copying `key` from `holders` (data moving off a retiring worker); it is reported
+    /// as `acquired` once here.
+    fn replicate(
+        &mut self,
+        key: String,
+        holders: Vec<String>,
+        to_fetch: &mut HashMap<String, Vec<String>>,
+    ) {
+        if self.store.contains(&key) {
+            let nbytes = self.store_nbytes(&key);
+            self.report.acquired.push(KeyInfo { key, nbytes });
+            return;
+        }
+        if self.fetching.contains_key(&key) {
+            return;
+        }
+        let mut queue: Vec<String> = holders.into_iter().rev().collect();
+        if let Some(first) = queue.pop() {
+            to_fetch.entry(first).or_default().push(key.clone());
+            self.fetching.insert(key, queue);
         }
     }
 

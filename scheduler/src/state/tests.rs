@@ -18,7 +18,15 @@ use zask_core::protocol::Data;
 const FUNCS: &[&str] = &["add", "inc", "sum", "big"];
 
 fn state() -> SchedulerState {
-    SchedulerState::new("sched-test".to_string(), Config::default())
+    SchedulerState::new("sched-test".to_string(), test_config())
+}
+
+/// The defaults, with the 10 s heartbeat timeout these tests were written against.
+fn test_config() -> Config {
+    Config {
+        heartbeat_timeout: Duration::from_secs(10),
+        ..Config::default()
+    }
 }
 
 fn state_with(config: Config) -> SchedulerState {
@@ -327,7 +335,7 @@ struct Sim {
 
 impl Sim {
     fn new() -> Sim {
-        Sim::with(Config::default())
+        Sim::with(test_config())
     }
 
     fn with(config: Config) -> Sim {
@@ -1694,7 +1702,17 @@ fn heartbeats_and_any_message_keep_a_worker_alive() {
     assert_eq!(s.workers(t0 + secs(15)).len(), 2);
     assert_eq!(s.workers(t0 + secs(15))[0].last_seen_ms, 7000);
     let out = tick(&mut s, t0 + secs(18) + Duration::from_millis(500));
-    assert!(out.is_empty());
+    // The survivor is told its peer is gone (so fetches from it fail fast), nothing else.
+    assert_eq!(
+        out.to_workers,
+        vec![(
+            b"w2".to_vec(),
+            ToWorker::PeerGone {
+                address: addr(b"w1")
+            }
+        )]
+    );
+    assert!(out.compute.is_empty() && out.release.is_empty() && out.to_clients.is_empty());
     let left = s.workers(t0 + secs(19));
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].address, addr(b"w2"));
