@@ -117,7 +117,8 @@ fn raw_get(graph: &Graph, keys: &str, request: u64) -> frames::Frames {
 
 #[test]
 fn tasks_reach_a_worker_and_results_reach_the_client() {
-    let scheduler = SchedulerProc::start(&[]);
+    // One task at a time (no dependents queued behind their inputs), to see each message.
+    let scheduler = SchedulerProc::start(&["--no-queue-dependents"]);
     let ctx = zmq::Context::new();
     let worker = FakeWorker::register(&ctx, &scheduler, "w", 1, &["add", "inc"]);
     let client = scheduler.client();
@@ -191,7 +192,8 @@ fn a_failure_reported_by_a_worker_reaches_the_client() {
 
 #[test]
 fn a_worker_gets_at_most_nthreads_times_saturation_tasks() {
-    let scheduler = SchedulerProc::start(&["--saturation", "2"]);
+    // Without the queue budget (which lets short tasks go in batches), saturation alone.
+    let scheduler = SchedulerProc::start(&["--saturation", "2", "--queue-budget-ms", "0"]);
     let ctx = zmq::Context::new();
     let worker = FakeWorker::register(&ctx, &scheduler, "w", 1, &["inc"]);
     let client = scheduler.client();

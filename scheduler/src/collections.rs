@@ -173,7 +173,15 @@ mod tests {
         let bytes = CollectionStore::encode(&sample()).unwrap();
         store.set("kept", bytes).unwrap();
         drop(store);
-        let store = CollectionStore::open(Some(dir.path())).unwrap();
+        // sled releases its lock from a background thread shortly after the drop.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let store = loop {
+            match CollectionStore::open(Some(dir.path())) {
+                Ok(store) => break store,
+                Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
         assert!(store.get("kept").unwrap().is_some());
     }
 }

@@ -43,9 +43,19 @@ struct Args {
     /// Seconds a computation submitted while no worker is registered waits for one.
     #[arg(long, env = "ZASK_NO_WORKERS_TIMEOUT", default_value_t = 30.0)]
     no_workers_timeout: f64,
-    /// Tasks assigned to a worker at once, per worker thread.
+    /// Tasks assigned to a worker at once, per worker thread (for tasks of unknown or long
+    /// duration; short ones fill --queue-budget instead).
     #[arg(long, env = "ZASK_SATURATION", default_value_t = 2)]
     saturation: u32,
+    /// Milliseconds of work a worker may have queued per thread, for tasks whose functions
+    /// are known (from earlier reports) to be short: tiny tasks then travel and report in
+    /// batches. 0 turns this off.
+    #[arg(long, env = "ZASK_QUEUE_BUDGET_MS", default_value_t = 5.0)]
+    queue_budget_ms: f64,
+    /// Do not send a task to wait on the worker computing its only missing input (chains
+    /// then take a scheduler round trip per step).
+    #[arg(long, env = "ZASK_NO_QUEUE_DEPENDENTS")]
+    no_queue_dependents: bool,
     /// Largest message accepted from a client, in bytes.
     #[arg(long, env = "ZASK_MAX_MESSAGE_SIZE", default_value_t = 1 << 30)]
     max_message_size: usize,
@@ -83,6 +93,8 @@ fn main() {
             allowed_failures: args.allowed_failures.max(1),
             client_timeout: seconds(args.client_timeout, "client-timeout"),
             retire_timeout: seconds(args.retire_timeout, "retire-timeout"),
+            queue_budget: seconds(args.queue_budget_ms / 1000.0, "queue-budget-ms"),
+            queue_dependents: !args.no_queue_dependents,
         },
         max_message_size: args.max_message_size,
         state_dir: args.state_dir,

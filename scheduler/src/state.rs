@@ -63,6 +63,13 @@ pub struct Config {
     pub client_timeout: Duration,
     /// A retiring worker leaves by then even if its data could not all be moved.
     pub retire_timeout: Duration,
+    /// Send a task to the worker computing its only missing input, to wait there (so a chain
+    /// needs no scheduler round trip per step).
+    pub queue_dependents: bool,
+    /// Work a worker may have queued per thread, for tasks of known duration (beyond
+    /// `saturation` tasks): short tasks then travel and report in batches. Zero: only
+    /// `saturation` counts.
+    pub queue_budget: Duration,
 }
 
 impl Default for Config {
@@ -75,6 +82,8 @@ impl Default for Config {
             allowed_failures: 3,
             client_timeout: Duration::from_secs(10),
             retire_timeout: Duration::from_secs(30),
+            queue_dependents: true,
+            queue_budget: Duration::from_millis(5),
         }
     }
 }
@@ -198,8 +207,9 @@ struct Retirement {
     deadline: Instant,
     /// The client that asked for it, if one did (answered when it is done).
     asked_by: Option<(Route, u64)>,
-    /// Keys already asked to be copied elsewhere.
-    requested: HashSet<TaskId>,
+    /// Keys already asked to be copied elsewhere, and the worker asked (asked again if that
+    /// worker goes away).
+    requested: HashMap<TaskId, WorkerId>,
 }
 
 /// One `get` in flight.
@@ -271,6 +281,8 @@ pub struct SchedulerState {
     clients_seen: HashMap<Route, Instant>,
     /// Workers leaving gracefully.
     retiring: HashMap<WorkerId, Retirement>,
+    /// Average run time (µs) of tasks per function signature, from workers' reports.
+    durations: HashMap<u32, f64>,
 }
 
 /// A client's `scatter` waiting for workers to store its values.
@@ -307,6 +319,11 @@ impl PartialOrd for ReadyEntry {
 /// A submitted graph failed validation.
 type Invalid = ErrorInfo;
 
+/// The least a task is assumed to cost, whatever its function's own time (message, store).
+const TASK_FLOOR_US: f64 = 10.0;
+/// Tasks per thread a worker may hold at the most.
+const MAX_TASKS_PER_THREAD: u32 = 1_000;
+
 impl SchedulerState {
     /// A scheduler with no workers and no tasks.
     pub fn new(id: String, config: Config) -> SchedulerState {
@@ -333,6 +350,7 @@ impl SchedulerState {
             next_scatter: 1,
             clients_seen: HashMap::new(),
             retiring: HashMap::new(),
+            durations: HashMap::new(),
         }
     }
 
@@ -531,13 +549,7 @@ impl SchedulerState {
             .filter(|w| w.address == reg.address || w.route == route)
             .map(|w| w.id)
             .collect();
-        for wid in stale {
-            log::info!(
-                "worker at {} restarted; forgetting its old self",
-                reg.address
-            );
-            self.remove_worker(wid, true, out);
-        }
+        let address = reg.address.clone();
         let wid = self.next_worker;
         self.next_worker += 1;
         for f in &reg.functions {
@@ -557,7 +569,7 @@ impl SchedulerState {
                 id: wid,
                 route: route.to_vec(),
                 worker_id: reg.worker_id,
-                address: reg.address,
+                address: address.clone(),
                 pid: reg.pid,
                 nthreads: reg.nthreads.max(1),
                 functions: reg.functions.into_iter().collect(),
@@ -576,8 +588,13 @@ impl SchedulerState {
                 scheduler_id: self.id.clone(),
             },
         ));
+        // What it holds first, so keys it still has are not taken for lost with its old self.
         for info in reg.has {
             self.on_acquired(wid, info, out);
+        }
+        for old in stale {
+            log::info!("worker at {address} restarted; forgetting its old self");
+            self.remove_worker(old, true, out);
         }
         self.unpark(now, out);
         self.schedule(out);
@@ -638,6 +655,11 @@ impl SchedulerState {
             return;
         };
         let status = self.tasks.get(&tid).map(|t| t.status.clone());
+        if let Some(sig) = self.tasks.get(&tid).map(|t| t.signature) {
+            let sample = done.duration_us as f64;
+            let avg = self.durations.entry(sig).or_insert(sample);
+            *avg = 0.8 * *avg + 0.2 * sample;
+        }
         match status {
             Some(TaskStatus::Processing(w)) => {
                 if let Some(worker) = self.workers.get_mut(&w) {
@@ -915,7 +937,9 @@ impl SchedulerState {
         let Some(w) = self.workers.remove(&wid) else {
             return;
         };
-        self.worker_by_route.remove(&w.route);
+        if self.worker_by_route.get(&w.route) == Some(&wid) {
+            self.worker_by_route.remove(&w.route);
+        }
         self.retiring.remove(&wid);
         // Peers fetching from it try other holders at once instead of waiting to time out.
         for other in self.workers.values() {
@@ -962,7 +986,8 @@ impl SchedulerState {
                     }
                     self.fail_task(tid, error, out);
                 } else {
-                    self.push_ready(tid);
+                    // Back to the queue (or to waiting, if it was queued behind an input).
+                    self.rewait(tid);
                 }
             } else {
                 // A scattered value that never got stored: only the client had it.
@@ -1065,12 +1090,17 @@ impl SchedulerState {
             .map(|t| t.dependents.clone())
             .unwrap_or_default();
         for d in dependents {
-            let needs_it = self
-                .tasks
-                .get(&d)
-                .is_some_and(|dt| !dt.deps_done && dt.deps.contains(&tid));
-            if needs_it {
-                self.rewait(d);
+            // (Ids are never reused, so a listed dependent does depend on `tid`.)
+            let Some(dt) = self.tasks.get_mut(&d) else {
+                continue;
+            };
+            match dt.status {
+                _ if dt.deps_done => {}
+                // It counted `tid` as present; one more input to wait for (O(1), so losing
+                // many inputs of a wide task stays linear).
+                TaskStatus::Waiting => dt.waiting_on += 1,
+                TaskStatus::Ready | TaskStatus::Processing(_) => self.rewait(d),
+                TaskStatus::Memory | TaskStatus::Erred(_) => {}
             }
         }
     }
@@ -1656,7 +1686,7 @@ impl SchedulerState {
                     Retirement {
                         deadline,
                         asked_by,
-                        requested: HashSet::new(),
+                        requested: HashMap::new(),
                     },
                 );
             }
@@ -1710,7 +1740,8 @@ impl SchedulerState {
             let asked = self
                 .retiring
                 .get(&wid)
-                .is_some_and(|r| r.requested.contains(&tid));
+                .and_then(|r| r.requested.get(&tid))
+                .is_some_and(|target| self.workers.get(target).is_some_and(|w| !w.retiring));
             if asked {
                 continue;
             }
@@ -1732,7 +1763,7 @@ impl SchedulerState {
                 .or_default()
                 .push((t.key.clone(), vec![address.clone()]));
             if let Some(r) = self.retiring.get_mut(&wid) {
-                r.requested.insert(tid);
+                r.requested.insert(tid, target);
             }
         }
         for (target, who_has) in by_target {
@@ -2161,8 +2192,24 @@ impl SchedulerState {
         self.ready.retain(|_, q| !q.is_empty());
     }
 
-    fn has_slot(&self, w: &Worker) -> bool {
-        !w.retiring && w.processing.len() < (w.nthreads * self.config.saturation.max(1)) as usize
+    /// Whether `w` may take one more task whose function signature is `signature`.
+    ///
+    /// A worker is kept busy, not flooded: it may hold `nthreads × saturation` tasks, or, for
+    /// tasks known to be short, as many as fill `queue_budget` of work per thread (so tiny
+    /// tasks travel and report in large batches instead of one round trip each).
+    fn has_slot(&self, w: &Worker, signature: u32) -> bool {
+        if w.retiring {
+            return false;
+        }
+        let per_thread = match self.durations.get(&signature) {
+            Some(&us) => {
+                let budget_us = self.config.queue_budget.as_secs_f64() * 1e6;
+                (budget_us / us.max(TASK_FLOOR_US)) as u32
+            }
+            None => 0,
+        };
+        let per_thread = per_thread.clamp(self.config.saturation.max(1), MAX_TASKS_PER_THREAD);
+        w.processing.len() < (w.nthreads * per_thread) as usize
     }
 
     fn pick_worker(&self, tid: TaskId) -> Pick {
@@ -2192,7 +2239,7 @@ impl SchedulerState {
         let best = self
             .workers
             .values()
-            .filter(|w| self.has_slot(w))
+            .filter(|w| self.has_slot(w, t.signature))
             .filter(capable)
             .max_by(|a, b| {
                 let la = local.get(&a.id).copied().unwrap_or(0);
@@ -2212,7 +2259,46 @@ impl SchedulerState {
         }
     }
 
+    /// Assigns `tid` to `wid`, then the dependents whose only missing input is a task just
+    /// assigned there: the worker queues them behind their input, so a chain runs without a
+    /// scheduler round trip per step.
     fn assign(&mut self, tid: TaskId, wid: WorkerId, out: &mut Outbox) {
+        let mut next = vec![tid];
+        while let Some(tid) = next.pop() {
+            self.assign_one(tid, wid, out);
+            if !self.config.queue_dependents {
+                continue;
+            }
+            let dependents = match self.tasks.get(&tid) {
+                Some(t) => t.dependents.clone(),
+                None => continue,
+            };
+            for d in dependents {
+                let Some(dt) = self.tasks.get(&d) else {
+                    continue;
+                };
+                if dt.status != TaskStatus::Waiting || dt.waiting_on != 1 {
+                    continue;
+                }
+                // Not bound by the worker's slots: a dependent queued behind its input costs
+                // the worker nothing until that input is done, and it would run there anyway
+                // (its input is there). Only a hard cap applies.
+                let fits = self.workers.get(&wid).is_some_and(|w| {
+                    !w.retiring
+                        && w.processing.len() < (w.nthreads * MAX_TASKS_PER_THREAD) as usize
+                        && self
+                            .signatures
+                            .get(dt.signature as usize)
+                            .is_some_and(|fs| fs.iter().all(|f| w.functions.contains(f)))
+                });
+                if fits {
+                    next.push(d);
+                }
+            }
+        }
+    }
+
+    fn assign_one(&mut self, tid: TaskId, wid: WorkerId, out: &mut Outbox) {
         let Some(w) = self.workers.get_mut(&wid) else {
             return;
         };
@@ -2235,7 +2321,8 @@ impl SchedulerState {
             let Some(dt) = self.tasks.get(&d) else {
                 continue;
             };
-            if dt.who_has.contains(&wid) {
+            // Held there, or queued there ahead of this task.
+            if dt.who_has.contains(&wid) || dt.status == TaskStatus::Processing(wid) {
                 continue;
             }
             let addresses: Vec<String> = dt
@@ -2285,5 +2372,7 @@ struct Registration {
     has: Vec<KeyInfo>,
 }
 
+#[cfg(test)]
+mod queue_tests;
 #[cfg(test)]
 mod tests;

@@ -15,16 +15,20 @@ use zask_core::protocol::Data;
 
 // ----- low-level helpers ---------------------------------------------------------------------
 
-const FUNCS: &[&str] = &["add", "inc", "sum", "big"];
+pub(super) const FUNCS: &[&str] = &["add", "inc", "sum", "big"];
 
 fn state() -> SchedulerState {
     SchedulerState::new("sched-test".to_string(), test_config())
 }
 
-/// The defaults, with the 10 s heartbeat timeout these tests were written against.
+/// The defaults, with the 10 s heartbeat timeout these tests were written against, and
+/// without queueing dependents behind their inputs (which changes what is sent when; the tests
+/// of that behaviour turn it on).
 fn test_config() -> Config {
     Config {
         heartbeat_timeout: Duration::from_secs(10),
+        queue_dependents: false,
+        queue_budget: Duration::ZERO,
         ..Config::default()
     }
 }
@@ -58,7 +62,7 @@ fn register_msg(route: &[u8], functions: &[&str], nthreads: u32) -> FromWorker {
     }
 }
 
-fn register(
+pub(super) fn register(
     s: &mut SchedulerState,
     route: &[u8],
     functions: &[&str],
@@ -81,14 +85,14 @@ fn send(s: &mut SchedulerState, route: &[u8], msg: FromWorker, now: Instant) -> 
     out
 }
 
-fn heartbeat(s: &mut SchedulerState, route: &[u8], now: Instant) -> Outbox {
+pub(super) fn heartbeat(s: &mut SchedulerState, route: &[u8], now: Instant) -> Outbox {
     let msg = FromWorker::Heartbeat {
         worker_id: format!("id-{}", name(route)),
     };
     send(s, route, msg, now)
 }
 
-fn get(
+pub(super) fn get(
     s: &mut SchedulerState,
     client: &[u8],
     request: u64,
@@ -115,7 +119,7 @@ fn tick(s: &mut SchedulerState, now: Instant) -> Outbox {
 }
 
 /// A finished task, with its value (as when `send_value` was set).
-fn done(key: &str, value: Value) -> TaskDone {
+pub(super) fn done(key: &str, value: Value) -> TaskDone {
     TaskDone {
         key: key.to_string(),
         nbytes: value.nbytes(),
@@ -138,7 +142,12 @@ fn done_held(key: &str, nbytes: u64) -> TaskDone {
     }
 }
 
-fn report(s: &mut SchedulerState, route: &[u8], done: Vec<TaskDone>, now: Instant) -> Outbox {
+pub(super) fn report(
+    s: &mut SchedulerState,
+    route: &[u8],
+    done: Vec<TaskDone>,
+    now: Instant,
+) -> Outbox {
     let msg = FromWorker::Report {
         done,
         failed: Vec::new(),
@@ -172,7 +181,7 @@ fn computes<'a>(out: &'a Outbox, route: &[u8]) -> &'a [ComputeTask] {
 }
 
 /// The keys of the tasks sent to `route`, in the order sent.
-fn compute_keys(out: &Outbox, route: &[u8]) -> Vec<String> {
+pub(super) fn compute_keys(out: &Outbox, route: &[u8]) -> Vec<String> {
     computes(out, route).iter().map(|t| t.key.clone()).collect()
 }
 
@@ -240,7 +249,7 @@ fn errors_in(msgs: &[(Route, ToClient)], client: &[u8], request: u64) -> Option<
     })
 }
 
-fn ints(pairs: &[(&str, i64)]) -> BTreeMap<String, Value> {
+pub(super) fn ints(pairs: &[(&str, i64)]) -> BTreeMap<String, Value> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), Value::Int(*v)))
@@ -314,7 +323,7 @@ fn apply(func: &str, args: &[Value]) -> Value {
 }
 
 /// A scheduler plus simulated workers that do whatever they are told.
-struct Sim {
+pub(super) struct Sim {
     s: SchedulerState,
     now: Instant,
     /// The keys each live worker holds, by route.
@@ -326,7 +335,7 @@ struct Sim {
     /// Everything sent to clients.
     to_clients: Vec<(Route, ToClient)>,
     /// Every task sent, in order.
-    dispatched: Vec<(Route, String)>,
+    pub(super) dispatched: Vec<(Route, String)>,
     /// Every key released, in order.
     released: Vec<(Route, String)>,
     /// Other messages to workers (welcome, ...).
@@ -338,7 +347,7 @@ impl Sim {
         Sim::with(test_config())
     }
 
-    fn with(config: Config) -> Sim {
+    pub(super) fn with(config: Config) -> Sim {
         Sim {
             s: state_with(config),
             now: Instant::now(),
@@ -352,13 +361,13 @@ impl Sim {
         }
     }
 
-    fn worker(&mut self, route: &[u8], functions: &[&str], nthreads: u32) {
+    pub(super) fn worker(&mut self, route: &[u8], functions: &[&str], nthreads: u32) {
         self.stores.insert(route.to_vec(), HashMap::new());
         let out = register(&mut self.s, route, functions, nthreads, self.now);
         self.absorb(out);
     }
 
-    fn get(
+    pub(super) fn get(
         &mut self,
         client: &[u8],
         request: u64,
@@ -417,6 +426,14 @@ impl Sim {
         let node = Node::from_value(&t.node).expect("the scheduler sends valid nodes");
         for dep in node.dependencies() {
             if self.stores[route].contains_key(&dep) {
+                continue;
+            }
+            // Queued on the same worker ahead of it: the worker runs it first.
+            let queued_here = self
+                .pending
+                .get(route)
+                .is_some_and(|p| p.iter().any(|q| q.key == dep));
+            if queued_here {
                 continue;
             }
             let holders = t
@@ -524,7 +541,7 @@ impl Sim {
     }
 
     /// Runs until nothing is left to do.
-    fn run(&mut self) {
+    pub(super) fn run(&mut self) {
         let mut steps = 0;
         while self.step() {
             steps += 1;
@@ -532,7 +549,7 @@ impl Sim {
         }
     }
 
-    fn result(&self, client: &[u8], request: u64) -> BTreeMap<String, Value> {
+    pub(super) fn result(&self, client: &[u8], request: u64) -> BTreeMap<String, Value> {
         results_in(&self.to_clients, client, request).unwrap_or_else(|| {
             panic!(
                 "no result for {} #{request}; sent to clients: {:?}",
@@ -553,7 +570,7 @@ impl Sim {
     }
 
     /// Keys held by any simulated worker, sorted.
-    fn held_anywhere(&self) -> Vec<String> {
+    pub(super) fn held_anywhere(&self) -> Vec<String> {
         let mut keys: Vec<String> = self
             .stores
             .values()
@@ -1307,7 +1324,7 @@ fn get_without_workers_times_out() {
 fn no_workers_timeout_is_configurable() {
     let mut s = state_with(Config {
         no_workers_timeout: secs(2),
-        ..Config::default()
+        ..test_config()
     });
     let t0 = Instant::now();
     get(&mut s, b"c1", 1, &xyz(), "y", false, t0);
@@ -1602,7 +1619,7 @@ fn saturation_limits_tasks_in_flight() {
 fn saturation_scales_with_threads_and_config() {
     let mut s = state_with(Config {
         saturation: 3,
-        ..Config::default()
+        ..test_config()
     });
     let t0 = Instant::now();
     register(&mut s, b"w1", FUNCS, 2, t0);
@@ -1623,7 +1640,7 @@ fn saturation_scales_with_threads_and_config() {
 fn computations_run_in_submission_order_and_depth_first() {
     let mut s = state_with(Config {
         saturation: 1,
-        ..Config::default()
+        ..test_config()
     });
     let t0 = Instant::now();
     register(&mut s, b"w1", FUNCS, 1, t0);
@@ -1724,7 +1741,7 @@ fn heartbeats_and_any_message_keep_a_worker_alive() {
 fn heartbeat_timeout_is_configurable() {
     let mut s = state_with(Config {
         heartbeat_timeout: secs(1),
-        ..Config::default()
+        ..test_config()
     });
     let t0 = Instant::now();
     register(&mut s, b"w1", FUNCS, 1, t0);
@@ -2557,4 +2574,903 @@ fn counts_follow_a_computation() {
     assert_eq!(s.workers(t0)[0].nbytes, 16);
     report(&mut s, b"w1", vec![done("z", Value::Int(7))], t0);
     assert_eq!(s.graph_count(), 0);
+}
+
+// ----- resilience ----------------------------------------------------------------------------
+
+/// `a = add(1, 2)`, `b = inc(a)`, `c = add(b, 10)`: c is 14.
+fn chain_abc() -> Graph {
+    let mut g = Graph::new();
+    g.insert("a", task("add", (1, 2)));
+    g.insert("b", task("inc", (key("a"),)));
+    g.insert("c", task("add", (key("b"), 10)));
+    g
+}
+
+fn goodbye(s: &mut SchedulerState, route: &[u8], now: Instant) -> Outbox {
+    let msg = FromWorker::Goodbye {
+        worker_id: format!("id-{}", name(route)),
+    };
+    send(s, route, msg, now)
+}
+
+fn retiring(s: &mut SchedulerState, route: &[u8], now: Instant) -> Outbox {
+    let msg = FromWorker::Retiring {
+        worker_id: format!("id-{}", name(route)),
+    };
+    send(s, route, msg, now)
+}
+
+fn acquired(s: &mut SchedulerState, route: &[u8], key: &str, nbytes: u64, now: Instant) -> Outbox {
+    let msg = FromWorker::Report {
+        done: Vec::new(),
+        failed: Vec::new(),
+        acquired: vec![KeyInfo {
+            key: key.to_string(),
+            nbytes,
+        }],
+    };
+    send(s, route, msg, now)
+}
+
+/// The messages (other than compute/release/put_data) sent to `route`, in order.
+fn msgs_to(out: &Outbox, route: &[u8]) -> Vec<ToWorker> {
+    out.to_workers
+        .iter()
+        .filter(|(r, _)| r == route)
+        .map(|(_, m)| m.clone())
+        .collect()
+}
+
+fn addresses(s: &SchedulerState, now: Instant) -> Vec<String> {
+    s.workers(now).into_iter().map(|w| w.address).collect()
+}
+
+/// The route of the (only) holder of `key` among `routes`.
+fn holder_of<'a>(s: &SchedulerState, key: &str, routes: &[&'a [u8]]) -> &'a [u8] {
+    let holders = s.who_has(key);
+    assert_eq!(holders.len(), 1, "{key} has one holder: {holders:?}");
+    routes
+        .iter()
+        .copied()
+        .find(|r| addr(r) == holders[0])
+        .unwrap_or_else(|| panic!("{key} is held by an unknown worker {holders:?}"))
+}
+
+#[test]
+fn lost_kept_key_is_recomputed_with_its_released_inputs_recursively() {
+    let mut sim = Sim::new();
+    let t0 = sim.now;
+    sim.worker(b"w1", FUNCS, 1);
+    sim.worker(b"w2", FUNCS, 1);
+    sim.get(b"c1", 1, &chain_abc(), "c", true);
+    sim.run();
+    assert_eq!(sim.result(b"c1", 1), ints(&[("c", 14)]));
+    assert!(sim.was_released("a") && sim.was_released("b"));
+    assert_eq!(sim.s.task_count(), 1, "only the kept c is left");
+    let dead = holder_of(&sim.s, "c", &[b"w1", b"w2"]);
+    let alive: &[u8] = if dead == b"w1" { b"w2" } else { b"w1" };
+    sim.kill(dead);
+    heartbeat(&mut sim.s, alive, t0 + secs(9));
+    sim.now = t0 + secs(12);
+    let out = tick(&mut sim.s, sim.now);
+    assert!(out.to_clients.is_empty(), "{out:?}");
+    assert_eq!(
+        compute_keys(&out, alive),
+        vec!["a"],
+        "a, then b, then c: only a can run first"
+    );
+    assert_eq!(
+        sim.s.task_count(),
+        3,
+        "a and b are re-created from c's lineage"
+    );
+    sim.absorb(out);
+    let before = sim.dispatched.len();
+    sim.run();
+    let again: Vec<&str> = sim.dispatched[before..]
+        .iter()
+        .map(|(_, k)| k.as_str())
+        .collect();
+    assert_eq!(again, vec!["b", "c"], "recomputed in order");
+    assert_eq!(sim.s.who_has("c"), vec![addr(alive)]);
+    assert_eq!(sim.s.task_count(), 1, "a and b are released again");
+    assert_eq!(sim.held_anywhere(), vec!["c"]);
+    sim.get(b"c1", 2, &Graph::new(), "c", false);
+    sim.run();
+    assert_eq!(sim.result(b"c1", 2), ints(&[("c", 14)]));
+}
+
+#[test]
+fn lost_kept_end_of_a_long_released_chain_is_recomputed() {
+    let n = 300;
+    let mut sim = Sim::new();
+    let t0 = sim.now;
+    sim.worker(b"w1", FUNCS, 1);
+    sim.worker(b"w2", FUNCS, 1);
+    let mut g = Graph::new();
+    g.insert("k0", task("inc", (0,)));
+    for i in 1..n {
+        g.insert(format!("k{i}"), task("inc", (key(format!("k{}", i - 1)),)));
+    }
+    let last = format!("k{}", n - 1);
+    sim.get(b"c1", 1, &g, last.as_str(), true);
+    sim.run();
+    assert_eq!(sim.s.task_count(), 1);
+    let dead = holder_of(&sim.s, &last, &[b"w1", b"w2"]);
+    let alive: &[u8] = if dead == b"w1" { b"w2" } else { b"w1" };
+    sim.kill(dead);
+    heartbeat(&mut sim.s, alive, t0 + secs(9));
+    sim.now = t0 + secs(12);
+    let out = tick(&mut sim.s, sim.now);
+    assert_eq!(compute_keys(&out, alive), vec!["k0"]);
+    sim.absorb(out);
+    sim.run();
+    assert_eq!(sim.times_dispatched("k0"), 2);
+    assert_eq!(sim.times_dispatched(&last), 2);
+    assert_eq!(sim.s.task_count(), 1);
+    sim.get(b"c1", 2, &Graph::new(), last.as_str(), false);
+    sim.run();
+    assert_eq!(sim.result(b"c1", 2), ints(&[(last.as_str(), n as i64)]));
+}
+
+#[test]
+fn lost_intermediate_needed_by_a_waiting_task_is_recomputed_from_released_inputs() {
+    // a -> x -> z <- p: x is done on w1 (a released), z waits for p on w2; w1 dies.
+    let mut sim = Sim::new();
+    let t0 = sim.now;
+    sim.worker(b"w1", FUNCS, 1);
+    sim.worker(b"w2", FUNCS, 1);
+    let mut g = Graph::new();
+    g.insert("a", task("add", (1, 2)));
+    g.insert("x", task("inc", (key("a"),)));
+    g.insert("p", task("inc", (100,)));
+    g.insert("z", task("add", (key("x"), key("p"))));
+    sim.get(b"c1", 1, &g, "z", false);
+    assert_eq!(sim.pending[b"w1".as_slice()].len(), 1, "a on w1");
+    assert_eq!(sim.pending[b"w2".as_slice()].len(), 1, "p on w2");
+    assert!(sim.step(), "w1 runs a");
+    assert!(sim.step(), "w1 runs x");
+    assert!(sim.was_released("a"), "a went once x was done");
+    assert_eq!(sim.s.who_has("x"), vec![addr(b"w1")]);
+    sim.kill(b"w1");
+    heartbeat(&mut sim.s, b"w2", t0 + secs(9));
+    sim.now = t0 + secs(12);
+    let out = tick(&mut sim.s, sim.now);
+    assert_eq!(compute_keys(&out, b"w2"), vec!["a"], "a is re-created");
+    assert!(out.to_clients.is_empty());
+    sim.absorb(out);
+    sim.run();
+    assert_eq!(sim.result(b"c1", 1), ints(&[("z", 105)]));
+    assert_eq!(sim.times_dispatched("a"), 2);
+    assert_eq!(sim.times_dispatched("x"), 2);
+    assert_eq!(sim.times_dispatched("p"), 1);
+    assert_eq!(sim.times_dispatched("z"), 1);
+    sim.assert_clean();
+}
+
+#[test]
+fn lost_input_of_a_task_fetching_it_elsewhere_is_recomputed() {
+    // x is on w1 only; y was sent to w2 (which lacks x and must fetch it); w1 dies before
+    // w2 fetched it. y is taken back, x recomputed, y sent again.
+    let mut sim = Sim::new();
+    let t0 = sim.now;
+    sim.worker(b"w1", &["add"], 1);
+    sim.worker(b"w2", FUNCS, 1);
+    sim.worker(b"w3", FUNCS, 1);
+    sim.get(b"c1", 1, &xyz(), "y", false);
+    assert!(sim.step(), "w1 runs x");
+    let y_on = sim
+        .pending
+        .keys()
+        .find(|r| sim.pending[*r].iter().any(|t| t.key == "y"))
+        .cloned()
+        .expect("y was sent");
+    let y_task = sim.pending.remove(&y_on).unwrap();
+    assert_eq!(y_task[0].who_has, vec![("x".into(), vec![addr(b"w1")])]);
+    sim.kill(b"w1");
+    for r in [b"w2", b"w3"] {
+        heartbeat(&mut sim.s, r, t0 + secs(9));
+    }
+    sim.now = t0 + secs(12);
+    let out = tick(&mut sim.s, sim.now);
+    for r in [b"w2", b"w3"] {
+        assert!(
+            msgs_to(&out, r).contains(&ToWorker::PeerGone {
+                address: addr(b"w1")
+            }),
+            "{} is told w1 is gone: {out:?}",
+            name(r)
+        );
+    }
+    assert_eq!(all_compute_keys(&out), vec!["x"], "x first; y waits");
+    sim.absorb(out);
+    // The worker that had y reports its fetch failed (late, after y was taken back).
+    let f = TaskFailed {
+        key: "y".into(),
+        kind: "missing_dependency".into(),
+        function: None,
+        message: "w1 is gone".into(),
+        missing: Some("x".into()),
+    };
+    let out = report_failed(&mut sim.s, &y_on, f, sim.now);
+    assert!(out.to_clients.is_empty(), "a stale failure: {out:?}");
+    sim.absorb(out);
+    sim.run();
+    assert_eq!(sim.result(b"c1", 1), ints(&[("y", 4)]));
+    assert_eq!(sim.times_dispatched("x"), 2);
+    sim.assert_clean();
+}
+
+#[test]
+fn task_on_workers_that_died_allowed_failures_times_fails_as_worker_died() {
+    let mut s = state_with(Config {
+        allowed_failures: 2,
+        ..test_config()
+    });
+    let t0 = Instant::now();
+    for r in [b"w1", b"w2", b"w3"] {
+        register(&mut s, r, FUNCS, 1, t0);
+    }
+    let out = get(&mut s, b"c1", 1, &independent(1), "a0", false, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["a0"]);
+    // w1 dies under a0: a0 is retried elsewhere.
+    heartbeat(&mut s, b"w2", t0 + secs(9));
+    heartbeat(&mut s, b"w3", t0 + secs(9));
+    let out = tick(&mut s, t0 + secs(11));
+    assert!(out.to_clients.is_empty(), "one death is allowed: {out:?}");
+    assert_eq!(compute_keys(&out, b"w2"), vec!["a0"]);
+    // w2 dies under it too: a0 is the suspect.
+    heartbeat(&mut s, b"w3", t0 + secs(20));
+    let out = tick(&mut s, t0 + secs(20));
+    assert_eq!(addresses(&s, t0 + secs(20)), vec![addr(b"w3")]);
+    assert!(
+        out.compute.is_empty(),
+        "a0 is not tried a third time: {out:?}"
+    );
+    let e = error_of(&out, b"c1", 1).expect("the client is told");
+    assert_eq!(e.kind, "worker_died");
+    assert_eq!(e.key.as_deref(), Some("a0"));
+    assert!(e.message.contains("a0") && e.message.contains('2'), "{e:?}");
+    assert_eq!(s.task_count(), 0, "nothing is left of the computation");
+    assert_eq!(s.graph_count(), 0);
+    // The survivor still serves, and the key can be submitted again.
+    let out = get(
+        &mut s,
+        b"c1",
+        2,
+        &independent(1),
+        "a0",
+        false,
+        t0 + secs(20),
+    );
+    assert_eq!(compute_keys(&out, b"w3"), vec!["a0"]);
+    let out = report(
+        &mut s,
+        b"w3",
+        vec![done("a0", Value::Int(1))],
+        t0 + secs(20),
+    );
+    assert_eq!(result_of(&out, b"c1", 2), Some(ints(&[("a0", 1)])));
+}
+
+#[test]
+fn deaths_fail_dependents_too_and_keep_other_work() {
+    let mut sim = Sim::with(Config {
+        allowed_failures: 1,
+        ..test_config()
+    });
+    let t0 = sim.now;
+    sim.worker(b"w1", &["add"], 1);
+    sim.worker(b"w2", &["inc"], 1);
+    // x runs on w1 (the only add worker) and its dependent y needs inc on w2.
+    sim.get(b"c1", 1, &xyz(), "y", false);
+    sim.get(b"c2", 1, &independent(1), "a0", false);
+    sim.kill(b"w1");
+    heartbeat(&mut sim.s, b"w2", t0 + secs(9));
+    sim.now = t0 + secs(12);
+    let out = tick(&mut sim.s, sim.now);
+    sim.absorb(out);
+    let e = sim.error(b"c1", 1);
+    assert_eq!(
+        (e.kind.as_str(), e.key.as_deref()),
+        ("worker_died", Some("x"))
+    );
+    sim.run();
+    assert_eq!(sim.result(b"c2", 1), ints(&[("a0", 1)]));
+    sim.assert_clean();
+}
+
+#[test]
+fn goodbyes_do_not_count_as_deaths() {
+    let mut s = state_with(Config {
+        allowed_failures: 1,
+        ..test_config()
+    });
+    let t0 = Instant::now();
+    for r in [b"w1", b"w2", b"w3", b"w4"] {
+        register(&mut s, r, FUNCS, 1, t0);
+    }
+    let out = get(&mut s, b"c1", 1, &independent(1), "a0", false, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["a0"]);
+    // Three workers leave gracefully while running a0: it just moves on.
+    for (gone, next) in [(b"w1", b"w2"), (b"w2", b"w3"), (b"w3", b"w4")] {
+        let out = goodbye(&mut s, gone, t0);
+        assert!(out.to_clients.is_empty(), "{out:?}");
+        assert_eq!(compute_keys(&out, next), vec!["a0"]);
+    }
+    let out = report(&mut s, b"w4", vec![done("a0", Value::Int(1))], t0);
+    assert_eq!(result_of(&out, b"c1", 1), Some(ints(&[("a0", 1)])));
+    // With allowed_failures 1, one real death is enough.
+    register(&mut s, b"w5", FUNCS, 1, t0);
+    let out = get(
+        &mut s,
+        b"c1",
+        2,
+        &independent(2),
+        keys_of(&["a1"]),
+        false,
+        t0,
+    );
+    let on = if compute_keys(&out, b"w4").is_empty() {
+        b"w5"
+    } else {
+        b"w4"
+    };
+    let other: &[u8] = if on == b"w4" { b"w5" } else { b"w4" };
+    heartbeat(&mut s, other, t0 + secs(9));
+    let out = tick(&mut s, t0 + secs(11));
+    let e = error_of(&out, b"c1", 2).expect("a1 failed");
+    assert_eq!(
+        (e.kind.as_str(), e.key.as_deref()),
+        ("worker_died", Some("a1"))
+    );
+}
+
+#[test]
+fn silent_client_has_its_computations_cancelled() {
+    let mut s = state_with(Config {
+        client_timeout: secs(3),
+        ..test_config()
+    });
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    s.on_client_seen(b"c1", t0);
+    let out = get(&mut s, b"c1", 1, &xyz(), "z", false, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["x"]);
+    s.on_client_seen(b"c2", t0);
+    let mut g = Graph::new();
+    g.insert("q", task("inc", (41,)));
+    let out = get(&mut s, b"c2", 1, &g, "q", false, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["q"]);
+    // c2 keeps talking (its pings); c1 says nothing.
+    s.on_client_seen(b"c2", t0 + secs(2));
+    let out = tick(&mut s, t0 + secs(3));
+    assert!(
+        out.is_empty(),
+        "exactly the timeout is not over it: {out:?}"
+    );
+    assert_eq!(s.graph_count(), 2);
+    s.on_client_seen(b"c2", t0 + secs(4));
+    let out = tick(&mut s, t0 + secs(4));
+    assert!(out.to_clients.is_empty(), "nobody to tell: {out:?}");
+    assert_eq!(
+        s.graph_count(),
+        1,
+        "c1's computation is cancelled, c2's is not"
+    );
+    assert_eq!(s.task_count(), 2, "x (running) and q are left");
+    // x's late result is dropped, y and z never run.
+    let out = report(&mut s, b"w1", vec![done_held("x", 8)], t0 + secs(4));
+    assert_eq!(released(&out, b"w1"), vec!["x"]);
+    assert!(out.compute.is_empty(), "{out:?}");
+    let out = report(&mut s, b"w1", vec![done("q", Value::Int(42))], t0 + secs(5));
+    assert_eq!(result_of(&out, b"c2", 1), Some(ints(&[("q", 42)])));
+    assert_eq!((s.task_count(), s.graph_count(), s.held_count()), (0, 0, 0));
+}
+
+#[test]
+fn silent_client_keeps_what_others_want_and_kept_keys() {
+    let mut sim = Sim::with(Config {
+        client_timeout: secs(3),
+        ..test_config()
+    });
+    let t0 = sim.now;
+    sim.worker(b"w1", FUNCS, 1);
+    // c1 keeps a0 from before; then starts z, which shares x with c2's q.
+    sim.s.on_client_seen(b"c1", t0);
+    sim.get(b"c1", 1, &independent(1), "a0", true);
+    sim.run();
+    sim.get(b"c1", 2, &xyz(), "z", false);
+    sim.s.on_client_seen(b"c2", t0);
+    let mut g = Graph::new();
+    g.insert("x", task("add", (1, 2)));
+    g.insert("q", task("add", (key("x"), 100)));
+    sim.get(b"c2", 1, &g, "q", false);
+    sim.now = t0 + secs(5);
+    sim.s.on_client_seen(b"c2", sim.now);
+    let out = tick(&mut sim.s, sim.now);
+    sim.absorb(out);
+    assert_eq!(sim.s.graph_count(), 1);
+    sim.run();
+    assert_eq!(sim.result(b"c2", 1), ints(&[("q", 103)]));
+    assert!(results_in(&sim.to_clients, b"c1", 2).is_none());
+    assert_eq!(sim.times_dispatched("z"), 0);
+    assert_eq!(
+        sim.held_anywhere(),
+        vec!["a0"],
+        "kept keys are not the client's to lose"
+    );
+}
+
+#[test]
+fn silent_client_with_a_parked_get_is_forgotten() {
+    let mut s = state_with(Config {
+        client_timeout: secs(3),
+        ..test_config()
+    });
+    let t0 = Instant::now();
+    s.on_client_seen(b"c1", t0);
+    get(&mut s, b"c1", 1, &xyz(), "z", false, t0);
+    tick(&mut s, t0 + secs(4));
+    let out = register(&mut s, b"w1", FUNCS, 1, t0 + secs(5));
+    assert!(
+        out.compute.is_empty(),
+        "the parked get was dropped: {out:?}"
+    );
+    assert_eq!(s.task_count(), 0);
+}
+
+#[test]
+fn retiring_worker_hands_its_unique_data_over_then_is_let_go() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    register(&mut s, b"w2", FUNCS, 1, t0);
+    let out = get(&mut s, b"c1", 1, &independent(1), "a0", true, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["a0"]);
+    report(&mut s, b"w1", vec![done("a0", Value::Int(1))], t0);
+    assert_eq!(s.who_has("a0"), vec![addr(b"w1")]);
+    let out = retiring(&mut s, b"w1", t0);
+    assert_eq!(
+        msgs_to(&out, b"w2"),
+        vec![ToWorker::Replicate {
+            who_has: vec![("a0".to_string(), vec![addr(b"w1")])]
+        }]
+    );
+    assert!(msgs_to(&out, b"w1").is_empty(), "not retired yet: {out:?}");
+    assert_eq!(s.workers(t0).len(), 2, "still listed while its data moves");
+    // No new work for the retiring worker.
+    let mut g = Graph::new();
+    for i in 0..4 {
+        g.insert(format!("b{i}"), task("inc", (i,)));
+    }
+    let out = get(
+        &mut s,
+        b"c1",
+        2,
+        &g,
+        keys_of(&["b0", "b1", "b2", "b3"]),
+        false,
+        t0,
+    );
+    assert!(compute_keys(&out, b"w1").is_empty(), "{out:?}");
+    assert_eq!(compute_keys(&out, b"w2").len(), 2);
+    // Heartbeats and unrelated reports do not let it go early.
+    let out = heartbeat(&mut s, b"w1", t0 + secs(1));
+    assert!(out.is_empty(), "{out:?}");
+    // w2 has copied a0: w1 is told it retired and is removed; a0 stays, on w2.
+    let out = acquired(&mut s, b"w2", "a0", 8, t0 + secs(1));
+    assert_eq!(msgs_to(&out, b"w1"), vec![ToWorker::Retired]);
+    assert!(msgs_to(&out, b"w2").contains(&ToWorker::PeerGone {
+        address: addr(b"w1")
+    }));
+    assert!(out.release.is_empty(), "nothing is released: {out:?}");
+    assert!(
+        compute_keys(&out, b"w2").is_empty(),
+        "a0 is not recomputed: {out:?}"
+    );
+    assert_eq!(addresses(&s, t0 + secs(1)), vec![addr(b"w2")]);
+    assert_eq!(s.who_has("a0"), vec![addr(b"w2")]);
+    // And it is gathered from there.
+    let out = get(&mut s, b"c1", 3, &Graph::new(), "a0", false, t0 + secs(1));
+    assert_eq!(
+        out.to_workers,
+        vec![(
+            b"w2".to_vec(),
+            ToWorker::GetData {
+                request: 1,
+                keys: vec!["a0".into()]
+            }
+        )]
+    );
+}
+
+#[test]
+fn retiring_worker_finishes_its_running_tasks_first() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    register(&mut s, b"w2", FUNCS, 1, t0);
+    let out = get(&mut s, b"c1", 1, &independent(1), "a0", false, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["a0"]);
+    let out = retiring(&mut s, b"w1", t0);
+    assert!(msgs_to(&out, b"w1").is_empty(), "still running a0: {out:?}");
+    assert!(out.compute.is_empty(), "a0 is not taken away: {out:?}");
+    let out = report(&mut s, b"w1", vec![done("a0", Value::Int(1))], t0);
+    assert_eq!(result_of(&out, b"c1", 1), Some(ints(&[("a0", 1)])));
+    assert_eq!(msgs_to(&out, b"w1"), vec![ToWorker::Retired]);
+    assert_eq!(addresses(&s, t0), vec![addr(b"w2")]);
+    assert_eq!((s.task_count(), s.held_count()), (0, 0));
+}
+
+#[test]
+fn retire_asked_by_a_client_is_answered_once_done() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    register(&mut s, b"w2", FUNCS, 1, t0);
+    get(&mut s, b"c1", 1, &independent(1), "a0", true, t0);
+    report(&mut s, b"w1", vec![done("a0", Value::Int(1))], t0);
+    let mut out = Outbox::default();
+    s.on_retire(b"admin", 7, &addr(b"w1"), t0, &mut out);
+    assert!(out.to_clients.is_empty(), "not yet: {out:?}");
+    assert_eq!(msgs_to(&out, b"w2").len(), 1, "a replicate: {out:?}");
+    let out = acquired(&mut s, b"w2", "a0", 8, t0);
+    assert_eq!(
+        out.to_clients,
+        vec![(
+            b"admin".to_vec(),
+            ToClient::Retired {
+                request: 7,
+                address: addr(b"w1")
+            }
+        )]
+    );
+    assert_eq!(msgs_to(&out, b"w1"), vec![ToWorker::Retired]);
+    assert_eq!(s.who_has("a0"), vec![addr(b"w2")]);
+    // An idle worker holding nothing goes at once.
+    let mut out = Outbox::default();
+    register(&mut s, b"w3", FUNCS, 1, t0);
+    s.on_retire(b"admin", 8, &addr(b"w3"), t0, &mut out);
+    assert_eq!(msgs_to(&out, b"w3"), vec![ToWorker::Retired]);
+    assert!(matches!(
+        out.to_clients.as_slice(),
+        [(_, ToClient::Retired { request: 8, .. })]
+    ));
+}
+
+#[test]
+fn retire_of_an_unknown_address_is_an_error() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    let mut out = Outbox::default();
+    s.on_retire(b"admin", 3, "tcp://nowhere:1", t0, &mut out);
+    let e = error_of(&out, b"admin", 3).expect("an error");
+    assert_eq!(e.kind, "unknown_worker");
+    assert!(e.message.contains("tcp://nowhere:1"), "{e:?}");
+    assert!(out.to_workers.is_empty());
+    assert_eq!(s.workers(t0).len(), 1);
+}
+
+#[test]
+fn retirement_deadline_lets_the_worker_go_even_if_its_data_did_not_move() {
+    let mut s = state_with(Config {
+        retire_timeout: secs(5),
+        ..test_config()
+    });
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    register(&mut s, b"w2", FUNCS, 1, t0);
+    get(&mut s, b"c1", 1, &independent(1), "a0", true, t0);
+    report(&mut s, b"w1", vec![done("a0", Value::Int(1))], t0);
+    let out = retiring(&mut s, b"w1", t0);
+    assert_eq!(msgs_to(&out, b"w2").len(), 1, "{out:?}");
+    // w2 never manages to copy a0.
+    for t in [2, 4] {
+        heartbeat(&mut s, b"w1", t0 + secs(t));
+        heartbeat(&mut s, b"w2", t0 + secs(t));
+        let out = tick(&mut s, t0 + secs(t));
+        assert!(msgs_to(&out, b"w1").is_empty(), "{out:?}");
+        assert!(
+            !msgs_to(&out, b"w2")
+                .iter()
+                .any(|m| matches!(m, ToWorker::Replicate { .. })),
+            "the copy is asked for once: {out:?}"
+        );
+    }
+    let out = tick(&mut s, t0 + secs(5));
+    assert_eq!(msgs_to(&out, b"w1"), vec![ToWorker::Retired]);
+    assert_eq!(addresses(&s, t0 + secs(5)), vec![addr(b"w2")]);
+    // a0 had lineage: it is computed again rather than lost.
+    assert_eq!(compute_keys(&out, b"w2"), vec!["a0"]);
+}
+
+#[test]
+#[ignore = "BUG: Retirement::requested is never cleared, so a key whose copy target left is \
+            not asked of another worker; at the deadline the only copy leaves with the worker"]
+fn retirement_moves_data_again_when_the_copying_worker_dies() {
+    // A scattered key (no lineage: it cannot be recomputed) on retiring w1. The worker asked
+    // to copy it dies before it did: the key must be asked of another worker.
+    let mut s = state();
+    let t0 = Instant::now();
+    for r in [b"w1", b"w2", b"w3"] {
+        register(&mut s, r, FUNCS, 1, t0);
+    }
+    let mut out = Outbox::default();
+    s.on_scatter(b"c1", 1, vec![("k".into(), Value::Int(5))], &mut out);
+    assert_eq!(
+        out.put_data.keys().collect::<Vec<_>>(),
+        vec![&b"w1".to_vec()]
+    );
+    report(&mut s, b"w1", vec![done_held("k", 8)], t0);
+    let out = retiring(&mut s, b"w1", t0);
+    let first = if msgs_to(&out, b"w2").is_empty() {
+        b"w3"
+    } else {
+        b"w2"
+    };
+    let other: &[u8] = if first == b"w2" { b"w3" } else { b"w2" };
+    let out = goodbye(&mut s, first, t0 + secs(1));
+    let mut asked = msgs_to(&out, other);
+    for t in 2..5 {
+        heartbeat(&mut s, b"w1", t0 + secs(t));
+        heartbeat(&mut s, other, t0 + secs(t));
+        asked.extend(msgs_to(&tick(&mut s, t0 + secs(t)), other));
+    }
+    assert!(
+        asked.contains(&ToWorker::Replicate {
+            who_has: vec![("k".to_string(), vec![addr(b"w1")])]
+        }),
+        "k is asked of {} once {} is gone: {asked:?}",
+        name(other),
+        name(first)
+    );
+}
+
+#[test]
+fn peer_gone_is_broadcast_to_the_remaining_workers() {
+    let mut s = state();
+    let t0 = Instant::now();
+    for r in [b"w1", b"w2", b"w3"] {
+        register(&mut s, r, FUNCS, 1, t0);
+    }
+    let out = goodbye(&mut s, b"w2", t0);
+    let gone = ToWorker::PeerGone {
+        address: addr(b"w2"),
+    };
+    assert_eq!(msgs_to(&out, b"w1"), vec![gone.clone()]);
+    assert_eq!(msgs_to(&out, b"w3"), vec![gone]);
+    assert!(msgs_to(&out, b"w2").is_empty());
+    // And when one dies silently.
+    heartbeat(&mut s, b"w1", t0 + secs(9));
+    let out = tick(&mut s, t0 + secs(11));
+    assert_eq!(
+        out.to_workers,
+        vec![(
+            b"w1".to_vec(),
+            ToWorker::PeerGone {
+                address: addr(b"w3")
+            }
+        )]
+    );
+}
+
+#[test]
+fn worker_back_with_a_new_identity_keeps_wanted_data_and_drops_the_rest() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    get(&mut s, b"c1", 1, &chain_abc(), "c", true, t0);
+    report(&mut s, b"w1", vec![done_held("a", 8)], t0);
+    report(&mut s, b"w1", vec![done_held("b", 8)], t0);
+    let out = report(&mut s, b"w1", vec![done("c", Value::Int(14))], t0);
+    assert_eq!(result_of(&out, b"c1", 1), Some(ints(&[("c", 14)])));
+    assert_eq!(s.task_count(), 1);
+    // The worker process restarts (new id, same address, same sled store) on a new route,
+    // holding c, a key nobody wants any more (b), and junk.
+    let has = ["c", "b", "junk"]
+        .iter()
+        .map(|k| KeyInfo {
+            key: k.to_string(),
+            nbytes: 8,
+        })
+        .collect();
+    let msg = FromWorker::Register {
+        protocol: PROTOCOL_VERSION,
+        worker_id: "id-w1-reborn".into(),
+        address: addr(b"w1"),
+        pid: 777,
+        nthreads: 1,
+        functions: FUNCS.iter().map(|f| f.to_string()).collect(),
+        has,
+    };
+    let out = send(&mut s, b"w1-reborn", msg, t0 + secs(1));
+    assert!(
+        out.compute.is_empty(),
+        "c is held: nothing to recompute: {out:?}"
+    );
+    let mut rel = released(&out, b"w1-reborn");
+    rel.dedup();
+    assert!(
+        rel.contains(&"b".to_string()) && rel.contains(&"junk".to_string()),
+        "{rel:?}"
+    );
+    assert!(!rel.contains(&"c".to_string()), "{rel:?}");
+    let w = s.workers(t0 + secs(1));
+    assert_eq!(w.len(), 1);
+    assert_eq!(
+        (w[0].worker_id.as_str(), w[0].pid, w[0].keys),
+        ("id-w1-reborn", 777, 1)
+    );
+    assert_eq!(s.who_has("c"), vec![addr(b"w1")]);
+    assert_eq!(
+        s.task_count(),
+        1,
+        "the re-created inputs were dropped again"
+    );
+    // Messages from the old route are not taken for the new worker.
+    let out = heartbeat(&mut s, b"w1", t0 + secs(1));
+    assert_eq!(
+        out.to_workers,
+        vec![(b"w1".to_vec(), ToWorker::PleaseRegister)]
+    );
+}
+
+#[test]
+fn worker_back_with_a_new_identity_while_others_recompute_its_data() {
+    // Same, but another worker is around: whatever was started to replace the data is not
+    // kept twice, and nothing is left behind once the kept key is released.
+    let mut sim = Sim::new();
+    let t0 = sim.now;
+    sim.worker(b"w1", FUNCS, 1);
+    sim.get(b"c1", 1, &chain_abc(), "c", true);
+    sim.run();
+    sim.worker(b"w2", FUNCS, 1);
+    let kept = sim.stores[b"w1".as_slice()].clone();
+    // w1 restarts: its store survives (sled), its route and id do not.
+    sim.kill(b"w1");
+    sim.stores.insert(b"w1".to_vec(), kept);
+    let msg = FromWorker::Register {
+        protocol: PROTOCOL_VERSION,
+        worker_id: "id-w1-reborn".into(),
+        address: addr(b"w1"),
+        pid: 777,
+        nthreads: 1,
+        functions: FUNCS.iter().map(|f| f.to_string()).collect(),
+        has: vec![KeyInfo {
+            key: "c".into(),
+            nbytes: 8,
+        }],
+    };
+    let out = send(&mut sim.s, b"w1", msg, t0 + secs(1));
+    sim.absorb(out);
+    sim.run();
+    assert_eq!(sim.s.who_has("c"), vec![addr(b"w1")]);
+    sim.get(b"c1", 2, &Graph::new(), "c", false);
+    sim.run();
+    assert_eq!(sim.result(b"c1", 2), ints(&[("c", 14)]));
+    let mut out = Outbox::default();
+    sim.s.on_release(b"c1", 3, vec!["c".into()], &mut out);
+    sim.absorb(out);
+    sim.assert_clean();
+}
+
+#[test]
+fn worker_joining_mid_computation_takes_work_at_once() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    let names: Vec<String> = (0..10).map(|i| format!("a{i}")).collect();
+    let out = get(
+        &mut s,
+        b"c1",
+        1,
+        &independent(10),
+        Keys::from(names),
+        false,
+        t0,
+    );
+    assert_eq!(compute_keys(&out, b"w1").len(), 2, "w1 is full");
+    let out = register(&mut s, b"w2", FUNCS, 2, t0);
+    assert_eq!(
+        compute_keys(&out, b"w2").len(),
+        4,
+        "w2 fills its slots at once"
+    );
+}
+
+#[test]
+fn lost_scattered_input_fails_the_waiting_client_naming_the_key() {
+    // s is scattered (no lineage) on w1; t = inc(s) runs on w2, which must fetch s. w1 dies:
+    // s cannot be recomputed, and the client waiting on t is told so.
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", &[], 1, t0);
+    register(&mut s, b"w2", FUNCS, 1, t0);
+    let mut out = Outbox::default();
+    s.on_scatter(b"c1", 1, vec![("s".into(), Value::Int(5))], &mut out);
+    report(&mut s, b"w1", vec![done_held("s", 8)], t0);
+    let mut g = Graph::new();
+    g.insert("t", task("inc", (key("s"),)));
+    let out = get(&mut s, b"c1", 2, &g, "t", false, t0);
+    assert_eq!(compute_keys(&out, b"w2"), vec!["t"]);
+    heartbeat(&mut s, b"w2", t0 + secs(9));
+    let out = tick(&mut s, t0 + secs(11));
+    let e = error_of(&out, b"c1", 2).expect("the client is told");
+    assert!(e.kind == "lost" || e.kind == "dependency_failed", "{e:?}");
+    assert_eq!(e.key.as_deref(), Some("s"), "{e:?}");
+    assert!(e.message.contains("scatter"), "{e:?}");
+    // Late report of t's fetch failing changes nothing.
+    let f = TaskFailed {
+        key: "t".into(),
+        kind: "missing_dependency".into(),
+        function: None,
+        message: "gone".into(),
+        missing: Some("s".into()),
+    };
+    let out = report_failed(&mut s, b"w2", f, t0 + secs(11));
+    assert!(out.to_clients.is_empty(), "{out:?}");
+}
+
+#[test]
+fn lost_key_computed_from_a_lost_scattered_input_fails_naming_the_key() {
+    // c = inc(s) is kept, s scattered; both live on w1 only, which dies. c cannot be rebuilt:
+    // a client asking for c then gets an error, not a hang or a wrong value.
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    register(&mut s, b"w2", FUNCS, 1, t0);
+    let mut out = Outbox::default();
+    s.on_scatter(b"c1", 1, vec![("s".into(), Value::Int(5))], &mut out);
+    report(&mut s, b"w1", vec![done_held("s", 8)], t0);
+    let mut g = Graph::new();
+    g.insert("c", task("inc", (key("s"),)));
+    g.insert("d", task("inc", (key("c"),)));
+    let out = get(&mut s, b"c1", 2, &g, "c", true, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["c"]);
+    report(&mut s, b"w1", vec![done("c", Value::Int(6))], t0);
+    heartbeat(&mut s, b"w2", t0 + secs(9));
+    tick(&mut s, t0 + secs(11));
+    let out = get(&mut s, b"c1", 3, &g, "d", false, t0 + secs(11));
+    let e = error_of(&out, b"c1", 3).expect("an error, not a hang");
+    assert!(
+        ["lost", "dependency_failed", "missing_key"].contains(&e.kind.as_str()),
+        "{e:?}"
+    );
+    assert!(e.key.is_some(), "{e:?}");
+}
+
+#[test]
+#[ignore = "BUG: on_register removes the stale worker (losing and forgetting its scattered \
+            keys) before looking at `has`, so the copy the new process still holds is released"]
+fn worker_back_with_a_new_identity_keeps_the_scattered_data_it_still_holds() {
+    // A worker restarts (same address, sled store) before the heartbeat timeout, still
+    // holding a scattered key: that copy is the one everybody wants, and must be kept.
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    let mut out = Outbox::default();
+    s.on_scatter(b"c1", 1, vec![("k".into(), Value::Int(5))], &mut out);
+    report(&mut s, b"w1", vec![done_held("k", 8)], t0);
+    assert_eq!(s.who_has("k"), vec![addr(b"w1")]);
+    let msg = FromWorker::Register {
+        protocol: PROTOCOL_VERSION,
+        worker_id: "id-w1-reborn".into(),
+        address: addr(b"w1"),
+        pid: 777,
+        nthreads: 1,
+        functions: FUNCS.iter().map(|f| f.to_string()).collect(),
+        has: vec![KeyInfo {
+            key: "k".into(),
+            nbytes: 8,
+        }],
+    };
+    let out = send(&mut s, b"w1-reborn", msg, t0 + secs(1));
+    assert!(
+        !released(&out, b"w1-reborn").contains(&"k".to_string()),
+        "k is released from the only worker holding it: {out:?}"
+    );
+    assert_eq!(s.who_has("k"), vec![addr(b"w1")]);
 }

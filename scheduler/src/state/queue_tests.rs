@@ -1,0 +1,112 @@
+//! Tests of the policy that keeps workers busy without round trips: dependents queued behind
+//! their only missing input on the same worker, and deeper queues for tasks known to be short.
+//! (The main suite in tests.rs turns both off, to check the rest one message at a time.)
+
+use super::tests::{compute_keys, done, get, ints, register, report, Sim, FUNCS};
+use super::*;
+use zask_core::graph::{key, task};
+
+fn chain(n: usize) -> Graph {
+    let mut g = Graph::new();
+    g.insert("c0", task("inc", (0,)));
+    for i in 1..n {
+        g.insert(format!("c{i}"), task("inc", (key(format!("c{}", i - 1)),)));
+    }
+    g
+}
+
+fn default_config() -> Config {
+    Config {
+        heartbeat_timeout: Duration::from_secs(10),
+        ..Config::default()
+    }
+}
+
+#[test]
+fn a_chain_is_queued_behind_its_first_link() {
+    let mut s = SchedulerState::new("s".into(), default_config());
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    // The whole chain goes at once, each link queued behind the one before.
+    let out = get(&mut s, b"c1", 1, &chain(6), "c5", false, t0);
+    assert_eq!(
+        compute_keys(&out, b"w1"),
+        vec!["c0", "c1", "c2", "c3", "c4", "c5"]
+    );
+    // c1 waits on the worker for c0: the scheduler names no holder for it.
+    let c1 = &out.compute[b"w1".as_slice()][1];
+    assert!(c1.who_has.is_empty(), "{c1:?}");
+    // Reports come back; nothing is sent twice.
+    let out = report(&mut s, b"w1", vec![done("c0", Value::Int(1))], t0);
+    assert!(compute_keys(&out, b"w1").is_empty());
+}
+
+#[test]
+fn short_tasks_go_in_large_batches_long_ones_do_not() {
+    let mut s = SchedulerState::new("s".into(), default_config());
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    let mut g = Graph::new();
+    for i in 0..2000 {
+        g.insert(format!("a{i}"), task("inc", (i,)));
+    }
+    let keys: Vec<String> = (0..2000).map(|i| format!("a{i}")).collect();
+    let out = get(&mut s, b"c1", 1, &g, keys.clone(), false, t0);
+    assert_eq!(
+        compute_keys(&out, b"w1").len(),
+        2,
+        "unknown duration: saturation"
+    );
+    // 10 µs each: a 5 ms budget holds 500 per thread.
+    let out = report(&mut s, b"w1", vec![done("a0", Value::Int(1))], t0);
+    assert_eq!(compute_keys(&out, b"w1").len(), 499);
+    // A long task type stays at `saturation`.
+    let mut slow = done("a1", Value::Int(2));
+    slow.duration_us = 1_000_000;
+    let mut s2 = SchedulerState::new("s".into(), default_config());
+    register(&mut s2, b"w1", FUNCS, 1, t0);
+    get(&mut s2, b"c1", 1, &g, keys, false, t0);
+    let out = report(&mut s2, b"w1", vec![slow], t0);
+    assert!(compute_keys(&out, b"w1").len() <= 1);
+}
+
+#[test]
+fn chains_and_wide_graphs_complete_with_queueing_on() {
+    let mut sim = Sim::with(default_config());
+    sim.worker(b"w1", FUNCS, 1);
+    sim.worker(b"w2", FUNCS, 1);
+    sim.get(b"c1", 1, &chain(1000), "c999", false);
+    sim.run();
+    assert_eq!(sim.result(b"c1", 1), ints(&[("c999", 1000)]));
+    assert_eq!(sim.dispatched.len(), 1000, "each link runs once");
+    let mut g = Graph::new();
+    let mut refs = Vec::new();
+    for i in 0..5000 {
+        g.insert(format!("i{i}"), task("inc", (i,)));
+        refs.push(key(format!("i{i}")));
+    }
+    g.insert("total", task("sum", (zask_core::graph::list(refs),)));
+    sim.get(b"c1", 2, &g, "total", false);
+    sim.run();
+    assert_eq!(sim.result(b"c1", 2), ints(&[("total", (1..=5000).sum())]));
+    assert!(sim.held_anywhere().is_empty(), "{:?}", sim.held_anywhere());
+}
+
+#[test]
+fn a_queued_dependent_goes_back_to_waiting_when_its_worker_dies() {
+    let mut s = SchedulerState::new("s".into(), default_config());
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    get(&mut s, b"c1", 1, &chain(3), "c2", false, t0);
+    register(&mut s, b"w2", FUNCS, 1, t0 + Duration::from_secs(9));
+    // w1 (holding c0 and c1 queued) goes silent; c0 is ready again, c1 waits for it.
+    let mut out = Outbox::default();
+    super::tests::heartbeat(&mut s, b"w2", t0 + Duration::from_secs(15));
+    s.on_tick(t0 + Duration::from_secs(11), &mut out);
+    let sent = compute_keys(&out, b"w2");
+    assert_eq!(sent.first().map(String::as_str), Some("c0"), "{sent:?}");
+    if sent.len() > 1 {
+        // Queued behind c0 on the same worker, never elsewhere.
+        assert_eq!(sent[1], "c1");
+    }
+}
