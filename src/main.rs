@@ -128,6 +128,10 @@ enum CollectionsCommand {
     Delete { name: String },
 }
 
+/// mimalloc: a faster allocator for the many small allocations of messages and tasks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match run(Cli::parse().command) {

@@ -111,9 +111,7 @@ fn worker_killed_in_the_middle_of_ten_thousand_tasks() {
     let running = get_in_background(cluster.client(), g, vec!["total".into()]);
     // Kill a worker once it holds results nobody else has.
     let dead = kill_worker_when(&mut cluster, "a worker to hold 100 keys", |ws| {
-        ws.iter()
-            .find(|w| w.keys >= 100)
-            .map(|w| w.address.clone())
+        ws.iter().find(|w| w.keys >= 100).map(|w| w.address.clone())
     });
     assert!(
         !running.is_finished(),
@@ -122,7 +120,11 @@ fn worker_killed_in_the_middle_of_ten_thousand_tasks() {
     assert_eq!(join_get(running), Value::Int(n * (n + 1) / 2));
     let client = cluster.client();
     wait_for_worker_count(client, 2);
-    assert!(client.workers().unwrap().iter().all(|w| w.address != dead.address));
+    assert!(client
+        .workers()
+        .unwrap()
+        .iter()
+        .all(|w| w.address != dead.address));
     cluster.wait_until_idle();
 }
 
@@ -135,7 +137,10 @@ fn worker_killed_in_the_middle_of_a_thousand_task_chain() {
     for i in 1..n {
         g.insert(
             format!("c-{i}"),
-            task("sleep", (0.002, task("inc", (key(format!("c-{}", i - 1)),)))),
+            task(
+                "sleep",
+                (0.002, task("inc", (key(format!("c-{}", i - 1)),))),
+            ),
         );
     }
     let last = format!("c-{}", n - 1);
@@ -170,7 +175,9 @@ fn killed_only_holder_of_an_intermediate_is_recomputed_for_a_later_task() {
     let running = get_in_background(cluster.client(), g, vec!["y".into()]);
     kill_worker_when(&mut cluster, "x to be done while s runs", |ws| {
         let idle_holder = ws.iter().find(|w| w.keys > 0 && w.processing == 0)?;
-        ws.iter().any(|w| w.processing > 0).then(|| idle_holder.address.clone())
+        ws.iter()
+            .any(|w| w.processing > 0)
+            .then(|| idle_holder.address.clone())
     });
     assert!(!running.is_finished());
     assert_eq!(join_get(running), Value::Int(22));
@@ -265,8 +272,11 @@ fn scheduler_killed_and_restarted_under_a_waiting_client() {
         port_of(cluster.clients_address()),
     );
     cluster.scheduler.proc.kill();
-    cluster.scheduler =
-        SchedulerProc::start_on(pw, pc, &["--heartbeat-timeout", "1", "--state-dir", &state_dir]);
+    cluster.scheduler = SchedulerProc::start_on(
+        pw,
+        pc,
+        &["--heartbeat-timeout", "1", "--state-dir", &state_dir],
+    );
     let fresh = cluster.new_client();
     assert_ne!(fresh.scheduler_id(), old_id);
     // The workers register again by themselves.
@@ -284,7 +294,10 @@ fn scheduler_killed_and_restarted_under_a_waiting_client() {
         .map(|c| c.name)
         .collect();
     assert_eq!(names, vec!["survivor".to_string()]);
-    assert_eq!(fresh.compute_collection("survivor").unwrap(), Value::Int(42));
+    assert_eq!(
+        fresh.compute_collection("survivor").unwrap(),
+        Value::Int(42)
+    );
     common::assert_serving(&fresh);
     cluster.wait_until_idle();
 }
@@ -307,14 +320,18 @@ fn killed_client_has_its_computation_cancelled() {
         .get(&g, keys.iter().map(String::as_str).collect::<Vec<_>>())
         .unwrap();
     assert_eq!(got, Value::List((0..6).map(Value::Int).collect()));
-    // A `zask get` process of a long computation, killed while it waits.
+    // A `zask get` process of a long computation (80 s of work for two workers: far longer
+    // than the deadlines below), killed while it waits.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("long.json");
     let mut nodes = serde_json::Map::new();
     let mut refs = Vec::new();
-    for i in 0..20 {
+    for i in 0..40 {
         let k = format!("long-{i}");
-        nodes.insert(k.clone(), serde_json::json!({"fn": "sleep", "args": [1, i]}));
+        nodes.insert(
+            k.clone(),
+            serde_json::json!({"fn": "sleep", "args": [4, i]}),
+        );
         refs.push(serde_json::json!({ "ref": k }));
     }
     nodes.insert(
@@ -338,7 +355,11 @@ fn killed_client_has_its_computation_cancelled() {
         (s.graphs == 1 && s.tasks > 0).then_some(())
     });
     waiter.kill();
-    // Within the client timeout (plus the tasks already running), nothing is left.
+    // Its computation is cancelled once it is silent for the client timeout...
+    wait_until("the computation to be cancelled", DEADLINE, || {
+        (client.status().ok()?.graphs == 0).then_some(())
+    });
+    // ...and once the tasks already on the workers end, nothing is left.
     cluster.wait_until_idle();
     let s = client.status().unwrap();
     assert_eq!((s.graphs, s.tasks, s.keys), (0, 0, 0));
@@ -373,7 +394,10 @@ fn assert_moved(cluster: &mut Cluster, holder: &str, key: &str, value: &Value) {
         .proc
         .wait_exit(DEADLINE)
         .expect("the retired worker exits");
-    assert!(status.success(), "the retired worker exited with {status:?}");
+    assert!(
+        status.success(),
+        "the retired worker exited with {status:?}"
+    );
     let client = cluster.client().clone();
     wait_until("the retired worker to be removed", DEADLINE, || {
         let ws = client.workers().ok()?;
@@ -457,6 +481,83 @@ fn retiring_worker_keeps_computed_results_without_recomputing() {
     assert_moved(&mut cluster, &holder, "kept-r", &Value::Int(7));
 }
 
+#[test]
+fn retiring_sole_worker_waits_for_a_new_worker_to_take_its_data() {
+    // Nowhere to move the data: the worker waits (well within the retire timeouts) and
+    // leaves as soon as a newcomer has copied it.
+    let mut cluster = quick(1, 1).start();
+    let value = unique_value();
+    let holder = scatter_on_one_worker(&cluster, "waits-for-a-home", &value);
+    cluster.workers[0].proc.terminate();
+    // (Give the signal a moment to arrive; not an assertion.)
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.add_worker(WorkerBin::Stock);
+    assert_moved(&mut cluster, &holder, "waits-for-a-home", &value);
+    cluster.assert_serving();
+}
+
+#[test]
+fn second_sigterm_stops_a_retiring_worker_at_once() {
+    let mut cluster = quick(1, 1)
+        .scheduler_args(&["--retire-timeout", "600"])
+        .worker_args(&["--retire-timeout", "600"])
+        .start();
+    let value = unique_value();
+    scatter_on_one_worker(&cluster, "left-behind", &value);
+    cluster.workers[0].proc.terminate();
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.workers[0].proc.terminate();
+    // Only the second signal can make it exit before the 600 s retire timeouts.
+    let status = cluster.workers[0]
+        .proc
+        .wait_exit(DEADLINE)
+        .expect("the worker exits on the second SIGTERM");
+    assert!(status.success(), "{status:?}");
+    wait_for_worker_count(cluster.client(), 0);
+    // The scattered value left with it: asking for it (of a cluster with a worker again) is
+    // an error naming the key.
+    cluster.add_worker(WorkerBin::Stock);
+    let e = common::scheduler_error(cluster.client().gather("left-behind"));
+    assert_eq!(e.key.as_deref(), Some("left-behind"), "{e:?}");
+}
+
+#[test]
+fn retirement_copies_again_when_the_copying_workers_die() {
+    let mut cluster = quick(3, 1)
+        .scheduler_args(&["--retire-timeout", "8"])
+        .start();
+    let value = unique_value();
+    let holder = scatter_on_one_worker(&cluster, "needs-a-second-try", &value);
+    let h = index_of(&cluster, &holder);
+    // The other two freeze: whichever is asked to copy the key will not do it.
+    for i in 0..3 {
+        if i != h {
+            cluster.workers[i].proc.signal("STOP");
+        }
+    }
+    let client = cluster.client().clone();
+    let retiring = {
+        let client = client.clone();
+        let holder = holder.clone();
+        std::thread::spawn(move || client.retire_worker(&holder))
+    };
+    wait_for_worker_count(&client, 1);
+    // They die for good; a new worker joins, well before the retire timeout.
+    for i in (0..3).rev() {
+        if i != h {
+            cluster.kill_worker(i);
+        }
+    }
+    cluster.add_worker(WorkerBin::Stock);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !retiring.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "retire_worker hangs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    retiring.join().unwrap().unwrap();
+    assert_eq!(client.gather("needs-a-second-try").unwrap(), value);
+}
+
 // ----- workers joining and coming back ------------------------------------------------------
 
 #[test]
@@ -505,6 +606,8 @@ fn worker_restarted_with_its_store_is_new_and_its_kept_data_is_used() {
     g.insert("st-b", task("inc", (key("st-a"),)));
     g.insert("st-c", task("add", (key("st-b"), 10)));
     assert_eq!(client.get_with(&g, "st-c", true).unwrap(), Value::Int(14));
+    // Let sled write it to disk (it flushes every half second) before the crash.
+    std::thread::sleep(Duration::from_millis(1500));
     let old = cluster.kill_worker(0);
     wait_for_worker_count(&client, 0);
     let w = WorkerProc::start(
@@ -539,9 +642,6 @@ fn worker_restarted_with_its_store_is_new_and_its_kept_data_is_used() {
 }
 
 #[test]
-#[ignore = "BUG: a worker restarting at the same address before the heartbeat timeout has \
-            its still-held scattered keys forgotten and released (see the unit test \
-            worker_back_with_a_new_identity_keeps_the_scattered_data_it_still_holds)"]
 fn worker_restarted_quickly_keeps_scattered_data_it_holds() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sled:{}", dir.path().join("store").display());
@@ -561,13 +661,19 @@ fn worker_restarted_quickly_keeps_scattered_data_it_holds() {
     let client = cluster.client().clone();
     let value = unique_value();
     scatter_on_one_worker(&cluster, "restart-scattered", &value);
+    // Let sled write it to disk (it flushes every half second) before the crash.
+    std::thread::sleep(Duration::from_millis(1500));
     cluster.kill_worker(0);
     let w = WorkerProc::start(WorkerBin::Stock, cluster.workers_address(), 1, &args);
     let pid = w.pid();
     cluster.workers.push(w);
-    wait_until("the restarted worker to replace the old one", DEADLINE, || {
-        let ws = client.workers().ok()?;
-        (ws.len() == 1 && ws[0].pid == pid).then_some(())
-    });
+    wait_until(
+        "the restarted worker to replace the old one",
+        DEADLINE,
+        || {
+            let ws = client.workers().ok()?;
+            (ws.len() == 1 && ws[0].pid == pid).then_some(())
+        },
+    );
     assert_eq!(client.gather("restart-scattered").unwrap(), value);
 }

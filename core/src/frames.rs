@@ -106,6 +106,21 @@ pub fn decode<T: DeserializeOwned>(header: &[u8]) -> Result<T, FrameError> {
     Ok(rmp_serde::from_slice(header)?)
 }
 
+/// The `op` of a message header when it is the map's first entry (as zask writes it), without
+/// decoding the rest. Hot messages (`report`, `compute`) then decode straight into their
+/// fields, skipping the buffering serde needs for an `op` that could be anywhere.
+pub fn peek_op(header: &[u8]) -> Option<&str> {
+    let mut rd: &[u8] = header;
+    rmp::decode::read_map_len(&mut rd).ok()?;
+    let (key, rest) = rmp::decode::read_str_from_slice(rd).ok()?;
+    if key != "op" {
+        return None;
+    }
+    rmp::decode::read_str_from_slice(rest)
+        .ok()
+        .map(|(op, _)| op)
+}
+
 /// Sends `frames` on `socket`, preceded by `route` on ROUTER sockets. Never blocks: a peer that
 /// cannot take the message (gone, or its queue full) makes this return an error.
 pub fn send(socket: &zmq::Socket, route: Option<&[u8]>, frames: Frames) -> Result<(), FrameError> {
@@ -179,6 +194,20 @@ mod tests {
             unpack(dangling, &blobs),
             Err(FrameError::MissingFrame(9))
         ));
+    }
+
+    #[test]
+    fn peek_op_reads_the_first_entry_only() {
+        use crate::protocol::FromClient;
+        let frames = encode(&FromClient::Status { request: 5 }, vec![]).unwrap();
+        assert_eq!(peek_op(&frames.header), Some("status"));
+        let other_order = rmp_serde::to_vec_named(&Value::Map(vec![
+            (Value::from("request"), Value::Int(1)),
+            (Value::from("op"), Value::from("status")),
+        ]))
+        .unwrap();
+        assert_eq!(peek_op(&other_order), None);
+        assert_eq!(peek_op(b"garbage"), None);
     }
 
     #[test]

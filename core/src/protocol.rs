@@ -133,6 +133,23 @@ pub struct TaskFailed {
     pub missing: Option<String>,
 }
 
+/// The fields of a `report` (decoded directly when `op` comes first; see `frames::peek_op`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ReportBody {
+    #[serde(default)]
+    pub done: Vec<TaskDone>,
+    #[serde(default)]
+    pub failed: Vec<TaskFailed>,
+    #[serde(default)]
+    pub acquired: Vec<KeyInfo>,
+}
+
+/// The fields of a `compute` (decoded directly when `op` comes first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ComputeBody {
+    pub tasks: Vec<ComputeTask>,
+}
+
 /// Facts about a registered worker, for clients.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerSummary {

@@ -78,6 +78,10 @@ fn seconds(s: f64, flag: &str) -> Duration {
     })
 }
 
+/// mimalloc: a faster allocator for the many small allocations of messages and tasks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();

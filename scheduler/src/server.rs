@@ -14,7 +14,8 @@ use serde::Deserialize;
 use zask_core::frames;
 use zask_core::graph::Graph;
 use zask_core::protocol::{
-    Data, ErrorInfo, FromClient, FromWorker, KeyData, ToClient, ToWorker, PROTOCOL_VERSION,
+    Data, ErrorInfo, FromClient, FromWorker, KeyData, ReportBody, ToClient, ToWorker,
+    PROTOCOL_VERSION,
 };
 use zask_core::service::Service;
 use zask_core::{collection, net, Collection, Keys, Value};
@@ -566,7 +567,17 @@ fn decode_worker_message(
     header: &[u8],
     blobs: &[zmq::Message],
 ) -> Result<FromWorker, frames::FrameError> {
-    let mut msg: FromWorker = frames::decode(header)?;
+    let mut msg: FromWorker = match frames::peek_op(header) {
+        Some("report") => {
+            let body: ReportBody = frames::decode(header)?;
+            FromWorker::Report {
+                done: body.done,
+                failed: body.failed,
+                acquired: body.acquired,
+            }
+        }
+        _ => frames::decode(header)?,
+    };
     let inline = |data: &mut Data| -> Result<(), frames::FrameError> {
         let value = frames::unpack(std::mem::take(data), blobs)?;
         data.value = value;

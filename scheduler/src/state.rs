@@ -22,7 +22,10 @@
 //! functions and a free slot (`nthreads * saturation` tasks assigned), preferring the one that
 //! already holds the most bytes of its inputs, then the least loaded.
 
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::BinaryHeap;
+
+// Fast hashing for the scheduler's tables (keys come from the cluster's own clients).
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -330,27 +333,27 @@ impl SchedulerState {
         SchedulerState {
             id,
             config,
-            workers: HashMap::new(),
-            worker_by_route: HashMap::new(),
+            workers: HashMap::default(),
+            worker_by_route: HashMap::default(),
             next_worker: 1,
-            tasks: HashMap::new(),
-            task_ids: HashMap::new(),
+            tasks: HashMap::default(),
+            task_ids: HashMap::default(),
             next_task: 1,
-            graphs: HashMap::new(),
+            graphs: HashMap::default(),
             next_graph: 1,
-            ready: HashMap::new(),
+            ready: HashMap::default(),
             signatures: Vec::new(),
-            signature_ids: HashMap::new(),
+            signature_ids: HashMap::default(),
             parked: Vec::new(),
-            gathers: HashMap::new(),
+            gathers: HashMap::default(),
             next_gather: 1,
-            function_counts: HashMap::new(),
-            scatters: HashMap::new(),
-            scatter_of: HashMap::new(),
+            function_counts: HashMap::default(),
+            scatters: HashMap::default(),
+            scatter_of: HashMap::default(),
             next_scatter: 1,
-            clients_seen: HashMap::new(),
-            retiring: HashMap::new(),
-            durations: HashMap::new(),
+            clients_seen: HashMap::default(),
+            retiring: HashMap::default(),
+            durations: HashMap::default(),
         }
     }
 
@@ -574,8 +577,8 @@ impl SchedulerState {
                 nthreads: reg.nthreads.max(1),
                 functions: reg.functions.into_iter().collect(),
                 last_seen: now,
-                processing: HashSet::new(),
-                has: HashSet::new(),
+                processing: HashSet::default(),
+                has: HashSet::default(),
                 nbytes: 0,
                 retiring: false,
             },
@@ -1132,7 +1135,7 @@ impl SchedulerState {
     /// scheduler no longer knows (inputs first; iterative, so long chains are fine).
     fn recreate(&mut self, root: Arc<Lineage>, priority: (u64, u64)) -> Result<TaskId, ErrorInfo> {
         let mut order: Vec<Arc<Lineage>> = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen: HashSet<String> = HashSet::default();
         let mut stack = vec![(root.clone(), false)];
         while let Some((l, expanded)) = stack.pop() {
             if self.task_ids.contains_key(&l.key) {
@@ -1213,7 +1216,7 @@ impl SchedulerState {
                 deps_done: false,
                 kept: false,
                 wanted_by: Vec::new(),
-                who_has: HashSet::new(),
+                who_has: HashSet::default(),
                 nbytes: 0,
                 signature,
                 priority,
@@ -1418,7 +1421,7 @@ impl SchedulerState {
         let sid = self.next_scatter;
         self.next_scatter += 1;
         let mut pending = 0;
-        let mut planned: HashMap<WorkerId, u64> = HashMap::new();
+        let mut planned: HashMap<WorkerId, u64> = HashMap::default();
         let signature = self.signature_ids.get(&Vec::new()).copied();
         let signature = match signature {
             Some(s) => s,
@@ -1457,7 +1460,7 @@ impl SchedulerState {
                     deps_done: true,
                     kept: true,
                     wanted_by: Vec::new(),
-                    who_has: HashSet::new(),
+                    who_has: HashSet::default(),
                     nbytes,
                     signature,
                     priority: (0, 0),
@@ -1507,7 +1510,7 @@ impl SchedulerState {
                 "no worker is registered to hold scattered data; start zask-worker first",
             ));
         }
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         for (key, _) in items {
             if key.is_empty() {
                 return Err(ErrorInfo::new(
@@ -1686,7 +1689,7 @@ impl SchedulerState {
                     Retirement {
                         deadline,
                         asked_by,
-                        requested: HashMap::new(),
+                        requested: HashMap::default(),
                     },
                 );
             }
@@ -1734,8 +1737,8 @@ impl SchedulerState {
         let Some(address) = self.workers.get(&wid).map(|w| w.address.clone()) else {
             return;
         };
-        let mut by_target: HashMap<WorkerId, Vec<(String, Vec<String>)>> = HashMap::new();
-        let mut planned: HashMap<WorkerId, u64> = HashMap::new();
+        let mut by_target: HashMap<WorkerId, Vec<(String, Vec<String>)>> = HashMap::default();
+        let mut planned: HashMap<WorkerId, u64> = HashMap::default();
         for tid in tids {
             let asked = self
                 .retiring
@@ -1860,7 +1863,7 @@ impl SchedulerState {
                 client: client.to_vec(),
                 request: get.request,
                 outputs: output_ids,
-                values: HashMap::new(),
+                values: HashMap::default(),
                 keep_results: get.keep_results,
             },
         );
@@ -1881,7 +1884,7 @@ impl SchedulerState {
             Visiting,
             Done,
         }
-        let mut marks: HashMap<&str, Mark> = HashMap::new();
+        let mut marks: HashMap<&str, Mark> = HashMap::default();
         let mut order: Vec<String> = Vec::new();
         for out_key in outputs {
             if let Some(err) = self.existing_problem(out_key) {
@@ -2039,7 +2042,7 @@ impl SchedulerState {
 
     /// Asks holders for the values of `tids` (outputs already in memory), grouped by holder.
     fn gather(&mut self, tids: Vec<TaskId>, out: &mut Outbox) {
-        let mut by_worker: HashMap<WorkerId, Vec<TaskId>> = HashMap::new();
+        let mut by_worker: HashMap<WorkerId, Vec<TaskId>> = HashMap::default();
         for tid in tids {
             let Some(t) = self.tasks.get(&tid) else {
                 continue;
@@ -2139,7 +2142,7 @@ impl SchedulerState {
             return;
         }
         // Signatures whose capable workers are all full, for this pass.
-        let mut blocked: HashSet<u32> = HashSet::new();
+        let mut blocked: HashSet<u32> = HashSet::default();
         loop {
             let best = self
                 .ready
@@ -2228,7 +2231,7 @@ impl SchedulerState {
         }
         let capable = |w: &&Worker| functions.iter().all(|f| w.functions.contains(f));
         // Bytes of this task's inputs that each holder already has.
-        let mut local: HashMap<WorkerId, u64> = HashMap::new();
+        let mut local: HashMap<WorkerId, u64> = HashMap::default();
         for d in &t.deps {
             if let Some(dt) = self.tasks.get(d) {
                 for w in &dt.who_has {

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use zask_core::frames;
 use zask_core::graph::Node;
 use zask_core::protocol::{
-    ComputeTask, Data, FromWorker, KeyData, KeyInfo, PeerReply, PeerRequest, TaskDone, TaskFailed,
-    ToWorker, PROTOCOL_VERSION,
+    ComputeBody, ComputeTask, Data, FromWorker, KeyData, KeyInfo, PeerReply, PeerRequest, TaskDone,
+    TaskFailed, ToWorker, PROTOCOL_VERSION,
 };
 use zask_core::service::Service;
 use zask_core::{net, Value};
@@ -96,11 +96,13 @@ impl Worker {
             .map_err(|e| Error::Connect(options.scheduler_address.clone(), e))?;
         let worker_id = net::unique_id("worker");
         let nthreads = options.nthreads.max(1);
+        let wake_pending = Arc::new(AtomicBool::new(false));
         let (jobs_tx, results_rx) = spawn_executors(
             &ctx,
             &Service::wake_endpoint(&worker_id),
             nthreads,
             options.registry.clone(),
+            wake_pending.clone(),
         )?;
         let mut functions = options.registry.names();
         functions.sort();
@@ -141,6 +143,8 @@ impl Worker {
                 retire: loop_retire,
                 retiring_since: None,
                 retire_timeout,
+                wake_pending,
+                report_since: None,
             }
             .run()
         })
@@ -199,6 +203,12 @@ impl Worker {
     }
 }
 
+/// How long finished tasks may wait for others before they are reported (while tasks are
+/// still running on this worker; an idle worker reports at once).
+const REPORT_DELAY: Duration = Duration::from_millis(1);
+/// A report this large goes at once.
+const REPORT_BATCH: usize = 1024;
+
 /// A task to run on an executor thread.
 struct Job {
     key: String,
@@ -218,6 +228,7 @@ fn spawn_executors(
     wake_endpoint: &str,
     nthreads: u32,
     registry: Registry,
+    wake_pending: Arc<AtomicBool>,
 ) -> Result<(mpsc::Sender<Job>, mpsc::Receiver<JobResult>), Error> {
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
     let (results_tx, results_rx) = mpsc::channel::<JobResult>();
@@ -228,6 +239,7 @@ fn spawn_executors(
         wake.connect(wake_endpoint)?;
         let jobs_rx = jobs_rx.clone();
         let results_tx = results_tx.clone();
+        let wake_pending = wake_pending.clone();
         let registry = registry.clone();
         std::thread::Builder::new()
             .name(format!("zask-exec-{i}"))
@@ -249,7 +261,10 @@ fn spawn_executors(
                 if results_tx.send(done).is_err() {
                     return;
                 }
-                let _ = wake.send(&b""[..], zmq::DONTWAIT);
+                // One wake-up for however many results pile up while the loop is busy.
+                if !wake_pending.swap(true, Ordering::AcqRel) {
+                    let _ = wake.send(&b""[..], zmq::DONTWAIT);
+                }
             })
             .map_err(Error::Thread)?;
     }
@@ -317,6 +332,11 @@ struct Loop {
     /// When retiring started; we leave anyway `retire_timeout` later.
     retiring_since: Option<Instant>,
     retire_timeout: Duration,
+    /// Set by executors when they woke the loop; cleared when the loop collects results.
+    wake_pending: Arc<AtomicBool>,
+    /// Since when the report has had something in it (reports wait a little for company
+    /// while tasks are still running, so many finished tasks travel in one message).
+    report_since: Option<Instant>,
 }
 
 impl Loop {
@@ -330,7 +350,7 @@ impl Loop {
             self.poll_once();
             self.check_fetch_timeouts();
             self.run_ready();
-            self.send_report();
+            self.send_report(false);
             self.heartbeat();
         }
     }
@@ -411,6 +431,9 @@ impl Loop {
 
     fn poll_timeout(&self) -> Duration {
         let mut t = self.heartbeat_interval;
+        if let Some(since) = self.report_since {
+            t = t.min(REPORT_DELAY.saturating_sub(since.elapsed()));
+        }
         if let Some(last) = self.last_sent {
             t = t.min(self.heartbeat_interval.saturating_sub(last.elapsed()));
         }
@@ -484,7 +507,12 @@ impl Loop {
             let Some(header) = parts.first() else {
                 continue;
             };
-            match frames::decode::<ToWorker>(header) {
+            let decoded = match frames::peek_op(header) {
+                Some("compute") => frames::decode::<ComputeBody>(header)
+                    .map(|body| ToWorker::Compute { tasks: body.tasks }),
+                _ => frames::decode::<ToWorker>(header),
+            };
+            match decoded {
                 Ok(msg) => self.on_scheduler_message(msg, &parts[1..]),
                 Err(e) => log::warn!("dropping a malformed message from the scheduler: {e}"),
             }
@@ -803,6 +831,7 @@ impl Loop {
     }
 
     fn collect_results(&mut self) {
+        self.wake_pending.store(false, Ordering::Release);
         while let Ok(done) = self.results.try_recv() {
             self.running = self.running.saturating_sub(1);
             let Some(task) = self.tasks.remove(&done.key) else {
@@ -861,11 +890,23 @@ impl Loop {
         }
     }
 
-    fn send_report(&mut self) {
-        let report = std::mem::take(&mut self.report);
-        if report.done.is_empty() && report.failed.is_empty() && report.acquired.is_empty() {
+    /// Sends what finished, unless (and `force` is false) tasks are still running here and
+    /// the report is young and small: then it waits for company, up to `REPORT_DELAY`.
+    fn send_report(&mut self, force: bool) {
+        if self.report.done.is_empty()
+            && self.report.failed.is_empty()
+            && self.report.acquired.is_empty()
+        {
             return;
         }
+        let since = *self.report_since.get_or_insert_with(Instant::now);
+        let busy = self.running > 0 || !self.ready.is_empty();
+        let small = self.report.done.len() + self.report.failed.len() < REPORT_BATCH;
+        if !force && busy && small && since.elapsed() < REPORT_DELAY {
+            return;
+        }
+        self.report_since = None;
+        let report = std::mem::take(&mut self.report);
         let mut blobs = Vec::new();
         let done = report
             .done
@@ -1105,7 +1146,7 @@ impl Loop {
     }
 
     fn shut_down(&mut self) {
-        self.send_report();
+        self.send_report(true);
         let msg = FromWorker::Goodbye {
             worker_id: self.worker_id.clone(),
         };

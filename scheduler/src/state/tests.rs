@@ -7,7 +7,7 @@
 //! before its inputs are held where the scheduler says, or a key released while a task still
 //! needs it, makes the test fail.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::*;
 use zask_core::graph::{key, list, task};
@@ -3188,8 +3188,6 @@ fn retirement_deadline_lets_the_worker_go_even_if_its_data_did_not_move() {
 }
 
 #[test]
-#[ignore = "BUG: Retirement::requested is never cleared, so a key whose copy target left is \
-            not asked of another worker; at the deadline the only copy leaves with the worker"]
 fn retirement_moves_data_again_when_the_copying_worker_dies() {
     // A scattered key (no lineage: it cannot be recomputed) on retiring w1. The worker asked
     // to copy it dies before it did: the key must be asked of another worker.
@@ -3443,8 +3441,6 @@ fn lost_key_computed_from_a_lost_scattered_input_fails_naming_the_key() {
 }
 
 #[test]
-#[ignore = "BUG: on_register removes the stale worker (losing and forgetting its scattered \
-            keys) before looking at `has`, so the copy the new process still holds is released"]
 fn worker_back_with_a_new_identity_keeps_the_scattered_data_it_still_holds() {
     // A worker restarts (same address, sled store) before the heartbeat timeout, still
     // holding a scattered key: that copy is the one everybody wants, and must be kept.
@@ -3473,4 +3469,40 @@ fn worker_back_with_a_new_identity_keeps_the_scattered_data_it_still_holds() {
         "k is released from the only worker holding it: {out:?}"
     );
     assert_eq!(s.who_has("k"), vec![addr(b"w1")]);
+}
+
+#[test]
+fn lost_worker_keys_with_other_holders_are_kept_not_recomputed() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", &["add"], 1, t0);
+    register(&mut s, b"w2", FUNCS, 1, t0);
+    let mut g = Graph::new();
+    g.insert("x", task("add", (1, 2)));
+    g.insert("y", task("inc", (key("x"),)));
+    g.insert("y2", task("inc", (key("x"),)));
+    g.insert("t", task("add", (key("y"), key("y2"))));
+    get(&mut s, b"c1", 1, &g, "t", false, t0);
+    report(&mut s, b"w1", vec![done_held("x", 8)], t0);
+    let msg = FromWorker::Report {
+        done: vec![done_held("y", 8)],
+        failed: Vec::new(),
+        acquired: vec![KeyInfo {
+            key: "x".into(),
+            nbytes: 8,
+        }],
+    };
+    send(&mut s, b"w2", msg, t0);
+    assert_eq!(s.who_has("x"), vec![addr(b"w1"), addr(b"w2")]);
+    // w1 dies: x is still on w2, so nothing is recomputed and y2 (on w2) is not disturbed.
+    heartbeat(&mut s, b"w2", t0 + secs(9));
+    let out = tick(&mut s, t0 + secs(11));
+    assert!(out.compute.is_empty(), "{out:?}");
+    assert!(out.to_clients.is_empty(), "{out:?}");
+    assert_eq!(s.who_has("x"), vec![addr(b"w2")]);
+    let out = report(&mut s, b"w2", vec![done_held("y2", 8)], t0 + secs(11));
+    assert_eq!(compute_keys(&out, b"w2"), vec!["t"]);
+    let out = report(&mut s, b"w2", vec![done("t", Value::Int(8))], t0 + secs(11));
+    assert_eq!(result_of(&out, b"c1", 1), Some(ints(&[("t", 8)])));
+    assert_eq!((s.task_count(), s.held_count()), (0, 0));
 }
