@@ -35,17 +35,16 @@ fn expect_error(socket: &zmq::Socket, request: u64) -> ErrorInfo {
     }
 }
 
+/// A `get` whose graph may be anything (malformed ones included), built as a plain map.
 fn raw_get(graph: serde_json::Value, keys: serde_json::Value, request: u64) -> frames::Frames {
-    frames::encode(
-        &FromClient::Get {
-            request,
-            graph: value_json(graph),
-            keys: value_json(keys),
-            keep_results: false,
-        },
-        Vec::new(),
-    )
-    .unwrap()
+    let header = Value::Map(vec![
+        (Value::from("op"), Value::from("get")),
+        (Value::from("request"), Value::from(request)),
+        (Value::from("graph"), value_json(graph)),
+        (Value::from("keys"), value_json(keys)),
+        (Value::from("keep_results"), Value::Bool(false)),
+    ]);
+    frames::encode(&header, Vec::new()).unwrap()
 }
 
 #[test]

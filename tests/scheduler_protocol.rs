@@ -106,7 +106,7 @@ fn raw_get(graph: &Graph, keys: &str, request: u64) -> frames::Frames {
     frames::encode(
         &FromClient::Get {
             request,
-            graph: graph.to_value(),
+            graph: graph.clone(),
             keys: Value::Str(keys.to_string()),
             keep_results: false,
         },
@@ -133,7 +133,7 @@ fn tasks_reach_a_worker_and_results_reach_the_client() {
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     assert_eq!(tasks[0].key, "x");
     assert!(!tasks[0].send_value);
-    assert_eq!(tasks[0].node, task("add", (1, 2)).to_value());
+    assert_eq!(*tasks[0].node, task("add", (1, 2)));
     worker.report_done("x", Value::Int(3));
     // Then y, whose input is on this worker (so no who_has), its value wanted.
     let tasks = worker.next_compute();

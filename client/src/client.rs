@@ -186,7 +186,7 @@ impl Client {
         keep_results: bool,
     ) -> Result<Value, Error> {
         let keys = keys.into();
-        let graph_value = graph.to_value();
+        let graph_value = graph.clone();
         let keys_value = keys.to_value();
         let timeout = self.inner.options.get_timeout;
         let mut attempt = 0;

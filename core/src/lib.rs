@@ -2,6 +2,7 @@
 //!
 //! - [`value`]: [`Value`], the dynamic data tasks take and return (msgpack's model).
 //! - [`graph`]: the task graph format ([`Graph`], [`Node`]) and a builder (`task`, `key`).
+//! - [`graph_serde`]: graphs read from and written to the wire directly (no `Value` tree).
 //! - [`keys`]: [`Keys`], one key or nested lists of keys, and the shape of a `get`'s answer.
 //! - [`collection`]: [`Collection`], a named graph stored on the scheduler.
 //! - [`token`]: [`token::tokenize`], stable names for values (deterministic keys).
@@ -13,6 +14,7 @@
 pub mod collection;
 pub mod frames;
 pub mod graph;
+pub mod graph_serde;
 pub mod keys;
 pub mod net;
 pub mod protocol;

@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::graph::{Graph, Node};
 use crate::value::Value;
 
 /// The protocol version. Registration (`register`) and the client handshake (`hello`) carry it;
@@ -93,8 +94,8 @@ impl std::fmt::Display for ErrorInfo {
 pub struct ComputeTask {
     /// The key the result is stored under.
     pub key: String,
-    /// The key's node in wire form (see `docs/graph-format.md`).
-    pub node: Value,
+    /// The key's node (see `docs/graph-format.md`), shared with the scheduler's lineage.
+    pub node: std::sync::Arc<Node>,
     /// For each dependency the worker may not hold: the peer addresses that hold it. A
     /// dependency listed nowhere is expected on this worker (held, or computed there first).
     #[serde(default)]
@@ -250,10 +251,10 @@ pub enum ToWorker {
 pub enum FromClient {
     /// Handshake: answered by `welcome` or, on a version mismatch, `error`.
     Hello { request: u64, protocol: u32 },
-    /// Compute `keys` (a key or nested lists of keys) of `graph` (wire form).
+    /// Compute `keys` (a key or nested lists of keys) of `graph`.
     Get {
         request: u64,
-        graph: Value,
+        graph: Graph,
         keys: Value,
         #[serde(default)]
         keep_results: bool,

@@ -273,13 +273,21 @@ impl Loop {
                 continue;
             }
             match decode_client_message(&parts[1], &parts[2..]) {
-                Ok(msg) => self.on_client_message(route, msg, now, out),
+                Ok(msg) => {
+                    drop(parts); // The raw frames are not needed once decoded.
+                    self.on_client_message(route, msg, now, out)
+                }
                 Err(e) => {
                     let request = frames::decode::<RequestId>(&parts[1]).map_or(0, |r| r.request);
-                    let error = ErrorInfo::new(
-                        "bad_request",
-                        format!("cannot decode the request: {e} (see docs/protocol.md)"),
-                    );
+                    let message = e.to_string();
+                    // A graph whose content is malformed (the message names the key).
+                    let error = match message.find(zask_core::graph_serde::INVALID_GRAPH) {
+                        Some(at) => ErrorInfo::new("invalid_graph", &message[at..]),
+                        None => ErrorInfo::new(
+                            "bad_request",
+                            format!("cannot decode the request: {message} (see docs/protocol.md)"),
+                        ),
+                    };
                     out.to_clients
                         .push((route, ToClient::Error { request, error }));
                 }
@@ -322,13 +330,9 @@ impl Loop {
                 keys,
                 keep_results,
             } => {
-                let parsed = Graph::from_value(&graph)
-                    .map_err(|e| ErrorInfo::new("invalid_graph", format!("invalid graph: {e}")))
-                    .and_then(|g| {
-                        Keys::from_value(&keys)
-                            .map(|k| (g, k))
-                            .map_err(|e| ErrorInfo::new("bad_request", e))
-                    });
+                let parsed = Keys::from_value(&keys)
+                    .map(|k| (graph, k))
+                    .map_err(|e| ErrorInfo::new("bad_request", e));
                 match parsed {
                     Ok((graph, keys)) => {
                         let get = GetRequest {

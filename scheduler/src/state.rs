@@ -131,7 +131,7 @@ pub enum TaskStatus {
     Memory,
     /// Failed (or a dependency failed). The computations wanting it are failed at once, and
     /// it is forgotten as soon as nothing refers to it any more.
-    Erred(ErrorInfo),
+    Erred(Box<ErrorInfo>),
 }
 
 /// One key the scheduler knows.
@@ -178,7 +178,7 @@ pub struct TaskState {
 #[derive(Debug)]
 pub struct Lineage {
     pub key: String,
-    pub node: Node,
+    pub node: Arc<Node>,
     pub deps: Vec<Arc<Lineage>>,
 }
 
@@ -806,7 +806,7 @@ impl SchedulerState {
                     w.processing.remove(&id);
                 }
             }
-            t.status = TaskStatus::Erred(err);
+            t.status = TaskStatus::Erred(Box::new(err));
             failed_graphs.extend(t.wanted_by.iter().copied());
             if let Some(sid) = self.scatter_of.remove(&id) {
                 if let Some(sc) = self.scatters.remove(&sid) {
@@ -1623,7 +1623,8 @@ impl SchedulerState {
             return;
         }
         let request = get.request;
-        match self.submit(client, &get, out) {
+        let mut get = get;
+        match self.submit(client, &mut get, out) {
             Ok(()) => self.schedule(out),
             Err(error) => out
                 .to_clients
@@ -1817,15 +1818,19 @@ impl SchedulerState {
     }
 
     /// Validates a computation and adds its tasks; nothing changes if it is invalid.
-    fn submit(&mut self, client: &[u8], get: &GetRequest, out: &mut Outbox) -> Result<(), Invalid> {
-        let graph = &get.graph;
+    fn submit(
+        &mut self,
+        client: &[u8],
+        get: &mut GetRequest,
+        out: &mut Outbox,
+    ) -> Result<(), Invalid> {
         let outputs = get.keys.flatten();
-        let order = self.plan(graph, &outputs)?;
+        let order = self.plan(&get.graph, &outputs)?;
         let g = self.next_graph;
         self.next_graph += 1;
-        // Create the new tasks, dependencies first.
-        for (position, key) in order.iter().enumerate() {
-            let Some(node) = graph.get(key) else {
+        // Create the new tasks, dependencies first, moving each node out of the graph.
+        for (position, key) in order.into_iter().enumerate() {
+            let Some(node) = get.graph.nodes.remove(&key) else {
                 continue;
             };
             let deps = node
@@ -1836,8 +1841,8 @@ impl SchedulerState {
                 .filter_map(|t| t.lineage.clone())
                 .collect();
             let lineage = Arc::new(Lineage {
-                key: key.clone(),
-                node: node.clone(),
+                key,
+                node: Arc::new(node),
                 deps,
             });
             self.create_task(lineage, (g, position as u64));
@@ -1987,7 +1992,7 @@ impl SchedulerState {
     fn existing_problem(&self, key: &str) -> Option<ErrorInfo> {
         let t = self.tasks.get(self.task_ids.get(key)?)?;
         match &t.status {
-            TaskStatus::Erred(e) => Some(e.clone()),
+            TaskStatus::Erred(e) => Some((**e).clone()),
             _ => None,
         }
     }
@@ -2314,8 +2319,8 @@ impl SchedulerState {
         let node = t
             .lineage
             .as_ref()
-            .map(|l| l.node.to_value())
-            .unwrap_or(Value::Nil);
+            .map(|l| l.node.clone())
+            .unwrap_or_else(|| Arc::new(Node::Literal(Value::Nil)));
         let send_value = !t.wanted_by.is_empty();
         let key = t.key.clone();
         let deps = t.deps.clone();

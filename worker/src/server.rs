@@ -514,9 +514,54 @@ impl Loop {
             };
             match decoded {
                 Ok(msg) => self.on_scheduler_message(msg, &parts[1..]),
-                Err(e) => log::warn!("dropping a malformed message from the scheduler: {e}"),
+                Err(e) => {
+                    if !self.fail_malformed_tasks(header) {
+                        log::warn!("dropping a malformed message from the scheduler: {e}");
+                    }
+                }
             }
         }
+    }
+
+    /// A `compute` that did not decode: fail each task whose node is malformed (`bad_task`)
+    /// and take the others. Returns false if it was not a readable `compute` at all.
+    fn fail_malformed_tasks(&mut self, header: &[u8]) -> bool {
+        #[derive(serde::Deserialize)]
+        struct LenientTask {
+            key: String,
+            node: Value,
+            #[serde(default)]
+            who_has: Vec<(String, Vec<String>)>,
+            #[serde(default)]
+            send_value: bool,
+        }
+        #[derive(serde::Deserialize)]
+        struct LenientCompute {
+            tasks: Vec<LenientTask>,
+        }
+        let Ok(body) = frames::decode::<LenientCompute>(header) else {
+            return false;
+        };
+        let mut tasks = Vec::new();
+        for t in body.tasks {
+            match Node::from_value(&t.node) {
+                Ok(node) => tasks.push(ComputeTask {
+                    key: t.key,
+                    node: Arc::new(node),
+                    who_has: t.who_has,
+                    send_value: t.send_value,
+                }),
+                Err(e) => self.fail(
+                    &t.key,
+                    "bad_task",
+                    None,
+                    format!("malformed task: {e}"),
+                    None,
+                ),
+            }
+        }
+        self.on_scheduler_message(ToWorker::Compute { tasks }, &[]);
+        true
     }
 
     fn on_scheduler_message(&mut self, msg: ToWorker, blobs: &[zmq::Message]) {
@@ -614,19 +659,7 @@ impl Loop {
         if self.tasks.contains_key(&t.key) {
             return;
         }
-        let node = match Node::from_value(&t.node) {
-            Ok(n) => n,
-            Err(e) => {
-                self.fail(
-                    &t.key,
-                    "bad_task",
-                    None,
-                    format!("malformed task: {e}"),
-                    None,
-                );
-                return;
-            }
-        };
+        let node = t.node;
         if self.store.contains(&t.key) {
             // Computed (or fetched) here before: report it again.
             let value = if t.send_value {
@@ -695,7 +728,7 @@ impl Loop {
         self.tasks.insert(
             t.key,
             LocalTask {
-                node: Arc::new(node),
+                node,
                 deps,
                 missing,
                 send_value: t.send_value,

@@ -1,0 +1,451 @@
+//! serde for [`Node`] and [`Graph`]: the wire form read and written directly.
+//!
+//! A graph of a million tasks arrives as one message; building a [`Value`] tree first and then
+//! the nodes from it would cost twice the memory and time. These impls read msgpack (or any
+//! serde format) straight into nodes, with the same rules and error messages as
+//! [`Node::from_value`], and write nodes straight out.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::graph::{Graph, Node, Task};
+use crate::value::Value;
+
+/// Errors about a graph's content start with this, so a receiver can tell them from other
+/// decoding errors.
+pub const INVALID_GRAPH: &str = "invalid graph";
+
+impl Serialize for Node {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Node::Literal(v @ (Value::List(_) | Value::Map(_))) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("lit", v)?;
+                m.end()
+            }
+            Node::Literal(v) => v.serialize(s),
+            Node::Ref(k) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("ref", k)?;
+                m.end()
+            }
+            Node::List(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for n in items {
+                    seq.serialize_element(n)?;
+                }
+                seq.end()
+            }
+            Node::Map(entries) => {
+                let mut m = s.serialize_map(Some(entries.len()))?;
+                for (k, n) in entries {
+                    m.serialize_entry(k, n)?;
+                }
+                m.end()
+            }
+            Node::Task(t) => {
+                let len = 1 + usize::from(!t.args.is_empty()) + usize::from(!t.kwargs.is_empty());
+                let mut m = s.serialize_map(Some(len))?;
+                m.serialize_entry("fn", &t.func)?;
+                if !t.args.is_empty() {
+                    m.serialize_entry("args", &t.args)?;
+                }
+                if !t.kwargs.is_empty() {
+                    m.serialize_entry("kwargs", &Kwargs(&t.kwargs))?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
+struct Kwargs<'a>(&'a [(String, Node)]);
+
+impl Serialize for Kwargs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, n) in self.0 {
+            m.serialize_entry(k, n)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Graph {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.nodes.len()))?;
+        for (k, n) in &self.nodes {
+            m.serialize_entry(k, n)?;
+        }
+        m.end()
+    }
+}
+
+/// A map entry's value as read: a literal taken as written (`lit`), or a node.
+enum Entry {
+    Raw(Value),
+    Node(Node),
+}
+
+impl Entry {
+    fn into_node(self) -> Result<Node, String> {
+        match self {
+            Entry::Node(n) => Ok(n),
+            Entry::Raw(v) => Node::from_value(&v).map_err(|e| e.0),
+        }
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a graph node")
+    }
+    fn visit_unit<E>(self) -> Result<Node, E> {
+        Ok(Node::Literal(Value::Nil))
+    }
+    fn visit_none<E>(self) -> Result<Node, E> {
+        Ok(Node::Literal(Value::Nil))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+        Node::deserialize(d)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
+        Ok(Node::Literal(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
+        Ok(Node::Literal(Value::Int(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
+        Ok(Node::Literal(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
+        Ok(Node::Literal(Value::Float(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Node, E> {
+        Ok(Node::Literal(Value::Str(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Node, E> {
+        Ok(Node::Literal(Value::Str(v)))
+    }
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<Node, E> {
+        Ok(Node::Literal(Value::Bytes(v.to_vec())))
+    }
+    fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Node, E> {
+        Ok(Node::Literal(Value::Bytes(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+        while let Some(n) = seq.next_element::<Node>()? {
+            items.push(n);
+        }
+        if items.iter().all(|n| matches!(n, Node::Literal(_))) {
+            Ok(Node::Literal(Value::List(
+                items.into_iter().map(literal_of).collect(),
+            )))
+        } else {
+            Ok(Node::List(items))
+        }
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut entries: Vec<(Value, Entry)> =
+            Vec::with_capacity(map.size_hint().unwrap_or(0).min(1 << 16));
+        while let Some(k) = map.next_key::<Value>()? {
+            let entry = if k.as_str() == Some("lit") {
+                Entry::Raw(map.next_value::<Value>()?)
+            } else {
+                Entry::Node(map.next_value::<Node>()?)
+            };
+            entries.push((k, entry));
+        }
+        from_entries(entries).map_err(de::Error::custom)
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _data: A) -> Result<Node, A::Error> {
+        Err(de::Error::custom(
+            "msgpack extension types are not zask values",
+        ))
+    }
+}
+
+fn literal_of(n: Node) -> Value {
+    match n {
+        Node::Literal(v) => v,
+        _ => Value::Nil,
+    }
+}
+
+/// The special forms (`ref`, `lit`, `bytes`, tasks) or a map of nodes, as in
+/// `Node::from_value`.
+fn from_entries(entries: Vec<(Value, Entry)>) -> Result<Node, String> {
+    let keys: Vec<Option<&str>> = entries.iter().map(|(k, _)| k.as_str()).collect();
+    let only = |name: &str| keys.len() == 1 && keys[0] == Some(name);
+    if only("ref") || only("lit") || only("bytes") {
+        let name = keys[0].unwrap_or_default().to_string();
+        let Some((_, entry)) = entries.into_iter().next() else {
+            return Err("empty special form".to_string());
+        };
+        return match (name.as_str(), entry) {
+            ("lit", Entry::Raw(v)) => Ok(Node::Literal(v)),
+            ("ref", Entry::Node(Node::Literal(Value::Str(k)))) => Ok(Node::Ref(k)),
+            ("ref", other) => Err(format!(
+                "{{\"ref\": ...}} takes a key string, got {}",
+                describe_entry(&other)
+            )),
+            (_, entry) => {
+                let value = match entry {
+                    Entry::Raw(v) | Entry::Node(Node::Literal(v)) => v,
+                    Entry::Node(_) => Value::Nil,
+                };
+                Node::from_value(&Value::Map(vec![(Value::from("bytes"), value)])).map_err(|e| e.0)
+            }
+        };
+    }
+    let is_task = keys.contains(&Some("fn"))
+        && keys
+            .iter()
+            .all(|k| matches!(k, Some("fn") | Some("args") | Some("kwargs")));
+    if is_task {
+        return task_from_entries(entries);
+    }
+    let mut nodes = Vec::with_capacity(entries.len());
+    for (k, entry) in entries {
+        nodes.push((k, entry.into_node()?));
+    }
+    if nodes.iter().all(|(_, n)| matches!(n, Node::Literal(_))) {
+        Ok(Node::Literal(Value::Map(
+            nodes.into_iter().map(|(k, n)| (k, literal_of(n))).collect(),
+        )))
+    } else {
+        Ok(Node::Map(nodes))
+    }
+}
+
+fn describe_entry(e: &Entry) -> String {
+    match e {
+        Entry::Node(Node::Literal(Value::Str(s))) => format!("{s:?}"),
+        Entry::Node(Node::Literal(v)) | Entry::Raw(v) => v.type_name().to_string(),
+        Entry::Node(Node::Ref(_)) => "a reference".to_string(),
+        Entry::Node(Node::Task(_)) => "a task".to_string(),
+        Entry::Node(Node::List(_)) => "list".to_string(),
+        Entry::Node(Node::Map(_)) => "map".to_string(),
+    }
+}
+
+fn task_from_entries(entries: Vec<(Value, Entry)>) -> Result<Node, String> {
+    let mut task = Task {
+        func: String::new(),
+        args: Vec::new(),
+        kwargs: Vec::new(),
+    };
+    for (k, entry) in entries {
+        match (k.as_str(), entry) {
+            (Some("fn"), Entry::Node(Node::Literal(Value::Str(f)))) if !f.is_empty() => {
+                task.func = f
+            }
+            (Some("fn"), other) => {
+                return Err(format!(
+                    "\"fn\" takes a non-empty function name, got {}",
+                    describe_entry(&other)
+                ))
+            }
+            (Some("args"), Entry::Node(Node::List(items))) => task.args = items,
+            (Some("args"), Entry::Node(Node::Literal(Value::List(items)))) => {
+                task.args = items.into_iter().map(Node::Literal).collect()
+            }
+            (Some("args"), other) => {
+                return Err(format!(
+                    "\"args\" of {:?} takes a list, got {}",
+                    task.func,
+                    describe_entry(&other)
+                ))
+            }
+            (Some("kwargs"), Entry::Node(Node::Map(kw))) => {
+                for (name, node) in kw {
+                    let Value::Str(name) = name else {
+                        return Err("\"kwargs\" names must be strings".to_string());
+                    };
+                    task.kwargs.push((name, node));
+                }
+            }
+            (Some("kwargs"), Entry::Node(Node::Literal(Value::Map(kw)))) => {
+                for (name, value) in kw {
+                    let Value::Str(name) = name else {
+                        return Err("\"kwargs\" names must be strings".to_string());
+                    };
+                    task.kwargs.push((name, Node::Literal(value)));
+                }
+            }
+            (_, other) => {
+                return Err(format!(
+                    "\"kwargs\" takes a map of names to nodes, got {}",
+                    describe_entry(&other)
+                ))
+            }
+        }
+    }
+    Ok(Node::Task(task))
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
+        d.deserialize_any(NodeVisitor)
+    }
+}
+
+struct GraphVisitor;
+
+impl<'de> Visitor<'de> for GraphVisitor {
+    type Value = Graph;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a graph: a map of keys to nodes")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<Graph, A::Error> {
+        Err(not_a_map("list"))
+    }
+    fn visit_str<E: de::Error>(self, _v: &str) -> Result<Graph, E> {
+        Err(not_a_map("str"))
+    }
+    fn visit_bytes<E: de::Error>(self, _v: &[u8]) -> Result<Graph, E> {
+        Err(not_a_map("bytes"))
+    }
+    fn visit_i64<E: de::Error>(self, _v: i64) -> Result<Graph, E> {
+        Err(not_a_map("int"))
+    }
+    fn visit_u64<E: de::Error>(self, _v: u64) -> Result<Graph, E> {
+        Err(not_a_map("int"))
+    }
+    fn visit_f64<E: de::Error>(self, _v: f64) -> Result<Graph, E> {
+        Err(not_a_map("float"))
+    }
+    fn visit_bool<E: de::Error>(self, _v: bool) -> Result<Graph, E> {
+        Err(not_a_map("bool"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Graph, E> {
+        Err(not_a_map("nil"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Graph, A::Error> {
+        let mut nodes = BTreeMap::new();
+        while let Some(k) = map.next_key::<Value>()? {
+            let Value::Str(key) = k else {
+                return Err(de::Error::custom(format!(
+                    "{INVALID_GRAPH}: graph keys must be strings, got {k}"
+                )));
+            };
+            let node = map
+                .next_value_seed(NodeSeed)
+                .map_err(|e| de::Error::custom(format!("{INVALID_GRAPH}: key {key:?}: {e}")))?;
+            if nodes.insert(key.clone(), node).is_some() {
+                return Err(de::Error::custom(format!(
+                    "{INVALID_GRAPH}: key {key:?} appears twice"
+                )));
+            }
+        }
+        Ok(Graph { nodes })
+    }
+}
+
+/// Reads one node (a seed, so that errors can be given the key's name).
+struct NodeSeed;
+
+impl<'de> DeserializeSeed<'de> for NodeSeed {
+    type Value = Node;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+        Node::deserialize(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for Graph {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Graph, D::Error> {
+        d.deserialize_any(GraphVisitor)
+    }
+}
+
+fn not_a_map<E: de::Error>(got: &str) -> E {
+    E::custom(format!(
+        "{INVALID_GRAPH}: a graph is a map of keys to nodes, got {got}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{key, list, lit, task};
+
+    fn sample() -> Graph {
+        let mut g = Graph::new();
+        g.insert("x", Value::List(vec![Value::Int(1)]));
+        g.insert(
+            "y",
+            task("add", (key("x"), lit(Value::Map(vec![])))).kwarg("z", 1),
+        );
+        g.insert("z", list(vec![key("x"), key("y")]));
+        g.insert("b", Value::Bytes(vec![1, 2, 3]));
+        g.insert("m", Node::Map(vec![(Value::from("k"), key("x"))]));
+        g.insert("s", Value::from("text"));
+        g
+    }
+
+    #[test]
+    fn the_direct_wire_form_equals_the_value_form() {
+        let g = sample();
+        let direct = rmp_serde::to_vec_named(&g).unwrap();
+        let via_value = rmp_serde::to_vec_named(&g.to_value()).unwrap();
+        assert_eq!(direct, via_value);
+        let back: Graph = rmp_serde::from_slice(&direct).unwrap();
+        assert_eq!(back, g);
+    }
+
+    #[test]
+    fn reading_directly_agrees_with_from_value() {
+        let json = serde_json::json!({
+            "x": 1,
+            "y": {"fn": "add", "args": [{"ref": "x"}, 2]},
+            "a": {"ref": "y"},
+            "l": [1, {"ref": "x"}],
+            "t": {"lit": {"fn": "add"}},
+            "b": {"bytes": "AAE="},
+            "m": {"k": {"ref": "x"}},
+            "mixed": {"lit": {"ref": "x"}, "other": 1},
+            "kw": {"fn": "range", "args": [5], "kwargs": {"step": {"ref": "x"}}},
+            "kwl": {"fn": "range", "args": [5], "kwargs": {"step": 2}}
+        });
+        let value = Value::from_json(&json);
+        let bytes = rmp_serde::to_vec_named(&value).unwrap();
+        let direct: Graph = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(direct, Graph::from_value(&value).unwrap());
+    }
+
+    #[test]
+    fn malformed_nodes_are_errors_naming_the_key() {
+        for (json, words) in [
+            (serde_json::json!({"y": {"fn": 3}}), vec!["\"y\"", "fn"]),
+            (serde_json::json!({"y": {"ref": 3}}), vec!["\"y\"", "ref"]),
+            (
+                serde_json::json!({"y": {"fn": "add", "args": 3}}),
+                vec!["args"],
+            ),
+            (serde_json::json!({"y": {"bytes": "!!"}}), vec!["base64"]),
+        ] {
+            let bytes = rmp_serde::to_vec_named(&Value::from_json(&json)).unwrap();
+            let err = rmp_serde::from_slice::<Graph>(&bytes)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(INVALID_GRAPH), "{err}");
+            for w in words {
+                assert!(err.contains(w), "{err} lacks {w}");
+            }
+        }
+        let not_a_map = rmp_serde::to_vec(&Value::List(vec![])).unwrap();
+        assert!(rmp_serde::from_slice::<Graph>(&not_a_map).is_err());
+    }
+}
