@@ -559,8 +559,6 @@ fn retirement_copies_again_when_the_copying_workers_die() {
 }
 
 #[test]
-#[ignore = "BUG: a retire_worker call whose worker dies mid-retirement is never answered (the \
-            scheduler drops the retirement with the worker); it waits out its whole timeout"]
 fn retire_worker_returns_when_the_worker_dies_mid_retirement() {
     // The only worker has nowhere to move its data, so it waits; then it is killed.
     let mut cluster = quick(1, 1).start();

@@ -44,6 +44,8 @@ pub type TaskId = u64;
 pub type GraphId = u64;
 /// A ZeroMQ routing id: who sent a message on a ROUTER socket, and where to answer.
 pub type Route = Vec<u8>;
+/// A key's name, shared by the task table, the task and its lineage (one copy each).
+pub type Key = Arc<str>;
 
 /// Tunables of the scheduler's policy.
 #[derive(Debug, Clone)]
@@ -137,7 +139,7 @@ pub enum TaskStatus {
 /// One key the scheduler knows.
 #[derive(Debug)]
 pub struct TaskState {
-    pub key: String,
+    pub key: Key,
     /// How it is computed, and how its inputs are (None for scattered data).
     pub lineage: Option<Arc<Lineage>>,
     pub status: TaskStatus,
@@ -168,6 +170,8 @@ pub struct TaskState {
     pub fetch_retries: u32,
     /// How many workers died while running it (past `Config::allowed_failures`, it fails).
     pub deaths: u32,
+    /// When it was last assigned (a counter), to tell running tasks from queued ones.
+    pub assigned: u64,
 }
 
 /// How a key is computed: its node, and the lineage of the inputs it was computed from.
@@ -177,9 +181,22 @@ pub struct TaskState {
 /// Inputs without lineage (scattered data) are not listed; losing them is an error.
 #[derive(Debug)]
 pub struct Lineage {
-    pub key: String,
+    pub key: Key,
     pub node: Arc<Node>,
     pub deps: Vec<Arc<Lineage>>,
+}
+
+impl Drop for Lineage {
+    /// Iterative: dropping the last task of a 100,000-link chain must not recurse 100,000
+    /// times through its inputs' lineage.
+    fn drop(&mut self) {
+        let mut stack = std::mem::take(&mut self.deps);
+        while let Some(dep) = stack.pop() {
+            if let Ok(mut inner) = Arc::try_unwrap(dep) {
+                stack.append(&mut inner.deps);
+            }
+        }
+    }
 }
 
 /// A registered worker.
@@ -208,8 +225,8 @@ pub struct Worker {
 struct Retirement {
     /// It leaves by then, whether or not everything moved.
     deadline: Instant,
-    /// The client that asked for it, if one did (answered when it is done).
-    asked_by: Option<(Route, u64)>,
+    /// The clients that asked for it (answered when it is gone).
+    asked_by: Vec<(Route, u64)>,
     /// Keys already asked to be copied elsewhere, and the worker asked (asked again if that
     /// worker goes away).
     requested: HashMap<TaskId, WorkerId>,
@@ -259,8 +276,10 @@ pub struct SchedulerState {
     workers: HashMap<WorkerId, Worker>,
     worker_by_route: HashMap<Route, WorkerId>,
     next_worker: WorkerId,
-    tasks: HashMap<TaskId, TaskState>,
-    task_ids: HashMap<String, TaskId>,
+    /// Boxed: the table's slots stay small (a big graph's table has twice as many slots as
+    /// tasks).
+    tasks: HashMap<TaskId, Box<TaskState>>,
+    task_ids: HashMap<Key, TaskId>,
     next_task: TaskId,
     graphs: HashMap<GraphId, GraphState>,
     next_graph: GraphId,
@@ -286,6 +305,8 @@ pub struct SchedulerState {
     retiring: HashMap<WorkerId, Retirement>,
     /// Average run time (µs) of tasks per function signature, from workers' reports.
     durations: HashMap<u32, f64>,
+    /// Assignments made so far (orders tasks by when they were assigned).
+    assignments: u64,
 }
 
 /// A client's `scatter` waiting for workers to store its values.
@@ -354,6 +375,7 @@ impl SchedulerState {
             clients_seen: HashMap::default(),
             retiring: HashMap::default(),
             durations: HashMap::default(),
+            assignments: 0,
         }
     }
 
@@ -606,7 +628,7 @@ impl SchedulerState {
     /// A worker holds `info.key` (fetched from a peer, or held at registration): record it if
     /// anyone still wants it, otherwise ask the worker to drop it.
     fn on_acquired(&mut self, wid: WorkerId, info: KeyInfo, out: &mut Outbox) {
-        let Some(&tid) = self.task_ids.get(&info.key) else {
+        let Some(&tid) = self.task_ids.get(info.key.as_str()) else {
             self.send_release(wid, info.key, out);
             return;
         };
@@ -652,7 +674,7 @@ impl SchedulerState {
     }
 
     fn on_task_done(&mut self, wid: WorkerId, done: TaskDone, out: &mut Outbox) {
-        let Some(&tid) = self.task_ids.get(&done.key) else {
+        let Some(&tid) = self.task_ids.get(done.key.as_str()) else {
             // Nobody wants it any more (its computation was cancelled and forgotten).
             self.send_release(wid, done.key, out);
             return;
@@ -721,7 +743,7 @@ impl SchedulerState {
     }
 
     fn on_task_failed(&mut self, wid: WorkerId, failed: TaskFailed, out: &mut Outbox) {
-        let Some(&tid) = self.task_ids.get(&failed.key) else {
+        let Some(&tid) = self.task_ids.get(failed.key.as_str()) else {
             return;
         };
         if let Some(w) = self.workers.get_mut(&wid) {
@@ -754,7 +776,7 @@ impl SchedulerState {
     /// Returns false when the task should fail instead.
     fn retry_missing(&mut self, tid: TaskId, failed: &TaskFailed, out: &mut Outbox) -> bool {
         const MAX_FETCH_RETRIES: u32 = 3;
-        let Some(&dep) = failed.missing.as_ref().and_then(|k| self.task_ids.get(k)) else {
+        let Some(&dep) = failed.missing.as_deref().and_then(|k| self.task_ids.get(k)) else {
             return false;
         };
         match self.tasks.get_mut(&tid) {
@@ -927,7 +949,7 @@ impl SchedulerState {
                 out.release
                     .entry(worker.route.clone())
                     .or_default()
-                    .push(t.key.clone());
+                    .push(t.key.to_string());
             }
         }
     }
@@ -943,7 +965,14 @@ impl SchedulerState {
         if self.worker_by_route.get(&w.route) == Some(&wid) {
             self.worker_by_route.remove(&w.route);
         }
-        self.retiring.remove(&wid);
+        // Whoever asked for its retirement: it is gone, retired or not.
+        if let Some(r) = self.retiring.remove(&wid) {
+            for (client, request) in r.asked_by {
+                let address = w.address.clone();
+                out.to_clients
+                    .push((client, ToClient::Retired { request, address }));
+            }
+        }
         // Peers fetching from it try other holders at once instead of waiting to time out.
         for other in self.workers.values() {
             out.to_workers.push((
@@ -961,6 +990,28 @@ impl SchedulerState {
                 }
             }
         }
+        // The tasks that may have been running when it died: those whose inputs were there,
+        // oldest assignments first, as many as it has threads. Tasks queued behind them
+        // never ran and are not suspects.
+        let mut runnable: Vec<(u64, TaskId)> = w
+            .processing
+            .iter()
+            .filter_map(|tid| self.tasks.get(tid).map(|t| (t, *tid)))
+            .filter(|(t, _)| {
+                t.deps.iter().all(|d| {
+                    self.tasks
+                        .get(d)
+                        .is_some_and(|dt| dt.status == TaskStatus::Memory)
+                })
+            })
+            .map(|(t, tid)| (t.assigned, tid))
+            .collect();
+        runnable.sort_unstable();
+        let suspects: HashSet<TaskId> = runnable
+            .into_iter()
+            .take(w.nthreads as usize)
+            .map(|(_, tid)| tid)
+            .collect();
         for tid in w.processing {
             let Some(t) = self.tasks.get(&tid) else {
                 continue;
@@ -969,7 +1020,7 @@ impl SchedulerState {
                 continue;
             }
             if t.lineage.is_some() {
-                let deaths = t.deaths + u32::from(died);
+                let deaths = t.deaths + u32::from(died && suspects.contains(&tid));
                 let key = t.key.clone();
                 if let Some(t) = self.tasks.get_mut(&tid) {
                     t.deaths = deaths;
@@ -1121,7 +1172,7 @@ impl SchedulerState {
         for dep_key in lineage.node.dependency_refs() {
             let id = match self.task_ids.get(dep_key) {
                 Some(&id) => id,
-                None => match lineage.deps.iter().find(|d| d.key == dep_key) {
+                None => match lineage.deps.iter().find(|d| &*d.key == dep_key) {
                     Some(dep) => self.recreate(dep.clone(), priority)?,
                     None => return Err(gone_input(&lineage.key, dep_key)),
                 },
@@ -1145,7 +1196,7 @@ impl SchedulerState {
                 order.push(l);
                 continue;
             }
-            if !seen.insert(l.key.clone()) {
+            if !seen.insert(l.key.to_string()) {
                 continue;
             }
             stack.push((l.clone(), true));
@@ -1153,7 +1204,7 @@ impl SchedulerState {
                 if self.task_ids.contains_key(dep_key) {
                     continue;
                 }
-                match l.deps.iter().find(|d| d.key == dep_key) {
+                match l.deps.iter().find(|d| &*d.key == dep_key) {
                     Some(dep) => stack.push((dep.clone(), false)),
                     None => return Err(gone_input(&l.key, dep_key)),
                 }
@@ -1205,7 +1256,7 @@ impl SchedulerState {
         self.task_ids.insert(lineage.key.clone(), tid);
         self.tasks.insert(
             tid,
-            TaskState {
+            Box::new(TaskState {
                 key: lineage.key.clone(),
                 lineage: Some(lineage),
                 status,
@@ -1222,7 +1273,8 @@ impl SchedulerState {
                 priority,
                 fetch_retries: 0,
                 deaths: 0,
-            },
+                assigned: 0,
+            }),
         );
         tid
     }
@@ -1428,7 +1480,7 @@ impl SchedulerState {
             None => self.signature_of(&Node::Literal(Value::Nil)),
         };
         for (key, value) in items {
-            if let Some(&tid) = self.task_ids.get(&key) {
+            if let Some(&tid) = self.task_ids.get(key.as_str()) {
                 if let Some(t) = self.tasks.get_mut(&tid) {
                     t.kept = true;
                 }
@@ -1446,11 +1498,12 @@ impl SchedulerState {
             *planned.entry(wid).or_insert(0) += nbytes;
             let tid = self.next_task;
             self.next_task += 1;
-            self.task_ids.insert(key.clone(), tid);
+            let shared: Key = Arc::from(key.as_str());
+            self.task_ids.insert(shared.clone(), tid);
             self.tasks.insert(
                 tid,
-                TaskState {
-                    key: key.clone(),
+                Box::new(TaskState {
+                    key: shared,
                     lineage: None,
                     status: TaskStatus::Processing(wid),
                     deps: Vec::new(),
@@ -1466,7 +1519,8 @@ impl SchedulerState {
                     priority: (0, 0),
                     fetch_retries: 0,
                     deaths: 0,
-                },
+                    assigned: 0,
+                }),
             );
             if let Some(w) = self.workers.get_mut(&wid) {
                 w.processing.insert(tid);
@@ -1527,7 +1581,7 @@ impl SchedulerState {
             }
             let busy = self
                 .task_ids
-                .get(key)
+                .get(key.as_str())
                 .and_then(|t| self.tasks.get(t))
                 .is_some_and(|t| t.status != TaskStatus::Memory);
             if busy {
@@ -1571,7 +1625,7 @@ impl SchedulerState {
     pub fn on_release(&mut self, client: &[u8], request: u64, keys: Vec<String>, out: &mut Outbox) {
         let mut unknown = Vec::new();
         for key in &keys {
-            let Some(&tid) = self.task_ids.get(key) else {
+            let Some(&tid) = self.task_ids.get(key.as_str()) else {
                 unknown.push(key.clone());
                 continue;
             };
@@ -1607,7 +1661,7 @@ impl SchedulerState {
         let key = t.key.clone();
         for wid in holders.into_iter().skip(max) {
             self.remove_holder(tid, wid);
-            self.send_release(wid, key.clone(), out);
+            self.send_release(wid, key.to_string(), out);
         }
     }
 
@@ -1680,16 +1734,14 @@ impl SchedulerState {
         let deadline = now + self.config.retire_timeout;
         match self.retiring.get_mut(&wid) {
             Some(r) => {
-                if r.asked_by.is_none() {
-                    r.asked_by = asked_by;
-                }
+                r.asked_by.extend(asked_by);
             }
             None => {
                 self.retiring.insert(
                     wid,
                     Retirement {
                         deadline,
-                        asked_by,
+                        asked_by: asked_by.into_iter().collect(),
                         requested: HashMap::default(),
                     },
                 );
@@ -1765,7 +1817,7 @@ impl SchedulerState {
             by_target
                 .entry(target)
                 .or_default()
-                .push((t.key.clone(), vec![address.clone()]));
+                .push((t.key.to_string(), vec![address.clone()]));
             if let Some(r) = self.retiring.get_mut(&wid) {
                 r.requested.insert(tid, target);
             }
@@ -1785,18 +1837,9 @@ impl SchedulerState {
         let Some(w) = self.workers.get(&wid) else {
             return;
         };
-        let address = w.address.clone();
-        log::info!("worker {address} retired");
+        log::info!("worker {} retired", w.address);
         out.to_workers.push((w.route.clone(), ToWorker::Retired));
-        if let Some((client, request)) = r.asked_by {
-            out.to_clients.push((
-                client,
-                ToClient::Retired {
-                    request,
-                    address: address.clone(),
-                },
-            ));
-        }
+        self.retiring.insert(wid, r); // remove_worker answers whoever asked
         self.remove_worker(wid, false, out);
     }
 
@@ -1841,7 +1884,7 @@ impl SchedulerState {
                 .filter_map(|t| t.lineage.clone())
                 .collect();
             let lineage = Arc::new(Lineage {
-                key,
+                key: Arc::from(key),
                 node: Arc::new(node),
                 deps,
             });
@@ -1850,7 +1893,7 @@ impl SchedulerState {
         let mut output_ids = Vec::with_capacity(outputs.len());
         let mut to_gather = Vec::new();
         for key in &outputs {
-            let Some(&tid) = self.task_ids.get(key) else {
+            let Some(&tid) = self.task_ids.get(key.as_str()) else {
                 continue;
             };
             if let Some(t) = self.tasks.get_mut(&tid) {
@@ -2072,7 +2115,7 @@ impl SchedulerState {
             self.next_gather += 1;
             let names = keys
                 .iter()
-                .filter_map(|t| self.tasks.get(t).map(|t| t.key.clone()))
+                .filter_map(|t| self.tasks.get(t).map(|t| t.key.to_string()))
                 .collect();
             out.to_workers.push((
                 w.route.clone(),
@@ -2097,14 +2140,14 @@ impl SchedulerState {
             return;
         }
         for item in items {
-            if let Some(&tid) = self.task_ids.get(&item.key) {
+            if let Some(&tid) = self.task_ids.get(item.key.as_str()) {
                 self.deliver(tid, &item.key, item.data.value, out);
             }
         }
         // The worker no longer has these: forget that copy and ask elsewhere (or recompute).
         let mut retry = Vec::new();
         for key in missing {
-            let Some(&tid) = self.task_ids.get(&key) else {
+            let Some(&tid) = self.task_ids.get(key.as_str()) else {
                 continue;
             };
             self.remove_holder(tid, wid);
@@ -2187,7 +2230,7 @@ impl SchedulerState {
                         message: format!(
                             "key {key:?} calls {f:?}, which no registered worker offers any more"
                         ),
-                        key: Some(key),
+                        key: Some(key.to_string()),
                         function: Some(f),
                     };
                     if let Some(t) = self.tasks.get_mut(&entry.task) {
@@ -2316,6 +2359,8 @@ impl SchedulerState {
             return;
         };
         t.status = TaskStatus::Processing(wid);
+        self.assignments += 1;
+        t.assigned = self.assignments;
         let node = t
             .lineage
             .as_ref()
@@ -2338,10 +2383,10 @@ impl SchedulerState {
                 .iter()
                 .filter_map(|h| self.workers.get(h).map(|w| w.address.clone()))
                 .collect();
-            who_has.push((dt.key.clone(), addresses));
+            who_has.push((dt.key.to_string(), addresses));
         }
         out.compute.entry(route).or_default().push(ComputeTask {
-            key,
+            key: key.to_string(),
             node,
             who_has,
             send_value,

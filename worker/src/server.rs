@@ -939,6 +939,9 @@ impl Loop {
             return;
         }
         self.report_since = None;
+        if let Err(e) = self.store.flush() {
+            log::error!("cannot make stored results durable: {e}");
+        }
         let report = std::mem::take(&mut self.report);
         let mut blobs = Vec::new();
         let done = report

@@ -33,6 +33,11 @@ pub trait Store: Send {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Makes what was inserted durable (the worker calls it before reporting values stored,
+    /// so a reported key survives the worker's crash in a persistent store).
+    fn flush(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Values in memory (a hash map).
@@ -128,6 +133,9 @@ impl Store for SledStore {
     }
     fn len(&self) -> usize {
         self.db.len()
+    }
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(sled_err)
     }
 }
 

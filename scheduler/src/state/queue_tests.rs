@@ -110,4 +110,3 @@ fn a_queued_dependent_goes_back_to_waiting_when_its_worker_dies() {
         assert_eq!(sent[1], "c1");
     }
 }
-

@@ -3508,9 +3508,6 @@ fn lost_worker_keys_with_other_holders_are_kept_not_recomputed() {
 }
 
 #[test]
-#[ignore = "BUG: remove_worker drops the Retirement (and the client that asked for it) without \
-            answering: a retire_worker call whose worker dies or says goodbye mid-retirement \
-            waits for its whole timeout"]
 fn retire_request_is_answered_when_the_worker_goes_away_first() {
     let mut s = state();
     let t0 = Instant::now();
@@ -3534,8 +3531,6 @@ fn retire_request_is_answered_when_the_worker_goes_away_first() {
 }
 
 #[test]
-#[ignore = "BUG: start_retirement keeps only the first asker (`asked_by`); a second retire \
-            request for the same worker is never answered"]
 fn every_retire_request_for_a_worker_is_answered() {
     let mut s = state();
     let t0 = Instant::now();
@@ -3558,9 +3553,6 @@ fn every_retire_request_for_a_worker_is_answered() {
 }
 
 #[test]
-#[ignore = "BUG: deaths are counted for every task assigned to a dead worker, also those only \
-            queued there (saturation, queue_budget, queued dependents), so tasks that never \
-            ran fail as worker_died alongside the task that kills workers"]
 fn deaths_count_only_against_tasks_that_may_have_been_running() {
     // boom kills its workers; a0 is only queued behind it (one thread each). After two deaths
     // boom fails as worker_died -- a0, which never ran, must not.
@@ -3596,8 +3588,6 @@ fn deaths_count_only_against_tasks_that_may_have_been_running() {
 }
 
 #[test]
-#[ignore = "BUG: Lineage is a chain of Arcs dropped recursively: forgetting the last link of a \
-            ~100,000-link chain overflows the stack (the real zask-scheduler aborts)"]
 fn forgetting_a_very_long_chain_does_not_overflow_the_stack() {
     // Each task keeps its lineage (and, through it, its inputs'): forgetting the last link of
     // a long chain drops the whole lineage at once.
