@@ -148,9 +148,9 @@ pub struct TaskState {
     /// Tasks that listed this one as a dependency (may include finished or forgotten ones).
     pub dependents: Vec<TaskId>,
     /// Dependencies not yet in memory.
-    pub waiting_on: usize,
+    pub waiting_on: u32,
     /// Unfinished dependents needing the value, plus computations wanting it as an output.
-    pub waiters: usize,
+    pub waiters: u32,
     /// Whether this task's own claims on its dependencies were dropped already.
     pub deps_done: bool,
     /// Keep the data even when nothing waits on it (`keep_results`).
@@ -158,7 +158,7 @@ pub struct TaskState {
     /// Computations that want this key as an output.
     pub wanted_by: Vec<GraphId>,
     /// Workers holding the value.
-    pub who_has: HashSet<WorkerId>,
+    pub who_has: Holders,
     /// Size of the value, once known.
     pub nbytes: u64,
     /// Which set of functions the node calls (an index into the scheduler's signature
@@ -196,6 +196,52 @@ impl Drop for Lineage {
                 stack.append(&mut inner.deps);
             }
         }
+    }
+}
+
+/// The workers holding a key: usually one or two, so a small vector (a hash set would cost
+/// several times the memory for each of a million keys).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Holders(Vec<WorkerId>);
+
+impl Holders {
+    /// Adds `w`; false if it was there already.
+    pub fn insert(&mut self, w: WorkerId) -> bool {
+        if self.0.contains(&w) {
+            return false;
+        }
+        self.0.push(w);
+        true
+    }
+    /// Removes `w`; false if it was not there.
+    pub fn remove(&mut self, w: &WorkerId) -> bool {
+        match self.0.iter().position(|x| x == w) {
+            Some(i) => {
+                self.0.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+    pub fn contains(&self, w: &WorkerId) -> bool {
+        self.0.contains(w)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn iter(&self) -> std::slice::Iter<'_, WorkerId> {
+        self.0.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Holders {
+    type Item = &'a WorkerId;
+    type IntoIter = std::slice::Iter<'a, WorkerId>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
     }
 }
 
@@ -1267,7 +1313,7 @@ impl SchedulerState {
                 deps_done: false,
                 kept: false,
                 wanted_by: Vec::new(),
-                who_has: HashSet::default(),
+                who_has: Holders::default(),
                 nbytes: 0,
                 signature,
                 priority,
@@ -1306,7 +1352,7 @@ impl SchedulerState {
         if waiting_on == 0 {
             self.push_ready(tid);
         } else if let Some(t) = self.tasks.get_mut(&tid) {
-            t.waiting_on = waiting_on;
+            t.waiting_on = waiting_on as u32;
             t.status = TaskStatus::Waiting;
         }
     }
@@ -1513,7 +1559,7 @@ impl SchedulerState {
                     deps_done: true,
                     kept: true,
                     wanted_by: Vec::new(),
-                    who_has: HashSet::default(),
+                    who_has: Holders::default(),
                     nbytes,
                     signature,
                     priority: (0, 0),
@@ -1651,7 +1697,9 @@ impl SchedulerState {
             return;
         };
         let max = self.config.max_copies.max(1);
-        if t.status != TaskStatus::Memory || t.who_has.len() <= max || t.waiters > t.wanted_by.len()
+        if t.status != TaskStatus::Memory
+            || t.who_has.len() <= max
+            || t.waiters as usize > t.wanted_by.len()
         {
             return;
         }
