@@ -145,6 +145,17 @@ pub struct ReportBody {
     pub acquired: Vec<KeyInfo>,
 }
 
+/// The fields of a `get` (decoded directly when `op` comes first: a big graph is then read
+/// once, straight into nodes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GetBody {
+    pub request: u64,
+    pub graph: Graph,
+    pub keys: Value,
+    #[serde(default)]
+    pub keep_results: bool,
+}
+
 /// The fields of a `compute` (decoded directly when `op` comes first).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ComputeBody {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use zask_core::frames;
 use zask_core::graph::Graph;
 use zask_core::protocol::{
-    Data, ErrorInfo, FromClient, FromWorker, KeyData, ReportBody, ToClient, ToWorker,
+    Data, ErrorInfo, FromClient, FromWorker, GetBody, KeyData, ReportBody, ToClient, ToWorker,
     PROTOCOL_VERSION,
 };
 use zask_core::service::Service;
@@ -556,7 +556,18 @@ fn decode_client_message(
     header: &[u8],
     blobs: &[zmq::Message],
 ) -> Result<FromClient, frames::FrameError> {
-    let mut msg: FromClient = frames::decode(header)?;
+    let mut msg: FromClient = match frames::peek_op(header) {
+        Some("get") => {
+            let body: GetBody = frames::decode(header)?;
+            FromClient::Get {
+                request: body.request,
+                graph: body.graph,
+                keys: body.keys,
+                keep_results: body.keep_results,
+            }
+        }
+        _ => frames::decode(header)?,
+    };
     if let FromClient::Scatter { items, .. } = &mut msg {
         for item in items.iter_mut() {
             let value = frames::unpack(std::mem::take(&mut item.data), blobs)?;

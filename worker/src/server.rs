@@ -208,6 +208,8 @@ impl Worker {
 const REPORT_DELAY: Duration = Duration::from_millis(1);
 /// A report this large goes at once.
 const REPORT_BATCH: usize = 1024;
+/// Tasks handed to the executors per thread ahead of time (their inputs are taken then).
+const DISPATCH_AHEAD: u32 = 32;
 
 /// A task to run on an executor thread.
 struct Job {
@@ -815,9 +817,11 @@ impl Loop {
         });
     }
 
-    /// Starts tasks while threads are free.
+    /// Hands ready tasks to the executor threads: up to `DISPATCH_AHEAD` per thread, so a
+    /// thread that finishes a task takes the next at once, without waiting for this loop.
+    /// (Still at most `nthreads` run at once: there are that many executor threads.)
     fn run_ready(&mut self) {
-        while self.running < self.nthreads {
+        while self.running < self.nthreads * DISPATCH_AHEAD {
             let Some(key) = self.ready.pop_front() else {
                 return;
             };
