@@ -13,8 +13,6 @@
 //! assert_eq!(graph.dependencies("y"), vec!["x".to_string()]);
 //! ```
 
-use std::collections::BTreeMap;
-
 use crate::value::Value;
 
 /// One node of a graph: what a key's value is made of.
@@ -346,11 +344,14 @@ tuple_args!(A, B, C, D, E, F);
 tuple_args!(A, B, C, D, E, F, G);
 tuple_args!(A, B, C, D, E, F, G, H);
 
+/// The nodes of a graph by key, in insertion order (fast lookups; big graphs are common).
+pub type Nodes = indexmap::IndexMap<String, Node, rustc_hash::FxBuildHasher>;
+
 /// A task graph: keys mapped to nodes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Graph {
-    /// The nodes, by key.
-    pub nodes: BTreeMap<String, Node>,
+    /// The nodes, by key, in the order they were inserted.
+    pub nodes: Nodes,
 }
 
 impl Graph {
@@ -396,7 +397,7 @@ impl Graph {
                 value.type_name()
             )));
         };
-        let mut nodes = BTreeMap::new();
+        let mut nodes = Nodes::default();
         for (k, v) in entries {
             let Value::Str(k) = k else {
                 return Err(NodeError(format!("graph keys must be strings, got {k}")));

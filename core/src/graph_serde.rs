@@ -5,7 +5,6 @@
 //! serde format) straight into nodes, with the same rules and error messages as
 //! [`Node::from_value`], and write nodes straight out.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -334,7 +333,10 @@ impl<'de> Visitor<'de> for GraphVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Graph, A::Error> {
-        let mut nodes = BTreeMap::new();
+        let mut nodes = crate::graph::Nodes::with_capacity_and_hasher(
+            map.size_hint().unwrap_or(0).min(1 << 20),
+            Default::default(),
+        );
         while let Some(k) = map.next_key::<Value>()? {
             let Value::Str(key) = k else {
                 return Err(de::Error::custom(format!(

@@ -1921,7 +1921,7 @@ impl SchedulerState {
         self.next_graph += 1;
         // Create the new tasks, dependencies first, moving each node out of the graph.
         for (position, key) in order.into_iter().enumerate() {
-            let Some(node) = get.graph.nodes.remove(&key) else {
+            let Some(node) = get.graph.nodes.swap_remove(&key) else {
                 continue;
             };
             let deps = node

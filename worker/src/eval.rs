@@ -4,7 +4,7 @@
 //! item, and tasks (nested ones too) call registered functions after evaluating their
 //! arguments, so `{"fn": "add", "args": [{"fn": "inc", "args": [1]}, 2]}` is 4.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use zask_core::graph::Node;
 use zask_core::Value;
@@ -82,7 +82,8 @@ mod tests {
     #[test]
     fn evaluates_nested_tasks_lists_and_refs() {
         let registry = Registry::with_stdlib();
-        let inputs = HashMap::from([("x".to_string(), Value::Int(10))]);
+        let inputs: HashMap<String, Value> =
+            [("x".to_string(), Value::Int(10))].into_iter().collect();
         let node = task("add", (task("inc", (1,)), key("x")));
         assert_eq!(evaluate(&node, &inputs, &registry), Ok(Value::Int(12)));
         let node = list(vec![key("x"), Node::from(2)]);
@@ -95,13 +96,13 @@ mod tests {
     #[test]
     fn errors_name_the_function() {
         let registry = Registry::with_stdlib();
-        let err = evaluate(&task("fail", ("boom",)), &HashMap::new(), &registry).unwrap_err();
+        let err = evaluate(&task("fail", ("boom",)), &HashMap::default(), &registry).unwrap_err();
         assert_eq!(err.kind, "task_failed");
         assert_eq!(err.function.as_deref(), Some("fail"));
         assert!(err.message.contains("boom"));
-        let err = evaluate(&task("nope", ()), &HashMap::new(), &registry).unwrap_err();
+        let err = evaluate(&task("nope", ()), &HashMap::default(), &registry).unwrap_err();
         assert_eq!(err.kind, "unknown_function");
-        let err = evaluate(&key("q"), &HashMap::new(), &registry).unwrap_err();
+        let err = evaluate(&key("q"), &HashMap::default(), &registry).unwrap_err();
         assert_eq!(err.kind, "missing_dependency");
     }
 }

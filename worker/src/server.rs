@@ -10,7 +10,9 @@
 //! tries the next holder when one fails or times out, and waits for inputs that a queued task
 //! on this same worker will compute. A task runs once all its inputs are local.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -120,7 +122,7 @@ impl Worker {
                 peers,
                 wake: wake.socket,
                 stop: wake.stop,
-                peer_sockets: HashMap::new(),
+                peer_sockets: HashMap::default(),
                 store,
                 functions,
                 worker_id: loop_id,
@@ -130,12 +132,12 @@ impl Worker {
                 fetch_timeout,
                 jobs: Some(jobs_tx),
                 results: results_rx,
-                tasks: HashMap::new(),
-                waiting: HashMap::new(),
+                tasks: HashMap::default(),
+                waiting: HashMap::default(),
                 ready: VecDeque::new(),
                 running: 0,
-                fetches: HashMap::new(),
-                fetching: HashMap::new(),
+                fetches: HashMap::default(),
+                fetching: HashMap::default(),
                 next_request: 1,
                 report: Report::default(),
                 registered: false,
@@ -590,7 +592,7 @@ impl Loop {
                 self.registered = false;
             }
             ToWorker::Compute { tasks } => {
-                let mut to_fetch: HashMap<String, Vec<String>> = HashMap::new();
+                let mut to_fetch: HashMap<String, Vec<String>> = HashMap::default();
                 // A task may depend on one listed after it in the same batch.
                 let batch: HashSet<String> = tasks.iter().map(|t| t.key.clone()).collect();
                 for t in tasks {
@@ -604,7 +606,7 @@ impl Loop {
                 }
             }
             ToWorker::Replicate { who_has } => {
-                let mut to_fetch: HashMap<String, Vec<String>> = HashMap::new();
+                let mut to_fetch: HashMap<String, Vec<String>> = HashMap::default();
                 for (key, holders) in who_has {
                     self.replicate(key, holders, &mut to_fetch);
                 }
@@ -828,7 +830,7 @@ impl Loop {
             let Some(task) = self.tasks.get(&key) else {
                 continue;
             };
-            let mut inputs = HashMap::with_capacity(task.deps.len());
+            let mut inputs = HashMap::with_capacity_and_hasher(task.deps.len(), Default::default());
             let mut lost = None;
             for dep in &task.deps {
                 match self.store.get(dep) {
@@ -1150,7 +1152,7 @@ impl Loop {
     /// These inputs could not be had from the holder asked: try the next, or fail the tasks
     /// that wait for them.
     fn fetch_failed(&mut self, keys: Vec<String>) {
-        let mut retry: HashMap<String, Vec<String>> = HashMap::new();
+        let mut retry: HashMap<String, Vec<String>> = HashMap::default();
         for key in keys {
             let next = self.fetching.get_mut(&key).and_then(|q| q.pop());
             match next {

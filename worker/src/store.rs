@@ -5,7 +5,7 @@
 //! larger than memory or that should survive a worker restart: the worker reports what it
 //! holds when it registers, and the scheduler keeps what is still wanted).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 
 use zask_core::Value;
