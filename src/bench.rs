@@ -1032,9 +1032,12 @@ mod tests {
         assert!(r.contains("make_on_a") && r.contains("inc"));
         assert!(!r.contains("consume_on_b"));
         let args = zask_worker::Args::positional(vec![Value::Int(16)]);
-        assert_eq!(r.call("make_on_a", args), Ok(Value::Bytes(vec![0; 16])));
+        assert_eq!(
+            r.call("make_on_a", args),
+            Ok(Value::Bytes(vec![0; 16].into()))
+        );
         let r = bench_registry(&["consume_on_b".into()]).unwrap();
-        let args = zask_worker::Args::positional(vec![Value::Bytes(vec![0; 16])]);
+        let args = zask_worker::Args::positional(vec![Value::Bytes(vec![0; 16].into())]);
         assert_eq!(r.call("consume_on_b", args), Ok(Value::Int(16)));
         assert!(bench_registry(&["nope".into()]).is_err());
     }

@@ -289,7 +289,10 @@ fn extra_copies_are_trimmed_once_nothing_needs_them() {
     let cluster = Cluster::start(2, 1);
     let client = cluster.client();
     client
-        .scatter_named(vec![("base".to_string(), Value::Bytes(vec![7; 100_000]))])
+        .scatter_named(vec![(
+            "base".to_string(),
+            Value::Bytes(vec![7; 100_000].into()),
+        )])
         .unwrap();
     // Many tasks on both workers read `base`, so the worker without it fetches a copy.
     let mut graph = Graph::new();
@@ -315,7 +318,7 @@ fn extra_copies_are_trimmed_once_nothing_needs_them() {
     });
     assert_eq!(
         client.gather(vec!["base"]).unwrap(),
-        Value::List(vec![Value::Bytes(vec![7; 100_000])])
+        Value::List(vec![Value::Bytes(vec![7; 100_000].into())])
     );
     client.release(&["base".to_string()]).unwrap();
     cluster.wait_until_idle();

@@ -392,7 +392,7 @@ fn large_values_travel_between_workers_and_to_the_client() {
         panic!("expected a list, got {got:?}")
     };
     assert_eq!(items[0], Value::Int(1_000_000));
-    assert_eq!(items[1], Value::Bytes(vec![0; 1_000_000]));
+    assert_eq!(items[1], Value::Bytes(vec![0; 1_000_000].into()));
     assert_eq!(items[2], Value::Str("ab".into()));
     cluster.wait_until_idle();
 }

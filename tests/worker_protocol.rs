@@ -270,7 +270,7 @@ fn registers_computes_reports_and_serves_data() {
         vec![compute_task("big", task("zeros", (100_000,)), true)],
     );
     let (done, value) = done_value(fake.outcome(&route, "big").0);
-    assert_eq!(value, Some(Value::Bytes(vec![0; 100_000])));
+    assert_eq!(value, Some(Value::Bytes(vec![0; 100_000].into())));
     assert_eq!(done.nbytes, 100_000);
 
     // The same key again: reported done again, not recomputed.

@@ -211,6 +211,8 @@ impl Client {
                 other => break other?,
             }
         };
+        // Large values become `Bytes` owning the received frames: no copy.
+        let blobs: Vec<zask_core::Bytes> = blobs.into_iter().map(frames::to_bytes).collect();
         match reply {
             ToClient::Result { items, .. } => {
                 let mut values = HashMap::with_capacity(items.len());

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::protocol::Data;
-use crate::value::Value;
+use crate::value::{Bytes, Value};
 
 /// Values whose estimated size is at least this travel in a blob frame rather than inline.
 pub const INLINE_LIMIT: u64 = 16 * 1024;
@@ -49,7 +49,8 @@ pub fn pack(value: Value, blobs: &mut Vec<Vec<u8>>) -> Data {
     let index = blobs.len() as u32;
     match value {
         Value::Bytes(b) => {
-            blobs.push(b);
+            // No copy when this is the value's only reference (a fresh result).
+            blobs.push(Vec::from(b));
             Data {
                 value: Value::Nil,
                 frame: Some(index),
@@ -75,11 +76,37 @@ pub fn pack(value: Value, blobs: &mut Vec<Vec<u8>>) -> Data {
     }
 }
 
+/// A received blob frame: anything that is bytes and can become a [`Bytes`] (for free when
+/// it already is one: see [`to_bytes`]).
+pub trait Blob: std::ops::Deref<Target = [u8]> {
+    /// The frame's content as `Bytes` (a copy, except for `Bytes` itself).
+    fn bytes(&self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
+impl Blob for Vec<u8> {}
+impl Blob for zmq::Message {}
+impl Blob for Bytes {
+    fn bytes(&self) -> Bytes {
+        self.clone()
+    }
+}
+
+/// A received frame as `Bytes`, without copying it: the ZeroMQ message becomes the owner of
+/// the bytes (a 64 MiB value travels from the socket to the store and into a task as is).
+pub fn to_bytes(message: zmq::Message) -> Bytes {
+    struct Owned(zmq::Message);
+    impl AsRef<[u8]> for Owned {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    Bytes::from_owner(Owned(message))
+}
+
 /// Takes the value out of a [`Data`], reading its blob frame if it has one.
-pub fn unpack<B: std::ops::Deref<Target = [u8]>>(
-    data: Data,
-    blobs: &[B],
-) -> Result<Value, FrameError> {
+pub fn unpack<B: Blob>(data: Data, blobs: &[B]) -> Result<Value, FrameError> {
     let Some(index) = data.frame else {
         return Ok(data.value);
     };
@@ -87,7 +114,7 @@ pub fn unpack<B: std::ops::Deref<Target = [u8]>>(
         .get(index as usize)
         .ok_or(FrameError::MissingFrame(index))?;
     if data.raw {
-        Ok(Value::Bytes(blob.to_vec()))
+        Ok(Value::Bytes(blob.bytes()))
     } else {
         rmp_serde::from_slice(blob).map_err(|e| FrameError::Blob(index, e))
     }
@@ -169,7 +196,7 @@ mod tests {
         let mut blobs = Vec::new();
         let small = pack(Value::Int(3), &mut blobs);
         assert_eq!(small.frame, None);
-        let big_bytes = pack(Value::Bytes(vec![7; 100_000]), &mut blobs);
+        let big_bytes = pack(Value::Bytes(vec![7; 100_000].into()), &mut blobs);
         assert_eq!((big_bytes.frame, big_bytes.raw), (Some(0), true));
         let big_list = pack(
             Value::List(vec![Value::Str("x".repeat(20_000))]),
@@ -179,7 +206,7 @@ mod tests {
         assert_eq!(unpack(small, &blobs).unwrap(), Value::Int(3));
         assert_eq!(
             unpack(big_bytes, &blobs).unwrap(),
-            Value::Bytes(vec![7; 100_000])
+            Value::Bytes(vec![7; 100_000].into())
         );
         assert_eq!(
             unpack(big_list, &blobs).unwrap(),

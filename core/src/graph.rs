@@ -90,7 +90,7 @@ impl Node {
                     use base64::Engine;
                     base64::engine::general_purpose::STANDARD
                         .decode(s)
-                        .map(|b| Node::Literal(Value::Bytes(b)))
+                        .map(|b| Node::Literal(Value::Bytes(b.into())))
                         .map_err(|e| NodeError(format!("{{\"bytes\": ...}} is not base64: {e}")))
                 }
                 other => Err(NodeError(format!(
@@ -465,7 +465,7 @@ mod tests {
                 Value::Str("add".into())
             )])))
         );
-        assert_eq!(g.get("b"), Some(&lit(Value::Bytes(vec![0, 1]))));
+        assert_eq!(g.get("b"), Some(&lit(Value::Bytes(vec![0, 1].into()))));
         assert_eq!(g.dependencies("m"), vec!["x"]);
         assert_eq!(g.get("kw"), Some(&task("range", (5,)).kwarg("step", 2)));
     }
@@ -479,7 +479,7 @@ mod tests {
             task("add", (key("x"), lit(Value::Map(vec![])))).kwarg("z", 1),
         );
         g.insert("z", list(vec![key("x"), key("y")]));
-        g.insert("b", Value::Bytes(vec![1, 2, 3]));
+        g.insert("b", Value::Bytes(vec![1, 2, 3].into()));
         assert_eq!(Graph::from_value(&g.to_value()).unwrap(), g);
         assert_eq!(Graph::from_json_str(&g.to_json().to_string()).unwrap(), g);
     }

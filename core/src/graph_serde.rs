@@ -135,10 +135,12 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::Literal(Value::Str(v)))
     }
     fn visit_bytes<E>(self, v: &[u8]) -> Result<Node, E> {
-        Ok(Node::Literal(Value::Bytes(v.to_vec())))
+        Ok(Node::Literal(Value::Bytes(
+            crate::value::Bytes::copy_from_slice(v),
+        )))
     }
     fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Node, E> {
-        Ok(Node::Literal(Value::Bytes(v)))
+        Ok(Node::Literal(Value::Bytes(v.into())))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
@@ -391,7 +393,7 @@ mod tests {
             task("add", (key("x"), lit(Value::Map(vec![])))).kwarg("z", 1),
         );
         g.insert("z", list(vec![key("x"), key("y")]));
-        g.insert("b", Value::Bytes(vec![1, 2, 3]));
+        g.insert("b", Value::Bytes(vec![1, 2, 3].into()));
         g.insert("m", Node::Map(vec![(Value::from("k"), key("x"))]));
         g.insert("s", Value::from("text"));
         g

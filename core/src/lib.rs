@@ -26,4 +26,4 @@ pub use collection::Collection;
 pub use graph::{key, list, lit, task, Graph, Node, Task};
 pub use keys::Keys;
 pub use protocol::{ErrorInfo, PROTOCOL_VERSION};
-pub use value::{from_value, to_value, Value};
+pub use value::{from_value, to_value, Bytes, Value};

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+pub use bytes::Bytes;
+
 use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -24,8 +26,10 @@ pub enum Value {
     Int(i64),
     Float(f64),
     Str(String),
-    /// Raw bytes; large ones travel as their own ZeroMQ frames (see `frames`).
-    Bytes(Vec<u8>),
+    /// Raw bytes; large ones travel as their own ZeroMQ frames (see `frames`). `Bytes` is
+    /// reference-counted: a 64 MiB value is not copied when a task reads it, a worker stores
+    /// it, or a frame received from the network becomes a value.
+    Bytes(Bytes),
     List(Vec<Value>),
     /// A map with arbitrary keys, in insertion order (msgpack maps are ordered on the wire).
     Map(Vec<(Value, Value)>),
@@ -284,10 +288,10 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Str(v))
     }
     fn visit_bytes<E>(self, v: &[u8]) -> Result<Value, E> {
-        Ok(Value::Bytes(v.to_vec()))
+        Ok(Value::Bytes(Bytes::copy_from_slice(v)))
     }
     fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Value, E> {
-        Ok(Value::Bytes(v))
+        Ok(Value::Bytes(Bytes::from(v)))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
@@ -347,14 +351,14 @@ fn from_rmpv(v: rmpv::Value) -> Value {
             Some(s) => Value::Str(s),
             None => Value::Nil,
         },
-        rmpv::Value::Binary(b) => Value::Bytes(b),
+        rmpv::Value::Binary(b) => Value::Bytes(Bytes::from(b)),
         rmpv::Value::Array(a) => Value::List(a.into_iter().map(from_rmpv).collect()),
         rmpv::Value::Map(m) => Value::Map(
             m.into_iter()
                 .map(|(k, v)| (from_rmpv(k), from_rmpv(v)))
                 .collect(),
         ),
-        rmpv::Value::Ext(_, b) => Value::Bytes(b),
+        rmpv::Value::Ext(_, b) => Value::Bytes(Bytes::from(b)),
     }
 }
 
@@ -365,7 +369,7 @@ fn to_rmpv(v: Value) -> rmpv::Value {
         Value::Int(i) => rmpv::Value::from(i),
         Value::Float(f) => rmpv::Value::F64(f),
         Value::Str(s) => rmpv::Value::from(s),
-        Value::Bytes(b) => rmpv::Value::Binary(b),
+        Value::Bytes(b) => rmpv::Value::Binary(Vec::from(b)),
         Value::List(l) => rmpv::Value::Array(l.into_iter().map(to_rmpv).collect()),
         Value::Map(m) => rmpv::Value::Map(
             m.into_iter()
@@ -387,7 +391,7 @@ mod tests {
             Value::Int(-5),
             Value::Float(1.5),
             Value::Str("hé".into()),
-            Value::Bytes(vec![0, 1, 255]),
+            Value::Bytes(vec![0, 1, 255].into()),
             Value::Map(vec![(Value::Int(1), Value::Str("one".into()))]),
         ]);
         let bytes = rmp_serde::to_vec(&v).unwrap();

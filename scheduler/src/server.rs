@@ -18,7 +18,7 @@ use zask_core::protocol::{
     PROTOCOL_VERSION,
 };
 use zask_core::service::Service;
-use zask_core::{collection, net, Collection, Keys, Value};
+use zask_core::{collection, net, Bytes, Collection, Keys, Value};
 
 use crate::collections::{CollectionStore, StorageError};
 use crate::error::Error;
@@ -230,8 +230,14 @@ impl Loop {
                 log::warn!("dropping a worker message with no header");
                 continue;
             }
-            let route = parts[0].to_vec();
-            match decode_worker_message(&parts[1], &parts[2..]) {
+            let mut parts = parts.into_iter();
+            let (Some(route), Some(header)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let route = route.to_vec();
+            // Values in blobs become `Bytes` owning the received frames: no copy.
+            let blobs: Vec<Bytes> = parts.map(frames::to_bytes).collect();
+            match decode_worker_message(&header, &blobs) {
                 Ok(msg) => self.state.on_worker_message(&route, msg, now, out),
                 Err(e) => {
                     self.state.on_worker_seen(&route, now);
@@ -578,10 +584,7 @@ fn decode_client_message(
 }
 
 /// Decodes a worker message and brings its values inline (out of their blob frames).
-fn decode_worker_message(
-    header: &[u8],
-    blobs: &[zmq::Message],
-) -> Result<FromWorker, frames::FrameError> {
+fn decode_worker_message(header: &[u8], blobs: &[Bytes]) -> Result<FromWorker, frames::FrameError> {
     let mut msg: FromWorker = match frames::peek_op(header) {
         Some("report") => {
             let body: ReportBody = frames::decode(header)?;

@@ -1919,9 +1919,14 @@ impl SchedulerState {
         let order = self.plan(&get.graph, &outputs)?;
         let g = self.next_graph;
         self.next_graph += 1;
-        // Create the new tasks, dependencies first, moving each node out of the graph.
-        for (position, key) in order.into_iter().enumerate() {
-            let Some(node) = get.graph.nodes.swap_remove(&key) else {
+        // Create the new tasks, dependencies first, moving each node out of the graph (whose
+        // table is freed at once: a big graph's memory goes to its tasks).
+        let mut slots: Vec<Option<(String, Node)>> = std::mem::take(&mut get.graph.nodes)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for (position, index) in order.into_iter().enumerate() {
+            let Some((key, node)) = slots.get_mut(index).and_then(Option::take) else {
                 continue;
             };
             let deps = node
@@ -1971,17 +1976,17 @@ impl SchedulerState {
         Ok(())
     }
 
-    /// Checks a submitted graph against what exists, and returns the keys to create, each
-    /// after its dependencies (post-order of a depth-first walk from the outputs). Keys the
+    /// Checks a submitted graph against what exists, and returns the keys to create (their
+    /// indices in the graph), each after its dependencies (post-order of a depth-first walk from the outputs). Keys the
     /// scheduler already knows are reused, so the walk stops at them.
-    fn plan(&self, graph: &Graph, outputs: &[String]) -> Result<Vec<String>, Invalid> {
+    fn plan(&self, graph: &Graph, outputs: &[String]) -> Result<Vec<usize>, Invalid> {
         #[derive(Clone, Copy, PartialEq)]
         enum Mark {
             Visiting,
             Done,
         }
         let mut marks: HashMap<&str, Mark> = HashMap::default();
-        let mut order: Vec<String> = Vec::new();
+        let mut order: Vec<usize> = Vec::new();
         for out_key in outputs {
             if let Some(err) = self.existing_problem(out_key) {
                 return Err(err);
@@ -2009,7 +2014,7 @@ impl SchedulerState {
                 let key: &str = key;
                 if *next == deps.len() {
                     marks.insert(key, Mark::Done);
-                    order.push(key.to_string());
+                    order.extend(graph.nodes.get_index_of(key));
                     stack.pop();
                     continue;
                 }

@@ -25,7 +25,7 @@ use zask_core::protocol::{
     TaskFailed, ToWorker, PROTOCOL_VERSION,
 };
 use zask_core::service::Service;
-use zask_core::{net, Value};
+use zask_core::{net, Bytes, Value};
 
 use crate::error::Error;
 use crate::eval::{evaluate, EvalError};
@@ -1090,15 +1090,20 @@ impl Loop {
             }
         }
         for parts in replies {
-            let Some(header) = parts.first() else {
+            let mut parts = parts.into_iter();
+            let Some(header) = parts.next() else {
                 continue;
             };
-            match frames::decode::<PeerReply>(header) {
+            match frames::decode::<PeerReply>(&header) {
                 Ok(PeerReply::Data {
                     request,
                     items,
                     missing,
-                }) => self.on_fetched(request, items, missing, &parts[1..]),
+                }) => {
+                    // Large values become `Bytes` owning the received frames: no copy.
+                    let blobs: Vec<Bytes> = parts.map(frames::to_bytes).collect();
+                    self.on_fetched(request, items, missing, &blobs)
+                }
                 Ok(PeerReply::Error { request, message }) => {
                     log::warn!("{addr} could not serve request {request}: {message}");
                     if let Some(f) = self.fetches.remove(&request) {
@@ -1115,7 +1120,7 @@ impl Loop {
         request: u64,
         items: Vec<KeyData>,
         missing: Vec<String>,
-        blobs: &[zmq::Message],
+        blobs: &[Bytes],
     ) {
         if self.fetches.remove(&request).is_none() {
             return; // Timed out already and retried elsewhere.

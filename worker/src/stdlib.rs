@@ -195,7 +195,7 @@ pub fn register_stdlib(registry: &mut Registry) {
             }
             let n = usize::try_from(n)
                 .map_err(|_| format!("zeros: {n} bytes do not fit in memory on this worker"))?;
-            Ok(Value::Bytes(vec![0; n]))
+            Ok(Value::Bytes(vec![0; n].into()))
         })
         .register_raw("nbytes", |_, args| {
             let [x] = args.exactly("nbytes")?;
@@ -323,9 +323,11 @@ fn binary(op: Op, a: Value, b: Value) -> Result<Value, String> {
                     x.extend(y);
                     Ok(Value::List(x))
                 }
-                (Op::Add, Value::Bytes(mut x), Value::Bytes(y)) => {
-                    x.extend_from_slice(&y);
-                    Ok(Value::Bytes(x))
+                (Op::Add, Value::Bytes(x), Value::Bytes(y)) => {
+                    let mut joined = Vec::with_capacity(x.len() + y.len());
+                    joined.extend_from_slice(&x);
+                    joined.extend_from_slice(&y);
+                    Ok(Value::Bytes(joined.into()))
                 }
                 _ => Err(op.type_error(ta, tb)),
             }
@@ -778,8 +780,11 @@ mod tests {
         assert_eq!(ok("add", vec![s("ab"), s("cd")]), s("abcd"));
         assert_eq!(ok("add", vec![ints(&[1]), ints(&[2, 3])]), ints(&[1, 2, 3]));
         assert_eq!(
-            ok("add", vec![Value::Bytes(vec![1]), Value::Bytes(vec![2])]),
-            Value::Bytes(vec![1, 2])
+            ok(
+                "add",
+                vec![Value::Bytes(vec![1].into()), Value::Bytes(vec![2].into())]
+            ),
+            Value::Bytes(vec![1, 2].into())
         );
         assert_eq!(
             err("add", vec![s("a"), i(1)]),
@@ -1011,7 +1016,7 @@ mod tests {
     fn len() {
         assert_eq!(ok("len", vec![ints(&[1, 2, 3])]), i(3));
         assert_eq!(ok("len", vec![s("héllo")]), i(5));
-        assert_eq!(ok("len", vec![Value::Bytes(vec![0; 7])]), i(7));
+        assert_eq!(ok("len", vec![Value::Bytes(vec![0; 7].into())]), i(7));
         assert_eq!(
             ok(
                 "len",
@@ -1112,7 +1117,7 @@ mod tests {
             "getitem: index 0 out of range for str of length 0"
         );
         assert_eq!(
-            ok("getitem", vec![Value::Bytes(vec![1, 255]), i(1)]),
+            ok("getitem", vec![Value::Bytes(vec![1, 255].into()), i(1)]),
             i(255)
         );
         let m = Value::Map(vec![(s("a"), i(1)), (i(2), s("two"))]);
@@ -1166,7 +1171,7 @@ mod tests {
                         i(0),
                         f(0.0),
                         s(""),
-                        Value::Bytes(vec![]),
+                        Value::Bytes(vec![].into()),
                         list(vec![]),
                         Value::Map(vec![]),
                         i(1),
@@ -1264,8 +1269,8 @@ mod tests {
 
     #[test]
     fn zeros_and_nbytes() {
-        assert_eq!(ok("zeros", vec![i(3)]), Value::Bytes(vec![0, 0, 0]));
-        assert_eq!(ok("zeros", vec![i(0)]), Value::Bytes(vec![]));
+        assert_eq!(ok("zeros", vec![i(3)]), Value::Bytes(vec![0, 0, 0].into()));
+        assert_eq!(ok("zeros", vec![i(0)]), Value::Bytes(vec![].into()));
         assert_eq!(
             err("zeros", vec![i(-1)]),
             "zeros: size -1 is out of range (0 to 4294967296 bytes)"

@@ -176,10 +176,15 @@ mod tests {
     fn exercise(store: &mut dyn Store) {
         assert!(store.is_empty());
         store.insert("a", Value::Int(1)).unwrap();
-        store.insert("b", Value::Bytes(vec![1, 2, 3])).unwrap();
+        store
+            .insert("b", Value::Bytes(vec![1, 2, 3].into()))
+            .unwrap();
         assert!(store.contains("a"));
         assert_eq!(store.get("a").unwrap(), Some(Value::Int(1)));
-        assert_eq!(store.get("b").unwrap(), Some(Value::Bytes(vec![1, 2, 3])));
+        assert_eq!(
+            store.get("b").unwrap(),
+            Some(Value::Bytes(vec![1, 2, 3].into()))
+        );
         assert_eq!(store.get("zz").unwrap(), None);
         assert_eq!(store.len(), 2);
         assert!(store.remove("a").unwrap());
@@ -206,7 +211,10 @@ mod tests {
             exercise(&mut store);
         }
         let store = SledStore::open(dir.path()).unwrap();
-        assert_eq!(store.get("b").unwrap(), Some(Value::Bytes(vec![1, 2, 3])));
+        assert_eq!(
+            store.get("b").unwrap(),
+            Some(Value::Bytes(vec![1, 2, 3].into()))
+        );
     }
 
     #[test]

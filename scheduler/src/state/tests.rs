@@ -317,7 +317,7 @@ fn apply(func: &str, args: &[Value]) -> Value {
                 .sum(),
         ),
         // A value of `n` bytes.
-        "big" => Value::Bytes(vec![7; int(&args[0]) as usize]),
+        "big" => Value::Bytes(vec![7; int(&args[0]) as usize].into()),
         other => panic!("the simulated worker has no function {other:?}"),
     }
 }
@@ -1482,7 +1482,7 @@ fn data_locality_prefers_the_holder_of_big_inputs() {
     assert_eq!(compute_keys(&out, b"w1"), vec!["small"]);
     assert_eq!(compute_keys(&out, b"w2"), vec!["big"]);
     report(&mut s, b"w1", vec![done("small", Value::Int(2))], t0);
-    let big = Value::Bytes(vec![7; 1_000_000]);
+    let big = Value::Bytes(vec![7; 1_000_000].into());
     let out = report(&mut s, b"w2", vec![done("big", big)], t0);
     assert!(result_of(&out, b"c1", 1).is_some());
     assert_eq!(s.who_has("big"), vec![addr(b"w2")]);
@@ -1522,7 +1522,7 @@ fn locality_yields_when_the_holder_is_full() {
     report(
         &mut s,
         b"w2",
-        vec![done("big", Value::Bytes(vec![0; 1_000_000]))],
+        vec![done("big", Value::Bytes(vec![0; 1_000_000].into()))],
         t0,
     );
     let mut g = Graph::new();
