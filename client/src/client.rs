@@ -186,17 +186,21 @@ impl Client {
         keep_results: bool,
     ) -> Result<Value, Error> {
         let keys = keys.into();
-        let graph_value = graph.clone();
         let keys_value = keys.to_value();
         let timeout = self.inner.options.get_timeout;
         let mut attempt = 0;
         let (reply, blobs) = loop {
-            let result = self.inner.request(
-                |request| FromClient::Get {
-                    request,
-                    graph: graph_value.clone(),
-                    keys: keys_value.clone(),
-                    keep_results,
+            // Encoded from the caller's graph as it is (no copy of a big graph).
+            let result = self.inner.request_encoded(
+                |request| {
+                    let msg = GetRef {
+                        op: "get",
+                        request,
+                        graph,
+                        keys: &keys_value,
+                        keep_results,
+                    };
+                    frames::encode(&msg, Vec::new())
                 },
                 timeout,
                 "computing",
@@ -424,6 +428,16 @@ impl Client {
     }
 }
 
+/// A `get` message borrowing its graph (the same wire form as `FromClient::Get`).
+#[derive(serde::Serialize)]
+struct GetRef<'a> {
+    op: &'static str,
+    request: u64,
+    graph: &'a Graph,
+    keys: &'a Value,
+    keep_results: bool,
+}
+
 /// An error or reply that does not answer the request.
 fn unexpected(reply: ToClient) -> Error {
     match reply {
@@ -451,9 +465,22 @@ impl Inner {
         timeout: Duration,
         what: &str,
     ) -> Result<(ToClient, Vec<zmq::Message>), Error> {
+        self.request_encoded(
+            |request| frames::encode(&build(request), blobs),
+            timeout,
+            what,
+        )
+    }
+
+    /// Like `request`, with the message encoded by `encode` (given the request id).
+    fn request_encoded(
+        &self,
+        encode: impl FnOnce(u64) -> Result<frames::Frames, frames::FrameError>,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(ToClient, Vec<zmq::Message>), Error> {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let f =
-            frames::encode(&build(request), blobs).map_err(|e| Error::Protocol(e.to_string()))?;
+        let f = encode(request).map_err(|e| Error::Protocol(e.to_string()))?;
         let size = f.header.len() + f.blobs.iter().map(Vec::len).sum::<usize>();
         if size > self.options.max_message_size {
             return Err(Error::TooLarge {

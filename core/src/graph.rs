@@ -249,7 +249,7 @@ impl Node {
     /// number of references (a task over 100,000 keys is fine).
     pub fn dependency_refs(&self) -> Vec<&str> {
         let mut deps: Vec<&str> = Vec::new();
-        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut seen: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
         self.for_each_ref(&mut |k| {
             if seen.insert(k) {
                 deps.push(k);
