@@ -49,6 +49,8 @@ impl Service {
         };
         let thread = std::thread::Builder::new()
             .name(name.to_string())
+            // Messages with deeply nested graph nodes are decoded recursively on this thread.
+            .stack_size(32 << 20)
             .spawn(move || body(wake))?;
         Ok(Service {
             stop,

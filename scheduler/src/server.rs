@@ -75,6 +75,8 @@ impl Scheduler {
         for s in [&workers, &clients] {
             net::configure(s)?;
         }
+        // A worker reconnecting with its fixed routing id takes its route over.
+        workers.set_router_handover(true)?;
         let address_to_workers = net::bind_tcp(&workers, &options.host, options.port_to_workers)
             .map_err(|e| Error::Bind(options.port_to_workers, e))?;
         let address_to_clients = net::bind_tcp(&clients, &options.host, options.port_to_clients)

@@ -273,9 +273,9 @@ struct Retirement {
     deadline: Instant,
     /// The clients that asked for it (answered when it is gone).
     asked_by: Vec<(Route, u64)>,
-    /// Keys already asked to be copied elsewhere, and the worker asked (asked again if that
-    /// worker goes away).
-    requested: HashMap<TaskId, WorkerId>,
+    /// Keys already asked to be copied elsewhere, the worker asked and when (asked again if
+    /// that worker goes away, or has not reported the copy within `RECOPY_AFTER`).
+    requested: HashMap<TaskId, (WorkerId, Instant)>,
 }
 
 /// One `get` in flight.
@@ -436,6 +436,10 @@ impl ReadyQueue {
 const TASK_FLOOR_US: f64 = 10.0;
 /// Tasks per thread a worker may hold at the most.
 const MAX_TASKS_PER_THREAD: u32 = 1_000;
+/// Threads a worker may declare (more is taken as this many).
+const MAX_THREADS: u32 = 4_096;
+/// A copy asked of a worker for a retirement and not reported by then is asked again.
+const RECOPY_AFTER: Duration = Duration::from_secs(12);
 
 impl SchedulerState {
     /// A scheduler with no workers and no tasks.
@@ -631,7 +635,9 @@ impl SchedulerState {
             ));
             return;
         }
-        // The same process registering again (reconnected): just update its route.
+        // The same process registering again (it reconnected, or its messages went to a route
+        // we had forgotten): update its route, and since messages may have been lost both ways,
+        // take what it holds as the truth and send its unfinished work again.
         let existing = self
             .workers
             .values()
@@ -654,6 +660,8 @@ impl SchedulerState {
                     scheduler_id: self.id.clone(),
                 },
             ));
+            self.resync_worker(wid, reg.has, out);
+            self.schedule(out);
             return;
         }
         // A new process at an address we know: the old one is gone.
@@ -666,6 +674,10 @@ impl SchedulerState {
         let address = reg.address.clone();
         let wid = self.next_worker;
         self.next_worker += 1;
+        let mut reg = reg;
+        reg.functions.sort();
+        reg.functions.dedup();
+        reg.nthreads = reg.nthreads.clamp(1, MAX_THREADS);
         for f in &reg.functions {
             *self.function_counts.entry(f.clone()).or_insert(0) += 1;
         }
@@ -712,6 +724,53 @@ impl SchedulerState {
         }
         self.unpark(now, out);
         self.schedule(out);
+    }
+
+    /// After a known worker registered again: record what it holds, send its unfinished tasks
+    /// and pending gathers again (they or their reports may have been lost), and fail the
+    /// scattered values it never got.
+    fn resync_worker(&mut self, wid: WorkerId, has: Vec<KeyInfo>, out: &mut Outbox) {
+        for info in has {
+            self.on_acquired(wid, info, out);
+        }
+        let processing: Vec<TaskId> = self
+            .workers
+            .get(&wid)
+            .map(|w| w.processing.iter().copied().collect())
+            .unwrap_or_default();
+        for tid in processing {
+            let Some(t) = self.tasks.get(&tid) else {
+                continue;
+            };
+            if t.status != TaskStatus::Processing(wid) {
+                continue;
+            }
+            if t.lineage.is_some() {
+                self.rewait(tid);
+            } else {
+                let error = ErrorInfo::new(
+                    "lost",
+                    format!(
+                        "scattered key {:?} did not reach its worker (it reconnected); scatter \
+                         it again",
+                        t.key
+                    ),
+                )
+                .with_key(&t.key);
+                self.fail_lost(tid, error, out);
+            }
+        }
+        let pending: Vec<u64> = self
+            .gathers
+            .iter()
+            .filter(|(_, g)| g.worker == wid)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in pending {
+            if let Some(g) = self.gathers.remove(&id) {
+                self.gather(g.keys, out);
+            }
+        }
     }
 
     /// A worker holds `info.key` (fetched from a peer, or held at registration): record it if
@@ -1380,9 +1439,33 @@ impl SchedulerState {
                 if let Some(w) = self.workers.get_mut(&w) {
                     w.processing.remove(&tid);
                 }
+                // Tasks queued behind it on that worker wait for it there: take them back too.
+                let queued: Vec<TaskId> = t
+                    .dependents
+                    .iter()
+                    .copied()
+                    .filter(|d| {
+                        self.tasks
+                            .get(d)
+                            .is_some_and(|dt| dt.status == TaskStatus::Processing(w))
+                    })
+                    .collect();
+                self.rewait_now(tid);
+                for d in queued {
+                    self.rewait(d);
+                }
+                return;
             }
             TaskStatus::Waiting | TaskStatus::Ready => {}
         }
+        self.rewait_now(tid);
+    }
+
+    /// The recount itself (see `rewait`).
+    fn rewait_now(&mut self, tid: TaskId) {
+        let Some(t) = self.tasks.get(&tid) else {
+            return;
+        };
         let waiting_on = t
             .deps
             .iter()
@@ -1872,12 +1955,12 @@ impl SchedulerState {
                 self.finish_retirement(wid, out);
                 continue;
             }
-            self.replicate(wid, unique, out);
+            self.replicate(wid, unique, now, out);
         }
     }
 
     /// Asks other (non-retiring) workers to copy `tids` from the retiring worker `wid`.
-    fn replicate(&mut self, wid: WorkerId, tids: Vec<TaskId>, out: &mut Outbox) {
+    fn replicate(&mut self, wid: WorkerId, tids: Vec<TaskId>, now: Instant, out: &mut Outbox) {
         let Some(address) = self.workers.get(&wid).map(|w| w.address.clone()) else {
             return;
         };
@@ -1888,7 +1971,10 @@ impl SchedulerState {
                 .retiring
                 .get(&wid)
                 .and_then(|r| r.requested.get(&tid))
-                .is_some_and(|target| self.workers.get(target).is_some_and(|w| !w.retiring));
+                .is_some_and(|(target, when)| {
+                    now.saturating_duration_since(*when) < RECOPY_AFTER
+                        && self.workers.get(target).is_some_and(|w| !w.retiring)
+                });
             if asked {
                 continue;
             }
@@ -1910,7 +1996,7 @@ impl SchedulerState {
                 .or_default()
                 .push((t.key.to_string(), vec![address.clone()]));
             if let Some(r) = self.retiring.get_mut(&wid) {
-                r.requested.insert(tid, target);
+                r.requested.insert(tid, (target, now));
             }
         }
         for (target, who_has) in by_target {

@@ -91,12 +91,14 @@ impl Worker {
         net::configure(&peers)?;
         let address = net::bind_tcp(&peers, &options.host, options.port_to_workers)
             .map_err(|e| Error::Bind(options.port_to_workers, e))?;
+        let worker_id = net::unique_id("worker");
         let scheduler = ctx.socket(zmq::DEALER)?;
         net::configure(&scheduler)?;
+        // A fixed routing id: after a reconnect the scheduler still knows who is talking.
+        scheduler.set_identity(worker_id.as_bytes())?;
         scheduler
             .connect(&options.scheduler_address)
             .map_err(|e| Error::Connect(options.scheduler_address.clone(), e))?;
-        let worker_id = net::unique_id("worker");
         let nthreads = options.nthreads.max(1);
         let wake_pending = Arc::new(AtomicBool::new(false));
         let (jobs_tx, results_rx) = spawn_executors(
@@ -247,6 +249,8 @@ fn spawn_executors(
         let registry = registry.clone();
         std::thread::Builder::new()
             .name(format!("zask-exec-{i}"))
+            // Deeply nested task nodes are evaluated recursively.
+            .stack_size(32 << 20)
             .spawn(move || loop {
                 let job = match jobs_rx.lock() {
                     Ok(rx) => match rx.recv() {
@@ -598,6 +602,15 @@ impl Loop {
                 for t in tasks {
                     self.accept_task(t, &batch, &mut to_fetch);
                 }
+                // Tasks of the batch that failed at once: whoever waits for them fails too.
+                for key in &batch {
+                    let coming = self.tasks.contains_key(key)
+                        || self.store.contains(key)
+                        || self.fetching.contains_key(key);
+                    if !coming {
+                        self.fail_waiters(key);
+                    }
+                }
                 self.send_fetches(to_fetch);
             }
             ToWorker::PutData { items } => {
@@ -852,6 +865,7 @@ impl Loop {
                     format!("input {dep:?} was released from this worker before the task ran"),
                     Some(dep),
                 );
+                self.fail_waiters(&key);
                 continue;
             }
             let job = Job {
@@ -914,17 +928,22 @@ impl Loop {
         }
     }
 
-    /// `key` will not become local: fail the tasks waiting for it.
+    /// `key` will not become local: fail the tasks waiting for it, and those waiting for
+    /// them (a chain queued here fails link by link, never hangs).
     fn fail_waiters(&mut self, key: &str) {
-        for waiter in self.waiting.remove(key).unwrap_or_default() {
-            if self.tasks.remove(&waiter).is_some() {
-                self.fail(
-                    &waiter,
-                    "missing_dependency",
-                    None,
-                    format!("input {key:?} could not be computed or fetched"),
-                    Some(key.to_string()),
-                );
+        let mut gone = vec![key.to_string()];
+        while let Some(key) = gone.pop() {
+            for waiter in self.waiting.remove(&key).unwrap_or_default() {
+                if self.tasks.remove(&waiter).is_some() {
+                    self.fail(
+                        &waiter,
+                        "missing_dependency",
+                        None,
+                        format!("input {key:?} could not be computed or fetched"),
+                        Some(key.clone()),
+                    );
+                    gone.push(waiter);
+                }
             }
         }
     }
@@ -1122,10 +1141,23 @@ impl Loop {
         missing: Vec<String>,
         blobs: &[Bytes],
     ) {
-        if self.fetches.remove(&request).is_none() {
+        let Some(fetch) = self.fetches.remove(&request) else {
             return; // Timed out already and retried elsewhere.
-        }
+        };
         let mut failed = missing;
+        // Keys the peer left out of its answer altogether count as missing too.
+        let answered: HashSet<&str> = items
+            .iter()
+            .map(|i| i.key.as_str())
+            .chain(failed.iter().map(String::as_str))
+            .collect();
+        let unanswered: Vec<String> = fetch
+            .keys
+            .iter()
+            .filter(|k| !answered.contains(k.as_str()))
+            .cloned()
+            .collect();
+        failed.extend(unanswered);
         for item in items {
             let value = match frames::unpack(item.data, blobs) {
                 Ok(v) => v,

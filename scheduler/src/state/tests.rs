@@ -1989,13 +1989,16 @@ fn reregistering_keeps_one_worker() {
     sim.worker(b"w1", FUNCS, 1);
     sim.get(b"c1", 1, &xyz(), "y", false);
     sim.step(); // x done on w1, y sent
-                // Same process, same route: nothing changes.
+                // Same process, same route: welcomed again, and its unfinished task is sent
+                // again (messages may have been lost while it was away); nothing released.
     let out = register(&mut sim.s, b"w1", FUNCS, 1, sim.now);
     assert!(matches!(
         out.to_workers.as_slice(),
         [(_, ToWorker::Welcome { .. })]
     ));
-    assert!(out.compute.is_empty() && out.release.is_empty());
+    assert_eq!(compute_keys(&out, b"w1"), vec!["y"]);
+    assert!(out.release.is_empty());
+    sim.absorb(out);
     assert_eq!(sim.s.workers(sim.now).len(), 1);
     // Same process, new route (reconnected): still one worker, found by its new route.
     let again = FromWorker::Register {
