@@ -131,3 +131,69 @@ fn the_ready_queue_pops_in_priority_order_whatever_the_push_order() {
     assert_eq!(order, vec![10, 1, 2, 3, 4, 5, 20]);
     assert!(q.is_empty());
 }
+
+#[test]
+fn tasks_queued_behind_a_task_taken_back_are_taken_back_too() {
+    use super::tests::heartbeat;
+    // x is held on w2; chain y = inc(x), z = inc(y) goes to w1 (z queued behind y). w2 dies
+    // before w1 fetched x: x is recomputed, and both y and z go back to waiting, none left
+    // stranded on w1.
+    let mut s = SchedulerState::new(
+        "s".into(),
+        Config {
+            queue_budget: Duration::ZERO,
+            ..default_config()
+        },
+    );
+    let t0 = Instant::now();
+    register(&mut s, b"w2", FUNCS, 1, t0);
+    let mut g = Graph::new();
+    g.insert("x", task("inc", (1,)));
+    get(&mut s, b"c1", 1, &g, "x", true, t0);
+    report(&mut s, b"w2", vec![done("x", Value::Int(2))], t0);
+    // Make w2 full (2 tasks per thread) so y goes to w1 (locality would pick w2 otherwise).
+    let mut busy = Graph::new();
+    busy.insert("b1", task("inc", (10,)));
+    busy.insert("b2", task("inc", (11,)));
+    get(&mut s, b"c2", 2, &busy, vec!["b1", "b2"], false, t0);
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    let mut g = Graph::new();
+    g.insert("y", task("inc", (key("x"),)));
+    g.insert("z", task("inc", (key("y"),)));
+    let out = get(&mut s, b"c1", 3, &g, "z", false, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["y", "z"]);
+    // w2 goes silent and is removed.
+    heartbeat(&mut s, b"w1", t0 + Duration::from_secs(11));
+    let mut out = Outbox::default();
+    s.on_tick(t0 + Duration::from_secs(11), &mut out);
+    // x is recomputed on w1, with y and z queued behind it again.
+    assert_eq!(compute_keys(&out, b"w1"), vec!["x", "y", "z"]);
+}
+
+#[test]
+fn a_worker_registering_again_gets_its_unfinished_work_again() {
+    let mut s = SchedulerState::new("s".into(), default_config());
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    let out = get(&mut s, b"c1", 1, &chain(2), "c1", false, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["c0", "c1"]);
+    // It comes back on a new route (its report of c0 was lost with the old connection),
+    // saying it holds c0: c0 is recorded, c1 is sent again.
+    let mut out = Outbox::default();
+    let msg = FromWorker::Register {
+        protocol: PROTOCOL_VERSION,
+        worker_id: "id-w1".into(),
+        address: "tcp://w1:1".into(),
+        pid: 1,
+        nthreads: 1,
+        functions: FUNCS.iter().map(|f| f.to_string()).collect(),
+        has: vec![KeyInfo {
+            key: "c0".into(),
+            nbytes: 8,
+        }],
+    };
+    s.on_worker_message(b"w1-again", msg, t0, &mut out);
+    assert_eq!(s.workers(t0).len(), 1);
+    assert_eq!(compute_keys(&out, b"w1-again"), vec!["c1"]);
+    assert_eq!(s.who_has("c0").len(), 1);
+}
