@@ -760,6 +760,12 @@ impl SchedulerState {
                 self.fail_lost(tid, error, out);
             }
         }
+        self.regather_from(wid, out);
+    }
+
+    /// Sends the gathers pending on worker `wid` again (to whichever holder is best now): it
+    /// went away, or its answers may have been lost.
+    fn regather_from(&mut self, wid: WorkerId, out: &mut Outbox) {
         let pending: Vec<u64> = self
             .gathers
             .iter()
@@ -1218,17 +1224,7 @@ impl SchedulerState {
             self.recompute_lost(tid, out);
         }
         // Gathers the worker will never answer: ask another holder.
-        let pending: Vec<u64> = self
-            .gathers
-            .iter()
-            .filter(|(_, g)| g.worker == wid)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in pending {
-            if let Some(g) = self.gathers.remove(&id) {
-                self.gather(g.keys, out);
-            }
-        }
+        self.regather_from(wid, out);
         self.schedule(out);
     }
 
