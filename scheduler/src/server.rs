@@ -14,7 +14,7 @@ use serde::Deserialize;
 use zask_core::frames;
 use zask_core::graph::Graph;
 use zask_core::protocol::{
-    Data, ErrorInfo, FromClient, FromWorker, GetBody, KeyData, ReportBody, ToClient, ToWorker,
+    ErrorInfo, FromClient, FromWorker, GetBody, KeyData, ReportBody, ToClient, ToWorker,
     PROTOCOL_VERSION,
 };
 use zask_core::service::Service;
@@ -578,8 +578,7 @@ fn decode_client_message(
     };
     if let FromClient::Scatter { items, .. } = &mut msg {
         for item in items.iter_mut() {
-            let value = frames::unpack(std::mem::take(&mut item.data), blobs)?;
-            item.data.value = value;
+            frames::inline(&mut item.data, blobs)?;
         }
     }
     Ok(msg)
@@ -598,22 +597,17 @@ fn decode_worker_message(header: &[u8], blobs: &[Bytes]) -> Result<FromWorker, f
         }
         _ => frames::decode(header)?,
     };
-    let inline = |data: &mut Data| -> Result<(), frames::FrameError> {
-        let value = frames::unpack(std::mem::take(data), blobs)?;
-        data.value = value;
-        Ok(())
-    };
     match &mut msg {
         FromWorker::Report { done, .. } => {
             for d in done.iter_mut() {
                 if let Some(data) = d.data.as_mut() {
-                    inline(data)?;
+                    frames::inline(data, blobs)?;
                 }
             }
         }
         FromWorker::Data { items, .. } => {
             for item in items.iter_mut() {
-                inline(&mut item.data)?;
+                frames::inline(&mut item.data, blobs)?;
             }
         }
         _ => {}

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use zask_core::frames;
 use zask_core::graph::Node;
 use zask_core::protocol::{
-    ComputeBody, ComputeTask, Data, FromWorker, KeyData, KeyInfo, PeerReply, PeerRequest, TaskDone,
+    ComputeBody, ComputeTask, FromWorker, KeyData, KeyInfo, PeerReply, PeerRequest, TaskDone,
     TaskFailed, ToWorker, PROTOCOL_VERSION,
 };
 use zask_core::service::Service;
@@ -1233,14 +1233,5 @@ impl Loop {
         self.send_to_scheduler(&msg, Vec::new());
         self.jobs = None;
         log::info!("worker {} closed", self.address);
-    }
-}
-
-/// Inline data (used by tests that build reports by hand).
-pub fn inline(value: Value) -> Data {
-    Data {
-        value,
-        frame: None,
-        raw: false,
     }
 }
