@@ -84,16 +84,166 @@ impl Serialize for Graph {
     }
 }
 
-/// A map entry's value as read: a literal taken as written (`lit`), or a node.
+/// A map entry's value as read: a literal taken as written (`lit`), a task's arguments
+/// (read straight into nodes), or a node.
 enum Entry {
     Raw(Value),
+    Args(Vec<Node>),
     Node(Node),
+}
+
+/// A map's key as read: the names of the special forms without an allocation, or any value.
+enum MapKey {
+    Known(&'static str),
+    Other(Value),
+}
+
+impl MapKey {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            MapKey::Known(k) => Some(k),
+            MapKey::Other(v) => v.as_str(),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            MapKey::Known(k) => Value::from(k),
+            MapKey::Other(v) => v,
+        }
+    }
+}
+
+const KNOWN_KEYS: [&str; 6] = ["fn", "args", "kwargs", "ref", "lit", "bytes"];
+
+impl<'de> Deserialize<'de> for MapKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<MapKey, D::Error> {
+        d.deserialize_any(MapKeyVisitor)
+    }
+}
+
+struct MapKeyVisitor;
+
+/// Strings are matched against the known names; anything else is read as a [`Value`].
+macro_rules! other_key {
+    ($($name:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {
+        $(fn $name<E: de::Error>(self, $($arg: $ty),*) -> Result<MapKey, E> {
+            crate::value::ValueVisitor.$name($($arg),*).map(MapKey::Other)
+        })*
+    };
+}
+
+impl<'de> Visitor<'de> for MapKeyVisitor {
+    type Value = MapKey;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<MapKey, E> {
+        match KNOWN_KEYS.iter().find(|k| **k == v) {
+            Some(k) => Ok(MapKey::Known(k)),
+            None => Ok(MapKey::Other(Value::Str(v.to_string()))),
+        }
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<MapKey, E> {
+        match KNOWN_KEYS.iter().find(|k| **k == v) {
+            Some(k) => Ok(MapKey::Known(k)),
+            None => Ok(MapKey::Other(Value::Str(v))),
+        }
+    }
+    other_key!(
+        visit_unit(),
+        visit_none(),
+        visit_bool(v: bool),
+        visit_i64(v: i64),
+        visit_u64(v: u64),
+        visit_f64(v: f64),
+        visit_bytes(v: &[u8]),
+        visit_byte_buf(v: Vec<u8>),
+    );
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<MapKey, D::Error> {
+        Value::deserialize(d).map(MapKey::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MapKey, A::Error> {
+        crate::value::ValueVisitor.visit_seq(seq).map(MapKey::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MapKey, A::Error> {
+        crate::value::ValueVisitor.visit_map(map).map(MapKey::Other)
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<MapKey, A::Error> {
+        crate::value::ValueVisitor
+            .visit_enum(data)
+            .map(MapKey::Other)
+    }
+}
+
+/// A task's `args`: a list read straight into nodes (no literal list built and taken apart
+/// again); anything else read as a node, for the error message.
+struct ArgsEntry(Entry);
+
+impl<'de> Deserialize<'de> for ArgsEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ArgsEntry, D::Error> {
+        d.deserialize_any(ArgsVisitor)
+    }
+}
+
+struct ArgsVisitor;
+
+/// Anything but a list is read as a node (`args` then gets its error message).
+macro_rules! node_args {
+    ($($name:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {
+        $(fn $name<E: de::Error>(self, $($arg: $ty),*) -> Result<ArgsEntry, E> {
+            NodeVisitor.$name($($arg),*).map(|n| ArgsEntry(Entry::Node(n)))
+        })*
+    };
+}
+
+impl<'de> Visitor<'de> for ArgsVisitor {
+    type Value = ArgsEntry;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of arguments")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ArgsEntry, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+        while let Some(n) = seq.next_element::<Node>()? {
+            items.push(n);
+        }
+        Ok(ArgsEntry(Entry::Args(items)))
+    }
+    node_args!(
+        visit_unit(),
+        visit_none(),
+        visit_bool(v: bool),
+        visit_i64(v: i64),
+        visit_u64(v: u64),
+        visit_f64(v: f64),
+        visit_str(v: &str),
+        visit_string(v: String),
+        visit_bytes(v: &[u8]),
+        visit_byte_buf(v: Vec<u8>),
+    );
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<ArgsEntry, D::Error> {
+        Node::deserialize(d).map(|n| ArgsEntry(Entry::Node(n)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ArgsEntry, A::Error> {
+        NodeVisitor
+            .visit_map(map)
+            .map(|n| ArgsEntry(Entry::Node(n)))
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<ArgsEntry, A::Error> {
+        NodeVisitor
+            .visit_enum(data)
+            .map(|n| ArgsEntry(Entry::Node(n)))
+    }
 }
 
 impl Entry {
     fn into_node(self) -> Result<Node, String> {
         match self {
             Entry::Node(n) => Ok(n),
+            // Not a task's arguments after all (a map with an "args" key): a list as anywhere.
+            Entry::Args(items) => Ok(list_node(items)),
             Entry::Raw(v) => Node::from_value(&v).map_err(|e| e.0),
         }
     }
@@ -147,22 +297,16 @@ impl<'de> Visitor<'de> for NodeVisitor {
         while let Some(n) = seq.next_element::<Node>()? {
             items.push(n);
         }
-        if items.iter().all(|n| matches!(n, Node::Literal(_))) {
-            Ok(Node::Literal(Value::List(
-                items.into_iter().map(literal_of).collect(),
-            )))
-        } else {
-            Ok(Node::List(items))
-        }
+        Ok(list_node(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let mut entries: Vec<(Value, Entry)> =
+        let mut entries: Vec<(MapKey, Entry)> =
             Vec::with_capacity(map.size_hint().unwrap_or(0).min(1 << 16));
-        while let Some(k) = map.next_key::<Value>()? {
-            let entry = if k.as_str() == Some("lit") {
-                Entry::Raw(map.next_value::<Value>()?)
-            } else {
-                Entry::Node(map.next_value::<Node>()?)
+        while let Some(k) = map.next_key::<MapKey>()? {
+            let entry = match k {
+                MapKey::Known("lit") => Entry::Raw(map.next_value::<Value>()?),
+                MapKey::Known("args") => map.next_value::<ArgsEntry>()?.0,
+                _ => Entry::Node(map.next_value::<Node>()?),
             };
             entries.push((k, entry));
         }
@@ -175,6 +319,15 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 }
 
+/// A list of nodes: a literal list if every item is a literal.
+fn list_node(items: Vec<Node>) -> Node {
+    if items.iter().all(|n| matches!(n, Node::Literal(_))) {
+        Node::Literal(Value::List(items.into_iter().map(literal_of).collect()))
+    } else {
+        Node::List(items)
+    }
+}
+
 fn literal_of(n: Node) -> Value {
     match n {
         Node::Literal(v) => v,
@@ -184,11 +337,10 @@ fn literal_of(n: Node) -> Value {
 
 /// The special forms (`ref`, `lit`, `bytes`, tasks) or a map of nodes, as in
 /// `Node::from_value`.
-fn from_entries(entries: Vec<(Value, Entry)>) -> Result<Node, String> {
-    let keys: Vec<Option<&str>> = entries.iter().map(|(k, _)| k.as_str()).collect();
-    let only = |name: &str| keys.len() == 1 && keys[0] == Some(name);
+fn from_entries(entries: Vec<(MapKey, Entry)>) -> Result<Node, String> {
+    let only = |name: &str| entries.len() == 1 && entries[0].0.as_str() == Some(name);
     if only("ref") || only("lit") || only("bytes") {
-        let name = keys[0].unwrap_or_default().to_string();
+        let name = entries[0].0.as_str().unwrap_or_default().to_string();
         let Some((_, entry)) = entries.into_iter().next() else {
             return Err("empty special form".to_string());
         };
@@ -202,22 +354,22 @@ fn from_entries(entries: Vec<(Value, Entry)>) -> Result<Node, String> {
             (_, entry) => {
                 let value = match entry {
                     Entry::Raw(v) | Entry::Node(Node::Literal(v)) => v,
-                    Entry::Node(_) => Value::Nil,
+                    Entry::Node(_) | Entry::Args(_) => Value::Nil,
                 };
                 Node::from_value(&Value::Map(vec![(Value::from("bytes"), value)])).map_err(|e| e.0)
             }
         };
     }
-    let is_task = keys.contains(&Some("fn"))
-        && keys
+    let is_task = entries.iter().any(|(k, _)| k.as_str() == Some("fn"))
+        && entries
             .iter()
-            .all(|k| matches!(k, Some("fn") | Some("args") | Some("kwargs")));
+            .all(|(k, _)| matches!(k.as_str(), Some("fn") | Some("args") | Some("kwargs")));
     if is_task {
         return task_from_entries(entries);
     }
     let mut nodes = Vec::with_capacity(entries.len());
     for (k, entry) in entries {
-        nodes.push((k, entry.into_node()?));
+        nodes.push((k.into_value(), entry.into_node()?));
     }
     if nodes.iter().all(|(_, n)| matches!(n, Node::Literal(_))) {
         Ok(Node::Literal(Value::Map(
@@ -232,6 +384,7 @@ fn describe_entry(e: &Entry) -> String {
     match e {
         Entry::Node(Node::Literal(Value::Str(s))) => format!("{s:?}"),
         Entry::Node(Node::Literal(v)) | Entry::Raw(v) => v.type_name().to_string(),
+        Entry::Args(_) => "list".to_string(),
         Entry::Node(Node::Ref(_)) => "a reference".to_string(),
         Entry::Node(Node::Task(_)) => "a task".to_string(),
         Entry::Node(Node::List(_)) => "list".to_string(),
@@ -239,7 +392,7 @@ fn describe_entry(e: &Entry) -> String {
     }
 }
 
-fn task_from_entries(entries: Vec<(Value, Entry)>) -> Result<Node, String> {
+fn task_from_entries(entries: Vec<(MapKey, Entry)>) -> Result<Node, String> {
     let mut task = Task {
         func: String::new(),
         args: Vec::new(),
@@ -256,7 +409,9 @@ fn task_from_entries(entries: Vec<(Value, Entry)>) -> Result<Node, String> {
                     describe_entry(&other)
                 ))
             }
-            (Some("args"), Entry::Node(Node::List(items))) => task.args = items,
+            (Some("args"), Entry::Args(items) | Entry::Node(Node::List(items))) => {
+                task.args = items
+            }
             (Some("args"), Entry::Node(Node::Literal(Value::List(items)))) => {
                 task.args = items.into_iter().map(Node::Literal).collect()
             }
@@ -421,12 +576,36 @@ mod tests {
             "m": {"k": {"ref": "x"}},
             "mixed": {"lit": {"ref": "x"}, "other": 1},
             "kw": {"fn": "range", "args": [5], "kwargs": {"step": {"ref": "x"}}},
-            "kwl": {"fn": "range", "args": [5], "kwargs": {"step": 2}}
+            "kwl": {"fn": "range", "args": [5], "kwargs": {"step": 2}},
+            // Special names outside their forms: plain maps.
+            "args_map": {"args": [1, 2]},
+            "args_refs": {"args": [{"ref": "x"}], "other": 1},
+            "ref_and_more": {"ref": "x", "fn": 1},
+            "nested": {"fn": "add", "args": [{"fn": "inc", "args": [1]}, [1, {"ref": "x"}]]},
+            "no_args": {"fn": "zero"},
+            "empty_args": {"fn": "zero", "args": []}
         });
-        let value = Value::from_json(&json);
+        let mut value = Value::from_json(&json);
+        // A map with keys that are not strings.
+        if let Value::Map(entries) = &mut value {
+            entries.push((
+                Value::from("int_keys"),
+                Value::Map(vec![
+                    (Value::Int(1), Value::from("a")),
+                    (Value::Bool(true), Value::List(vec![])),
+                ]),
+            ));
+        }
         let bytes = rmp_serde::to_vec_named(&value).unwrap();
         let direct: Graph = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(direct, Graph::from_value(&value).unwrap());
+        assert_eq!(
+            direct.get("args_map"),
+            Some(&Node::Literal(Value::Map(vec![(
+                Value::from("args"),
+                Value::List(vec![Value::Int(1), Value::Int(2)])
+            )])))
+        );
     }
 
     #[test]

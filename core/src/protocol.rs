@@ -162,6 +162,28 @@ pub struct ComputeBody {
     pub tasks: Vec<ComputeTask>,
 }
 
+/// The fields of a worker's `release` (decoded directly when `op` comes first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ReleaseBody {
+    pub keys: Vec<String>,
+}
+
+/// The fields of a peer's `get_data` (decoded directly when `op` comes first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GetDataBody {
+    pub request: u64,
+    pub keys: Vec<String>,
+}
+
+/// The fields of a peer's `data` answer (decoded directly when `op` comes first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DataBody {
+    pub request: u64,
+    pub items: Vec<KeyData>,
+    #[serde(default)]
+    pub missing: Vec<String>,
+}
+
 /// Facts about a registered worker, for clients.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerSummary {

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use zask_core::frames;
 use zask_core::graph::Node;
 use zask_core::protocol::{
-    ComputeBody, ComputeTask, FromWorker, KeyData, KeyInfo, PeerReply, PeerRequest, TaskDone,
-    TaskFailed, ToWorker, PROTOCOL_VERSION,
+    ComputeBody, ComputeTask, DataBody, FromWorker, GetDataBody, KeyData, KeyInfo, PeerReply,
+    PeerRequest, ReleaseBody, TaskDone, TaskFailed, ToWorker, PROTOCOL_VERSION,
 };
 use zask_core::service::Service;
 use zask_core::{net, Bytes, Value};
@@ -210,10 +210,21 @@ impl Worker {
 /// How long finished tasks may wait for others before they are reported (while tasks are
 /// still running on this worker; an idle worker reports at once).
 const REPORT_DELAY: Duration = Duration::from_millis(1);
-/// A report this large goes at once.
-const REPORT_BATCH: usize = 1024;
+/// A report this large goes at once: small enough that the scheduler refills a worker long
+/// before its queue runs dry (it holds up to ~1,000 tiny tasks per thread), large enough
+/// that a report costs little per task.
+const REPORT_BATCH: usize = 256;
 /// Tasks handed to the executors per thread ahead of time (their inputs are taken then).
 const DISPATCH_AHEAD: u32 = 32;
+
+/// A `PeerRequest::GetData` encoded from borrowed keys (a fetch of 50,000 inputs is not
+/// copied to be sent).
+#[derive(serde::Serialize)]
+struct GetDataRef<'a> {
+    op: &'static str,
+    request: u64,
+    keys: &'a [String],
+}
 
 /// A task to run on an executor thread.
 struct Job {
@@ -518,6 +529,8 @@ impl Loop {
             let decoded = match frames::peek_op(header) {
                 Some("compute") => frames::decode::<ComputeBody>(header)
                     .map(|body| ToWorker::Compute { tasks: body.tasks }),
+                Some("release") => frames::decode::<ReleaseBody>(header)
+                    .map(|body| ToWorker::Release { keys: body.keys }),
                 _ => frames::decode::<ToWorker>(header),
             };
             match decoded {
@@ -598,18 +611,25 @@ impl Loop {
             ToWorker::Compute { tasks } => {
                 let mut to_fetch: HashMap<String, Vec<String>> = HashMap::default();
                 // A task may depend on one listed after it in the same batch.
-                let batch: HashSet<String> = tasks.iter().map(|t| t.key.clone()).collect();
-                for t in tasks {
-                    self.accept_task(t, &batch, &mut to_fetch);
+                let has_inputs = |t: &ComputeTask| {
+                    let mut any = false;
+                    t.node.for_each_ref(&mut |_| any = true);
+                    any
+                };
+                let batch: HashSet<&str> = if tasks.iter().any(has_inputs) {
+                    tasks.iter().map(|t| t.key.as_str()).collect()
+                } else {
+                    HashSet::default()
+                };
+                let mut failed = Vec::new();
+                for t in &tasks {
+                    if !self.accept_task(t, &batch, &mut to_fetch) {
+                        failed.push(t.key.as_str());
+                    }
                 }
                 // Tasks of the batch that failed at once: whoever waits for them fails too.
-                for key in &batch {
-                    let coming = self.tasks.contains_key(key)
-                        || self.store.contains(key)
-                        || self.fetching.contains_key(key);
-                    if !coming {
-                        self.fail_waiters(key);
-                    }
+                for key in failed {
+                    self.fail_waiters(key);
                 }
                 self.send_fetches(to_fetch);
             }
@@ -667,16 +687,17 @@ impl Loop {
     }
 
     /// Takes a task from the scheduler: queue it, or wait for its inputs.
+    /// Takes one task of a `compute` batch (`batch`: the keys of the batch's tasks, when some
+    /// task of it has inputs); false if it failed at once.
     fn accept_task(
         &mut self,
-        t: ComputeTask,
-        batch: &HashSet<String>,
+        t: &ComputeTask,
+        batch: &HashSet<&str>,
         to_fetch: &mut HashMap<String, Vec<String>>,
-    ) {
+    ) -> bool {
         if self.tasks.contains_key(&t.key) {
-            return;
+            return true;
         }
-        let node = t.node;
         if self.store.contains(&t.key) {
             // Computed (or fetched) here before: report it again.
             let value = if t.send_value {
@@ -686,24 +707,34 @@ impl Loop {
             };
             let nbytes = self.store_nbytes(&t.key);
             self.report.done.push(TaskDone {
-                key: t.key,
+                key: t.key.clone(),
                 nbytes,
                 duration_us: 0,
                 data: None,
             });
             self.report.values.push(value);
-            return;
+            return true;
         }
-        let deps = node.dependencies();
-        let holders: HashMap<String, Vec<String>> = t.who_has.into_iter().collect();
+        let deps = t.node.dependencies();
+        // The scheduler lists holders in the node's order: follow it with a cursor, and build
+        // a map only for a sender that lists them otherwise.
+        let mut cursor = 0;
+        let mut by_key: Option<HashMap<&str, &Vec<String>>> = None;
         let mut missing = 0;
         for dep in &deps {
+            let listed = match t.who_has.get(cursor) {
+                Some((k, peers)) if k == dep => {
+                    cursor += 1;
+                    Some(peers)
+                }
+                _ => None,
+            };
             if self.store.contains(dep) {
                 continue;
             }
             if self.tasks.contains_key(dep)
                 || self.fetching.contains_key(dep)
-                || batch.contains(dep)
+                || batch.contains(dep.as_str())
             {
                 missing += 1;
                 self.waiting
@@ -712,20 +743,30 @@ impl Loop {
                     .push(t.key.clone());
                 continue;
             }
-            match holders.get(dep) {
-                Some(peers) if !peers.is_empty() => {
+            let peers = listed.or_else(|| {
+                by_key
+                    .get_or_insert_with(|| t.who_has.iter().map(|(k, p)| (k.as_str(), p)).collect())
+                    .get(dep.as_str())
+                    .copied()
+            });
+            match peers.and_then(|p| p.split_first()) {
+                Some((first, others)) => {
                     missing += 1;
                     self.waiting
                         .entry(dep.clone())
                         .or_default()
                         .push(t.key.clone());
-                    let mut queue: Vec<String> = peers.iter().rev().cloned().collect();
-                    if let Some(first) = queue.pop() {
-                        to_fetch.entry(first).or_default().push(dep.clone());
+                    match to_fetch.get_mut(first.as_str()) {
+                        Some(keys) => keys.push(dep.clone()),
+                        None => {
+                            to_fetch.insert(first.clone(), vec![dep.clone()]);
+                        }
                     }
-                    self.fetching.insert(dep.clone(), queue);
+                    // The others, to try in order if the first fails (popped from the end).
+                    self.fetching
+                        .insert(dep.clone(), others.iter().rev().cloned().collect());
                 }
-                _ => {
+                None => {
                     self.fail(
                         &t.key,
                         "missing_dependency",
@@ -737,23 +778,23 @@ impl Loop {
                     for w in self.waiting.values_mut() {
                         w.retain(|k| k != &t.key);
                     }
-                    return;
+                    return false;
                 }
             }
         }
-        let key = t.key.clone();
         self.tasks.insert(
-            t.key,
+            t.key.clone(),
             LocalTask {
-                node,
+                node: t.node.clone(),
                 deps,
                 missing,
                 send_value: t.send_value,
             },
         );
         if missing == 0 {
-            self.ready.push_back(key);
+            self.ready.push_back(t.key.clone());
         }
+        true
     }
 
     /// Starts copying `key` from `holders` (data moving off a retiring worker); it is reported
@@ -1023,7 +1064,16 @@ impl Loop {
             }
             let route = parts[0].to_vec();
             let mut blobs = Vec::new();
-            let reply = match frames::decode::<PeerRequest>(&parts[1]) {
+            let request = match frames::peek_op(&parts[1]) {
+                Some("get_data") => {
+                    frames::decode::<GetDataBody>(&parts[1]).map(|b| PeerRequest::GetData {
+                        request: b.request,
+                        keys: b.keys,
+                    })
+                }
+                _ => frames::decode::<PeerRequest>(&parts[1]),
+            };
+            let reply = match request {
                 Ok(PeerRequest::GetData { request, keys }) => {
                     let (items, missing) = self.lookup(keys, &mut blobs);
                     PeerReply::Data {
@@ -1054,9 +1104,10 @@ impl Loop {
             let request = self.next_request;
             self.next_request += 1;
             let sent = self.peer_socket(&peer).and_then(|socket| {
-                let msg = PeerRequest::GetData {
+                let msg = GetDataRef {
+                    op: "get_data",
                     request,
-                    keys: keys.clone(),
+                    keys: &keys,
                 };
                 let f = frames::encode(&msg, Vec::new()).map_err(|e| e.to_string())?;
                 frames::send(socket, None, f).map_err(|e| e.to_string())
@@ -1113,7 +1164,15 @@ impl Loop {
             let Some(header) = parts.next() else {
                 continue;
             };
-            match frames::decode::<PeerReply>(&header) {
+            let reply = match frames::peek_op(&header) {
+                Some("data") => frames::decode::<DataBody>(&header).map(|b| PeerReply::Data {
+                    request: b.request,
+                    items: b.items,
+                    missing: b.missing,
+                }),
+                _ => frames::decode::<PeerReply>(&header),
+            };
+            match reply {
                 Ok(PeerReply::Data {
                     request,
                     items,
@@ -1144,45 +1203,37 @@ impl Loop {
         let Some(fetch) = self.fetches.remove(&request) else {
             return; // Timed out already and retried elsewhere.
         };
-        let mut failed = missing;
-        // Keys the peer left out of its answer altogether count as missing too.
-        let answered: HashSet<&str> = items
-            .iter()
-            .map(|i| i.key.as_str())
-            .chain(failed.iter().map(String::as_str))
-            .collect();
-        let unanswered: Vec<String> = fetch
-            .keys
-            .iter()
-            .filter(|k| !answered.contains(k.as_str()))
-            .cloned()
-            .collect();
-        failed.extend(unanswered);
+        drop(missing); // Told apart below: whatever did not arrive is still being fetched.
         for item in items {
+            if !self.fetching.contains_key(&item.key) {
+                continue;
+            }
             let value = match frames::unpack(item.data, blobs) {
                 Ok(v) => v,
                 Err(e) => {
                     log::warn!("bad value for {:?} from a peer: {e}", item.key);
-                    failed.push(item.key);
                     continue;
                 }
             };
-            if !self.fetching.contains_key(&item.key) {
-                continue;
-            }
             let nbytes = value.nbytes();
             if let Err(e) = self.store.insert(&item.key, value) {
                 log::warn!("cannot store fetched {:?}: {e}", item.key);
-                failed.push(item.key);
                 continue;
             }
             self.fetching.remove(&item.key);
+            self.input_arrived(&item.key);
             self.report.acquired.push(KeyInfo {
-                key: item.key.clone(),
+                key: item.key,
                 nbytes,
             });
-            self.input_arrived(&item.key);
         }
+        // The keys of this fetch not stored now (said missing, left out of the answer, bad
+        // or unstorable): try the next holder.
+        let failed: Vec<String> = fetch
+            .keys
+            .into_iter()
+            .filter(|k| self.fetching.contains_key(k))
+            .collect();
         self.fetch_failed(failed);
     }
 
