@@ -214,8 +214,9 @@ const REPORT_DELAY: Duration = Duration::from_millis(1);
 /// before its queue runs dry (it holds up to ~1,000 tiny tasks per thread), large enough
 /// that a report costs little per task.
 const REPORT_BATCH: usize = 256;
-/// Tasks handed to the executors per thread ahead of time (their inputs are taken then).
-const DISPATCH_AHEAD: u32 = 32;
+/// Tasks handed to the executors per thread ahead of time (their inputs are taken then), in
+/// batches of up to half as many.
+const DISPATCH_AHEAD: u32 = 64;
 
 /// A `PeerRequest::GetData` encoded from borrowed keys (a fetch of 50,000 inputs is not
 /// copied to be sent).
@@ -226,7 +227,11 @@ struct GetDataRef<'a> {
     keys: &'a [String],
 }
 
-/// A task to run on an executor thread.
+/// How long an executor may hold finished results of a batch before sending them back.
+const RESULTS_DELAY: Duration = Duration::from_micros(200);
+
+/// A task to run on an executor thread (they travel in batches: one channel operation and
+/// one wake-up for many tiny tasks).
 struct Job {
     key: String,
     node: Arc<Node>,
@@ -240,15 +245,20 @@ struct JobResult {
     duration: Duration,
 }
 
+/// Where the loop hands batches of jobs to the executor threads.
+type JobSender = mpsc::Sender<Vec<Job>>;
+/// Where the loop finds what the executors finished.
+type ResultReceiver = mpsc::Receiver<Vec<JobResult>>;
+
 fn spawn_executors(
     ctx: &zmq::Context,
     wake_endpoint: &str,
     nthreads: u32,
     registry: Registry,
     wake_pending: Arc<AtomicBool>,
-) -> Result<(mpsc::Sender<Job>, mpsc::Receiver<JobResult>), Error> {
-    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-    let (results_tx, results_rx) = mpsc::channel::<JobResult>();
+) -> Result<(JobSender, ResultReceiver), Error> {
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Vec<Job>>();
+    let (results_tx, results_rx) = mpsc::channel::<Vec<JobResult>>();
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     for i in 0..nthreads {
         let wake = ctx.socket(zmq::PUSH)?;
@@ -263,26 +273,37 @@ fn spawn_executors(
             // Deeply nested task nodes are evaluated recursively.
             .stack_size(32 << 20)
             .spawn(move || loop {
-                let job = match jobs_rx.lock() {
+                let batch = match jobs_rx.lock() {
                     Ok(rx) => match rx.recv() {
-                        Ok(job) => job,
+                        Ok(batch) => batch,
                         Err(_) => return,
                     },
                     Err(_) => return,
                 };
-                let start = Instant::now();
-                let result = evaluate(&job.node, &job.inputs, &registry);
-                let done = JobResult {
-                    key: job.key,
-                    result,
-                    duration: start.elapsed(),
-                };
-                if results_tx.send(done).is_err() {
-                    return;
-                }
-                // One wake-up for however many results pile up while the loop is busy.
-                if !wake_pending.swap(true, Ordering::AcqRel) {
-                    let _ = wake.send(&b""[..], zmq::DONTWAIT);
+                let count = batch.len();
+                let mut done = Vec::with_capacity(count);
+                let mut since_sent = Instant::now();
+                for (i, job) in batch.into_iter().enumerate() {
+                    let start = Instant::now();
+                    let result = evaluate(&job.node, &job.inputs, &registry);
+                    done.push(JobResult {
+                        key: job.key,
+                        result,
+                        duration: start.elapsed(),
+                    });
+                    // Results go back when the batch is done, or sooner if the batch is slow
+                    // (a long task is reported when it finishes, not with the rest).
+                    if i + 1 < count && since_sent.elapsed() < RESULTS_DELAY {
+                        continue;
+                    }
+                    if results_tx.send(std::mem::take(&mut done)).is_err() {
+                        return;
+                    }
+                    since_sent = Instant::now();
+                    // One wake-up for however many results pile up while the loop is busy.
+                    if !wake_pending.swap(true, Ordering::AcqRel) {
+                        let _ = wake.send(&b""[..], zmq::DONTWAIT);
+                    }
                 }
             })
             .map_err(Error::Thread)?;
@@ -330,8 +351,8 @@ struct Loop {
     nthreads: u32,
     heartbeat_interval: Duration,
     fetch_timeout: Duration,
-    jobs: Option<mpsc::Sender<Job>>,
-    results: mpsc::Receiver<JobResult>,
+    jobs: Option<JobSender>,
+    results: ResultReceiver,
     tasks: HashMap<String, LocalTask>,
     /// Input key → tasks waiting for it (it is being fetched or computed here).
     waiting: HashMap<String, Vec<String>>,
@@ -877,9 +898,10 @@ impl Loop {
     /// thread that finishes a task takes the next at once, without waiting for this loop.
     /// (Still at most `nthreads` run at once: there are that many executor threads.)
     fn run_ready(&mut self) {
-        while self.running < self.nthreads * DISPATCH_AHEAD {
+        let mut jobs = Vec::new();
+        while self.running + (jobs.len() as u32) < self.nthreads * DISPATCH_AHEAD {
             let Some(key) = self.ready.pop_front() else {
-                return;
+                break;
             };
             let Some(task) = self.tasks.get(&key) else {
                 continue;
@@ -909,13 +931,24 @@ impl Loop {
                 self.fail_waiters(&key);
                 continue;
             }
-            let job = Job {
+            jobs.push(Job {
                 key,
                 node: task.node.clone(),
                 inputs,
-            };
+            });
+        }
+        // Spread over the threads, at most half the look-ahead per batch so that a thread
+        // finishing one batch finds the next already queued.
+        let per_batch = jobs
+            .len()
+            .div_ceil(self.nthreads as usize)
+            .clamp(1, (DISPATCH_AHEAD / 2) as usize);
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let batch: Vec<Job> = jobs.by_ref().take(per_batch).collect();
+            let n = batch.len() as u32;
             match &self.jobs {
-                Some(jobs) if jobs.send(job).is_ok() => self.running += 1,
+                Some(tx) if tx.send(batch).is_ok() => self.running += n,
                 _ => {
                     log::error!("executor threads are gone");
                     return;
@@ -926,33 +959,40 @@ impl Loop {
 
     fn collect_results(&mut self) {
         self.wake_pending.store(false, Ordering::Release);
-        while let Ok(done) = self.results.try_recv() {
-            self.running = self.running.saturating_sub(1);
-            let Some(task) = self.tasks.remove(&done.key) else {
-                continue;
-            };
-            match done.result {
-                Ok(value) => {
-                    let nbytes = value.nbytes();
-                    let sent = task.send_value.then(|| value.clone());
-                    if let Err(e) = self.store.insert(&done.key, value) {
-                        self.fail(&done.key, "task_failed", None, e.to_string(), None);
-                        self.fail_waiters(&done.key);
-                        continue;
-                    }
-                    self.report.done.push(TaskDone {
-                        key: done.key.clone(),
-                        nbytes,
-                        duration_us: done.duration.as_micros() as u64,
-                        data: None,
-                    });
-                    self.report.values.push(sent);
-                    self.input_arrived(&done.key);
-                }
-                Err(e) => {
-                    self.fail(&done.key, e.kind, e.function, e.message, None);
+        while let Ok(batch) = self.results.try_recv() {
+            for done in batch {
+                self.task_finished(done);
+            }
+        }
+    }
+
+    /// Stores (or fails) one task an executor finished, and queues what waited for it.
+    fn task_finished(&mut self, done: JobResult) {
+        self.running = self.running.saturating_sub(1);
+        let Some(task) = self.tasks.remove(&done.key) else {
+            return;
+        };
+        match done.result {
+            Ok(value) => {
+                let nbytes = value.nbytes();
+                let sent = task.send_value.then(|| value.clone());
+                if let Err(e) = self.store.insert(&done.key, value) {
+                    self.fail(&done.key, "task_failed", None, e.to_string(), None);
                     self.fail_waiters(&done.key);
+                    return;
                 }
+                self.report.done.push(TaskDone {
+                    key: done.key.clone(),
+                    nbytes,
+                    duration_us: done.duration.as_micros() as u64,
+                    data: None,
+                });
+                self.report.values.push(sent);
+                self.input_arrived(&done.key);
+            }
+            Err(e) => {
+                self.fail(&done.key, e.kind, e.function, e.message, None);
+                self.fail_waiters(&done.key);
             }
         }
     }
