@@ -829,7 +829,9 @@ impl SchedulerState {
 
     fn send_release(&mut self, wid: WorkerId, key: String, out: &mut Outbox) {
         if let Some(w) = self.workers.get(&wid) {
-            out.release.entry(w.route.clone()).or_default().push(key);
+            if let Some(batch) = batch_of(&mut out.release, &w.route) {
+                batch.push(key);
+            }
         }
     }
 
@@ -839,8 +841,11 @@ impl SchedulerState {
             self.send_release(wid, done.key, out);
             return;
         };
-        let status = self.tasks.get(&tid).map(|t| t.status.clone());
-        if let Some(sig) = self.tasks.get(&tid).map(|t| t.signature) {
+        let (status, signature) = match self.tasks.get(&tid) {
+            Some(t) => (Some(t.status.clone()), Some(t.signature)),
+            None => (None, None),
+        };
+        if let Some(sig) = signature {
             let sample = done.duration_us as f64;
             let avg = self.durations.entry(sig).or_insert(sample);
             *avg = 0.8 * *avg + 0.2 * sample;
@@ -875,9 +880,14 @@ impl SchedulerState {
                 return;
             };
             t.status = TaskStatus::Memory;
-            (t.dependents.clone(), t.wanted_by.clone(), t.key.clone())
+            // Taken for the loop below (which changes only the dependents) and put back.
+            (
+                std::mem::take(&mut t.dependents),
+                t.wanted_by.clone(),
+                t.key.clone(),
+            )
         };
-        for d in dependents {
+        for &d in &dependents {
             let woken = match self.tasks.get_mut(&d) {
                 // (Ids are never reused, so every listed dependent does depend on `tid`.)
                 Some(dt) if dt.status == TaskStatus::Waiting => {
@@ -889,6 +899,9 @@ impl SchedulerState {
             if woken {
                 self.push_ready(d);
             }
+        }
+        if let Some(t) = self.tasks.get_mut(&tid) {
+            t.dependents = dependents;
         }
         self.scatter_stored(tid, out);
         // Its own claims go first: delivering may complete a computation and forget the task.
@@ -1075,6 +1088,12 @@ impl SchedulerState {
     /// Forgets `tid` if nothing needs it any more, releasing its data from workers, and
     /// then whatever only it needed (iteratively: a long chain does not recurse).
     fn check_release(&mut self, tid: TaskId, out: &mut Outbox) {
+        match self.tasks.get(&tid) {
+            // Still needed: the common case, answered without the walk.
+            Some(t) if t.waiters > 0 || t.kept => return self.trim_copies(tid, out),
+            None => return,
+            _ => {}
+        }
         let mut stack = vec![tid];
         while let Some(id) = stack.pop() {
             let Some(t) = self.tasks.get(&id) else {
@@ -1106,10 +1125,9 @@ impl SchedulerState {
             if let Some(worker) = self.workers.get_mut(w) {
                 worker.has.remove(&tid);
                 worker.nbytes = worker.nbytes.saturating_sub(t.nbytes);
-                out.release
-                    .entry(worker.route.clone())
-                    .or_default()
-                    .push(t.key.to_string());
+                if let Some(batch) = batch_of(&mut out.release, &worker.route) {
+                    batch.push(t.key.to_string());
+                }
             }
         }
     }
@@ -2539,7 +2557,6 @@ impl SchedulerState {
             return;
         };
         w.processing.insert(tid);
-        let route = w.route.clone();
         let Some(t) = self.tasks.get_mut(&tid) else {
             return;
         };
@@ -2552,31 +2569,48 @@ impl SchedulerState {
             .map(|l| l.node.clone())
             .unwrap_or_else(|| Arc::new(Node::Literal(Value::Nil)));
         let send_value = !t.wanted_by.is_empty();
-        let key = t.key.clone();
-        let deps = t.deps.clone();
+        let key = t.key.to_string();
         let mut who_has = Vec::new();
-        for d in deps {
-            let Some(dt) = self.tasks.get(&d) else {
-                continue;
-            };
-            // Held there, or queued there ahead of this task.
-            if dt.who_has.contains(&wid) || dt.status == TaskStatus::Processing(wid) {
-                continue;
+        if let Some(t) = self.tasks.get(&tid) {
+            for d in &t.deps {
+                let Some(dt) = self.tasks.get(d) else {
+                    continue;
+                };
+                // Held there, or queued there ahead of this task.
+                if dt.who_has.contains(&wid) || dt.status == TaskStatus::Processing(wid) {
+                    continue;
+                }
+                let addresses: Vec<String> = dt
+                    .who_has
+                    .iter()
+                    .filter_map(|h| self.workers.get(h).map(|w| w.address.clone()))
+                    .collect();
+                who_has.push((dt.key.to_string(), addresses));
             }
-            let addresses: Vec<String> = dt
-                .who_has
-                .iter()
-                .filter_map(|h| self.workers.get(h).map(|w| w.address.clone()))
-                .collect();
-            who_has.push((dt.key.to_string(), addresses));
         }
-        out.compute.entry(route).or_default().push(ComputeTask {
-            key: key.to_string(),
+        let task = ComputeTask {
+            key,
             node,
             who_has,
             send_value,
-        });
+        };
+        let Some(route) = self.workers.get(&wid).map(|w| w.route.as_slice()) else {
+            return;
+        };
+        if let Some(batch) = batch_of(&mut out.compute, route) {
+            batch.push(task);
+        }
     }
+}
+
+/// The batch for the worker at `route` in one of the outbox's per-worker maps, made if new.
+/// Looked up by slice, so the route is copied once per batch, not once per item (a big
+/// computation releases or assigns 100,000 keys in one turn). Always `Some`.
+fn batch_of<'a, T>(map: &'a mut HashMap<Route, Vec<T>>, route: &[u8]) -> Option<&'a mut Vec<T>> {
+    if !map.contains_key(route) {
+        map.insert(route.to_vec(), Vec::new());
+    }
+    map.get_mut(route)
 }
 
 /// Checks that the functions of a graph's nodes are offered by some worker, remembering the
