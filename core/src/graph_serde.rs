@@ -124,11 +124,12 @@ impl<'de> Deserialize<'de> for MapKey {
 
 struct MapKeyVisitor;
 
-/// Strings are matched against the known names; anything else is read as a [`Value`].
-macro_rules! other_key {
-    ($($name:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {
-        $(fn $name<E: de::Error>(self, $($arg: $ty),*) -> Result<MapKey, E> {
-            crate::value::ValueVisitor.$name($($arg),*).map(MapKey::Other)
+/// Visitor methods that hand the value to another visitor (`$to`) and wrap what it returns
+/// (`$wrap`): the types a special visitor takes as any other.
+macro_rules! delegate_visits {
+    ($to:expr, $wrap:expr, $ret:ty; $($name:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {
+        $(fn $name<E: de::Error>(self, $($arg: $ty),*) -> Result<$ret, E> {
+            $to.$name($($arg),*).map($wrap)
         })*
     };
 }
@@ -151,7 +152,8 @@ impl<'de> Visitor<'de> for MapKeyVisitor {
             None => Ok(MapKey::Other(Value::Str(v))),
         }
     }
-    other_key!(
+    // Anything but a string is read as a [`Value`].
+    delegate_visits!(crate::value::ValueVisitor, MapKey::Other, MapKey;
         visit_unit(),
         visit_none(),
         visit_bool(v: bool),
@@ -189,15 +191,6 @@ impl<'de> Deserialize<'de> for ArgsEntry {
 
 struct ArgsVisitor;
 
-/// Anything but a list is read as a node (`args` then gets its error message).
-macro_rules! node_args {
-    ($($name:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {
-        $(fn $name<E: de::Error>(self, $($arg: $ty),*) -> Result<ArgsEntry, E> {
-            NodeVisitor.$name($($arg),*).map(|n| ArgsEntry(Entry::Node(n)))
-        })*
-    };
-}
-
 impl<'de> Visitor<'de> for ArgsVisitor {
     type Value = ArgsEntry;
 
@@ -211,7 +204,8 @@ impl<'de> Visitor<'de> for ArgsVisitor {
         }
         Ok(ArgsEntry(Entry::Args(items)))
     }
-    node_args!(
+    // Anything but a list is read as a node (`args` then gets its error message).
+    delegate_visits!(NodeVisitor, |n| ArgsEntry(Entry::Node(n)), ArgsEntry;
         visit_unit(),
         visit_none(),
         visit_bool(v: bool),

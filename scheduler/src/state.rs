@@ -1088,14 +1088,11 @@ impl SchedulerState {
     /// Forgets `tid` if nothing needs it any more, releasing its data from workers, and
     /// then whatever only it needed (iteratively: a long chain does not recurse).
     fn check_release(&mut self, tid: TaskId, out: &mut Outbox) {
-        match self.tasks.get(&tid) {
-            // Still needed: the common case, answered without the walk.
-            Some(t) if t.waiters > 0 || t.kept => return self.trim_copies(tid, out),
-            None => return,
-            _ => {}
-        }
-        let mut stack = vec![tid];
-        while let Some(id) = stack.pop() {
+        // Allocated only when forgetting `tid` frees its inputs (a still-needed task, the
+        // common case, costs no allocation).
+        let mut stack = Vec::new();
+        let mut next = Some(tid);
+        while let Some(id) = next.take().or_else(|| stack.pop()) {
             let Some(t) = self.tasks.get(&id) else {
                 continue;
             };

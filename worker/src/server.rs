@@ -1216,11 +1216,11 @@ impl Loop {
                 Ok(PeerReply::Data {
                     request,
                     items,
-                    missing,
+                    missing: _,
                 }) => {
                     // Large values become `Bytes` owning the received frames: no copy.
                     let blobs: Vec<Bytes> = parts.map(frames::to_bytes).collect();
-                    self.on_fetched(request, items, missing, &blobs)
+                    self.on_fetched(request, items, &blobs)
                 }
                 Ok(PeerReply::Error { request, message }) => {
                     log::warn!("{addr} could not serve request {request}: {message}");
@@ -1233,17 +1233,11 @@ impl Loop {
         }
     }
 
-    fn on_fetched(
-        &mut self,
-        request: u64,
-        items: Vec<KeyData>,
-        missing: Vec<String>,
-        blobs: &[Bytes],
-    ) {
+    fn on_fetched(&mut self, request: u64, items: Vec<KeyData>, blobs: &[Bytes]) {
         let Some(fetch) = self.fetches.remove(&request) else {
             return; // Timed out already and retried elsewhere.
         };
-        drop(missing); // Told apart below: whatever did not arrive is still being fetched.
+        // The peer's `missing` list is not needed: whatever did not arrive is still pending.
         for item in items {
             if !self.fetching.contains_key(&item.key) {
                 continue;
