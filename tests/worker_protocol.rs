@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{free_port, raw_socket, recv_parts, send_frames, WorkerBin, WorkerProc, DEADLINE};
-use zask::{key, task, Value};
+use zask::{key, list, task, Node, Value};
 use zask_core::frames;
 use zask_core::protocol::{
     ComputeTask, FromWorker, KeyData, PeerReply, PeerRequest, TaskDone, TaskFailed, ToWorker,
@@ -307,6 +307,27 @@ fn a_batch_listing_a_dependent_before_its_dependency() {
     );
     let (_, value) = done_value(fake.outcome(&route, "b").0);
     assert_eq!(value, Some(Value::Int(70)));
+    // A key referenced twice (and inside a list), computed after its dependent: the dependent
+    // waits for it once and gets its value at every reference.
+    fake.compute(
+        &route,
+        vec![
+            compute_task(
+                "d",
+                task(
+                    "add",
+                    (
+                        key("c"),
+                        task("sum", (list(vec![key("c"), Node::from(1)]),)),
+                    ),
+                ),
+                true,
+            ),
+            compute_task("c", task("add", (3, 4)), false),
+        ],
+    );
+    let (_, value) = done_value(fake.outcome(&route, "d").0);
+    assert_eq!(value, Some(Value::Int(15)));
 }
 
 #[test]
@@ -449,6 +470,25 @@ fn a_fetch_from_a_dead_holder_retries_the_next_holder() {
     // (B itself does not hold x any more; it asks A.)
     let (outcome, _) = fake.outcome(&route_b, "w");
     assert_eq!(done_value(outcome).1, Some(Value::Int(15)));
+
+    // A key held by a peer referenced twice: fetched once, its value at both references.
+    fake.compute(
+        &route_a,
+        vec![compute_task("p", task("add", (10, 1)), false)],
+    );
+    done_value(fake.outcome(&route_a, "p").0);
+    fake.compute(
+        &route_b,
+        vec![ComputeTask {
+            key: "pp".into(),
+            node: std::sync::Arc::new(task("add", (key("p"), key("p")))),
+            who_has: vec![("p".into(), vec![a.address.clone()])],
+            send_value: true,
+        }],
+    );
+    let (outcome, acquired) = fake.outcome(&route_b, "pp");
+    assert_eq!(done_value(outcome).1, Some(Value::Int(22)));
+    assert_eq!(acquired.iter().filter(|k| *k == "p").count(), 1);
 }
 
 #[test]

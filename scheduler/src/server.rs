@@ -177,6 +177,7 @@ impl Loop {
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 self.state.on_close(&mut out);
+                self.state.on_flushed(&mut out);
                 // Give the goodbyes a moment to leave before the sockets close.
                 let _ = self.workers.set_linger(500);
                 let _ = self.clients.set_linger(500);
@@ -214,6 +215,9 @@ impl Loop {
                 last_tick = Instant::now();
                 self.state.on_tick(last_tick, &mut out);
             }
+            self.flush(&mut out);
+            // Releases the turn freed go out after its answers.
+            self.state.on_flushed(&mut out);
             self.flush(&mut out);
         }
     }
@@ -374,7 +378,7 @@ impl Loop {
                     workers: self.state.workers(now),
                 },
             )),
-            FromClient::Goodbye => self.state.on_client_gone(&route, out),
+            FromClient::Goodbye => self.state.on_client_gone(&route),
             FromClient::SetCollection {
                 request,
                 name,

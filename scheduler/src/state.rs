@@ -355,6 +355,10 @@ pub struct SchedulerState {
     durations: HashMap<u32, f64>,
     /// Assignments made so far (orders tasks by when they were assigned).
     assignments: u64,
+    /// Tasks that lost a claim (a dependent finished, a computation ended) and may now be
+    /// forgotten: checked by [`SchedulerState::on_flushed`], after the turn's messages went
+    /// out, so a result never waits behind the release of the graph that produced it.
+    release_checks: Vec<TaskId>,
 }
 
 /// A client's `scatter` waiting for workers to store its values.
@@ -475,6 +479,7 @@ impl SchedulerState {
             retiring: HashMap::default(),
             durations: HashMap::default(),
             assignments: 0,
+            release_checks: Vec::new(),
         }
     }
 
@@ -905,7 +910,7 @@ impl SchedulerState {
         }
         self.scatter_stored(tid, out);
         // Its own claims go first: delivering may complete a computation and forget the task.
-        self.drop_dep_claims(tid, out);
+        self.drop_dep_claims(tid);
         if !wanted_by.is_empty() {
             match value {
                 Some(v) => self.deliver(tid, &key, v, out),
@@ -1028,7 +1033,7 @@ impl SchedulerState {
         for g in failed_graphs {
             self.fail_graph(g, error.clone(), out);
         }
-        self.drop_dep_claims(tid, out);
+        self.drop_dep_claims(tid);
         self.check_release(tid, out);
     }
 
@@ -1044,10 +1049,10 @@ impl SchedulerState {
                 error,
             },
         ));
-        self.drop_graph_claims(g, &graph.outputs, false, out);
+        self.drop_graph_claims(g, &graph.outputs, false);
     }
 
-    fn drop_graph_claims(&mut self, g: GraphId, outputs: &[TaskId], keep: bool, out: &mut Outbox) {
+    fn drop_graph_claims(&mut self, g: GraphId, outputs: &[TaskId], keep: bool) {
         for &tid in outputs {
             if let Some(t) = self.tasks.get_mut(&tid) {
                 t.wanted_by.retain(|x| *x != g);
@@ -1056,14 +1061,29 @@ impl SchedulerState {
                     t.kept = true;
                 }
             }
-            self.check_release(tid, out);
+            self.release_checks.push(tid);
         }
     }
 
     /// Drops `tid`'s claims on its dependencies (once): it has its value, or never will.
-    fn drop_dep_claims(&mut self, tid: TaskId, out: &mut Outbox) {
-        for d in self.take_dep_claims(tid) {
-            self.check_release(d, out);
+    /// Whether they can be forgotten is checked after the flush (see `release_checks`).
+    fn drop_dep_claims(&mut self, tid: TaskId) {
+        let deps = self.take_dep_claims(tid);
+        self.release_checks.extend(deps);
+    }
+
+    /// The loop sent the outbox: forget what lost its last claim during the turn, releasing
+    /// its data from workers (the releases go out with the next flush). Until then such a
+    /// task stays known, so a computation submitted meanwhile reuses its value.
+    pub fn on_flushed(&mut self, out: &mut Outbox) {
+        let checks = std::mem::take(&mut self.release_checks);
+        for &tid in &checks {
+            self.check_release(tid, out);
+        }
+        // Keep the allocation (large after a wide fan-in) unless nothing was deferred since.
+        if self.release_checks.is_empty() {
+            self.release_checks = checks;
+            self.release_checks.clear();
         }
     }
 
@@ -1123,7 +1143,7 @@ impl SchedulerState {
                 worker.has.remove(&tid);
                 worker.nbytes = worker.nbytes.saturating_sub(t.nbytes);
                 if let Some(batch) = batch_of(&mut out.release, &worker.route) {
-                    batch.push(t.key.to_string());
+                    batch.push(String::from(&*t.key));
                 }
             }
         }
@@ -1545,7 +1565,7 @@ impl SchedulerState {
             );
             self.remove_worker(wid, true, out);
         }
-        self.expire_clients(now, out);
+        self.expire_clients(now);
         self.check_retirements(now, out);
         let (expired, kept): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
             .into_iter()
@@ -1580,7 +1600,7 @@ impl SchedulerState {
     }
 
     /// Cancels the computations of clients silent for longer than `client_timeout`.
-    fn expire_clients(&mut self, now: Instant, out: &mut Outbox) {
+    fn expire_clients(&mut self, now: Instant) {
         let timeout = self.config.client_timeout;
         let silent = |seen: Option<&Instant>| {
             seen.is_some_and(|t| now.saturating_duration_since(*t) > timeout)
@@ -1597,7 +1617,7 @@ impl SchedulerState {
         gone.dedup();
         for client in gone {
             log::warn!("a client silent for over {timeout:?} is gone; cancelling its computations");
-            self.on_client_gone(&client, out);
+            self.on_client_gone(&client);
         }
         // Forget clients with nothing in flight that have been silent a while.
         let busy: HashSet<&Route> = self.graphs.values().map(|g| &g.client).collect();
@@ -1859,7 +1879,7 @@ impl SchedulerState {
         let key = t.key.clone();
         for wid in holders.into_iter().skip(max) {
             self.remove_holder(tid, wid);
-            self.send_release(wid, key.to_string(), out);
+            self.send_release(wid, String::from(&*key), out);
         }
     }
 
@@ -2018,7 +2038,7 @@ impl SchedulerState {
             by_target
                 .entry(target)
                 .or_default()
-                .push((t.key.to_string(), vec![address.clone()]));
+                .push((String::from(&*t.key), vec![address.clone()]));
             if let Some(r) = self.retiring.get_mut(&wid) {
                 r.requested.insert(tid, (target, now));
             }
@@ -2045,7 +2065,7 @@ impl SchedulerState {
     }
 
     /// A client went away: cancel what only it wanted.
-    pub fn on_client_gone(&mut self, client: &[u8], out: &mut Outbox) {
+    pub fn on_client_gone(&mut self, client: &[u8]) {
         self.clients_seen.remove(client);
         let mine: Vec<GraphId> = self
             .graphs
@@ -2055,7 +2075,7 @@ impl SchedulerState {
             .collect();
         for g in mine {
             if let Some(graph) = self.graphs.remove(&g) {
-                self.drop_graph_claims(g, &graph.outputs, false, out);
+                self.drop_graph_claims(g, &graph.outputs, false);
             }
         }
         self.parked.retain(|p| p.client != client);
@@ -2273,7 +2293,7 @@ impl SchedulerState {
                 items,
             },
         ));
-        self.drop_graph_claims(g, &graph.outputs, graph.keep_results, out);
+        self.drop_graph_claims(g, &graph.outputs, graph.keep_results);
     }
 
     /// Asks holders for the values of `tids` (outputs already in memory), grouped by holder.
@@ -2303,7 +2323,7 @@ impl SchedulerState {
             self.next_gather += 1;
             let names = keys
                 .iter()
-                .filter_map(|t| self.tasks.get(t).map(|t| t.key.to_string()))
+                .filter_map(|t| self.tasks.get(t).map(|t| String::from(&*t.key)))
                 .collect();
             out.to_workers.push((
                 w.route.clone(),
@@ -2566,7 +2586,7 @@ impl SchedulerState {
             .map(|l| l.node.clone())
             .unwrap_or_else(|| Arc::new(Node::Literal(Value::Nil)));
         let send_value = !t.wanted_by.is_empty();
-        let key = t.key.to_string();
+        let key = String::from(&*t.key);
         let mut who_has = Vec::new();
         if let Some(t) = self.tasks.get(&tid) {
             for d in &t.deps {
@@ -2582,7 +2602,7 @@ impl SchedulerState {
                     .iter()
                     .filter_map(|h| self.workers.get(h).map(|w| w.address.clone()))
                     .collect();
-                who_has.push((dt.key.to_string(), addresses));
+                who_has.push((String::from(&*dt.key), addresses));
             }
         }
         let task = ComputeTask {

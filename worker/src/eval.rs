@@ -1,10 +1,12 @@
 //! Evaluating a node: turning a task's node and its input values into its result.
 //!
-//! Literals are cloned, references looked up in the inputs, lists and maps evaluated item by
-//! item, and tasks (nested ones too) call registered functions after evaluating their
+//! Literals are cloned, references take their input values, lists and maps are evaluated
+//! item by item, and tasks (nested ones too) call registered functions after evaluating their
 //! arguments, so `{"fn": "add", "args": [{"fn": "inc", "args": [1]}, 2]}` is 4.
-
-use rustc_hash::FxHashMap as HashMap;
+//!
+//! Inputs are given by position: one value per reference, in the order
+//! [`Node::for_each_ref`] visits them (the order evaluation meets them too), so a task over a
+//! million keys is evaluated without a map of its inputs.
 
 use zask_core::graph::Node;
 use zask_core::Value;
@@ -21,24 +23,26 @@ pub struct EvalError {
     pub message: String,
 }
 
-/// Evaluates `node` with `inputs` holding the values of the keys it references.
+/// Evaluates `node`; `inputs` yields the value of each reference in `for_each_ref` order.
 pub fn evaluate(
     node: &Node,
-    inputs: &HashMap<String, Value>,
+    inputs: &mut impl Iterator<Item = Value>,
     registry: &Registry,
 ) -> Result<Value, EvalError> {
     match node {
         Node::Literal(v) => Ok(v.clone()),
-        Node::Ref(k) => inputs.get(k).cloned().ok_or_else(|| EvalError {
+        Node::Ref(k) => inputs.next().ok_or_else(|| EvalError {
             kind: "missing_dependency",
             function: None,
             message: format!("input {k:?} is not on this worker"),
         }),
-        Node::List(items) => items
-            .iter()
-            .map(|n| evaluate(n, inputs, registry))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Value::List),
+        Node::List(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for n in items {
+                out.push(evaluate(n, inputs, registry)?);
+            }
+            Ok(Value::List(out))
+        }
         Node::Map(entries) => {
             let mut out = Vec::with_capacity(entries.len());
             for (k, n) in entries {
@@ -79,30 +83,64 @@ mod tests {
     use super::*;
     use zask_core::graph::{key, list, task};
 
+    fn eval(node: &Node, inputs: Vec<Value>) -> Result<Value, EvalError> {
+        evaluate(node, &mut inputs.into_iter(), &Registry::with_stdlib())
+    }
+
     #[test]
     fn evaluates_nested_tasks_lists_and_refs() {
-        let registry = Registry::with_stdlib();
-        let inputs: HashMap<String, Value> =
-            [("x".to_string(), Value::Int(10))].into_iter().collect();
         let node = task("add", (task("inc", (1,)), key("x")));
-        assert_eq!(evaluate(&node, &inputs, &registry), Ok(Value::Int(12)));
+        assert_eq!(eval(&node, vec![Value::Int(10)]), Ok(Value::Int(12)));
         let node = list(vec![key("x"), Node::from(2)]);
         assert_eq!(
-            evaluate(&node, &inputs, &registry),
+            eval(&node, vec![Value::Int(10)]),
             Ok(Value::List(vec![Value::Int(10), Value::Int(2)]))
         );
     }
 
     #[test]
+    fn inputs_are_taken_in_reference_order() {
+        // Lists in order, nested tasks in place, a repeated key once per reference.
+        let node = list(vec![
+            key("a"),
+            list(vec![key("b"), key("a")]),
+            task("inc", (key("c"),)),
+        ]);
+        let mut order = Vec::new();
+        node.for_each_ref(&mut |k| order.push(k.to_string()));
+        assert_eq!(order, vec!["a", "b", "a", "c"]);
+        let inputs = vec![Value::Int(1), Value::Int(2), Value::Int(1), Value::Int(3)];
+        let expected = Value::List(vec![
+            Value::Int(1),
+            Value::List(vec![Value::Int(2), Value::Int(1)]),
+            Value::Int(4),
+        ]);
+        assert_eq!(eval(&node, inputs), Ok(expected));
+        // Positional arguments before keyword arguments.
+        let mut registry = Registry::new();
+        registry.register_raw("echo", |_, args| {
+            let mut all = args.args;
+            all.extend(args.kwargs.into_iter().map(|(_, v)| v));
+            Ok(Value::List(all))
+        });
+        let node = task("echo", (key("p"),)).kwarg("k", key("q"));
+        let inputs = [Value::Int(1), Value::Int(2)];
+        let expected = Value::List(vec![Value::Int(1), Value::Int(2)]);
+        assert_eq!(
+            evaluate(&node, &mut inputs.into_iter(), &registry),
+            Ok(expected)
+        );
+    }
+
+    #[test]
     fn errors_name_the_function() {
-        let registry = Registry::with_stdlib();
-        let err = evaluate(&task("fail", ("boom",)), &HashMap::default(), &registry).unwrap_err();
+        let err = eval(&task("fail", ("boom",)), Vec::new()).unwrap_err();
         assert_eq!(err.kind, "task_failed");
         assert_eq!(err.function.as_deref(), Some("fail"));
         assert!(err.message.contains("boom"));
-        let err = evaluate(&task("nope", ()), &HashMap::default(), &registry).unwrap_err();
+        let err = eval(&task("nope", ()), Vec::new()).unwrap_err();
         assert_eq!(err.kind, "unknown_function");
-        let err = evaluate(&key("q"), &HashMap::default(), &registry).unwrap_err();
+        let err = eval(&key("q"), Vec::new()).unwrap_err();
         assert_eq!(err.kind, "missing_dependency");
     }
 }

@@ -235,7 +235,8 @@ const RESULTS_DELAY: Duration = Duration::from_micros(200);
 struct Job {
     key: String,
     node: Arc<Node>,
-    inputs: HashMap<String, Value>,
+    /// The value of each reference of `node`, in `Node::for_each_ref` order.
+    inputs: Vec<Value>,
 }
 
 /// What an executor thread sends back.
@@ -285,7 +286,7 @@ fn spawn_executors(
                 let mut since_sent = Instant::now();
                 for (i, job) in batch.into_iter().enumerate() {
                     let start = Instant::now();
-                    let result = evaluate(&job.node, &job.inputs, &registry);
+                    let result = evaluate(&job.node, &mut job.inputs.into_iter(), &registry);
                     done.push(JobResult {
                         key: job.key,
                         result,
@@ -314,7 +315,6 @@ fn spawn_executors(
 /// A task this worker was given and has not finished.
 struct LocalTask {
     node: Arc<Node>,
-    deps: Vec<String>,
     /// Inputs not yet local.
     missing: usize,
     send_value: bool,
@@ -354,8 +354,9 @@ struct Loop {
     jobs: Option<JobSender>,
     results: ResultReceiver,
     tasks: HashMap<String, LocalTask>,
-    /// Input key → tasks waiting for it (it is being fetched or computed here).
-    waiting: HashMap<String, Vec<String>>,
+    /// Input key → tasks waiting for it (it is being fetched or computed here). A task's key
+    /// is shared by all its entries (a task over a million inputs has a million of them).
+    waiting: HashMap<String, Vec<Arc<str>>>,
     ready: VecDeque<String>,
     running: u32,
     fetches: HashMap<u64, Fetch>,
@@ -736,13 +737,22 @@ impl Loop {
             self.report.values.push(value);
             return true;
         }
-        let deps = t.node.dependencies();
+        // Every reference, in node order (a repeated key counted once below: its second
+        // reference finds this task already waiting for it).
+        let mut refs = Vec::new();
+        t.node.for_each_ref(&mut |k| refs.push(k));
+        if refs.len() > 64 {
+            // A wide task: grow the tables once rather than step by step.
+            self.waiting.reserve(refs.len());
+            self.fetching.reserve(refs.len());
+        }
+        let waiter: Arc<str> = Arc::from(t.key.as_str());
         // The scheduler lists holders in the node's order: follow it with a cursor, and build
         // a map only for a sender that lists them otherwise.
         let mut cursor = 0;
         let mut by_key: Option<HashMap<&str, &Vec<String>>> = None;
         let mut missing = 0;
-        for dep in &deps {
+        for dep in refs {
             let listed = match t.who_has.get(cursor) {
                 Some((k, peers)) if k == dep => {
                     cursor += 1;
@@ -755,37 +765,32 @@ impl Loop {
             }
             if self.tasks.contains_key(dep)
                 || self.fetching.contains_key(dep)
-                || batch.contains(dep.as_str())
+                || batch.contains(dep)
             {
-                missing += 1;
-                self.waiting
-                    .entry(dep.clone())
-                    .or_default()
-                    .push(t.key.clone());
+                if self.add_waiter(dep, &waiter) {
+                    missing += 1;
+                }
                 continue;
             }
             let peers = listed.or_else(|| {
                 by_key
                     .get_or_insert_with(|| t.who_has.iter().map(|(k, p)| (k.as_str(), p)).collect())
-                    .get(dep.as_str())
+                    .get(dep)
                     .copied()
             });
             match peers.and_then(|p| p.split_first()) {
                 Some((first, others)) => {
+                    self.add_waiter(dep, &waiter);
                     missing += 1;
-                    self.waiting
-                        .entry(dep.clone())
-                        .or_default()
-                        .push(t.key.clone());
                     match to_fetch.get_mut(first.as_str()) {
-                        Some(keys) => keys.push(dep.clone()),
+                        Some(keys) => keys.push(dep.to_string()),
                         None => {
-                            to_fetch.insert(first.clone(), vec![dep.clone()]);
+                            to_fetch.insert(first.clone(), vec![dep.to_string()]);
                         }
                     }
                     // The others, to try in order if the first fails (popped from the end).
                     self.fetching
-                        .insert(dep.clone(), others.iter().rev().cloned().collect());
+                        .insert(dep.to_string(), others.iter().rev().cloned().collect());
                 }
                 None => {
                     self.fail(
@@ -793,11 +798,11 @@ impl Loop {
                         "missing_dependency",
                         None,
                         format!("input {dep:?} is neither on this worker nor on any peer named"),
-                        Some(dep.clone()),
+                        Some(dep.to_string()),
                     );
                     // Undo the waits registered for earlier inputs.
                     for w in self.waiting.values_mut() {
-                        w.retain(|k| k != &t.key);
+                        w.retain(|k| *k != waiter);
                     }
                     return false;
                 }
@@ -807,7 +812,6 @@ impl Loop {
             t.key.clone(),
             LocalTask {
                 node: t.node.clone(),
-                deps,
                 missing,
                 send_value: t.send_value,
             },
@@ -816,6 +820,21 @@ impl Loop {
             self.ready.push_back(t.key.clone());
         }
         true
+    }
+
+    /// Notes that `waiter` waits for `dep`; false if it already did (a repeated reference).
+    fn add_waiter(&mut self, dep: &str, waiter: &Arc<str>) -> bool {
+        match self.waiting.get_mut(dep) {
+            Some(w) if w.last() == Some(waiter) => false,
+            Some(w) => {
+                w.push(waiter.clone());
+                true
+            }
+            None => {
+                self.waiting.insert(dep.to_string(), vec![waiter.clone()]);
+                true
+            }
+        }
     }
 
     /// Starts copying `key` from `holders` (data moving off a retiring worker); it is reported
@@ -906,19 +925,19 @@ impl Loop {
             let Some(task) = self.tasks.get(&key) else {
                 continue;
             };
-            let mut inputs = HashMap::with_capacity_and_hasher(task.deps.len(), Default::default());
+            // One value per reference, in the order evaluation takes them.
+            let mut inputs = Vec::new();
             let mut lost = None;
-            for dep in &task.deps {
-                match self.store.get(dep) {
-                    Ok(Some(v)) => {
-                        inputs.insert(dep.clone(), v);
-                    }
-                    _ => {
-                        lost = Some(dep.clone());
-                        break;
-                    }
+            let store = &self.store;
+            task.node.for_each_ref(&mut |dep| {
+                if lost.is_some() {
+                    return;
                 }
-            }
+                match store.get(dep) {
+                    Ok(Some(v)) => inputs.push(v),
+                    _ => lost = Some(dep.to_string()),
+                }
+            });
             if let Some(dep) = lost {
                 self.tasks.remove(&key);
                 self.fail(
@@ -1000,10 +1019,10 @@ impl Loop {
     /// `key` is now local: tasks waiting for it may be ready.
     fn input_arrived(&mut self, key: &str) {
         for waiter in self.waiting.remove(key).unwrap_or_default() {
-            if let Some(t) = self.tasks.get_mut(&waiter) {
+            if let Some(t) = self.tasks.get_mut(&*waiter) {
                 t.missing = t.missing.saturating_sub(1);
                 if t.missing == 0 {
-                    self.ready.push_back(waiter);
+                    self.ready.push_back(String::from(&*waiter));
                 }
             }
         }
@@ -1015,7 +1034,7 @@ impl Loop {
         let mut gone = vec![key.to_string()];
         while let Some(key) = gone.pop() {
             for waiter in self.waiting.remove(&key).unwrap_or_default() {
-                if self.tasks.remove(&waiter).is_some() {
+                if self.tasks.remove(&*waiter).is_some() {
                     self.fail(
                         &waiter,
                         "missing_dependency",
@@ -1023,7 +1042,7 @@ impl Loop {
                         format!("input {key:?} could not be computed or fetched"),
                         Some(key.clone()),
                     );
-                    gone.push(waiter);
+                    gone.push(String::from(&*waiter));
                 }
             }
         }
@@ -1238,6 +1257,7 @@ impl Loop {
             return; // Timed out already and retried elsewhere.
         };
         // The peer's `missing` list is not needed: whatever did not arrive is still pending.
+        self.store.reserve(items.len());
         for item in items {
             if !self.fetching.contains_key(&item.key) {
                 continue;

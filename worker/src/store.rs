@@ -29,6 +29,8 @@ pub trait Store: Send {
     fn keys_with_sizes(&self) -> Vec<(String, u64)>;
     /// How many keys are held.
     fn len(&self) -> usize;
+    /// Makes room for `additional` more keys (a hint before a large batch of inserts).
+    fn reserve(&mut self, _additional: usize) {}
     /// Whether the store is empty.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -75,6 +77,9 @@ impl Store for MemoryStore {
     }
     fn len(&self) -> usize {
         self.data.len()
+    }
+    fn reserve(&mut self, additional: usize) {
+        self.data.reserve(additional);
     }
 }
 

@@ -103,6 +103,7 @@ fn a_queued_dependent_goes_back_to_waiting_when_its_worker_dies() {
     let mut out = Outbox::default();
     super::tests::heartbeat(&mut s, b"w2", t0 + Duration::from_secs(15));
     s.on_tick(t0 + Duration::from_secs(11), &mut out);
+    s.on_flushed(&mut out);
     let sent = compute_keys(&out, b"w2");
     assert_eq!(sent.first().map(String::as_str), Some("c0"), "{sent:?}");
     if sent.len() > 1 {
@@ -166,6 +167,7 @@ fn tasks_queued_behind_a_task_taken_back_are_taken_back_too() {
     heartbeat(&mut s, b"w1", t0 + Duration::from_secs(11));
     let mut out = Outbox::default();
     s.on_tick(t0 + Duration::from_secs(11), &mut out);
+    s.on_flushed(&mut out);
     // x is recomputed on w1, with y and z queued behind it again.
     assert_eq!(compute_keys(&out, b"w1"), vec!["x", "y", "z"]);
 }
@@ -193,6 +195,7 @@ fn a_worker_registering_again_gets_its_unfinished_work_again() {
         }],
     };
     s.on_worker_message(b"w1-again", msg, t0, &mut out);
+    s.on_flushed(&mut out);
     assert_eq!(s.workers(t0).len(), 1);
     assert_eq!(compute_keys(&out, b"w1-again"), vec!["c1"]);
     assert_eq!(s.who_has("c0").len(), 1);

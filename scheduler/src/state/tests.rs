@@ -82,6 +82,7 @@ pub(super) fn register(
 fn send(s: &mut SchedulerState, route: &[u8], msg: FromWorker, now: Instant) -> Outbox {
     let mut out = Outbox::default();
     s.on_worker_message(route, msg, now, &mut out);
+    s.on_flushed(&mut out);
     out
 }
 
@@ -109,12 +110,14 @@ pub(super) fn get(
         keep_results,
     };
     s.on_get(client, request, now, &mut out);
+    s.on_flushed(&mut out);
     out
 }
 
 fn tick(s: &mut SchedulerState, now: Instant) -> Outbox {
     let mut out = Outbox::default();
     s.on_tick(now, &mut out);
+    s.on_flushed(&mut out);
     out
 }
 
@@ -738,6 +741,90 @@ fn intermediate_is_released_once_its_dependents_are_done() {
     assert_eq!(s.who_has("x"), Vec::<String>::new());
 }
 
+#[test]
+fn result_leaves_before_the_releases_it_frees() {
+    // The loop flushes the turn's messages, then calls on_flushed: the answer is not held up
+    // by forgetting the graph behind it.
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 4, t0);
+    let mut g = Graph::new();
+    g.insert("a", task("inc", (1,)));
+    g.insert("b", task("inc", (2,)));
+    g.insert("total", task("add", (key("a"), key("b"))));
+    get(&mut s, b"c1", 1, &g, "total", false, t0);
+    report(
+        &mut s,
+        b"w1",
+        vec![done_held("a", 8), done_held("b", 8)],
+        t0,
+    );
+    let mut out = Outbox::default();
+    let msg = FromWorker::Report {
+        done: vec![done("total", Value::Int(5))],
+        failed: Vec::new(),
+        acquired: Vec::new(),
+    };
+    s.on_worker_message(b"w1", msg, t0, &mut out);
+    assert_eq!(result_of(&out, b"c1", 1), Some(ints(&[("total", 5)])));
+    let mut early = released(&out, b"w1");
+    early.retain(|k| k != "total");
+    assert!(
+        early.is_empty(),
+        "inputs released before the flush: {early:?}"
+    );
+    let mut out = Outbox::default();
+    s.on_flushed(&mut out);
+    let mut late = released(&out, b"w1");
+    late.sort();
+    assert_eq!(late, vec!["a", "b"]);
+    assert_eq!(s.task_count(), 0);
+}
+
+#[test]
+fn a_key_freed_in_a_turn_serves_a_get_of_the_same_turn() {
+    // Between the turn that freed `a` and on_flushed, a new computation wants it: it is
+    // reused, not recomputed, and not released.
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 4, t0);
+    let mut g = Graph::new();
+    g.insert("a", task("inc", (1,)));
+    g.insert("b", task("inc", (key("a"),)));
+    get(&mut s, b"c1", 1, &g, "b", false, t0);
+    report(&mut s, b"w1", vec![done_held("a", 8)], t0);
+    let mut out = Outbox::default();
+    let msg = FromWorker::Report {
+        done: vec![done("b", Value::Int(3))],
+        failed: Vec::new(),
+        acquired: Vec::new(),
+    };
+    s.on_worker_message(b"w1", msg, t0, &mut out);
+    let mut g2 = Graph::new();
+    g2.insert("a", task("inc", (1,)));
+    g2.insert("c", task("inc", (key("a"),)));
+    let request = GetRequest {
+        request: 2,
+        graph: g2,
+        keys: "c".into(),
+        keep_results: false,
+    };
+    s.on_get(b"c1", request, t0, &mut out);
+    s.on_flushed(&mut out);
+    assert_eq!(
+        compute_keys(&out, b"w1"),
+        vec!["c"],
+        "a is reused, not recomputed"
+    );
+    assert!(!released(&out, b"w1").contains(&"a".to_string()));
+    let out = report(&mut s, b"w1", vec![done("c", Value::Int(3))], t0);
+    assert_eq!(result_of(&out, b"c1", 2), Some(ints(&[("c", 3)])));
+    let mut released = released(&out, b"w1");
+    released.sort();
+    assert_eq!(released, vec!["a", "c"]);
+    assert_eq!(s.task_count(), 0);
+}
+
 // ----- keep_results and reuse of held keys ---------------------------------------------------
 
 #[test]
@@ -1350,7 +1437,8 @@ fn parked_get_of_a_gone_client_is_dropped() {
     let t0 = Instant::now();
     get(&mut s, b"c1", 1, &xyz(), "y", false, t0);
     let mut out = Outbox::default();
-    s.on_client_gone(b"c1", &mut out);
+    s.on_client_gone(b"c1");
+    s.on_flushed(&mut out);
     assert!(out.is_empty());
     let out = register(&mut s, b"w1", FUNCS, 1, t0);
     assert!(out.compute.is_empty());
@@ -1369,10 +1457,12 @@ fn close_tells_workers_and_waiting_clients() {
 
     let mut out = Outbox::default();
     s.on_close(&mut out);
+    s.on_flushed(&mut out);
     assert_eq!(error_of(&out, b"parked", 1).unwrap().kind, "shutting_down");
 
     let mut out = Outbox::default();
     s2.on_close(&mut out);
+    s2.on_flushed(&mut out);
     assert_eq!(error_of(&out, b"c1", 3).unwrap().kind, "shutting_down");
     let mut closing: Vec<&Route> = out
         .to_workers
@@ -2140,7 +2230,8 @@ fn client_gone_cancels_its_graph() {
     assert_eq!(compute_keys(&out, b"w1"), vec!["x"]);
     assert_eq!(s.task_count(), 3);
     let mut out = Outbox::default();
-    s.on_client_gone(b"c1", &mut out);
+    s.on_client_gone(b"c1");
+    s.on_flushed(&mut out);
     assert!(out.is_empty(), "nothing to tell anyone: {out:?}");
     assert_eq!(s.graph_count(), 0);
     assert_eq!(s.task_count(), 1, "only x, still running, is left");
@@ -2171,7 +2262,8 @@ fn client_gone_drops_queued_tasks_and_late_results() {
     let sent = compute_keys(&out, b"w1");
     assert_eq!(sent.len(), 2);
     let mut out = Outbox::default();
-    s.on_client_gone(b"c1", &mut out);
+    s.on_client_gone(b"c1");
+    s.on_flushed(&mut out);
     assert_eq!(
         s.task_count(),
         2,
@@ -2198,7 +2290,8 @@ fn client_gone_keeps_what_others_need() {
     g.insert("q", task("add", (key("x"), 100)));
     sim.get(b"c2", 1, &g, "q", false);
     let mut out = Outbox::default();
-    sim.s.on_client_gone(b"c1", &mut out);
+    sim.s.on_client_gone(b"c1");
+    sim.s.on_flushed(&mut out);
     sim.absorb(out);
     sim.run();
     assert_eq!(sim.result(b"c2", 1), ints(&[("q", 103)]));
@@ -2215,7 +2308,8 @@ fn client_gone_leaves_other_clients_graphs_alone() {
     sim.get(b"c1", 1, &xyz(), "z", false);
     sim.get(b"c2", 1, &xyz(), "z", false);
     let mut out = Outbox::default();
-    sim.s.on_client_gone(b"c1", &mut out);
+    sim.s.on_client_gone(b"c1");
+    sim.s.on_flushed(&mut out);
     sim.absorb(out);
     assert_eq!(sim.s.graph_count(), 1);
     sim.run();
@@ -3117,6 +3211,7 @@ fn retire_asked_by_a_client_is_answered_once_done() {
     report(&mut s, b"w1", vec![done("a0", Value::Int(1))], t0);
     let mut out = Outbox::default();
     s.on_retire(b"admin", 7, &addr(b"w1"), t0, &mut out);
+    s.on_flushed(&mut out);
     assert!(out.to_clients.is_empty(), "not yet: {out:?}");
     assert_eq!(msgs_to(&out, b"w2").len(), 1, "a replicate: {out:?}");
     let out = acquired(&mut s, b"w2", "a0", 8, t0);
@@ -3136,6 +3231,7 @@ fn retire_asked_by_a_client_is_answered_once_done() {
     let mut out = Outbox::default();
     register(&mut s, b"w3", FUNCS, 1, t0);
     s.on_retire(b"admin", 8, &addr(b"w3"), t0, &mut out);
+    s.on_flushed(&mut out);
     assert_eq!(msgs_to(&out, b"w3"), vec![ToWorker::Retired]);
     assert!(matches!(
         out.to_clients.as_slice(),
@@ -3150,6 +3246,7 @@ fn retire_of_an_unknown_address_is_an_error() {
     register(&mut s, b"w1", FUNCS, 1, t0);
     let mut out = Outbox::default();
     s.on_retire(b"admin", 3, "tcp://nowhere:1", t0, &mut out);
+    s.on_flushed(&mut out);
     let e = error_of(&out, b"admin", 3).expect("an error");
     assert_eq!(e.kind, "unknown_worker");
     assert!(e.message.contains("tcp://nowhere:1"), "{e:?}");
@@ -3201,6 +3298,7 @@ fn retirement_moves_data_again_when_the_copying_worker_dies() {
     }
     let mut out = Outbox::default();
     s.on_scatter(b"c1", 1, vec![("k".into(), Value::Int(5))], &mut out);
+    s.on_flushed(&mut out);
     assert_eq!(
         out.put_data.keys().collect::<Vec<_>>(),
         vec![&b"w1".to_vec()]
@@ -3354,6 +3452,7 @@ fn worker_back_with_a_new_identity_while_others_recompute_its_data() {
     assert_eq!(sim.result(b"c1", 2), ints(&[("c", 14)]));
     let mut out = Outbox::default();
     sim.s.on_release(b"c1", 3, vec!["c".into()], &mut out);
+    sim.s.on_flushed(&mut out);
     sim.absorb(out);
     sim.assert_clean();
 }
@@ -3392,6 +3491,7 @@ fn lost_scattered_input_fails_the_waiting_client_naming_the_key() {
     register(&mut s, b"w2", FUNCS, 1, t0);
     let mut out = Outbox::default();
     s.on_scatter(b"c1", 1, vec![("s".into(), Value::Int(5))], &mut out);
+    s.on_flushed(&mut out);
     report(&mut s, b"w1", vec![done_held("s", 8)], t0);
     let mut g = Graph::new();
     g.insert("t", task("inc", (key("s"),)));
@@ -3425,6 +3525,7 @@ fn lost_key_computed_from_a_lost_scattered_input_fails_naming_the_key() {
     register(&mut s, b"w2", FUNCS, 1, t0);
     let mut out = Outbox::default();
     s.on_scatter(b"c1", 1, vec![("s".into(), Value::Int(5))], &mut out);
+    s.on_flushed(&mut out);
     report(&mut s, b"w1", vec![done_held("s", 8)], t0);
     let mut g = Graph::new();
     g.insert("c", task("inc", (key("s"),)));
@@ -3452,6 +3553,7 @@ fn worker_back_with_a_new_identity_keeps_the_scattered_data_it_still_holds() {
     register(&mut s, b"w1", FUNCS, 1, t0);
     let mut out = Outbox::default();
     s.on_scatter(b"c1", 1, vec![("k".into(), Value::Int(5))], &mut out);
+    s.on_flushed(&mut out);
     report(&mut s, b"w1", vec![done_held("k", 8)], t0);
     assert_eq!(s.who_has("k"), vec![addr(b"w1")]);
     let msg = FromWorker::Register {
@@ -3520,6 +3622,7 @@ fn retire_request_is_answered_when_the_worker_goes_away_first() {
     report(&mut s, b"w1", vec![done("a0", Value::Int(1))], t0);
     let mut out = Outbox::default();
     s.on_retire(b"admin", 7, &addr(b"w1"), t0, &mut out);
+    s.on_flushed(&mut out);
     assert!(out.to_clients.is_empty());
     // w1 goes before w2 copied a0 (killed, or a second SIGTERM): the admin must hear of it.
     let out = goodbye(&mut s, b"w1", t0 + secs(1));
@@ -3543,7 +3646,9 @@ fn every_retire_request_for_a_worker_is_answered() {
     report(&mut s, b"w1", vec![done("a0", Value::Int(1))], t0);
     let mut out = Outbox::default();
     s.on_retire(b"admin1", 1, &addr(b"w1"), t0, &mut out);
+    s.on_flushed(&mut out);
     s.on_retire(b"admin2", 2, &addr(b"w1"), t0, &mut out);
+    s.on_flushed(&mut out);
     let out = acquired(&mut s, b"w2", "a0", 8, t0);
     for (client, request) in [(b"admin1", 1), (b"admin2", 2)] {
         assert!(
