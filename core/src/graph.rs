@@ -245,6 +245,14 @@ impl Node {
             .collect()
     }
 
+    /// Every key this node references, in [`Node::for_each_ref`] order, repeats included:
+    /// no hashing, for walks that tolerate a key seen twice.
+    pub fn refs(&self) -> Vec<&str> {
+        let mut refs = Vec::new();
+        self.for_each_ref(&mut |k| refs.push(k));
+        refs
+    }
+
     /// The distinct keys this node references, in first-seen order, borrowed. Linear in the
     /// number of references (a task over 100,000 keys is fine).
     pub fn dependency_refs(&self) -> Vec<&str> {

@@ -2102,17 +2102,30 @@ impl SchedulerState {
             let Some((key, node)) = slots.get_mut(index).and_then(Option::take) else {
                 continue;
             };
+            // The distinct inputs in first-seen order, told apart by id (cheaper than by key).
             let mut deps = Vec::new();
             let mut lineage_deps = Vec::new();
-            for d in node.dependency_refs() {
+            let mut seen: HashSet<TaskId> = HashSet::default();
+            node.for_each_ref(&mut |d| {
                 let Some(&id) = self.task_ids.get(d) else {
-                    continue;
+                    return;
                 };
+                let repeated = if deps.len() < 16 {
+                    deps.contains(&id)
+                } else {
+                    if seen.is_empty() {
+                        seen.extend(deps.iter().copied());
+                    }
+                    !seen.insert(id)
+                };
+                if repeated {
+                    return;
+                }
                 if let Some(lineage) = self.tasks.get(&id).and_then(|t| t.lineage.clone()) {
                     lineage_deps.push(lineage);
                 }
                 deps.push(id);
-            }
+            });
             let lineage = Arc::new(Lineage {
                 key: Arc::from(key),
                 node: Arc::new(node),
@@ -2185,7 +2198,8 @@ impl SchedulerState {
             let mut stack: Vec<(usize, Vec<&str>, usize)> = Vec::new();
             marks[root] = VISITING;
             functions.check(self, out_key, root_node)?;
-            stack.push((root, root_node.dependency_refs(), 0));
+            // (A repeated reference is met again DONE, so references need no dedup here.)
+            stack.push((root, root_node.refs(), 0));
             while let Some((index, deps, next)) = stack.last_mut() {
                 let index = *index;
                 if *next == deps.len() {
@@ -2230,7 +2244,7 @@ impl SchedulerState {
                 }
                 marks[dep_index] = VISITING;
                 functions.check(self, dep_key, dep_node)?;
-                stack.push((dep_index, dep_node.dependency_refs(), 0));
+                stack.push((dep_index, dep_node.refs(), 0));
             }
         }
         Ok(order)

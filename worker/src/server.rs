@@ -739,8 +739,7 @@ impl Loop {
         }
         // Every reference, in node order (a repeated key counted once below: its second
         // reference finds this task already waiting for it).
-        let mut refs = Vec::new();
-        t.node.for_each_ref(&mut |k| refs.push(k));
+        let refs = t.node.refs();
         if refs.len() > 64 {
             // A wide task: grow the tables once rather than step by step.
             self.waiting.reserve(refs.len());
