@@ -346,6 +346,27 @@ fn a_chain_of_a_thousand_tasks() {
     cluster.wait_until_idle();
 }
 
+/// More inputs on each worker than one fetch request carries (65,536): the sum's worker
+/// fetches them in chunks, the first served while it takes in the rest.
+#[test]
+fn a_sum_over_more_inputs_than_one_fetch_carries() {
+    let cluster = Cluster::start(2, 1);
+    let n = 160_000i64;
+    let mut g = Graph::new();
+    let mut refs: Vec<Node> = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let k = format!("i-{i}");
+        g.insert(k.as_str(), task("inc", (i,)));
+        refs.push(key(k));
+    }
+    g.insert("total", task("sum", (list(refs),)));
+    assert_eq!(
+        cluster.client().get(&g, "total").unwrap(),
+        Value::Int(n * (n + 1) / 2)
+    );
+    cluster.wait_until_idle();
+}
+
 #[test]
 fn ten_thousand_independent_tasks_and_a_sum_over_them() {
     let cluster = Cluster::start(2, 2);

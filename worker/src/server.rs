@@ -217,6 +217,9 @@ const REPORT_BATCH: usize = 256;
 /// Tasks handed to the executors per thread ahead of time (their inputs are taken then), in
 /// batches of up to half as many.
 const DISPATCH_AHEAD: u32 = 64;
+/// Keys asked of one peer in one request at the most: a wide task's inputs are fetched in
+/// chunks, the first on its way while the rest of the task is being taken in.
+const FETCH_CHUNK: usize = 65_536;
 
 /// A `PeerRequest::GetData` encoded from borrowed keys (a fetch of 50,000 inputs is not
 /// copied to be sent).
@@ -439,6 +442,11 @@ impl Loop {
         }
         for addr in peer_ready {
             self.drain_peer(&addr);
+        }
+        // Many inputs just arrived: the scheduler learns of the copies while the tasks that
+        // wanted them are gathered and run.
+        if self.report.acquired.len() >= REPORT_BATCH {
+            self.send_report(false);
         }
     }
 
@@ -782,7 +790,21 @@ impl Loop {
                     self.add_waiter(dep, &waiter);
                     missing += 1;
                     match to_fetch.get_mut(first.as_str()) {
-                        Some(keys) => keys.push(dep.to_string()),
+                        Some(keys) => {
+                            keys.push(dep.to_string());
+                            // A wide task's inputs are asked for in chunks: the peer serves
+                            // the first while this worker is still taking in the rest.
+                            if keys.len() >= FETCH_CHUNK {
+                                let chunk = std::mem::take(keys);
+                                if let Err(chunk) = self.try_fetch(first, chunk) {
+                                    // Left for `send_fetches`, which handles the failure once
+                                    // the batch's tasks are all known.
+                                    if let Some(keys) = to_fetch.get_mut(first.as_str()) {
+                                        keys.extend(chunk);
+                                    }
+                                }
+                            }
+                        }
                         None => {
                             to_fetch.insert(first.clone(), vec![dep.to_string()]);
                         }
@@ -1058,7 +1080,8 @@ impl Loop {
         }
         let since = *self.report_since.get_or_insert_with(Instant::now);
         let busy = self.running > 0 || !self.ready.is_empty();
-        let small = self.report.done.len() + self.report.failed.len() < REPORT_BATCH;
+        let small = self.report.done.len() + self.report.failed.len() + self.report.acquired.len()
+            < REPORT_BATCH;
         if !force && busy && small && since.elapsed() < REPORT_DELAY {
             return;
         }
@@ -1159,33 +1182,48 @@ impl Loop {
     /// Sends one fetch request per peer.
     fn send_fetches(&mut self, to_fetch: HashMap<String, Vec<String>>) {
         for (peer, keys) in to_fetch {
-            let request = self.next_request;
-            self.next_request += 1;
-            let sent = self.peer_socket(&peer).and_then(|socket| {
-                let msg = GetDataRef {
-                    op: "get_data",
+            if !keys.is_empty() {
+                self.send_fetch(peer, keys);
+            }
+        }
+    }
+
+    /// Asks `peer` for `keys` (or, if it cannot be reached, tries their next holders).
+    fn send_fetch(&mut self, peer: String, keys: Vec<String>) {
+        if let Err(keys) = self.try_fetch(&peer, keys) {
+            self.peer_sockets.remove(&peer);
+            self.fetch_failed(keys);
+        }
+    }
+
+    /// Sends one fetch request; gives the keys back if it could not be sent.
+    fn try_fetch(&mut self, peer: &str, keys: Vec<String>) -> Result<(), Vec<String>> {
+        let request = self.next_request;
+        let sent = self.peer_socket(peer).and_then(|socket| {
+            let msg = GetDataRef {
+                op: "get_data",
+                request,
+                keys: &keys,
+            };
+            let f = frames::encode(&msg, Vec::new()).map_err(|e| e.to_string())?;
+            frames::send(socket, None, f).map_err(|e| e.to_string())
+        });
+        match sent {
+            Ok(()) => {
+                self.next_request += 1;
+                self.fetches.insert(
                     request,
-                    keys: &keys,
-                };
-                let f = frames::encode(&msg, Vec::new()).map_err(|e| e.to_string())?;
-                frames::send(socket, None, f).map_err(|e| e.to_string())
-            });
-            match sent {
-                Ok(()) => {
-                    self.fetches.insert(
-                        request,
-                        Fetch {
-                            peer,
-                            keys,
-                            deadline: Instant::now() + self.fetch_timeout,
-                        },
-                    );
-                }
-                Err(e) => {
-                    log::warn!("cannot ask {peer} for data: {e}");
-                    self.peer_sockets.remove(&peer);
-                    self.fetch_failed(keys);
-                }
+                    Fetch {
+                        peer: peer.to_string(),
+                        keys,
+                        deadline: Instant::now() + self.fetch_timeout,
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => {
+                log::warn!("cannot ask {peer} for data: {e}");
+                Err(keys)
             }
         }
     }
