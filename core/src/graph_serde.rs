@@ -294,14 +294,27 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(list_node(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let mut entries: Vec<(MapKey, Entry)> =
-            Vec::with_capacity(map.size_hint().unwrap_or(0).min(1 << 16));
+        let hint = map.size_hint();
+        let mut entries: Vec<(MapKey, Entry)> = Vec::new();
         while let Some(k) = map.next_key::<MapKey>()? {
             let entry = match k {
                 MapKey::Known("lit") => Entry::Raw(map.next_value::<Value>()?),
                 MapKey::Known("args") => map.next_value::<ArgsEntry>()?.0,
                 _ => Entry::Node(map.next_value::<Node>()?),
             };
+            // The commonest node, `{"ref": key}` (a wide task has a million), is made at once;
+            // anything else goes through `from_entries` (and its error messages).
+            if hint == Some(1) {
+                return match (k, entry) {
+                    (MapKey::Known("ref"), Entry::Node(Node::Literal(Value::Str(key)))) => {
+                        Ok(Node::Ref(key))
+                    }
+                    (k, entry) => from_entries(vec![(k, entry)]).map_err(de::Error::custom),
+                };
+            }
+            if entries.is_empty() {
+                entries.reserve(hint.unwrap_or(0).min(1 << 16));
+            }
             entries.push((k, entry));
         }
         from_entries(entries).map_err(de::Error::custom)
@@ -577,6 +590,8 @@ mod tests {
             "ref_and_more": {"ref": "x", "fn": 1},
             "nested": {"fn": "add", "args": [{"fn": "inc", "args": [1]}, [1, {"ref": "x"}]]},
             "no_args": {"fn": "zero"},
+            "single": {"only": {"ref": "x"}},
+            "single_lit": {"lit": [1, {"ref": "x"}]},
             "empty_args": {"fn": "zero", "args": []}
         });
         let mut value = Value::from_json(&json);
@@ -607,6 +622,14 @@ mod tests {
         for (json, words) in [
             (serde_json::json!({"y": {"fn": 3}}), vec!["\"y\"", "fn"]),
             (serde_json::json!({"y": {"ref": 3}}), vec!["\"y\"", "ref"]),
+            (
+                serde_json::json!({"y": {"ref": ["x"]}}),
+                vec!["\"y\"", "ref"],
+            ),
+            (
+                serde_json::json!({"y": {"ref": {"ref": "x"}}}),
+                vec!["\"y\"", "ref"],
+            ),
             (
                 serde_json::json!({"y": {"fn": "add", "args": 3}}),
                 vec!["args"],
