@@ -1068,22 +1068,29 @@ impl SchedulerState {
     /// Drops `tid`'s claims on its dependencies (once): it has its value, or never will.
     /// Whether they can be forgotten is checked after the flush (see `release_checks`).
     fn drop_dep_claims(&mut self, tid: TaskId) {
-        let deps = self.take_dep_claims(tid);
-        self.release_checks.extend(deps);
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
+        };
+        if t.deps_done {
+            return;
+        }
+        t.deps_done = true;
+        // Listed straight into `release_checks` (no copy of a wide task's inputs).
+        let start = self.release_checks.len();
+        self.release_checks.extend_from_slice(&t.deps);
+        for &d in &self.release_checks[start..] {
+            if let Some(dt) = self.tasks.get_mut(&d) {
+                dt.waiters = dt.waiters.saturating_sub(1);
+            }
+        }
     }
 
     /// The loop sent the outbox: forget what lost its last claim during the turn, releasing
     /// its data from workers (the releases go out with the next flush). Until then such a
     /// task stays known, so a computation submitted meanwhile reuses its value.
     pub fn on_flushed(&mut self, out: &mut Outbox) {
-        let checks = std::mem::take(&mut self.release_checks);
-        for &tid in &checks {
+        for tid in std::mem::take(&mut self.release_checks) {
             self.check_release(tid, out);
-        }
-        // Keep the allocation (large after a wide fan-in) unless nothing was deferred since.
-        if self.release_checks.is_empty() {
-            self.release_checks = checks;
-            self.release_checks.clear();
         }
     }
 
