@@ -13,6 +13,9 @@
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
 use clap::Parser;
 
 use crate::registry::Registry;
@@ -91,6 +94,28 @@ pub fn main_with(registry: Registry) {
     options.retire_timeout = seconds(args.retire_timeout, "retire-timeout");
     options.heartbeat_interval = seconds(args.heartbeat_interval, "heartbeat-interval");
     options.fetch_timeout = seconds(args.fetch_timeout, "fetch-timeout");
+    // The first signal retires gracefully; a second one leaves at once. The handler goes in
+    // before the worker starts (a signal right after it registers must not kill it); signals
+    // that came before the worker existed are applied once it does.
+    type Action = Box<dyn Fn() + Send + Sync>;
+    let signals = Arc::new(AtomicUsize::new(0));
+    let actions: Arc<OnceLock<(Action, Action)>> = Arc::new(OnceLock::new());
+    let handler = {
+        let (signals, actions) = (signals.clone(), actions.clone());
+        move || {
+            let n = signals.fetch_add(1, Ordering::SeqCst);
+            if let Some((retire, stop)) = actions.get() {
+                if n == 0 {
+                    retire()
+                } else {
+                    stop()
+                }
+            }
+        }
+    };
+    if let Err(e) = ctrlc::set_handler(handler) {
+        log::warn!("cannot install the Ctrl-C handler: {e}");
+    }
     let worker = match Worker::start(options) {
         Ok(w) => w,
         Err(e) => {
@@ -98,21 +123,19 @@ pub fn main_with(registry: Registry) {
             std::process::exit(1);
         }
     };
+    let (retire, stop): (Action, Action) = (Box::new(worker.retirer()), Box::new(worker.stopper()));
+    let _ = actions.set((retire, stop));
+    if let Some((retire, stop)) = actions.get() {
+        let early = signals.load(Ordering::SeqCst);
+        if early >= 1 {
+            retire();
+        }
+        if early >= 2 {
+            stop();
+        }
+    }
     println!("worker_address: {}", worker.address());
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    // The first signal retires gracefully; a second one leaves at once.
-    let (retire, stop) = (worker.retirer(), worker.stopper());
-    let signals = std::sync::atomic::AtomicUsize::new(0);
-    let handler = move || {
-        if signals.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-            retire()
-        } else {
-            stop()
-        }
-    };
-    if let Err(e) = ctrlc::set_handler(handler) {
-        log::warn!("cannot install the Ctrl-C handler: {e}");
-    }
     worker.wait();
 }
