@@ -346,12 +346,8 @@ fn a_chain_of_a_thousand_tasks() {
     cluster.wait_until_idle();
 }
 
-/// More inputs on each worker than one fetch request carries (65,536): the sum's worker
-/// fetches them in chunks, the first served while it takes in the rest.
-#[test]
-fn a_sum_over_more_inputs_than_one_fetch_carries() {
-    let cluster = Cluster::start(2, 1);
-    let n = 160_000i64;
+/// `i-0` .. `i-{n-1}` = `inc(i)`, and `total` = their sum, `n (n + 1) / 2`.
+fn incs_and_sum(n: i64) -> Graph {
     let mut g = Graph::new();
     let mut refs: Vec<Node> = Vec::with_capacity(n as usize);
     for i in 0..n {
@@ -360,6 +356,16 @@ fn a_sum_over_more_inputs_than_one_fetch_carries() {
         refs.push(key(k));
     }
     g.insert("total", task("sum", (list(refs),)));
+    g
+}
+
+/// More inputs on each worker than one fetch request carries (65,536): the sum's worker
+/// fetches them in chunks, the first served while it takes in the rest.
+#[test]
+fn a_sum_over_more_inputs_than_one_fetch_carries() {
+    let cluster = Cluster::start(2, 1);
+    let n = 160_000i64;
+    let g = incs_and_sum(n);
     assert_eq!(
         cluster.client().get(&g, "total").unwrap(),
         Value::Int(n * (n + 1) / 2)
@@ -371,14 +377,7 @@ fn a_sum_over_more_inputs_than_one_fetch_carries() {
 fn ten_thousand_independent_tasks_and_a_sum_over_them() {
     let cluster = Cluster::start(2, 2);
     let n = 10_000i64;
-    let mut g = Graph::new();
-    let mut refs: Vec<Node> = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let k = format!("i-{i}");
-        g.insert(k.as_str(), task("inc", (i,)));
-        refs.push(key(k));
-    }
-    g.insert("total", task("sum", (list(refs),)));
+    let g = incs_and_sum(n);
     // sum of (i + 1) for i in 0..n
     let expected = n * (n + 1) / 2;
     assert_eq!(

@@ -189,6 +189,14 @@ fn compute_task(k: &str, node: zask::Node, send_value: bool) -> ComputeTask {
     }
 }
 
+/// A task whose inputs are on the peers `who_has` names; its value is wanted.
+fn compute_from(k: &str, node: zask::Node, who_has: Vec<(String, Vec<String>)>) -> ComputeTask {
+    ComputeTask {
+        who_has,
+        ..compute_task(k, node, true)
+    }
+}
+
 fn done_value(outcome: Outcome) -> (TaskDone, Option<Value>) {
     outcome.unwrap_or_else(|f| panic!("the task failed: {f:?}"))
 }
@@ -415,12 +423,11 @@ fn a_fetch_from_a_dead_holder_retries_the_next_holder() {
     let dead = format!("tcp://127.0.0.1:{}", free_port());
     fake.compute(
         &route_b,
-        vec![ComputeTask {
-            key: "y".into(),
-            node: std::sync::Arc::new(task("inc", (key("x"),))),
-            who_has: vec![("x".into(), vec![dead.clone(), a.address.clone()])],
-            send_value: true,
-        }],
+        vec![compute_from(
+            "y",
+            task("inc", (key("x"),)),
+            vec![("x".into(), vec![dead.clone(), a.address.clone()])],
+        )],
     );
     let (outcome, acquired) = fake.outcome(&route_b, "y");
     let (_, value) = done_value(outcome);
@@ -446,12 +453,11 @@ fn a_fetch_from_a_dead_holder_retries_the_next_holder() {
     // Only dead holders: the task fails naming the input (after the fetch timeout).
     fake.compute(
         &route_b,
-        vec![ComputeTask {
-            key: "z".into(),
-            node: std::sync::Arc::new(task("inc", (key("q"),))),
-            who_has: vec![("q".into(), vec![dead])],
-            send_value: true,
-        }],
+        vec![compute_from(
+            "z",
+            task("inc", (key("q"),)),
+            vec![("q".into(), vec![dead])],
+        )],
     );
     let f = failure(fake.outcome(&route_b, "z").0);
     assert_eq!(f.kind, "missing_dependency", "{f:?}");
@@ -460,12 +466,11 @@ fn a_fetch_from_a_dead_holder_retries_the_next_holder() {
     // A holder that is alive but does not have the key: the next one is tried at once.
     fake.compute(
         &route_b,
-        vec![ComputeTask {
-            key: "w".into(),
-            node: std::sync::Arc::new(task("mul", (key("x"), 5))),
-            who_has: vec![("x".into(), vec![b.address.clone(), a.address.clone()])],
-            send_value: true,
-        }],
+        vec![compute_from(
+            "w",
+            task("mul", (key("x"), 5)),
+            vec![("x".into(), vec![b.address.clone(), a.address.clone()])],
+        )],
     );
     // (B itself does not hold x any more; it asks A.)
     let (outcome, _) = fake.outcome(&route_b, "w");
@@ -479,12 +484,11 @@ fn a_fetch_from_a_dead_holder_retries_the_next_holder() {
     done_value(fake.outcome(&route_a, "p").0);
     fake.compute(
         &route_b,
-        vec![ComputeTask {
-            key: "pp".into(),
-            node: std::sync::Arc::new(task("add", (key("p"), key("p")))),
-            who_has: vec![("p".into(), vec![a.address.clone()])],
-            send_value: true,
-        }],
+        vec![compute_from(
+            "pp",
+            task("add", (key("p"), key("p"))),
+            vec![("p".into(), vec![a.address.clone()])],
+        )],
     );
     let (outcome, acquired) = fake.outcome(&route_b, "pp");
     assert_eq!(done_value(outcome).1, Some(Value::Int(22)));

@@ -1068,21 +1068,9 @@ impl SchedulerState {
     /// Drops `tid`'s claims on its dependencies (once): it has its value, or never will.
     /// Whether they can be forgotten is checked after the flush (see `release_checks`).
     fn drop_dep_claims(&mut self, tid: TaskId) {
-        let Some(t) = self.tasks.get_mut(&tid) else {
-            return;
-        };
-        if t.deps_done {
-            return;
-        }
-        t.deps_done = true;
-        // Listed straight into `release_checks` (no copy of a wide task's inputs).
-        let start = self.release_checks.len();
-        self.release_checks.extend_from_slice(&t.deps);
-        for &d in &self.release_checks[start..] {
-            if let Some(dt) = self.tasks.get_mut(&d) {
-                dt.waiters = dt.waiters.saturating_sub(1);
-            }
-        }
+        let mut checks = std::mem::take(&mut self.release_checks);
+        self.take_dep_claims(tid, &mut checks);
+        self.release_checks = checks;
     }
 
     /// The loop sent the outbox: forget what lost its last claim during the turn, releasing
@@ -1094,22 +1082,23 @@ impl SchedulerState {
         }
     }
 
-    /// Marks `tid`'s claims on its dependencies dropped and returns the dependencies to check
-    /// (empty if they were dropped already).
-    fn take_dep_claims(&mut self, tid: TaskId) -> Vec<TaskId> {
-        let deps = match self.tasks.get_mut(&tid) {
-            Some(t) if !t.deps_done => {
-                t.deps_done = true;
-                t.deps.clone()
-            }
-            _ => return Vec::new(),
+    /// Marks `tid`'s claims on its dependencies dropped and appends the dependencies to check
+    /// to `into` (nothing if they were dropped already; no copy of a wide task's inputs).
+    fn take_dep_claims(&mut self, tid: TaskId, into: &mut Vec<TaskId>) {
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
         };
-        for d in &deps {
+        if t.deps_done {
+            return;
+        }
+        t.deps_done = true;
+        let start = into.len();
+        into.extend_from_slice(&t.deps);
+        for d in &into[start..] {
             if let Some(dt) = self.tasks.get_mut(d) {
                 dt.waiters = dt.waiters.saturating_sub(1);
             }
         }
-        deps
     }
 
     /// Forgets `tid` if nothing needs it any more, releasing its data from workers, and
@@ -1131,7 +1120,7 @@ impl SchedulerState {
                 // It will come back; it is released when it does.
                 TaskStatus::Processing(_) => continue,
                 TaskStatus::Waiting | TaskStatus::Ready | TaskStatus::Erred(_) => {
-                    stack.extend(self.take_dep_claims(id));
+                    self.take_dep_claims(id, &mut stack);
                 }
                 TaskStatus::Memory => {}
             }

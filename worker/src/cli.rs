@@ -63,6 +63,23 @@ pub struct Args {
     pub enable_test_functions: bool,
 }
 
+/// What the worker does on SIGINT/SIGTERM.
+struct SignalActions {
+    retire: Box<dyn Fn() + Send + Sync>,
+    stop: Box<dyn Fn() + Send + Sync>,
+}
+
+impl SignalActions {
+    /// The `n`th signal (from 0): the first retires gracefully, any later one stops at once.
+    fn on_signal(&self, n: usize) {
+        if n == 0 {
+            (self.retire)()
+        } else {
+            (self.stop)()
+        }
+    }
+}
+
 fn seconds(s: f64, flag: &str) -> Duration {
     match Duration::try_from_secs_f64(s) {
         Ok(d) if !d.is_zero() => d,
@@ -97,19 +114,14 @@ pub fn main_with(registry: Registry) {
     // The first signal retires gracefully; a second one leaves at once. The handler goes in
     // before the worker starts (a signal right after it registers must not kill it); signals
     // that came before the worker existed are applied once it does.
-    type Action = Box<dyn Fn() + Send + Sync>;
     let signals = Arc::new(AtomicUsize::new(0));
-    let actions: Arc<OnceLock<(Action, Action)>> = Arc::new(OnceLock::new());
+    let actions: Arc<OnceLock<SignalActions>> = Arc::new(OnceLock::new());
     let handler = {
         let (signals, actions) = (signals.clone(), actions.clone());
         move || {
             let n = signals.fetch_add(1, Ordering::SeqCst);
-            if let Some((retire, stop)) = actions.get() {
-                if n == 0 {
-                    retire()
-                } else {
-                    stop()
-                }
+            if let Some(actions) = actions.get() {
+                actions.on_signal(n);
             }
         }
     };
@@ -123,16 +135,12 @@ pub fn main_with(registry: Registry) {
             std::process::exit(1);
         }
     };
-    let (retire, stop): (Action, Action) = (Box::new(worker.retirer()), Box::new(worker.stopper()));
-    let _ = actions.set((retire, stop));
-    if let Some((retire, stop)) = actions.get() {
-        let early = signals.load(Ordering::SeqCst);
-        if early >= 1 {
-            retire();
-        }
-        if early >= 2 {
-            stop();
-        }
+    let actions = actions.get_or_init(|| SignalActions {
+        retire: Box::new(worker.retirer()),
+        stop: Box::new(worker.stopper()),
+    });
+    for n in 0..signals.load(Ordering::SeqCst) {
+        actions.on_signal(n);
     }
     println!("worker_address: {}", worker.address());
     use std::io::Write;
