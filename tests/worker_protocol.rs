@@ -406,6 +406,64 @@ fn task_failures_are_reported_with_their_kind() {
     );
 }
 
+/// A chain queued on a worker goes to its executor with its first link and runs there link
+/// after link (longer than one dispatch, so it also resumes through the loop): every link's
+/// value is right and stored, a link's other inputs and repeated references are filled, and
+/// a failing link fails the rest of the chain, each naming the link before it.
+#[test]
+fn a_chain_queued_on_a_worker_runs_link_after_link() {
+    let fake = FakeScheduler::bind();
+    let worker = fake.start_worker(1, &[]);
+    let (route, _) = fake.accept(&worker);
+    fake.compute(&route, vec![compute_task("x", task("add", (2, 3)), false)]);
+    done_value(fake.outcome(&route, "x").0);
+
+    // l0 = 0; l(i) = l(i-1) + x + l(i-1) - l(i-1) = l(i-1) + 5.
+    let links = 300;
+    let mut tasks = vec![compute_task("l0", task("identity", (0,)), false)];
+    for i in 1..links {
+        let previous = format!("l{}", i - 1);
+        let node = task(
+            "sub",
+            (
+                task(
+                    "add",
+                    (task("add", (key(&previous), key("x"))), key(&previous)),
+                ),
+                key(&previous),
+            ),
+        );
+        tasks.push(compute_task(&format!("l{i}"), node, i == links - 1));
+    }
+    fake.compute(&route, tasks);
+    let last = format!("l{}", links - 1);
+    let (_, value) = done_value(fake.outcome(&route, &last).0);
+    assert_eq!(value, Some(Value::Int(5 * (links as i64 - 1))));
+    let (items, missing) = fake.get_data(&route, 1, &["l1", "l150", "l298"]);
+    assert!(missing.is_empty(), "{missing:?}");
+    let values: Vec<Value> = items.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(
+        values,
+        vec![Value::Int(5), Value::Int(750), Value::Int(1490)]
+    );
+
+    fake.compute(
+        &route,
+        vec![
+            compute_task("m0", task("inc", (1,)), false),
+            compute_task("m1", task("fail", (key("m0"),)), false),
+            compute_task("m2", task("inc", (key("m1"),)), false),
+            compute_task("m3", task("inc", (key("m2"),)), true),
+        ],
+    );
+    let f = failure(fake.outcome(&route, "m3").0);
+    assert_eq!(f.kind, "missing_dependency", "{f:?}");
+    assert_eq!(f.missing.as_deref(), Some("m2"), "{f:?}");
+    let (items, missing) = fake.get_data(&route, 2, &["m0", "m1", "m2", "m3"]);
+    assert_eq!(items, vec![("m0".to_string(), Value::Int(2))]);
+    assert_eq!(missing, vec!["m1", "m2", "m3"]);
+}
+
 #[test]
 fn a_fetch_from_a_dead_holder_retries_the_next_holder() {
     let fake = FakeScheduler::bind();

@@ -240,6 +240,12 @@ struct Job {
     node: Arc<Node>,
     /// The value of each reference of `node`, in `Node::for_each_ref` order.
     inputs: Vec<Value>,
+    /// Positions in `inputs` that take the value of the job this one follows in a chain.
+    from_previous: Vec<usize>,
+    /// The task queued here behind this one (waiting for its value and nothing else): the
+    /// same thread runs it right after, so a chain runs link after link with no hand-off
+    /// through the loop per step.
+    then: Option<Box<Job>>,
 }
 
 /// What an executor thread sends back.
@@ -247,6 +253,8 @@ struct JobResult {
     key: String,
     result: Result<Value, EvalError>,
     duration: Duration,
+    /// Set when the job did not run because the link before it in its chain failed.
+    failed_input: Option<String>,
 }
 
 /// Where the loop hands batches of jobs to the executor threads.
@@ -276,43 +284,104 @@ fn spawn_executors(
             .name(format!("zask-exec-{i}"))
             // Deeply nested task nodes are evaluated recursively.
             .stack_size(32 << 20)
-            .spawn(move || loop {
-                let batch = match jobs_rx.lock() {
-                    Ok(rx) => match rx.recv() {
-                        Ok(batch) => batch,
-                        Err(_) => return,
-                    },
-                    Err(_) => return,
-                };
-                let count = batch.len();
-                let mut done = Vec::with_capacity(count);
-                let mut since_sent = Instant::now();
-                for (i, job) in batch.into_iter().enumerate() {
-                    let start = Instant::now();
-                    let result = evaluate(&job.node, &mut job.inputs.into_iter(), &registry);
-                    done.push(JobResult {
-                        key: job.key,
-                        result,
-                        duration: start.elapsed(),
-                    });
-                    // Results go back when the batch is done, or sooner if the batch is slow
-                    // (a long task is reported when it finishes, not with the rest).
-                    if i + 1 < count && since_sent.elapsed() < RESULTS_DELAY {
-                        continue;
-                    }
-                    if results_tx.send(std::mem::take(&mut done)).is_err() {
+            .spawn(move || {
+                while let Some(batch) = jobs_rx.lock().ok().and_then(|rx| rx.recv().ok()) {
+                    let mut sender = ResultSender {
+                        results: &results_tx,
+                        wake: &wake,
+                        wake_pending: &wake_pending,
+                        done: Vec::new(),
+                        since_sent: Instant::now(),
+                    };
+                    if !run_batch(batch, &registry, &mut sender) {
                         return;
-                    }
-                    since_sent = Instant::now();
-                    // One wake-up for however many results pile up while the loop is busy.
-                    if !wake_pending.swap(true, Ordering::AcqRel) {
-                        let _ = wake.send(&b""[..], zmq::DONTWAIT);
                     }
                 }
             })
             .map_err(Error::Thread)?;
     }
     Ok((jobs_tx, results_rx))
+}
+
+/// An executor's way back to the loop: finished jobs, sent in groups with one wake-up.
+struct ResultSender<'a> {
+    results: &'a mpsc::Sender<Vec<JobResult>>,
+    wake: &'a zmq::Socket,
+    wake_pending: &'a AtomicBool,
+    done: Vec<JobResult>,
+    since_sent: Instant,
+}
+
+impl ResultSender<'_> {
+    /// Queues one result; sends the group when `last` (nothing more in the batch) or when
+    /// the group has waited `RESULTS_DELAY` (a slow task is reported when it finishes, not
+    /// with the rest). False when the loop is gone.
+    fn push(&mut self, result: JobResult, last: bool) -> bool {
+        self.done.push(result);
+        if !last && self.since_sent.elapsed() < RESULTS_DELAY {
+            return true;
+        }
+        if self.results.send(std::mem::take(&mut self.done)).is_err() {
+            return false;
+        }
+        self.since_sent = Instant::now();
+        // One wake-up for however many results pile up while the loop is busy.
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            let _ = self.wake.send(&b""[..], zmq::DONTWAIT);
+        }
+        true
+    }
+}
+
+/// Runs a batch of jobs, each with the chain queued behind it; false when the loop is gone.
+fn run_batch(batch: Vec<Job>, registry: &Registry, sender: &mut ResultSender) -> bool {
+    let count = batch.len();
+    for (i, job) in batch.into_iter().enumerate() {
+        // The value of the link before (or the key of the link that failed).
+        let mut previous: Option<Result<Value, String>> = None;
+        let mut link = Some(job);
+        while let Some(mut job) = link.take() {
+            link = job.then.take().map(|next| *next);
+            let start = Instant::now();
+            let mut failed_input = None;
+            let result = match previous.take() {
+                Some(Err(input)) => {
+                    let message = format!("input {input:?} failed");
+                    failed_input = Some(input);
+                    Err(EvalError {
+                        kind: "missing_dependency",
+                        function: None,
+                        message,
+                    })
+                }
+                Some(Ok(value)) => {
+                    for &at in &job.from_previous {
+                        if let Some(slot) = job.inputs.get_mut(at) {
+                            *slot = value.clone();
+                        }
+                    }
+                    evaluate(&job.node, &mut job.inputs.into_iter(), registry)
+                }
+                None => evaluate(&job.node, &mut job.inputs.into_iter(), registry),
+            };
+            if link.is_some() {
+                previous = Some(match &result {
+                    Ok(value) => Ok(value.clone()),
+                    Err(_) => Err(job.key.clone()),
+                });
+            }
+            let done = JobResult {
+                key: job.key,
+                result,
+                duration: start.elapsed(),
+                failed_input,
+            };
+            if !sender.push(done, i + 1 == count && link.is_none()) {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// A task this worker was given and has not finished.
@@ -971,11 +1040,19 @@ impl Loop {
                 self.fail_waiters(&key);
                 continue;
             }
+            let node = task.node.clone();
+            let budget = (self.nthreads * DISPATCH_AHEAD)
+                .saturating_sub(self.running + jobs.len() as u32 + 1);
+            let (then, links) = self.take_chain(&key, budget);
             jobs.push(Job {
                 key,
-                node: task.node.clone(),
+                node,
                 inputs,
+                from_previous: Vec::new(),
+                then,
             });
+            // The chained links count as dispatched (each reports back on its own).
+            self.running += links;
         }
         // Spread over the threads, at most half the look-ahead per batch so that a thread
         // finishing one batch finds the next already queued.
@@ -995,6 +1072,72 @@ impl Loop {
                 }
             }
         }
+    }
+
+    /// Takes the chain queued here behind `key`, which is being dispatched: the task waiting
+    /// for it and for nothing else, then the one waiting for that, and so on, up to `budget`
+    /// links. Each goes to the executor with `key`'s job, its input from the link before
+    /// filled in there; returns the first link and how many there are.
+    fn take_chain(&mut self, key: &str, budget: u32) -> (Option<Box<Job>>, u32) {
+        let mut links: Vec<Job> = Vec::new();
+        let mut previous = key.to_string();
+        while (links.len() as u32) < budget {
+            let Some(waiters) = self.waiting.get(&previous) else {
+                break;
+            };
+            let next = waiters
+                .iter()
+                .position(|w| self.tasks.get(&**w).is_some_and(|t| t.missing == 1));
+            let Some(at) = next else {
+                break;
+            };
+            let waiter = waiters[at].clone();
+            let Some(task) = self.tasks.get_mut(&*waiter) else {
+                break;
+            };
+            // Its other inputs are here (it misses only `previous`): take them now.
+            let mut inputs = Vec::new();
+            let mut from_previous = Vec::new();
+            let mut lost = false;
+            let store = &self.store;
+            task.node.for_each_ref(&mut |dep| {
+                if dep == previous {
+                    from_previous.push(inputs.len());
+                    inputs.push(Value::Nil);
+                    return;
+                }
+                match store.get(dep) {
+                    Ok(Some(v)) => inputs.push(v),
+                    _ => lost = true,
+                }
+            });
+            if lost {
+                break; // Left to the usual path, which reports the lost input.
+            }
+            task.missing = 0;
+            let node = task.node.clone();
+            if let Some(waiters) = self.waiting.get_mut(&previous) {
+                waiters.remove(at);
+                if waiters.is_empty() {
+                    self.waiting.remove(&previous);
+                }
+            }
+            previous = String::from(&*waiter);
+            links.push(Job {
+                key: previous.clone(),
+                node,
+                inputs,
+                from_previous,
+                then: None,
+            });
+        }
+        let count = links.len() as u32;
+        let mut then = None;
+        for mut link in links.into_iter().rev() {
+            link.then = then;
+            then = Some(Box::new(link));
+        }
+        (then, count)
     }
 
     fn collect_results(&mut self) {
@@ -1031,7 +1174,7 @@ impl Loop {
                 self.input_arrived(&done.key);
             }
             Err(e) => {
-                self.fail(&done.key, e.kind, e.function, e.message, None);
+                self.fail(&done.key, e.kind, e.function, e.message, done.failed_input);
                 self.fail_waiters(&done.key);
             }
         }
