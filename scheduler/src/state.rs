@@ -359,6 +359,8 @@ pub struct SchedulerState {
     /// forgotten: checked by [`SchedulerState::on_flushed`], after the turn's messages went
     /// out, so a result never waits behind the release of the graph that produced it.
     release_checks: Vec<TaskId>,
+    /// Tasks with at least one holder (kept as holders come and go: `status` is O(1)).
+    held: usize,
 }
 
 /// A client's `scatter` waiting for workers to store its values.
@@ -480,6 +482,7 @@ impl SchedulerState {
             durations: HashMap::default(),
             assignments: 0,
             release_checks: Vec::new(),
+            held: 0,
         }
     }
 
@@ -536,6 +539,12 @@ impl SchedulerState {
 
     /// How many keys are held on workers.
     pub fn held_count(&self) -> usize {
+        self.held
+    }
+
+    /// `held_count` counted the slow way, to check the counter in tests.
+    #[cfg(test)]
+    fn held_by_scan(&self) -> usize {
         self.tasks
             .values()
             .filter(|t| !t.who_has.is_empty())
@@ -825,6 +834,9 @@ impl SchedulerState {
         };
         t.nbytes = nbytes;
         if t.who_has.insert(wid) {
+            if t.who_has.len() == 1 {
+                self.held += 1;
+            }
             if let Some(w) = self.workers.get_mut(&wid) {
                 w.has.insert(tid);
                 w.nbytes += nbytes;
@@ -982,6 +994,9 @@ impl SchedulerState {
             return;
         };
         if t.who_has.remove(&wid) {
+            if t.who_has.is_empty() {
+                self.held -= 1;
+            }
             if let Some(w) = self.workers.get_mut(&wid) {
                 w.has.remove(&tid);
                 w.nbytes = w.nbytes.saturating_sub(t.nbytes);
@@ -1134,6 +1149,9 @@ impl SchedulerState {
             return;
         };
         self.task_ids.remove(&t.key);
+        if !t.who_has.is_empty() {
+            self.held -= 1;
+        }
         for w in &t.who_has {
             if let Some(worker) = self.workers.get_mut(w) {
                 worker.has.remove(&tid);
@@ -1251,7 +1269,9 @@ impl SchedulerState {
         let mut lost = Vec::new();
         for tid in w.has {
             if let Some(t) = self.tasks.get_mut(&tid) {
-                t.who_has.remove(&wid);
+                if t.who_has.remove(&wid) && t.who_has.is_empty() {
+                    self.held -= 1;
+                }
                 if t.who_has.is_empty() && t.status == TaskStatus::Memory {
                     lost.push(tid);
                 }

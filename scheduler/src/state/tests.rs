@@ -462,6 +462,10 @@ impl Sim {
     /// Answers pending `get_data`s, then runs the queued tasks of one worker and reports them.
     /// Returns false when there was nothing to do.
     fn step(&mut self) -> bool {
+        // (Small states only: the scan would make the big simulations quadratic.)
+        if self.s.task_count() <= 5_000 {
+            assert_eq!(self.s.held_count(), self.s.held_by_scan(), "the held keys' counter");
+        }
         if !self.get_data.is_empty() {
             for (route, request, keys) in std::mem::take(&mut self.get_data) {
                 let store = &self.stores[&route];
