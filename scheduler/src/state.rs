@@ -26,6 +26,7 @@ use std::collections::{BinaryHeap, VecDeque};
 
 // Fast hashing for the scheduler's tables (keys come from the cluster's own clients).
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -146,7 +147,8 @@ pub struct TaskState {
     /// Distinct dependencies.
     pub deps: Vec<TaskId>,
     /// Tasks that listed this one as a dependency (may include finished or forgotten ones).
-    pub dependents: Vec<TaskId>,
+    /// Usually one or two, kept inline (no allocation per task of a wide fan-in).
+    pub dependents: Dependents,
     /// Dependencies not yet in memory.
     pub waiting_on: u32,
     /// Unfinished dependents needing the value, plus computations wanting it as an output.
@@ -174,6 +176,9 @@ pub struct TaskState {
     pub assigned: u64,
 }
 
+/// The tasks depending on one task (see `TaskState::dependents`).
+pub type Dependents = SmallVec<[TaskId; 2]>;
+
 /// How a key is computed: its node, and the lineage of the inputs it was computed from.
 ///
 /// A task keeps its lineage while it lives, so a key lost with a worker can be computed again
@@ -199,10 +204,10 @@ impl Drop for Lineage {
     }
 }
 
-/// The workers holding a key: usually one or two, so a small vector (a hash set would cost
-/// several times the memory for each of a million keys).
+/// The workers holding a key: usually one or two, kept inline (no allocation for each of a
+/// million keys; a hash set would cost several times the memory).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Holders(Vec<WorkerId>);
+pub struct Holders(SmallVec<[WorkerId; 2]>);
 
 impl Holders {
     /// Adds `w`; false if it was there already.
@@ -1469,7 +1474,7 @@ impl SchedulerState {
                 lineage: Some(lineage),
                 status,
                 deps,
-                dependents: Vec::new(),
+                dependents: Dependents::new(),
                 waiting_on,
                 waiters: 0,
                 deps_done: false,
@@ -1739,7 +1744,7 @@ impl SchedulerState {
                     lineage: None,
                     status: TaskStatus::Processing(wid),
                     deps: Vec::new(),
-                    dependents: Vec::new(),
+                    dependents: Dependents::new(),
                     waiting_on: 0,
                     waiters: 0,
                     deps_done: true,
@@ -2105,7 +2110,7 @@ impl SchedulerState {
         out: &mut Outbox,
     ) -> Result<(), Invalid> {
         let outputs = get.keys.flatten();
-        let order = self.plan(&get.graph, &outputs)?;
+        let plan = self.plan(&get.graph, &outputs)?;
         let g = self.next_graph;
         self.next_graph += 1;
         // Create the new tasks, dependencies first, moving each node out of the graph (whose
@@ -2114,41 +2119,47 @@ impl SchedulerState {
             .into_iter()
             .map(Some)
             .collect();
-        for (position, index) in order.into_iter().enumerate() {
+        // The task made of each graph node, by index.
+        let mut created: Vec<TaskId> = vec![NO_TASK; slots.len()];
+        let mut seen: HashSet<TaskId> = HashSet::default();
+        for (position, &index) in plan.order.iter().enumerate() {
             let Some((key, node)) = slots.get_mut(index).and_then(Option::take) else {
                 continue;
             };
-            // The distinct inputs in first-seen order, told apart by id (cheaper than by key).
+            // The distinct inputs in first-seen order (their ids resolved by `plan`).
+            let refs = plan.refs_of(position);
             let mut deps = Vec::new();
             let mut lineage_deps = Vec::new();
-            let mut seen: HashSet<TaskId> = HashSet::default();
-            node.for_each_ref(&mut |d| {
-                let Some(&id) = self.task_ids.get(d) else {
-                    return;
+            if refs.len() > 16 {
+                seen.clear();
+                seen.reserve(refs.len());
+            }
+            for &r in refs {
+                let id = match r.graph_index() {
+                    Some(i) => created[i],
+                    None => r.0,
                 };
-                let repeated = if deps.len() < 16 {
+                let repeated = if refs.len() <= 16 {
                     deps.contains(&id)
                 } else {
-                    if seen.is_empty() {
-                        seen.extend(deps.iter().copied());
-                    }
                     !seen.insert(id)
                 };
-                if repeated {
-                    return;
+                if id == NO_TASK || repeated {
+                    continue;
                 }
                 if let Some(lineage) = self.tasks.get(&id).and_then(|t| t.lineage.clone()) {
                     lineage_deps.push(lineage);
                 }
                 deps.push(id);
-            });
+            }
             let lineage = Arc::new(Lineage {
                 key: Arc::from(key),
                 node: Arc::new(node),
                 deps: lineage_deps,
             });
-            self.create_task(lineage, deps, (g, position as u64));
+            created[index] = self.create_task(lineage, deps, (g, position as u64));
         }
+        drop(plan);
         let mut output_ids = Vec::with_capacity(outputs.len());
         let mut to_gather = Vec::new();
         for key in &outputs {
@@ -2184,18 +2195,19 @@ impl SchedulerState {
 
     /// Checks a submitted graph against what exists, and returns the keys to create (their
     /// indices in the graph), each after its dependencies (post-order of a depth-first walk
-    /// from the outputs). Keys the scheduler already knows are reused, so the walk stops at
-    /// them. One hash lookup per edge into the graph and one into the task table: a
-    /// 100,000-task graph is planned in a few milliseconds.
-    fn plan(&self, graph: &Graph, outputs: &[String]) -> Result<Vec<usize>, Invalid> {
+    /// from the outputs), with each one's references resolved. Keys the scheduler already
+    /// knows are reused, so the walk stops at them. One hash lookup per edge into the graph
+    /// and one into the task table (none more when the tasks are made): a 100,000-task graph
+    /// is planned in a few milliseconds.
+    fn plan(&self, graph: &Graph, outputs: &[String]) -> Result<Plan, Invalid> {
         const NEW: u8 = 0;
         const VISITING: u8 = 1;
         const DONE: u8 = 2;
         let mut marks = vec![NEW; graph.nodes.len()];
-        let mut order: Vec<usize> = Vec::new();
+        let mut plan = Plan::default();
         let mut functions = FunctionCheck::default();
         for out_key in outputs {
-            if self.known(out_key)? {
+            if self.known(out_key)?.is_some() {
                 continue;
             }
             let Some((root, _, root_node)) = graph.nodes.get_full(out_key.as_str()) else {
@@ -2210,23 +2222,24 @@ impl SchedulerState {
             if marks[root] == DONE {
                 continue;
             }
-            // Iterative DFS: (graph index, its dependencies, next dependency index).
-            let mut stack: Vec<(usize, Vec<&str>, usize)> = Vec::new();
+            // Iterative DFS: (graph index, its references, next reference, those resolved).
+            let mut stack: Vec<(usize, Vec<&str>, usize, Vec<PlannedRef>)> = Vec::new();
             marks[root] = VISITING;
             functions.check(self, out_key, root_node)?;
             // (A repeated reference is met again DONE, so references need no dedup here.)
-            stack.push((root, root_node.refs(), 0));
-            while let Some((index, deps, next)) = stack.last_mut() {
+            stack.push((root, root_node.refs(), 0, Vec::new()));
+            while let Some((index, deps, next, resolved)) = stack.last_mut() {
                 let index = *index;
                 if *next == deps.len() {
                     marks[index] = DONE;
-                    order.push(index);
+                    plan.push(index, resolved);
                     stack.pop();
                     continue;
                 }
                 let dep = deps[*next];
                 *next += 1;
-                if self.known(dep)? {
+                if let Some(tid) = self.known(dep)? {
+                    resolved.push(PlannedRef(tid));
                     continue;
                 }
                 let Some((dep_index, dep_key, dep_node)) = graph.nodes.get_full(dep) else {
@@ -2240,13 +2253,14 @@ impl SchedulerState {
                     )
                     .with_key(key));
                 };
+                resolved.push(PlannedRef::graph(dep_index));
                 match marks[dep_index] {
                     DONE => continue,
                     VISITING => {
-                        let start = stack.iter().position(|(i, _, _)| *i == dep_index);
+                        let start = stack.iter().position(|(i, ..)| *i == dep_index);
                         let mut cycle: Vec<&str> = stack[start.unwrap_or(0)..]
                             .iter()
-                            .filter_map(|(i, _, _)| graph.nodes.get_index(*i))
+                            .filter_map(|(i, ..)| graph.nodes.get_index(*i))
                             .map(|(k, _)| k.as_str())
                             .collect();
                         cycle.push(dep);
@@ -2260,21 +2274,25 @@ impl SchedulerState {
                 }
                 marks[dep_index] = VISITING;
                 functions.check(self, dep_key, dep_node)?;
-                stack.push((dep_index, dep_node.refs(), 0));
+                stack.push((dep_index, dep_node.refs(), 0, Vec::new()));
             }
         }
-        Ok(order)
+        Ok(plan)
     }
 
-    /// Whether the scheduler already has `key` (so a new computation reuses it); an error if
-    /// it has failed.
-    fn known(&self, key: &str) -> Result<bool, Invalid> {
-        let Some(t) = self.task_ids.get(key).and_then(|id| self.tasks.get(id)) else {
-            return Ok(false);
+    /// The task of `key` if the scheduler already has it (so a new computation reuses it); an
+    /// error if it has failed.
+    fn known(&self, key: &str) -> Result<Option<TaskId>, Invalid> {
+        let Some((&id, t)) = self
+            .task_ids
+            .get(key)
+            .and_then(|id| Some((id, self.tasks.get(id)?)))
+        else {
+            return Ok(None);
         };
         match &t.status {
             TaskStatus::Erred(e) => Err((**e).clone()),
-            _ => Ok(true),
+            _ => Ok(Some(id)),
         }
     }
 
@@ -2647,6 +2665,58 @@ impl SchedulerState {
         if let Some(batch) = batch_of(&mut out.compute, route) {
             batch.push(task);
         }
+    }
+}
+
+/// No task (a graph node not created).
+const NO_TASK: TaskId = TaskId::MAX;
+
+/// What a node refers to, resolved by `plan`: a task the scheduler has, or (top bit set) the
+/// index of a node of the submitted graph, whose task is made first.
+#[derive(Debug, Clone, Copy)]
+struct PlannedRef(u64);
+
+impl PlannedRef {
+    const GRAPH: u64 = 1 << 63;
+
+    fn graph(index: usize) -> PlannedRef {
+        PlannedRef(index as u64 | Self::GRAPH)
+    }
+
+    fn graph_index(self) -> Option<usize> {
+        (self.0 & Self::GRAPH != 0).then_some((self.0 & !Self::GRAPH) as usize)
+    }
+}
+
+/// The nodes of a submitted graph to make into tasks, dependencies first, with each one's
+/// references (in node order, repeats included) resolved, so making the tasks looks no key
+/// up again.
+#[derive(Default)]
+struct Plan {
+    /// Graph indices, in creation order.
+    order: Vec<usize>,
+    /// The references of every node in `order`, one after the other.
+    refs: Vec<PlannedRef>,
+    /// Where each node's references start in `refs`.
+    starts: Vec<usize>,
+}
+
+impl Plan {
+    fn push(&mut self, index: usize, refs: &mut Vec<PlannedRef>) {
+        self.order.push(index);
+        self.starts.push(self.refs.len());
+        self.refs.append(refs);
+    }
+
+    /// The references of the node at `position` in `order`.
+    fn refs_of(&self, position: usize) -> &[PlannedRef] {
+        let start = self.starts.get(position).copied().unwrap_or(0);
+        let end = self
+            .starts
+            .get(position + 1)
+            .copied()
+            .unwrap_or(self.refs.len());
+        self.refs.get(start..end).unwrap_or(&[])
     }
 }
 

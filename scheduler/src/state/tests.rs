@@ -464,7 +464,11 @@ impl Sim {
     fn step(&mut self) -> bool {
         // (Small states only: the scan would make the big simulations quadratic.)
         if self.s.task_count() <= 5_000 {
-            assert_eq!(self.s.held_count(), self.s.held_by_scan(), "the held keys' counter");
+            assert_eq!(
+                self.s.held_count(),
+                self.s.held_by_scan(),
+                "the held keys' counter"
+            );
         }
         if !self.get_data.is_empty() {
             for (route, request, keys) in std::mem::take(&mut self.get_data) {
@@ -933,6 +937,60 @@ fn held_key_in_a_resubmitted_graph_is_not_recomputed() {
         .collect();
     assert!(!again.contains(&"y"), "y was recomputed: {again:?}");
     assert!(again.contains(&"z"));
+}
+
+/// A wide task (past the small-task dedup) whose references repeat and mix keys of its own
+/// graph with keys the scheduler holds from an earlier computation: each input is one
+/// dependency, the held ones are not recomputed, and the value counts every reference.
+#[test]
+fn a_wide_task_with_repeated_and_held_inputs() {
+    let mut sim = Sim::new();
+    sim.worker(b"w1", FUNCS, 2);
+    sim.worker(b"w2", FUNCS, 2);
+    sim.get(
+        b"c1",
+        1,
+        &independent(10),
+        keys_of(&["a0", "a1", "a2"]),
+        true,
+    );
+    sim.run();
+    let before = sim.dispatched.len();
+    // a3..a9 were released; a0..a2 are held. b0..b9 are new.
+    let mut g = independent(10);
+    let mut refs = Vec::new();
+    for round in 0..3 {
+        for i in 0..10 {
+            refs.push(key(format!("a{i}")));
+            if round < 2 {
+                refs.push(key(format!("b{i}")));
+            }
+        }
+    }
+    for i in 0..10 {
+        g.insert(format!("b{i}"), task("inc", (100 + i as i64,)));
+    }
+    g.insert("total", task("sum", (list(refs),)));
+    sim.get(b"c1", 2, &g, "total", false);
+    sim.run();
+    // a_i = i + 1, b_i = 101 + i: three times the a's, twice the b's.
+    let a: i64 = (1..=10).sum();
+    let b: i64 = (101..=110).sum();
+    assert_eq!(sim.result(b"c1", 2), ints(&[("total", 3 * a + 2 * b)]));
+    let again: Vec<&str> = sim.dispatched[before..]
+        .iter()
+        .map(|(_, k)| k.as_str())
+        .collect();
+    for held in ["a0", "a1", "a2"] {
+        assert!(!again.contains(&held), "{held} was recomputed: {again:?}");
+    }
+    for k in ["a3", "a9", "b0", "b9", "total"] {
+        assert_eq!(
+            again.iter().filter(|d| **d == k).count(),
+            1,
+            "{k}: {again:?}"
+        );
+    }
 }
 
 #[test]
