@@ -192,7 +192,10 @@ fn compute_task(k: &str, node: zask::Node, send_value: bool) -> ComputeTask {
 /// A task whose inputs are on the peers `who_has` names; its value is wanted.
 fn compute_from(k: &str, node: zask::Node, who_has: Vec<(String, Vec<String>)>) -> ComputeTask {
     ComputeTask {
-        who_has,
+        who_has: who_has
+            .into_iter()
+            .map(|(key, peers)| (key.into(), peers.into_iter().map(Into::into).collect()))
+            .collect(),
         ..compute_task(k, node, true)
     }
 }

@@ -11,6 +11,7 @@
 //! so that the hot path never needs one message per task.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use crate::graph::{Graph, Node};
 use crate::value::Value;
@@ -95,11 +96,13 @@ pub struct ComputeTask {
     /// The key the result is stored under.
     pub key: String,
     /// The key's node (see `docs/graph-format.md`), shared with the scheduler's lineage.
-    pub node: std::sync::Arc<Node>,
+    pub node: Arc<Node>,
     /// For each dependency the worker may not hold: the peer addresses that hold it. A
     /// dependency listed nowhere is expected on this worker (held, or computed there first).
+    /// Shared strings: the scheduler lists a wide task's 500,000 inputs without copying each
+    /// key and address.
     #[serde(default)]
-    pub who_has: Vec<(String, Vec<String>)>,
+    pub who_has: Vec<(Arc<str>, Vec<Arc<str>>)>,
     /// Send the value back in the `report` (a client is waiting for it).
     #[serde(default)]
     pub send_value: bool,

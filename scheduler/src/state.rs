@@ -256,7 +256,8 @@ pub struct Worker {
     pub id: WorkerId,
     pub route: Route,
     pub worker_id: String,
-    pub address: String,
+    /// Shared: listed in `who_has` for every input a task fetches from this worker.
+    pub address: Arc<str>,
     pub pid: u32,
     pub nthreads: u32,
     pub functions: HashSet<String>,
@@ -502,7 +503,7 @@ impl SchedulerState {
                 let mut functions: Vec<String> = w.functions.iter().cloned().collect();
                 functions.sort();
                 WorkerSummary {
-                    address: w.address.clone(),
+                    address: w.address.to_string(),
                     worker_id: w.worker_id.clone(),
                     pid: w.pid,
                     nthreads: w.nthreads,
@@ -526,7 +527,7 @@ impl SchedulerState {
         let mut holders: Vec<String> = t
             .who_has
             .iter()
-            .filter_map(|w| self.workers.get(w).map(|w| w.address.clone()))
+            .filter_map(|w| self.workers.get(w).map(|w| w.address.to_string()))
             .collect();
         holders.sort();
         holders
@@ -637,7 +638,7 @@ impl SchedulerState {
     fn worker_address(&self, wid: WorkerId) -> String {
         self.workers
             .get(&wid)
-            .map(|w| w.address.clone())
+            .map(|w| w.address.to_string())
             .unwrap_or_else(|| format!("#{wid}"))
     }
 
@@ -693,7 +694,7 @@ impl SchedulerState {
         let stale: Vec<WorkerId> = self
             .workers
             .values()
-            .filter(|w| w.address == reg.address || w.route == route)
+            .filter(|w| *w.address == *reg.address || w.route == route)
             .map(|w| w.id)
             .collect();
         let address = reg.address.clone();
@@ -720,7 +721,7 @@ impl SchedulerState {
                 id: wid,
                 route: route.to_vec(),
                 worker_id: reg.worker_id,
-                address: address.clone(),
+                address: Arc::from(address.as_str()),
                 pid: reg.pid,
                 nthreads: reg.nthreads.max(1),
                 functions: reg.functions.into_iter().collect(),
@@ -1182,7 +1183,7 @@ impl SchedulerState {
         // Whoever asked for its retirement: it is gone, retired or not.
         if let Some(r) = self.retiring.remove(&wid) {
             for (client, request) in r.asked_by {
-                let address = w.address.clone();
+                let address = w.address.to_string();
                 out.to_clients
                     .push((client, ToClient::Retired { request, address }));
             }
@@ -1192,7 +1193,7 @@ impl SchedulerState {
             out.to_workers.push((
                 other.route.clone(),
                 ToWorker::PeerGone {
-                    address: w.address.clone(),
+                    address: w.address.to_string(),
                 },
             ));
         }
@@ -1944,7 +1945,7 @@ impl SchedulerState {
         let Some(wid) = self
             .workers
             .values()
-            .find(|w| w.address == address)
+            .find(|w| &*w.address == address)
             .map(|w| w.id)
         else {
             let error = ErrorInfo::new(
@@ -2026,7 +2027,7 @@ impl SchedulerState {
 
     /// Asks other (non-retiring) workers to copy `tids` from the retiring worker `wid`.
     fn replicate(&mut self, wid: WorkerId, tids: Vec<TaskId>, now: Instant, out: &mut Outbox) {
-        let Some(address) = self.workers.get(&wid).map(|w| w.address.clone()) else {
+        let Some(address) = self.workers.get(&wid).map(|w| w.address.to_string()) else {
             return;
         };
         let mut by_target: HashMap<WorkerId, Vec<(String, Vec<String>)>> = HashMap::default();
@@ -2645,12 +2646,12 @@ impl SchedulerState {
                 if dt.who_has.contains(&wid) || dt.status == TaskStatus::Processing(wid) {
                     continue;
                 }
-                let addresses: Vec<String> = dt
+                let addresses: Vec<Arc<str>> = dt
                     .who_has
                     .iter()
                     .filter_map(|h| self.workers.get(h).map(|w| w.address.clone()))
                     .collect();
-                who_has.push((String::from(&*dt.key), addresses));
+                who_has.push((dt.key.clone(), addresses));
             }
         }
         let task = ComputeTask {

@@ -651,7 +651,7 @@ impl Loop {
             key: String,
             node: Value,
             #[serde(default)]
-            who_has: Vec<(String, Vec<String>)>,
+            who_has: Vec<(Arc<str>, Vec<Arc<str>>)>,
             #[serde(default)]
             send_value: bool,
         }
@@ -826,11 +826,11 @@ impl Loop {
         // The scheduler lists holders in the node's order: follow it with a cursor, and build
         // a map only for a sender that lists them otherwise.
         let mut cursor = 0;
-        let mut by_key: Option<HashMap<&str, &Vec<String>>> = None;
+        let mut by_key: Option<HashMap<&str, &Vec<Arc<str>>>> = None;
         let mut missing = 0;
         for dep in refs {
             let listed = match t.who_has.get(cursor) {
-                Some((k, peers)) if k == dep => {
+                Some((k, peers)) if **k == *dep => {
                     cursor += 1;
                     Some(peers)
                 }
@@ -850,7 +850,7 @@ impl Loop {
             }
             let peers = listed.or_else(|| {
                 by_key
-                    .get_or_insert_with(|| t.who_has.iter().map(|(k, p)| (k.as_str(), p)).collect())
+                    .get_or_insert_with(|| t.who_has.iter().map(|(k, p)| (&**k, p)).collect())
                     .get(dep)
                     .copied()
             });
@@ -858,7 +858,7 @@ impl Loop {
                 Some((first, others)) => {
                     self.add_waiter(dep, &waiter);
                     missing += 1;
-                    match to_fetch.get_mut(first.as_str()) {
+                    match to_fetch.get_mut(&**first) {
                         Some(keys) => {
                             keys.push(dep.to_string());
                             // A wide task's inputs are asked for in chunks: the peer serves
@@ -868,19 +868,21 @@ impl Loop {
                                 if let Err(chunk) = self.try_fetch(first, chunk) {
                                     // Left for `send_fetches`, which handles the failure once
                                     // the batch's tasks are all known.
-                                    if let Some(keys) = to_fetch.get_mut(first.as_str()) {
+                                    if let Some(keys) = to_fetch.get_mut(&**first) {
                                         keys.extend(chunk);
                                     }
                                 }
                             }
                         }
                         None => {
-                            to_fetch.insert(first.clone(), vec![dep.to_string()]);
+                            to_fetch.insert(first.to_string(), vec![dep.to_string()]);
                         }
                     }
                     // The others, to try in order if the first fails (popped from the end).
-                    self.fetching
-                        .insert(dep.to_string(), others.iter().rev().cloned().collect());
+                    self.fetching.insert(
+                        dep.to_string(),
+                        others.iter().rev().map(|p| p.to_string()).collect(),
+                    );
                 }
                 None => {
                     self.fail(

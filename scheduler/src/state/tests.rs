@@ -179,6 +179,14 @@ fn report_failed(s: &mut SchedulerState, route: &[u8], f: TaskFailed, now: Insta
 }
 
 /// The tasks sent to `route` in `out`.
+/// A compute's `who_has` as plain strings (to compare with literals).
+fn listed(who_has: &[(Arc<str>, Vec<Arc<str>>)]) -> Vec<(String, Vec<String>)> {
+    who_has
+        .iter()
+        .map(|(k, peers)| (k.to_string(), peers.iter().map(|p| p.to_string()).collect()))
+        .collect()
+}
+
 fn computes<'a>(out: &'a Outbox, route: &[u8]) -> &'a [ComputeTask] {
     out.compute.get(route).map(Vec::as_slice).unwrap_or(&[])
 }
@@ -442,7 +450,7 @@ impl Sim {
             let holders = t
                 .who_has
                 .iter()
-                .find(|(k, _)| *k == dep)
+                .find(|(k, _)| **k == *dep)
                 .map(|(_, a)| a.clone())
                 .unwrap_or_default();
             let found = holders.iter().any(|a| {
@@ -514,7 +522,7 @@ impl Sim {
                 let value = t
                     .who_has
                     .iter()
-                    .filter(|(k, _)| *k == dep)
+                    .filter(|(k, _)| **k == *dep)
                     .flat_map(|(_, a)| a.iter())
                     .filter_map(|a| self.route_of(a))
                     .find_map(|r| self.stores[&r].get(&dep).cloned())
@@ -1309,7 +1317,10 @@ fn missing_dependency_is_retried() {
     assert_eq!(compute_keys(&out, b"w1"), vec!["x"]);
     let out = report(&mut s, b"w1", vec![done_held("x", 8)], t0);
     let y = task_of(&out, b"w2", "y");
-    assert_eq!(y.who_has, vec![("x".to_string(), vec![addr(b"w1")])]);
+    assert_eq!(
+        listed(&y.who_has),
+        vec![("x".to_string(), vec![addr(b"w1")])]
+    );
     let f = TaskFailed {
         key: "y".into(),
         kind: "missing_dependency".into(),
@@ -1653,7 +1664,7 @@ fn data_locality_prefers_the_holder_of_big_inputs() {
     let out = get(&mut s, b"c1", 3, &g, "both", false, t0);
     assert_eq!(compute_keys(&out, b"w2"), vec!["both"]);
     assert_eq!(
-        task_of(&out, b"w2", "both").who_has,
+        listed(&task_of(&out, b"w2", "both").who_has),
         vec![("small".to_string(), vec![addr(b"w1")])],
         "only the input w2 lacks is listed, with its holder"
     );
@@ -1701,7 +1712,10 @@ fn locality_yields_when_the_holder_is_full() {
         "the rest go to w1 rather than wait"
     );
     for t in computes(&out, b"w1") {
-        assert_eq!(t.who_has, vec![("big".to_string(), vec![addr(b"w2")])]);
+        assert_eq!(
+            listed(&t.who_has),
+            vec![("big".to_string(), vec![addr(b"w2")])]
+        );
     }
 }
 
@@ -2926,7 +2940,10 @@ fn lost_input_of_a_task_fetching_it_elsewhere_is_recomputed() {
         .cloned()
         .expect("y was sent");
     let y_task = sim.pending.remove(&y_on).unwrap();
-    assert_eq!(y_task[0].who_has, vec![("x".into(), vec![addr(b"w1")])]);
+    assert_eq!(
+        listed(&y_task[0].who_has),
+        vec![("x".to_string(), vec![addr(b"w1")])]
+    );
     sim.kill(b"w1");
     for r in [b"w2", b"w3"] {
         heartbeat(&mut sim.s, r, t0 + secs(9));
