@@ -10,6 +10,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smallvec::SmallVec;
 
 use crate::graph::{Graph, Node, Task};
 use crate::value::Value;
@@ -243,6 +244,10 @@ impl Entry {
     }
 }
 
+/// A map node's entries as read: a task's two or three are kept inline (no allocation per
+/// node of a million-task graph).
+type Entries = SmallVec<[(MapKey, Entry); 3]>;
+
 struct NodeVisitor;
 
 impl<'de> Visitor<'de> for NodeVisitor {
@@ -295,7 +300,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
         let hint = map.size_hint();
-        let mut entries: Vec<(MapKey, Entry)> = Vec::new();
+        let mut entries = Entries::new();
         while let Some(k) = map.next_key::<MapKey>()? {
             let entry = match k {
                 MapKey::Known("lit") => Entry::Raw(map.next_value::<Value>()?),
@@ -309,10 +314,12 @@ impl<'de> Visitor<'de> for NodeVisitor {
                     (MapKey::Known("ref"), Entry::Node(Node::Literal(Value::Str(key)))) => {
                         Ok(Node::Ref(key))
                     }
-                    (k, entry) => from_entries(vec![(k, entry)]).map_err(de::Error::custom),
+                    (k, entry) => {
+                        from_entries(smallvec::smallvec![(k, entry)]).map_err(de::Error::custom)
+                    }
                 };
             }
-            if entries.is_empty() {
+            if entries.is_empty() && hint.is_some_and(|n| n > entries.inline_size()) {
                 entries.reserve(hint.unwrap_or(0).min(1 << 16));
             }
             entries.push((k, entry));
@@ -344,7 +351,7 @@ fn literal_of(n: Node) -> Value {
 
 /// The special forms (`ref`, `lit`, `bytes`, tasks) or a map of nodes, as in
 /// `Node::from_value`.
-fn from_entries(entries: Vec<(MapKey, Entry)>) -> Result<Node, String> {
+fn from_entries(entries: Entries) -> Result<Node, String> {
     let only = |name: &str| entries.len() == 1 && entries[0].0.as_str() == Some(name);
     if only("ref") || only("lit") || only("bytes") {
         let name = entries[0].0.as_str().unwrap_or_default().to_string();
@@ -399,7 +406,7 @@ fn describe_entry(e: &Entry) -> String {
     }
 }
 
-fn task_from_entries(entries: Vec<(MapKey, Entry)>) -> Result<Node, String> {
+fn task_from_entries(entries: Entries) -> Result<Node, String> {
     let mut task = Task {
         func: String::new(),
         args: Vec::new(),

@@ -122,7 +122,7 @@ fn rep(s: &mut SchedulerState, n: usize, tag: usize, now: Instant) -> Phases {
                 for t in chunk {
                     for (dep, _) in &t.who_has {
                         report.acquired.push(KeyInfo {
-                            key: dep.clone(),
+                            key: dep.to_string(),
                             nbytes: 8,
                         });
                     }

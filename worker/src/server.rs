@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -384,6 +385,9 @@ fn run_batch(batch: Vec<Job>, registry: &Registry, sender: &mut ResultSender) ->
     true
 }
 
+/// The tasks waiting for one input (see `Loop::waiting`).
+type Waiters = SmallVec<[Arc<str>; 1]>;
+
 /// A task this worker was given and has not finished.
 struct LocalTask {
     node: Arc<Node>,
@@ -427,8 +431,9 @@ struct Loop {
     results: ResultReceiver,
     tasks: HashMap<String, LocalTask>,
     /// Input key → tasks waiting for it (it is being fetched or computed here). A task's key
-    /// is shared by all its entries (a task over a million inputs has a million of them).
-    waiting: HashMap<String, Vec<Arc<str>>>,
+    /// is shared by all its entries (a task over a million inputs has a million of them), and
+    /// one waiter is kept inline (no allocation per input of a wide task).
+    waiting: HashMap<String, Waiters>,
     ready: VecDeque<String>,
     running: u32,
     fetches: HashMap<u64, Fetch>,
@@ -923,7 +928,8 @@ impl Loop {
                 true
             }
             None => {
-                self.waiting.insert(dep.to_string(), vec![waiter.clone()]);
+                self.waiting
+                    .insert(dep.to_string(), Waiters::from_elem(waiter.clone(), 1));
                 true
             }
         }
