@@ -228,7 +228,7 @@ const FETCH_CHUNK: usize = 65_536;
 struct GetDataRef<'a> {
     op: &'static str,
     request: u64,
-    keys: &'a [String],
+    keys: &'a [Arc<str>],
 }
 
 /// How long an executor may hold finished results of a batch before sending them back.
@@ -385,6 +385,12 @@ fn run_batch(batch: Vec<Job>, registry: &Registry, sender: &mut ResultSender) ->
     true
 }
 
+/// An input as a `compute` lists it: its key and the peers holding it.
+type Listed<'a> = (&'a Arc<str>, &'a Vec<Arc<str>>);
+
+/// Inputs to fetch, by the peer to ask first.
+type ToFetch = HashMap<String, Vec<Arc<str>>>;
+
 /// The tasks waiting for one input (see `Loop::waiting`).
 type Waiters = SmallVec<[Arc<str>; 1]>;
 
@@ -399,7 +405,7 @@ struct LocalTask {
 /// A fetch request in flight to a peer.
 struct Fetch {
     peer: String,
-    keys: Vec<String>,
+    keys: Vec<Arc<str>>,
     deadline: Instant,
 }
 
@@ -433,12 +439,12 @@ struct Loop {
     /// Input key → tasks waiting for it (it is being fetched or computed here). A task's key
     /// is shared by all its entries (a task over a million inputs has a million of them), and
     /// one waiter is kept inline (no allocation per input of a wide task).
-    waiting: HashMap<String, Waiters>,
+    waiting: HashMap<Arc<str>, Waiters>,
     ready: VecDeque<String>,
     running: u32,
     fetches: HashMap<u64, Fetch>,
     /// Input key being fetched → holders not tried yet.
-    fetching: HashMap<String, Vec<String>>,
+    fetching: HashMap<Arc<str>, Vec<String>>,
     next_request: u64,
     report: Report,
     registered: bool,
@@ -713,7 +719,7 @@ impl Loop {
                 self.registered = false;
             }
             ToWorker::Compute { tasks } => {
-                let mut to_fetch: HashMap<String, Vec<String>> = HashMap::default();
+                let mut to_fetch: ToFetch = HashMap::default();
                 // A task may depend on one listed after it in the same batch.
                 let has_inputs = |t: &ComputeTask| {
                     let mut any = false;
@@ -743,7 +749,7 @@ impl Loop {
                 }
             }
             ToWorker::Replicate { who_has } => {
-                let mut to_fetch: HashMap<String, Vec<String>> = HashMap::default();
+                let mut to_fetch: ToFetch = HashMap::default();
                 for (key, holders) in who_has {
                     self.replicate(key, holders, &mut to_fetch);
                 }
@@ -797,7 +803,7 @@ impl Loop {
         &mut self,
         t: &ComputeTask,
         batch: &HashSet<&str>,
-        to_fetch: &mut HashMap<String, Vec<String>>,
+        to_fetch: &mut ToFetch,
     ) -> bool {
         if self.tasks.contains_key(&t.key) {
             return true;
@@ -831,13 +837,14 @@ impl Loop {
         // The scheduler lists holders in the node's order: follow it with a cursor, and build
         // a map only for a sender that lists them otherwise.
         let mut cursor = 0;
-        let mut by_key: Option<HashMap<&str, &Vec<Arc<str>>>> = None;
+        let mut by_key: Option<HashMap<&str, Listed>> = None;
         let mut missing = 0;
         for dep in refs {
+            // (The listed key is shared by every table the input enters: no copy of it.)
             let listed = match t.who_has.get(cursor) {
                 Some((k, peers)) if **k == *dep => {
                     cursor += 1;
-                    Some(peers)
+                    Some((k, peers))
                 }
                 _ => None,
             };
@@ -848,24 +855,24 @@ impl Loop {
                 || self.fetching.contains_key(dep)
                 || batch.contains(dep)
             {
-                if self.add_waiter(dep, &waiter) {
+                if self.add_waiter(dep, None, &waiter) {
                     missing += 1;
                 }
                 continue;
             }
-            let peers = listed.or_else(|| {
+            let listed = listed.or_else(|| {
                 by_key
-                    .get_or_insert_with(|| t.who_has.iter().map(|(k, p)| (&**k, p)).collect())
+                    .get_or_insert_with(|| t.who_has.iter().map(|(k, p)| (&**k, (k, p))).collect())
                     .get(dep)
                     .copied()
             });
-            match peers.and_then(|p| p.split_first()) {
-                Some((first, others)) => {
-                    self.add_waiter(dep, &waiter);
+            match listed.and_then(|(k, p)| Some((k, p.split_first()?))) {
+                Some((dep, (first, others))) => {
+                    self.add_waiter(dep, Some(dep), &waiter);
                     missing += 1;
                     match to_fetch.get_mut(&**first) {
                         Some(keys) => {
-                            keys.push(dep.to_string());
+                            keys.push(dep.clone());
                             // A wide task's inputs are asked for in chunks: the peer serves
                             // the first while this worker is still taking in the rest.
                             if keys.len() >= FETCH_CHUNK {
@@ -880,12 +887,12 @@ impl Loop {
                             }
                         }
                         None => {
-                            to_fetch.insert(first.to_string(), vec![dep.to_string()]);
+                            to_fetch.insert(first.to_string(), vec![dep.clone()]);
                         }
                     }
                     // The others, to try in order if the first fails (popped from the end).
                     self.fetching.insert(
-                        dep.to_string(),
+                        dep.clone(),
                         others.iter().rev().map(|p| p.to_string()).collect(),
                     );
                 }
@@ -920,7 +927,8 @@ impl Loop {
     }
 
     /// Notes that `waiter` waits for `dep`; false if it already did (a repeated reference).
-    fn add_waiter(&mut self, dep: &str, waiter: &Arc<str>) -> bool {
+    /// (`shared`: `dep` as a shared string, if the caller has one.)
+    fn add_waiter(&mut self, dep: &str, shared: Option<&Arc<str>>, waiter: &Arc<str>) -> bool {
         match self.waiting.get_mut(dep) {
             Some(w) if w.last() == Some(waiter) => false,
             Some(w) => {
@@ -928,8 +936,8 @@ impl Loop {
                 true
             }
             None => {
-                self.waiting
-                    .insert(dep.to_string(), Waiters::from_elem(waiter.clone(), 1));
+                let dep = shared.cloned().unwrap_or_else(|| Arc::from(dep));
+                self.waiting.insert(dep, Waiters::from_elem(waiter.clone(), 1));
                 true
             }
         }
@@ -941,18 +949,19 @@ impl Loop {
         &mut self,
         key: String,
         holders: Vec<String>,
-        to_fetch: &mut HashMap<String, Vec<String>>,
+        to_fetch: &mut ToFetch,
     ) {
         if self.store.contains(&key) {
             let nbytes = self.store_nbytes(&key);
             self.report.acquired.push(KeyInfo { key, nbytes });
             return;
         }
-        if self.fetching.contains_key(&key) {
+        if self.fetching.contains_key(key.as_str()) {
             return;
         }
         let mut queue: Vec<String> = holders.into_iter().rev().collect();
         if let Some(first) = queue.pop() {
+            let key: Arc<str> = Arc::from(key);
             to_fetch.entry(first).or_default().push(key.clone());
             self.fetching.insert(key, queue);
         }
@@ -1090,7 +1099,7 @@ impl Loop {
         let mut links: Vec<Job> = Vec::new();
         let mut previous = key.to_string();
         while (links.len() as u32) < budget {
-            let Some(waiters) = self.waiting.get(&previous) else {
+            let Some(waiters) = self.waiting.get(previous.as_str()) else {
                 break;
             };
             let next = waiters
@@ -1124,10 +1133,10 @@ impl Loop {
             }
             task.missing = 0;
             let node = task.node.clone();
-            if let Some(waiters) = self.waiting.get_mut(&previous) {
+            if let Some(waiters) = self.waiting.get_mut(previous.as_str()) {
                 waiters.remove(at);
                 if waiters.is_empty() {
-                    self.waiting.remove(&previous);
+                    self.waiting.remove(previous.as_str());
                 }
             }
             previous = String::from(&*waiter);
@@ -1205,7 +1214,7 @@ impl Loop {
     fn fail_waiters(&mut self, key: &str) {
         let mut gone = vec![key.to_string()];
         while let Some(key) = gone.pop() {
-            for waiter in self.waiting.remove(&key).unwrap_or_default() {
+            for waiter in self.waiting.remove(key.as_str()).unwrap_or_default() {
                 if self.tasks.remove(&*waiter).is_some() {
                     self.fail(
                         &waiter,
@@ -1331,7 +1340,7 @@ impl Loop {
     }
 
     /// Sends one fetch request per peer.
-    fn send_fetches(&mut self, to_fetch: HashMap<String, Vec<String>>) {
+    fn send_fetches(&mut self, to_fetch: ToFetch) {
         for (peer, keys) in to_fetch {
             if !keys.is_empty() {
                 self.send_fetch(peer, keys);
@@ -1340,7 +1349,7 @@ impl Loop {
     }
 
     /// Asks `peer` for `keys` (or, if it cannot be reached, tries their next holders).
-    fn send_fetch(&mut self, peer: String, keys: Vec<String>) {
+    fn send_fetch(&mut self, peer: String, keys: Vec<Arc<str>>) {
         if let Err(keys) = self.try_fetch(&peer, keys) {
             self.peer_sockets.remove(&peer);
             self.fetch_failed(keys);
@@ -1348,7 +1357,7 @@ impl Loop {
     }
 
     /// Sends one fetch request; gives the keys back if it could not be sent.
-    fn try_fetch(&mut self, peer: &str, keys: Vec<String>) -> Result<(), Vec<String>> {
+    fn try_fetch(&mut self, peer: &str, keys: Vec<Arc<str>>) -> Result<(), Vec<Arc<str>>> {
         let request = self.next_request;
         let sent = self.peer_socket(peer).and_then(|socket| {
             let msg = GetDataRef {
@@ -1446,32 +1455,43 @@ impl Loop {
         };
         // The peer's `missing` list is not needed: whatever did not arrive is still pending.
         self.store.reserve(items.len());
-        for item in items {
-            if !self.fetching.contains_key(&item.key) {
+        // Whether the answer holds every key asked for, in order, all taken in: then none is
+        // left to retry (the usual case, with no second pass over a 65,536-key fetch).
+        let mut complete = items.len() == fetch.keys.len();
+        for (i, item) in items.into_iter().enumerate() {
+            if complete && fetch.keys.get(i).is_none_or(|k| **k != *item.key) {
+                complete = false;
+            }
+            if !self.fetching.contains_key(item.key.as_str()) {
                 continue;
             }
             let value = match frames::unpack(item.data, blobs) {
                 Ok(v) => v,
                 Err(e) => {
                     log::warn!("bad value for {:?} from a peer: {e}", item.key);
+                    complete = false;
                     continue;
                 }
             };
             let nbytes = value.nbytes();
             if let Err(e) = self.store.insert(&item.key, value) {
                 log::warn!("cannot store fetched {:?}: {e}", item.key);
+                complete = false;
                 continue;
             }
-            self.fetching.remove(&item.key);
+            self.fetching.remove(item.key.as_str());
             self.input_arrived(&item.key);
             self.report.acquired.push(KeyInfo {
                 key: item.key,
                 nbytes,
             });
         }
+        if complete {
+            return;
+        }
         // The keys of this fetch not stored now (said missing, left out of the answer, bad
         // or unstorable): try the next holder.
-        let failed: Vec<String> = fetch
+        let failed: Vec<Arc<str>> = fetch
             .keys
             .into_iter()
             .filter(|k| self.fetching.contains_key(k))
@@ -1481,8 +1501,8 @@ impl Loop {
 
     /// These inputs could not be had from the holder asked: try the next, or fail the tasks
     /// that wait for them.
-    fn fetch_failed(&mut self, keys: Vec<String>) {
-        let mut retry: HashMap<String, Vec<String>> = HashMap::default();
+    fn fetch_failed(&mut self, keys: Vec<Arc<str>>) {
+        let mut retry: ToFetch = HashMap::default();
         for key in keys {
             let next = self.fetching.get_mut(&key).and_then(|q| q.pop());
             match next {
