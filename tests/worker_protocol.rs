@@ -556,6 +556,78 @@ fn a_fetch_from_a_dead_holder_retries_the_next_holder() {
     assert_eq!(acquired.iter().filter(|k| *k == "p").count(), 1);
 }
 
+/// A peer that answers a fetch out of order, with a value it cannot have (a frame it did not
+/// send) and a key nobody asked for: what arrived intact is used, and only the bad key is
+/// asked of its next holder.
+#[test]
+fn a_bad_fetch_answer_retries_only_what_did_not_arrive() {
+    let fake = FakeScheduler::bind();
+    let a = fake.start_worker(1, &[]);
+    let b = fake.start_worker(1, &[]);
+    let (route_a, _) = fake.accept(&a);
+    let (route_b, _) = fake.accept(&b);
+    fake.compute(
+        &route_a,
+        vec![
+            compute_task("p", task("add", (1, 1)), false),
+            compute_task("q", task("add", (2, 2)), false),
+        ],
+    );
+    done_value(fake.outcome(&route_a, "q").0);
+
+    let ctx = zmq::Context::new();
+    let peer = ctx.socket(zmq::ROUTER).unwrap();
+    peer.set_linger(0).unwrap();
+    peer.bind("tcp://127.0.0.1:*").unwrap();
+    let peer_address = peer.get_last_endpoint().unwrap().unwrap();
+    fake.compute(
+        &route_b,
+        vec![compute_from(
+            "s",
+            task("add", (key("p"), key("q"))),
+            vec![
+                ("p".into(), vec![peer_address.clone(), a.address.clone()]),
+                ("q".into(), vec![peer_address.clone(), a.address.clone()]),
+            ],
+        )],
+    );
+    let mut parts = recv_parts(&peer, DEADLINE).expect("a get_data from B");
+    let route = parts.remove(0);
+    let PeerRequest::GetData { request, keys } = frames::decode(&parts[0]).unwrap();
+    assert_eq!(keys, vec!["p", "q"]);
+    let item = |key: &str, value: Value, frame: Option<u32>| KeyData {
+        key: key.into(),
+        data: zask_core::protocol::Data {
+            value,
+            frame,
+            raw: false,
+        },
+    };
+    let reply = PeerReply::Data {
+        request,
+        items: vec![
+            item("q", Value::Int(40), None),
+            item("stranger", Value::Int(7), None),
+            item("p", Value::Nil, Some(3)),
+        ],
+        missing: Vec::new(),
+    };
+    send_frames(
+        &peer,
+        Some(&route),
+        frames::encode(&reply, Vec::new()).unwrap(),
+    );
+    // q came (40, not A's 4); p is asked of A.
+    let (outcome, acquired) = fake.outcome(&route_b, "s");
+    assert_eq!(done_value(outcome).1, Some(Value::Int(42)));
+    assert!(acquired.iter().any(|k| k == "q"), "{acquired:?}");
+    assert!(!acquired.iter().any(|k| k == "stranger"), "{acquired:?}");
+    assert!(
+        recv_parts(&peer, Duration::from_millis(200)).is_none(),
+        "nothing more asked of the bad peer"
+    );
+}
+
 #[test]
 fn the_peer_port_answers_get_data_and_garbage() {
     let fake = FakeScheduler::bind();

@@ -937,7 +937,8 @@ impl Loop {
             }
             None => {
                 let dep = shared.cloned().unwrap_or_else(|| Arc::from(dep));
-                self.waiting.insert(dep, Waiters::from_elem(waiter.clone(), 1));
+                self.waiting
+                    .insert(dep, Waiters::from_elem(waiter.clone(), 1));
                 true
             }
         }
@@ -945,12 +946,7 @@ impl Loop {
 
     /// Starts copying `key` from `holders` (data moving off a retiring worker); it is reported
     /// as `acquired` once here.
-    fn replicate(
-        &mut self,
-        key: String,
-        holders: Vec<String>,
-        to_fetch: &mut ToFetch,
-    ) {
+    fn replicate(&mut self, key: String, holders: Vec<String>, to_fetch: &mut ToFetch) {
         if self.store.contains(&key) {
             let nbytes = self.store_nbytes(&key);
             self.report.acquired.push(KeyInfo { key, nbytes });
@@ -1462,24 +1458,28 @@ impl Loop {
             if complete && fetch.keys.get(i).is_none_or(|k| **k != *item.key) {
                 complete = false;
             }
-            if !self.fetching.contains_key(item.key.as_str()) {
+            // Taken out of `fetching` at once, put back if it cannot be taken in.
+            let Some((key, untried)) = self.fetching.remove_entry(item.key.as_str()) else {
                 continue;
-            }
-            let value = match frames::unpack(item.data, blobs) {
-                Ok(v) => v,
+            };
+            let stored = frames::unpack(item.data, blobs)
+                .map_err(|e| format!("bad value for {key:?} from a peer: {e}"))
+                .and_then(|value| {
+                    let nbytes = value.nbytes();
+                    self.store
+                        .insert(&key, value)
+                        .map(|()| nbytes)
+                        .map_err(|e| format!("cannot store fetched {key:?}: {e}"))
+                });
+            let nbytes = match stored {
+                Ok(nbytes) => nbytes,
                 Err(e) => {
-                    log::warn!("bad value for {:?} from a peer: {e}", item.key);
+                    log::warn!("{e}");
+                    self.fetching.insert(key, untried);
                     complete = false;
                     continue;
                 }
             };
-            let nbytes = value.nbytes();
-            if let Err(e) = self.store.insert(&item.key, value) {
-                log::warn!("cannot store fetched {:?}: {e}", item.key);
-                complete = false;
-                continue;
-            }
-            self.fetching.remove(item.key.as_str());
             self.input_arrived(&item.key);
             self.report.acquired.push(KeyInfo {
                 key: item.key,
