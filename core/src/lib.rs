@@ -8,11 +8,13 @@
 //! - [`token`]: [`token::tokenize`], stable names for values (deterministic keys).
 //! - [`protocol`]: every message, as serde types, named by direction.
 //! - [`frames`]: how messages become ZeroMQ frames (header + blobs for large values).
+//! - [`get_split`]: a big `get` read on two threads (its graph's halves at once).
 //! - [`net`]: small ZeroMQ helpers every process uses (addresses, socket options).
 //! - [`service`]: [`service::Service`], a stoppable event-loop thread (scheduler, worker).
 
 pub mod collection;
 pub mod frames;
+pub mod get_split;
 pub mod graph;
 pub mod graph_serde;
 pub mod keys;

@@ -95,7 +95,7 @@ fn rep(s: &mut SchedulerState, n: usize, tag: usize, now: Instant) -> Phases {
 
     let mut out = Outbox::default();
     let t0 = Instant::now();
-    let body: GetBody = frames::decode(&header).expect("decode");
+    let body: GetBody = zask_core::get_split::decode_get(&header).expect("decode");
     phases.decode = t0.elapsed();
     let keys = Keys::from_value(&body.keys).expect("keys");
     let get = GetRequest {

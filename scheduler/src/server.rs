@@ -570,7 +570,8 @@ fn decode_client_message(
 ) -> Result<FromClient, frames::FrameError> {
     let mut msg: FromClient = match frames::peek_op(header) {
         Some("get") => {
-            let body: GetBody = frames::decode(header)?;
+            // A big graph is read on two threads (nothing else runs meanwhile).
+            let body: GetBody = zask_core::get_split::decode_get(header)?;
             FromClient::Get {
                 request: body.request,
                 graph: body.graph,
