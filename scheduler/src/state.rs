@@ -25,12 +25,13 @@
 use std::collections::{BinaryHeap, VecDeque};
 
 // Fast hashing for the scheduler's tables (keys come from the cluster's own clients).
+use indexmap::map::MutableKeys;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zask_core::graph::{Graph, Node};
+use zask_core::graph::{Graph, Node, Nodes};
 use zask_core::protocol::{
     ComputeTask, ErrorInfo, FromWorker, KeyData, KeyInfo, TaskDone, TaskFailed, ToClient, ToWorker,
     WorkerSummary, PROTOCOL_VERSION,
@@ -178,6 +179,15 @@ pub struct TaskState {
 
 /// The tasks depending on one task (see `TaskState::dependents`).
 pub type Dependents = SmallVec<[TaskId; 2]>;
+
+impl TaskState {
+    /// Records that task `dependent` needs this one's value; true if it has to wait for it.
+    fn claim_for(&mut self, dependent: TaskId) -> bool {
+        self.waiters += 1;
+        self.dependents.push(dependent);
+        self.status != TaskStatus::Memory
+    }
+}
 
 /// How a key is computed: its node, and the lineage of the inputs it was computed from.
 ///
@@ -1445,19 +1455,27 @@ impl SchedulerState {
         priority: (u64, u64),
     ) -> TaskId {
         let tid = self.next_task;
-        self.next_task += 1;
-        let signature = self.signature_of(&lineage.node);
         let mut waiting_on = 0;
         for dep in &deps {
-            let Some(dt) = self.tasks.get_mut(dep) else {
-                continue;
-            };
-            dt.waiters += 1;
-            dt.dependents.push(tid);
-            if dt.status != TaskStatus::Memory {
+            if self.tasks.get_mut(dep).is_some_and(|dt| dt.claim_for(tid)) {
                 waiting_on += 1;
             }
         }
+        self.insert_task(lineage, deps, waiting_on, priority)
+    }
+
+    /// Makes task `self.next_task` (whose inputs `deps` were claimed for it already, and
+    /// `waiting_on` of them are not in memory), `Ready` or `Waiting`.
+    fn insert_task(
+        &mut self,
+        lineage: Arc<Lineage>,
+        deps: Vec<TaskId>,
+        waiting_on: u32,
+        priority: (u64, u64),
+    ) -> TaskId {
+        let tid = self.next_task;
+        self.next_task += 1;
+        let signature = self.signature_of(&lineage.node);
         let status = if waiting_on == 0 {
             self.ready.entry(signature).or_default().push(ReadyEntry {
                 priority,
@@ -2114,42 +2132,55 @@ impl SchedulerState {
         let plan = self.plan(&get.graph, &outputs)?;
         let g = self.next_graph;
         self.next_graph += 1;
-        // Create the new tasks, dependencies first, moving each node out of the graph (whose
-        // table is freed at once: a big graph's memory goes to its tasks).
-        let mut slots: Vec<Option<(String, Node)>> = std::mem::take(&mut get.graph.nodes)
-            .into_iter()
-            .map(Some)
-            .collect();
+        // Create the new tasks, dependencies first, each node moved out of the graph where it
+        // lies (a million-entry table is not copied); the emptied graph is dropped after.
+        let nodes = &mut get.graph.nodes;
         // The task made of each graph node, by index.
-        let mut created: Vec<TaskId> = vec![NO_TASK; slots.len()];
+        let mut created: Vec<TaskId> = vec![NO_TASK; nodes.len()];
+        // For a wide task, its inputs met so far: graph nodes by index (`stamp[i]` is the
+        // position of the last task that took node `i`, plus one), held tasks in a set.
+        let mut stamp: Vec<usize> = Vec::new();
         let mut seen: HashSet<TaskId> = HashSet::default();
         for (position, &index) in plan.order.iter().enumerate() {
-            let Some((key, node)) = slots.get_mut(index).and_then(Option::take) else {
+            let Some((key, node)) = nodes.get_index_mut2(index) else {
                 continue;
             };
+            let key = std::mem::take(key);
+            let node = std::mem::replace(node, Node::Literal(Value::Nil));
             // The distinct inputs in first-seen order (their ids resolved by `plan`).
             let refs = plan.refs_of(position);
+            let wide = refs.len() > 16;
+            if wide {
+                stamp.resize(created.len(), 0);
+                seen.clear();
+            }
+            // The task being made (`insert_task` below makes this id).
+            let tid = self.next_task;
+            let mut waiting_on = 0;
             let mut deps = Vec::new();
             let mut lineage_deps = Vec::new();
-            if refs.len() > 16 {
-                seen.clear();
-                seen.reserve(refs.len());
-            }
             for &r in refs {
-                let id = match r.graph_index() {
-                    Some(i) => created[i],
-                    None => r.0,
-                };
-                let repeated = if refs.len() <= 16 {
-                    deps.contains(&id)
-                } else {
-                    !seen.insert(id)
+                let (id, repeated) = match r.graph_index() {
+                    Some(i) if wide => {
+                        let mark = stamp.get_mut(i).map(|m| std::mem::replace(m, position + 1));
+                        (created[i], mark == Some(position + 1))
+                    }
+                    Some(i) => (created[i], deps.contains(&created[i])),
+                    None if wide => (r.0, !seen.insert(r.0)),
+                    None => (r.0, deps.contains(&r.0)),
                 };
                 if id == NO_TASK || repeated {
                     continue;
                 }
-                if let Some(lineage) = self.tasks.get(&id).and_then(|t| t.lineage.clone()) {
-                    lineage_deps.push(lineage);
+                // One visit to each input: its lineage, and its claim for the new task.
+                let Some(dt) = self.tasks.get_mut(&id) else {
+                    continue;
+                };
+                if let Some(lineage) = &dt.lineage {
+                    lineage_deps.push(lineage.clone());
+                }
+                if dt.claim_for(tid) {
+                    waiting_on += 1;
                 }
                 deps.push(id);
             }
@@ -2158,8 +2189,9 @@ impl SchedulerState {
                 node: Arc::new(node),
                 deps: lineage_deps,
             });
-            created[index] = self.create_task(lineage, deps, (g, position as u64));
+            created[index] = self.insert_task(lineage, deps, waiting_on, (g, position as u64));
         }
+        get.graph.nodes = Nodes::default();
         drop(plan);
         let mut output_ids = Vec::with_capacity(outputs.len());
         let mut to_gather = Vec::new();
