@@ -76,6 +76,92 @@ pub fn pack(value: Value, blobs: &mut Vec<Vec<u8>>) -> Data {
     }
 }
 
+/// As [`pack`], for [`send_shared`]: a large bytes value goes into `blobs` as it is (shared
+/// with whoever else holds it, a worker's store: no copy); other large values are encoded into
+/// a frame of their own.
+pub fn pack_shared(value: Value, blobs: &mut Vec<Bytes>) -> Data {
+    let index = blobs.len() as u32;
+    match value {
+        Value::Bytes(b) if b.len() as u64 >= INLINE_LIMIT => {
+            blobs.push(b);
+            Data {
+                value: Value::Nil,
+                frame: Some(index),
+                raw: true,
+            }
+        }
+        other => {
+            let mut owned = Vec::new();
+            let mut data = pack(other, &mut owned);
+            if let Some(frame) = owned.pop() {
+                data.frame = Some(index);
+                blobs.push(Bytes::from(frame));
+            }
+            data
+        }
+    }
+}
+
+/// Sends a message like [`send`], its blob frames sharing memory with values still in use (a
+/// 64 MiB value in a worker's store is not copied to be served): ZeroMQ holds a reference to
+/// each until it has sent it, then drops it (on its own I/O thread).
+pub fn send_shared(
+    socket: &mut zmq::Socket,
+    route: Option<&[u8]>,
+    header: Vec<u8>,
+    blobs: Vec<Bytes>,
+) -> Result<(), FrameError> {
+    if let Some(route) = route {
+        socket.send(route, zmq::SNDMORE | zmq::DONTWAIT)?;
+    }
+    let more = if blobs.is_empty() { 0 } else { zmq::SNDMORE };
+    socket.send(header, more | zmq::DONTWAIT)?;
+    let n = blobs.len();
+    for (i, blob) in blobs.into_iter().enumerate() {
+        let flag = if i + 1 < n { zmq::SNDMORE } else { 0 };
+        send_bytes(socket, blob, flag | zmq::DONTWAIT)?;
+    }
+    Ok(())
+}
+
+/// Sends one frame over `bytes` without copying it. The `zmq` crate hands ZeroMQ only
+/// buffers it owns outright (a `Vec`), so this frame is made with `zmq-sys`:
+/// `zmq_msg_init_data` with a release callback that drops our reference.
+fn send_bytes(socket: &mut zmq::Socket, bytes: Bytes, flags: i32) -> Result<(), zmq::Error> {
+    use std::os::raw::c_void;
+    /// ZeroMQ is done with the frame: drop the reference it held.
+    unsafe extern "C" fn release(_data: *mut c_void, hint: *mut c_void) {
+        // SAFETY: `hint` is the `Box<Bytes>` leaked in `send_bytes`; ZeroMQ calls this once.
+        drop(unsafe { Box::from_raw(hint as *mut Bytes) });
+    }
+    if bytes.is_empty() {
+        return socket.send(&b""[..], flags);
+    }
+    let len = bytes.len();
+    // Read only by ZeroMQ; it stays valid while the `Bytes` in `hint` lives (a `Bytes`'s data
+    // never moves with it).
+    let data = bytes.as_ptr() as *mut c_void;
+    let hint = Box::into_raw(Box::new(bytes));
+    let raw_socket = socket.as_mut_ptr();
+    let mut msg = std::mem::MaybeUninit::<zmq_sys::zmq_msg_t>::uninit();
+    // SAFETY: `msg` is initialised by `zmq_msg_init_data` before any other use. On success
+    // ZeroMQ owns `hint` and calls `release` exactly once, after sending or when the message
+    // is closed; if initialisation fails it does not take it, and it is dropped here.
+    unsafe {
+        let rc = zmq_sys::zmq_msg_init_data(msg.as_mut_ptr(), data, len, Some(release), hint as _);
+        if rc != 0 {
+            drop(Box::from_raw(hint));
+            return Err(zmq::Error::from_raw(zmq_sys::zmq_errno()));
+        }
+        if zmq_sys::zmq_msg_send(msg.as_mut_ptr(), raw_socket, flags) == -1 {
+            let error = zmq::Error::from_raw(zmq_sys::zmq_errno());
+            zmq_sys::zmq_msg_close(msg.as_mut_ptr());
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 /// A received blob frame: anything that is bytes and can become a [`Bytes`] (for free when
 /// it already is one: see [`to_bytes`]).
 pub trait Blob: std::ops::Deref<Target = [u8]> {
@@ -197,6 +283,56 @@ pub fn total_size(parts: &[zmq::Message]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A shared frame reaches the other end intact, next to an encoded one and an inline
+    /// value, and ZeroMQ gives its reference back once the frame is gone (the value's owner
+    /// is alone with it again).
+    #[test]
+    fn shared_frames_arrive_whole_and_are_released() {
+        let ctx = zmq::Context::new();
+        let mut tx = ctx.socket(zmq::PAIR).unwrap();
+        let rx = ctx.socket(zmq::PAIR).unwrap();
+        rx.bind("inproc://shared-frames").unwrap();
+        tx.connect("inproc://shared-frames").unwrap();
+        let kept: Bytes = (0..100_000u32).map(|i| i as u8).collect::<Vec<u8>>().into();
+        let list = Value::List(vec![Value::Str("x".repeat(20_000))]);
+        let mut blobs = Vec::new();
+        let items = vec![
+            pack_shared(Value::Bytes(kept.clone()), &mut blobs),
+            pack_shared(Value::Int(3), &mut blobs),
+            pack_shared(list.clone(), &mut blobs),
+        ];
+        assert_eq!(blobs.len(), 2);
+        assert_eq!(
+            blobs[0].as_ptr(),
+            kept.as_ptr(),
+            "the value itself, not a copy"
+        );
+        send_shared(&mut tx, None, b"header".to_vec(), blobs).unwrap();
+
+        let mut parts = vec![rx.recv_msg(0).unwrap()];
+        while parts.last().is_some_and(|m| m.get_more()) {
+            parts.push(rx.recv_msg(0).unwrap());
+        }
+        assert_eq!(&parts[0][..], b"header");
+        let received: Vec<Value> = items
+            .into_iter()
+            .map(|d| unpack(d, &parts[1..]).unwrap())
+            .collect();
+        assert_eq!(
+            received,
+            vec![Value::Bytes(kept.clone()), Value::Int(3), list]
+        );
+        drop((received, parts));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !kept.is_unique() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ZeroMQ kept its reference"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
 
     #[test]
     fn small_values_stay_inline_large_ones_get_frames() {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use zask_core::frames;
 use zask_core::graph::Node;
 use zask_core::protocol::{
-    ComputeBody, ComputeTask, DataBody, FromWorker, GetDataBody, KeyData, KeyInfo, PeerReply,
+    ComputeBody, ComputeTask, Data, DataBody, FromWorker, GetDataBody, KeyData, KeyInfo, PeerReply,
     PeerRequest, ReleaseBody, TaskDone, TaskFailed, ToWorker, PROTOCOL_VERSION,
 };
 use zask_core::service::Service;
@@ -785,7 +785,7 @@ impl Loop {
             }
             ToWorker::GetData { request, keys } => {
                 let mut blobs = Vec::new();
-                let (items, missing) = self.lookup(keys, &mut blobs);
+                let (items, missing) = self.lookup(keys, |v| frames::pack(v, &mut blobs));
                 let msg = FromWorker::Data {
                     request,
                     items,
@@ -1267,15 +1267,17 @@ impl Loop {
     // ----- peers ---------------------------------------------------------------------------
 
     /// The values of `keys` held here (packed into `blobs`), and the keys not held.
-    fn lookup(&self, keys: Vec<String>, blobs: &mut Vec<Vec<u8>>) -> (Vec<KeyData>, Vec<String>) {
+    /// The values of `keys` held here, each packed by `pack`, and the keys not held.
+    fn lookup(
+        &self,
+        keys: Vec<String>,
+        mut pack: impl FnMut(Value) -> Data,
+    ) -> (Vec<KeyData>, Vec<String>) {
         let mut items = Vec::new();
         let mut missing = Vec::new();
         for key in keys {
             match self.store.get(&key) {
-                Ok(Some(v)) => items.push(KeyData {
-                    key,
-                    data: frames::pack(v, blobs),
-                }),
+                Ok(Some(v)) => items.push(KeyData { key, data: pack(v) }),
                 Ok(None) => missing.push(key),
                 Err(e) => {
                     log::warn!("cannot read {key:?}: {e}");
@@ -1312,7 +1314,9 @@ impl Loop {
             };
             let reply = match request {
                 Ok(PeerRequest::GetData { request, keys }) => {
-                    let (items, missing) = self.lookup(keys, &mut blobs);
+                    // Large values are served from the store as they are (no copy).
+                    let (items, missing) =
+                        self.lookup(keys, |v| frames::pack_shared(v, &mut blobs));
                     PeerReply::Data {
                         request,
                         items,
@@ -1324,9 +1328,10 @@ impl Loop {
                     message: format!("cannot decode the request: {e}"),
                 },
             };
-            match frames::encode(&reply, blobs) {
+            match frames::encode(&reply, Vec::new()) {
                 Ok(f) => {
-                    if let Err(e) = frames::send(&self.peers, Some(&route), f) {
+                    let sent = frames::send_shared(&mut self.peers, Some(&route), f.header, blobs);
+                    if let Err(e) = sent {
                         log::warn!("answering a peer failed: {e}");
                     }
                 }
