@@ -201,6 +201,14 @@ pub struct Lineage {
     pub deps: Vec<Arc<Lineage>>,
 }
 
+impl Lineage {
+    /// The lineage of each input that has one, by key (a task over a million inputs is
+    /// re-linked in linear time, not by a search per input).
+    fn deps_by_key(&self) -> HashMap<&str, &Arc<Lineage>> {
+        self.deps.iter().map(|d| (&*d.key, d)).collect()
+    }
+}
+
 impl Drop for Lineage {
     /// Iterative: dropping the last task of a 100,000-link chain must not recurse 100,000
     /// times through its inputs' lineage.
@@ -1386,11 +1394,12 @@ impl SchedulerState {
             return Ok(Vec::new());
         };
         let mut deps = Vec::new();
+        let lineage_of = lineage.deps_by_key();
         for dep_key in lineage.node.dependency_refs() {
             let id = match self.task_ids.get(dep_key) {
                 Some(&id) => id,
-                None => match lineage.deps.iter().find(|d| &*d.key == dep_key) {
-                    Some(dep) => self.recreate(dep.clone(), priority)?,
+                None => match lineage_of.get(dep_key) {
+                    Some(&dep) => self.recreate(dep.clone(), priority)?,
                     None => return Err(gone_input(&lineage.key, dep_key)),
                 },
             };
@@ -1417,12 +1426,13 @@ impl SchedulerState {
                 continue;
             }
             stack.push((l.clone(), true));
+            let lineage_of = l.deps_by_key();
             for dep_key in l.node.dependency_refs() {
                 if self.task_ids.contains_key(dep_key) {
                     continue;
                 }
-                match l.deps.iter().find(|d| &*d.key == dep_key) {
-                    Some(dep) => stack.push((dep.clone(), false)),
+                match lineage_of.get(dep_key) {
+                    Some(&dep) => stack.push((dep.clone(), false)),
                     None => return Err(gone_input(&l.key, dep_key)),
                 }
             }

@@ -2854,6 +2854,55 @@ fn lost_kept_key_is_recomputed_with_its_released_inputs_recursively() {
     assert_eq!(sim.result(b"c1", 2), ints(&[("c", 14)]));
 }
 
+/// A lost kept key over many released inputs (some referenced twice) is recomputed with all
+/// of them re-created from its lineage, each once.
+#[test]
+fn lost_kept_wide_task_is_recomputed_with_its_released_inputs() {
+    let mut sim = Sim::new();
+    let t0 = sim.now;
+    sim.worker(b"w1", FUNCS, 1);
+    sim.worker(b"w2", FUNCS, 1);
+    let n = 60;
+    let mut g = independent(n);
+    let mut refs: Vec<Node> = (0..n).map(|i| key(format!("a{i}"))).collect();
+    refs.extend((0..n).step_by(3).map(|i| key(format!("a{i}"))));
+    g.insert("total", task("sum", (list(refs),)));
+    sim.get(b"c1", 1, &g, "total", true);
+    sim.run();
+    // a_i = i + 1: every one once, every third twice.
+    let expected: i64 =
+        (1..=n as i64).sum::<i64>() + (0..n as i64).step_by(3).map(|i| i + 1).sum::<i64>();
+    assert_eq!(sim.result(b"c1", 1), ints(&[("total", expected)]));
+    assert_eq!(sim.s.task_count(), 1, "only the kept total is left");
+    let dead = holder_of(&sim.s, "total", &[b"w1", b"w2"]);
+    let alive: &[u8] = if dead == b"w1" { b"w2" } else { b"w1" };
+    sim.kill(dead);
+    heartbeat(&mut sim.s, alive, t0 + secs(9));
+    sim.now = t0 + secs(12);
+    let out = tick(&mut sim.s, sim.now);
+    assert_eq!(
+        sim.s.task_count(),
+        n + 1,
+        "the inputs are re-created from the lineage"
+    );
+    let before = sim.dispatched.len();
+    sim.absorb(out);
+    sim.run();
+    let again: Vec<&str> = sim.dispatched[before..]
+        .iter()
+        .map(|(_, k)| k.as_str())
+        .collect();
+    assert_eq!(
+        again.len(),
+        n + 1,
+        "each input once, then the total: {again:?}"
+    );
+    assert_eq!(again.last(), Some(&"total"));
+    sim.get(b"c1", 2, &Graph::new(), "total", false);
+    sim.run();
+    assert_eq!(sim.result(b"c1", 2), ints(&[("total", expected)]));
+}
+
 #[test]
 fn lost_kept_end_of_a_long_released_chain_is_recomputed() {
     let n = 300;
