@@ -88,17 +88,21 @@ fn read_graph(rd: &mut &[u8]) -> Option<Graph> {
     let second = cursor;
     let first = start.get(..start.len() - second.len())?;
     std::thread::scope(|scope| {
-        let helper = scope.spawn(|| read_entries(second, count - first_count));
-        let mut nodes = Nodes::with_capacity_and_hasher(count, Default::default());
-        let mut mine = read_entries(first, first_count)?;
+        // (No thread to be had: the ordinary decoder does it all.)
+        let helper = std::thread::Builder::new()
+            .name("zask-decode".into())
+            .spawn_scoped(scope, || read_entries(second, count - first_count))
+            .ok()?;
+        let mine = read_entries(first, first_count);
         // Where the graph ends (the helper reads the same bytes; this pass is much cheaper).
         let mut end = second;
-        for _ in 0..(count - first_count) * 2 {
-            skip(&mut end, 0)?;
-        }
+        let skipped = (0..(count - first_count) * 2).try_for_each(|_| skip(&mut end, 0));
+        // Joined before anything is decided, so a helper that failed is never left behind.
+        let theirs = helper.join().ok().flatten();
+        let (mine, theirs, ()) = (mine?, theirs?, skipped?);
         *rd = end;
-        let theirs = helper.join().ok()??;
-        for (key, node) in mine.drain(..).chain(theirs) {
+        let mut nodes = Nodes::with_capacity_and_hasher(count, Default::default());
+        for (key, node) in mine.into_iter().chain(theirs) {
             if nodes.insert(key, node).is_some() {
                 return None; // A key twice: the ordinary decoder says which.
             }
