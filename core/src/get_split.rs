@@ -91,6 +91,8 @@ fn read_graph(rd: &mut &[u8]) -> Option<Graph> {
         // (No thread to be had: the ordinary decoder does it all.)
         let helper = std::thread::Builder::new()
             .name("zask-decode".into())
+            // Nested nodes are decoded recursively: the same stack as the scheduler's loop.
+            .stack_size(crate::service::STACK_SIZE)
             .spawn_scoped(scope, || read_entries(second, count - first_count))
             .ok()?;
         let mine = read_entries(first, first_count);
@@ -272,6 +274,35 @@ mod tests {
         assert!(decode_get(&bytes[..bytes.len() * 3 / 4]).is_err());
         // Without `keys`.
         assert!(decode_get(&rmp_serde::to_vec_named(&graph).unwrap()).is_err());
+    }
+
+    /// A deeply nested node in the half the helper thread decodes: read as the ordinary
+    /// decoder reads it (the helper has the loop's stack; on a default 2 MiB stack this
+    /// overflowed and took the process down).
+    #[test]
+    fn deep_nesting_in_the_second_half_is_read() {
+        // (Built, encoded and dropped on a big stack too: all of that recurses.)
+        let run = || {
+            let mut graph = mixed(SPLIT_MIN_NODES);
+            let mut deep = Node::from(1);
+            for _ in 0..900 {
+                deep = Node::Map(vec![(Value::from("a"), deep)]);
+            }
+            graph.insert("deep", deep);
+            let bytes = header(&graph, Value::from("deep"), false);
+            let split = split_decode(&bytes).expect("taken by the split reader");
+            assert_eq!(split, frames::decode::<GetBody>(&bytes).unwrap());
+            assert_eq!(
+                split.graph.nodes.get_index_of("deep"),
+                Some(SPLIT_MIN_NODES)
+            );
+        };
+        std::thread::Builder::new()
+            .stack_size(crate::service::STACK_SIZE)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     fn find(haystack: &[u8], needle: &[u8]) -> usize {

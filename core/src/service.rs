@@ -18,6 +18,10 @@ pub struct Wake {
     pub endpoint: String,
 }
 
+/// The stack of a thread that decodes messages: nested graph nodes are decoded recursively,
+/// up to msgpack's nesting limit of 1,024 levels.
+pub const STACK_SIZE: usize = 32 << 20;
+
 /// A running event-loop thread.
 pub struct Service {
     stop: Arc<AtomicBool>,
@@ -50,7 +54,7 @@ impl Service {
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             // Messages with deeply nested graph nodes are decoded recursively on this thread.
-            .stack_size(32 << 20)
+            .stack_size(STACK_SIZE)
             .spawn(move || body(wake))?;
         Ok(Service {
             stop,

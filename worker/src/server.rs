@@ -1173,6 +1173,8 @@ impl Loop {
                 let nbytes = value.nbytes();
                 let sent = task.send_value.then(|| value.clone());
                 if let Err(e) = self.store.insert(&done.key, value) {
+                    // (A link chained behind this task ran with the value all the same: its
+                    // result is right, and it is reported as usual.)
                     self.fail(&done.key, "task_failed", None, e.to_string(), None);
                     self.fail_waiters(&done.key);
                     return;
