@@ -628,6 +628,41 @@ fn a_bad_fetch_answer_retries_only_what_did_not_arrive() {
     );
 }
 
+/// A task that failed on a worker while it still waited for another input (here `a`, still
+/// running) leaves no wait behind: sent again, it waits for `a` afresh and runs once `a` is
+/// done, with both inputs.
+#[test]
+fn a_task_failed_while_waiting_waits_afresh_when_sent_again() {
+    let fake = FakeScheduler::bind();
+    let worker = fake.start_worker(1, &["--fetch-timeout", "0.3"]);
+    let (route, _) = fake.accept(&worker);
+    let dead = format!("tcp://127.0.0.1:{}", free_port());
+    fake.compute(
+        &route,
+        vec![
+            compute_task("a", task("sleep", (1.5, 40)), false),
+            compute_from(
+                "t",
+                task("add", (key("a"), key("b"))),
+                vec![("b".into(), vec![dead])],
+            ),
+        ],
+    );
+    // b cannot be fetched: t fails while a still runs.
+    let f = failure(fake.outcome(&route, "t").0);
+    assert_eq!(f.missing.as_deref(), Some("b"), "{f:?}");
+    // The scheduler makes b here and sends t again.
+    fake.compute(
+        &route,
+        vec![
+            compute_task("b", task("inc", (1,)), false),
+            compute_task("t", task("add", (key("a"), key("b"))), true),
+        ],
+    );
+    let (_, value) = done_value(fake.outcome(&route, "t").0);
+    assert_eq!(value, Some(Value::Int(42)));
+}
+
 #[test]
 fn the_peer_port_answers_get_data_and_garbage() {
     let fake = FakeScheduler::bind();

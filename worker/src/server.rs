@@ -905,9 +905,7 @@ impl Loop {
                         Some(dep.to_string()),
                     );
                     // Undo the waits registered for earlier inputs.
-                    for w in self.waiting.values_mut() {
-                        w.retain(|k| *k != waiter);
-                    }
+                    self.forget_waits(&t.node, &waiter);
                     return false;
                 }
             }
@@ -942,6 +940,20 @@ impl Loop {
                 true
             }
         }
+    }
+
+    /// Takes `waiter` (a task that failed here) off the waiting lists of its inputs, so that
+    /// no stale wait is counted for it when it is sent again.
+    fn forget_waits(&mut self, node: &Node, waiter: &Arc<str>) {
+        let waiting = &mut self.waiting;
+        node.for_each_ref(&mut |dep| {
+            if let Some(waiters) = waiting.get_mut(dep) {
+                waiters.retain(|w| w != waiter);
+                if waiters.is_empty() {
+                    waiting.remove(dep);
+                }
+            }
+        });
     }
 
     /// Starts copying `key` from `holders` (data moving off a retiring worker); it is reported
@@ -1213,7 +1225,8 @@ impl Loop {
         let mut gone = vec![key.to_string()];
         while let Some(key) = gone.pop() {
             for waiter in self.waiting.remove(key.as_str()).unwrap_or_default() {
-                if self.tasks.remove(&*waiter).is_some() {
+                if let Some(task) = self.tasks.remove(&*waiter) {
+                    self.forget_waits(&task.node, &waiter);
                     self.fail(
                         &waiter,
                         "missing_dependency",
