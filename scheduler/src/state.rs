@@ -1292,13 +1292,13 @@ impl SchedulerState {
         }
         let mut lost = Vec::new();
         for tid in w.has {
-            if let Some(t) = self.tasks.get_mut(&tid) {
-                if t.who_has.remove(&wid) && t.who_has.is_empty() {
-                    self.held -= 1;
-                }
-                if t.who_has.is_empty() && t.status == TaskStatus::Memory {
-                    lost.push(tid);
-                }
+            self.remove_holder(tid, wid);
+            let gone = self
+                .tasks
+                .get(&tid)
+                .is_some_and(|t| t.who_has.is_empty() && t.status == TaskStatus::Memory);
+            if gone {
+                lost.push(tid);
             }
         }
         for tid in lost {

@@ -284,7 +284,7 @@ fn spawn_executors(
         std::thread::Builder::new()
             .name(format!("zask-exec-{i}"))
             // Deeply nested task nodes are evaluated recursively.
-            .stack_size(32 << 20)
+            .stack_size(zask_core::service::STACK_SIZE)
             .spawn(move || {
                 while let Some(batch) = jobs_rx.lock().ok().and_then(|rx| rx.recv().ok()) {
                     let mut sender = ResultSender {
@@ -383,6 +383,37 @@ fn run_batch(batch: Vec<Job>, registry: &Registry, sender: &mut ResultSender) ->
         }
     }
     true
+}
+
+/// The value of each reference of `node`, from `store`, in the order evaluation takes them.
+/// References to `blank` (the link before, in a chain, not computed yet) are left nil, and
+/// their positions returned. `Err`: an input the store does not hold.
+fn gather_inputs(
+    store: &dyn Store,
+    node: &Node,
+    blank: Option<&str>,
+) -> Result<(Vec<Value>, Vec<usize>), String> {
+    let mut inputs = Vec::new();
+    let mut blanks = Vec::new();
+    let mut lost = None;
+    node.for_each_ref(&mut |dep| {
+        if lost.is_some() {
+            return;
+        }
+        if blank == Some(dep) {
+            blanks.push(inputs.len());
+            inputs.push(Value::Nil);
+            return;
+        }
+        match store.get(dep) {
+            Ok(Some(v)) => inputs.push(v),
+            _ => lost = Some(dep.to_string()),
+        }
+    });
+    match lost {
+        Some(dep) => Err(dep),
+        None => Ok((inputs, blanks)),
+    }
 }
 
 /// An input as a `compute` lists it: its key and the peers holding it.
@@ -1040,31 +1071,21 @@ impl Loop {
             let Some(task) = self.tasks.get(&key) else {
                 continue;
             };
-            // One value per reference, in the order evaluation takes them.
-            let mut inputs = Vec::new();
-            let mut lost = None;
-            let store = &self.store;
-            task.node.for_each_ref(&mut |dep| {
-                if lost.is_some() {
-                    return;
+            let inputs = match gather_inputs(&*self.store, &task.node, None) {
+                Ok((inputs, _)) => inputs,
+                Err(dep) => {
+                    self.tasks.remove(&key);
+                    self.fail(
+                        &key,
+                        "missing_dependency",
+                        None,
+                        format!("input {dep:?} was released from this worker before the task ran"),
+                        Some(dep),
+                    );
+                    self.fail_waiters(&key);
+                    continue;
                 }
-                match store.get(dep) {
-                    Ok(Some(v)) => inputs.push(v),
-                    _ => lost = Some(dep.to_string()),
-                }
-            });
-            if let Some(dep) = lost {
-                self.tasks.remove(&key);
-                self.fail(
-                    &key,
-                    "missing_dependency",
-                    None,
-                    format!("input {dep:?} was released from this worker before the task ran"),
-                    Some(dep),
-                );
-                self.fail_waiters(&key);
-                continue;
-            }
+            };
             let node = task.node.clone();
             let budget = (self.nthreads * DISPATCH_AHEAD)
                 .saturating_sub(self.running + jobs.len() as u32 + 1);
@@ -1121,24 +1142,11 @@ impl Loop {
                 break;
             };
             // Its other inputs are here (it misses only `previous`): take them now.
-            let mut inputs = Vec::new();
-            let mut from_previous = Vec::new();
-            let mut lost = false;
-            let store = &self.store;
-            task.node.for_each_ref(&mut |dep| {
-                if dep == previous {
-                    from_previous.push(inputs.len());
-                    inputs.push(Value::Nil);
-                    return;
-                }
-                match store.get(dep) {
-                    Ok(Some(v)) => inputs.push(v),
-                    _ => lost = true,
-                }
-            });
-            if lost {
+            let Ok((inputs, from_previous)) =
+                gather_inputs(&*self.store, &task.node, Some(&previous))
+            else {
                 break; // Left to the usual path, which reports the lost input.
-            }
+            };
             task.missing = 0;
             let node = task.node.clone();
             if let Some(waiters) = self.waiting.get_mut(previous.as_str()) {
