@@ -111,38 +111,37 @@ pub fn send_shared(
     header: Vec<u8>,
     blobs: Vec<Bytes>,
 ) -> Result<(), FrameError> {
-    if let Some(route) = route {
-        socket.send(route, zmq::SNDMORE | zmq::DONTWAIT)?;
-    }
-    let more = if blobs.is_empty() { 0 } else { zmq::SNDMORE };
-    socket.send(header, more | zmq::DONTWAIT)?;
-    let n = blobs.len();
-    for (i, blob) in blobs.into_iter().enumerate() {
-        let flag = if i + 1 < n { zmq::SNDMORE } else { 0 };
-        send_bytes(socket, blob, flag | zmq::DONTWAIT)?;
-    }
-    Ok(())
+    // (A raw pointer: the `zmq` crate gives it only through `&mut`.)
+    let raw_socket = socket.as_mut_ptr();
+    send_parts(socket, route, header, blobs, |socket, blob, flags| {
+        if blob.is_empty() {
+            socket.send(&b""[..], flags)
+        } else {
+            send_bytes(raw_socket, blob, flags)
+        }
+    })
 }
 
-/// Sends one frame over `bytes` without copying it. The `zmq` crate hands ZeroMQ only
-/// buffers it owns outright (a `Vec`), so this frame is made with `zmq-sys`:
-/// `zmq_msg_init_data` with a release callback that drops our reference.
-fn send_bytes(socket: &mut zmq::Socket, bytes: Bytes, flags: i32) -> Result<(), zmq::Error> {
+/// Sends one frame over `bytes` (not empty) without copying it, on the socket `raw_socket`
+/// points to. The `zmq` crate hands ZeroMQ only buffers it owns outright (a `Vec`), so this
+/// frame is made with `zmq-sys`: `zmq_msg_init_data` with a release callback that drops our
+/// reference.
+fn send_bytes(
+    raw_socket: *mut std::os::raw::c_void,
+    bytes: Bytes,
+    flags: i32,
+) -> Result<(), zmq::Error> {
     use std::os::raw::c_void;
     /// ZeroMQ is done with the frame: drop the reference it held.
     unsafe extern "C" fn release(_data: *mut c_void, hint: *mut c_void) {
         // SAFETY: `hint` is the `Box<Bytes>` leaked in `send_bytes`; ZeroMQ calls this once.
         drop(unsafe { Box::from_raw(hint as *mut Bytes) });
     }
-    if bytes.is_empty() {
-        return socket.send(&b""[..], flags);
-    }
     let len = bytes.len();
     // Read only by ZeroMQ; it stays valid while the `Bytes` in `hint` lives (a `Bytes`'s data
     // never moves with it).
     let data = bytes.as_ptr() as *mut c_void;
     let hint = Box::into_raw(Box::new(bytes));
-    let raw_socket = socket.as_mut_ptr();
     let mut msg = std::mem::MaybeUninit::<zmq_sys::zmq_msg_t>::uninit();
     // SAFETY: `msg` is initialised by `zmq_msg_init_data` before any other use. On success
     // ZeroMQ owns `hint` and calls `release` exactly once, after sending or when the message
@@ -244,19 +243,33 @@ pub fn peek_op(header: &[u8]) -> Option<&str> {
 /// Sends `frames` on `socket`, preceded by `route` on ROUTER sockets. Never blocks: a peer that
 /// cannot take the message (gone, or its queue full) makes this return an error.
 pub fn send(socket: &zmq::Socket, route: Option<&[u8]>, frames: Frames) -> Result<(), FrameError> {
+    send_parts(
+        socket,
+        route,
+        frames.header,
+        frames.blobs,
+        |socket, blob, flags| socket.send(zmq::Message::from(blob), flags),
+    )
+}
+
+/// The parts of one message, without blocking: `[route]` `header` `blob 0` ..., each blob
+/// sent by `send_blob` with the flags that keep the parts one message.
+fn send_parts<B>(
+    socket: &zmq::Socket,
+    route: Option<&[u8]>,
+    header: Vec<u8>,
+    blobs: Vec<B>,
+    mut send_blob: impl FnMut(&zmq::Socket, B, i32) -> Result<(), zmq::Error>,
+) -> Result<(), FrameError> {
     if let Some(route) = route {
         socket.send(route, zmq::SNDMORE | zmq::DONTWAIT)?;
     }
-    let more = if frames.blobs.is_empty() {
-        0
-    } else {
-        zmq::SNDMORE
-    };
-    socket.send(frames.header, more | zmq::DONTWAIT)?;
-    let n = frames.blobs.len();
-    for (i, blob) in frames.blobs.into_iter().enumerate() {
+    let more = if blobs.is_empty() { 0 } else { zmq::SNDMORE };
+    socket.send(header, more | zmq::DONTWAIT)?;
+    let n = blobs.len();
+    for (i, blob) in blobs.into_iter().enumerate() {
         let flag = if i + 1 < n { zmq::SNDMORE } else { 0 };
-        socket.send(zmq::Message::from(blob), flag | zmq::DONTWAIT)?;
+        send_blob(socket, blob, flag | zmq::DONTWAIT)?;
     }
     Ok(())
 }
