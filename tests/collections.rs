@@ -262,14 +262,21 @@ fn scatter_gather_release_and_reuse() {
         client.scatter(vec![Value::Int(10)]).unwrap(),
         vec![keys[0].clone()]
     );
-    // A held key is used, not recomputed (the original suite's test).
+    // A held key is used, not recomputed (the original suite's test)...
     client
         .scatter_named(vec![("x".to_string(), Value::Int(10))])
         .unwrap();
     let mut graph = Graph::new();
-    graph.insert("x", task("inc", (1,)));
     graph.insert("y", task("identity", (key("x"),)));
     assert_eq!(client.get(&graph, "y").unwrap(), Value::Int(10));
+    // ... but a graph that defines it otherwise does not get its value: same key, same
+    // value, or an error (the original suite returned 10 here, the wrong answer for it).
+    graph.insert("x", task("inc", (1,)));
+    let err = scheduler_error(client.get(&graph, "y"));
+    assert_eq!(
+        (err.kind.as_str(), err.key.as_deref()),
+        ("key_conflict", Some("x"))
+    );
     // Gathering a key nobody holds is an error, not a hang.
     let err = scheduler_error(client.gather(vec!["nobody-has-this"]));
     assert_eq!(err.kind, "missing_key");

@@ -75,12 +75,23 @@ fn keep_results_leaves_results_that_later_graphs_reuse() {
         .collect();
     assert_eq!(holders.len(), 1, "one worker should hold x: {holders:?}");
 
-    // A later graph defining x differently uses the held value instead of recomputing it.
+    // A later graph defining x the same way uses the held value instead of recomputing it;
+    // one that refers to x without defining it too.
     let second = graph_json(json!({
-        "x": 100,
+        "x": {"fn": "add", "args": [1, 2]},
         "y": {"fn": "inc", "args": [{"ref": "x"}]},
     }));
     assert_eq!(client.get(&second, "y").unwrap(), Value::Int(4));
+    // One defining x differently is refused: the held x is not its x.
+    let redefined = graph_json(json!({
+        "x": 100,
+        "y2": {"fn": "inc", "args": [{"ref": "x"}]},
+    }));
+    let e = scheduler_error(client.get(&redefined, "y2"));
+    assert_eq!(
+        (e.kind.as_str(), e.key.as_deref()),
+        ("key_conflict", Some("x"))
+    );
     // A different client sees the same held value.
     let other = cluster.new_client();
     let third = graph_json(json!({"w": {"fn": "mul", "args": [{"ref": "x"}, 10]}}));
@@ -150,11 +161,11 @@ fn failing_task_raises_and_dependents_fail_and_cluster_recovers() {
         "top": {"fn": "inc", "args": [{"ref": "mid"}]},
     }));
     let info = scheduler_error(client.get(&graph, vec!["ok", "top"]));
-    assert!(
-        info.kind == "task_failed" || info.kind == "dependency_failed",
-        "{info:?}"
-    );
-    assert_eq!(info.key.as_deref(), Some("bad"), "{info:?}");
+    // The error names the key asked for, the input that failed, its function and message.
+    assert_eq!(info.kind, "dependency_failed", "{info:?}");
+    assert_eq!(info.key.as_deref(), Some("top"), "{info:?}");
+    assert_eq!(info.dependency.as_deref(), Some("bad"), "{info:?}");
+    assert_eq!(info.function.as_deref(), Some("fail"), "{info:?}");
     assert!(info.message.contains("broken input"), "{info:?}");
     cluster.wait_until_idle();
 

@@ -272,10 +272,19 @@ fn scheduler_killed_and_restarted_under_a_waiting_client() {
         port_of(cluster.clients_address()),
     );
     cluster.scheduler.proc.kill();
+    // (Values the workers hold are adopted for a short grace period here, so that the
+    // cluster is seen to let them go.)
     cluster.scheduler = SchedulerProc::start_on(
         pw,
         pc,
-        &["--heartbeat-timeout", "1", "--state-dir", &state_dir],
+        &[
+            "--heartbeat-timeout",
+            "1",
+            "--state-dir",
+            &state_dir,
+            "--adopt-grace",
+            "2",
+        ],
     );
     let fresh = cluster.new_client();
     assert_ne!(fresh.scheduler_id(), old_id);

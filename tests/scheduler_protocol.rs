@@ -106,7 +106,7 @@ fn raw_get(graph: &Graph, keys: &str, request: u64) -> frames::Frames {
     frames::encode(
         &FromClient::Get {
             request,
-            graph: graph.clone(),
+            graph: graph.clone().into(),
             keys: Value::Str(keys.to_string()),
             keep_results: false,
         },
@@ -141,7 +141,10 @@ fn tasks_reach_a_worker_and_results_reach_the_client() {
     assert_eq!(tasks[0].key, "y");
     assert!(tasks[0].send_value);
     assert!(
-        tasks[0].who_has.iter().all(|(_, peers)| peers.is_empty()),
+        tasks[0]
+            .who_has
+            .iter()
+            .all(|(_, _, peers)| peers.is_empty()),
         "{tasks:?}"
     );
     // The client gets whatever the worker reports.
@@ -183,9 +186,12 @@ fn a_failure_reported_by_a_worker_reaches_the_client() {
         }],
         acquired: vec![],
     });
+    // The client asked for b: its error names b, the input that failed (a), a's function
+    // and message.
     let info = common::scheduler_error(done.join().unwrap());
-    assert_eq!(info.kind, "task_failed", "{info:?}");
-    assert_eq!(info.key.as_deref(), Some("a"), "{info:?}");
+    assert_eq!(info.kind, "dependency_failed", "{info:?}");
+    assert_eq!(info.key.as_deref(), Some("b"), "{info:?}");
+    assert_eq!(info.dependency.as_deref(), Some("a"), "{info:?}");
     assert_eq!(info.function.as_deref(), Some("inc"), "{info:?}");
     assert!(info.message.contains("made-up failure"), "{info:?}");
 }

@@ -13,6 +13,7 @@ use zask_core::protocol::{
     ComputeTask, FromWorker, KeyData, PeerReply, PeerRequest, TaskDone, TaskFailed, ToWorker,
     PROTOCOL_VERSION,
 };
+use zask_core::DefHash;
 
 /// A message from a worker: its route, the decoded header, and its blob frames.
 struct Received {
@@ -169,7 +170,7 @@ impl FakeScheduler {
             } if *got == request && r.route == route => Some((
                 items
                     .iter()
-                    .map(|KeyData { key, data }| {
+                    .map(|KeyData { key, data, .. }| {
                         (key.clone(), frames::unpack(data.clone(), &r.blobs).unwrap())
                     })
                     .collect(),
@@ -180,9 +181,16 @@ impl FakeScheduler {
     }
 }
 
+/// The definition hash these tests give key `k` (the fake scheduler's tasks, and the copies
+/// fake peers serve, agree on it).
+fn test_hash(k: &str) -> DefHash {
+    DefHash::of_value(&Value::from(k))
+}
+
 fn compute_task(k: &str, node: zask::Node, send_value: bool) -> ComputeTask {
     ComputeTask {
         key: k.to_string(),
+        hash: test_hash(k),
         node: std::sync::Arc::new(node),
         who_has: Vec::new(),
         send_value,
@@ -194,7 +202,14 @@ fn compute_from(k: &str, node: zask::Node, who_has: Vec<(String, Vec<String>)>) 
     ComputeTask {
         who_has: who_has
             .into_iter()
-            .map(|(key, peers)| (key.into(), peers.into_iter().map(Into::into).collect()))
+            .map(|(key, peers)| {
+                let hash = test_hash(&key);
+                (
+                    key.into(),
+                    hash,
+                    peers.into_iter().map(Into::into).collect(),
+                )
+            })
             .collect(),
         ..compute_task(k, node, true)
     }
@@ -602,6 +617,7 @@ fn a_bad_fetch_answer_retries_only_what_did_not_arrive() {
             frame,
             raw: false,
         },
+        hash: Some(test_hash(key)),
     };
     let reply = PeerReply::Data {
         request,

@@ -206,11 +206,13 @@ impl Client {
                 "computing",
             );
             match result {
-                Err(e @ (Error::SchedulerRestarted | Error::SchedulerUnreachable(_)))
-                    if attempt < self.inner.options.resubmit_attempts =>
-                {
+                Err(e) if e.is_lost_request() && attempt < self.inner.options.resubmit_attempts => {
                     attempt += 1;
                     log::warn!("{e}; submitting the computation again (attempt {attempt})");
+                    if e.kind() == Some("shutting_down") {
+                        // The scheduler is going away: give its successor a moment to come.
+                        std::thread::sleep(self.inner.options.heartbeat_interval);
+                    }
                 }
                 other => break other?,
             }
@@ -353,6 +355,7 @@ impl Client {
             .map(|(key, value)| KeyData {
                 key,
                 data: frames::pack(value, &mut blobs),
+                hash: None,
             })
             .collect();
         let timeout = self.inner.options.get_timeout;
@@ -627,7 +630,7 @@ impl Io {
                     continue;
                 }
             };
-            let request = request_of(&msg);
+            let request = msg.request();
             if self.pings.remove(&request).is_some() {
                 if let ToClient::Status { scheduler_id, .. } = &msg {
                     self.check_scheduler_id(scheduler_id);
@@ -684,22 +687,5 @@ impl Io {
         for (_, tx) in waiters {
             let _ = tx.send(Err(error()));
         }
-    }
-}
-
-fn request_of(msg: &ToClient) -> u64 {
-    match msg {
-        ToClient::Welcome { request, .. }
-        | ToClient::Result { request, .. }
-        | ToClient::Error { request, .. }
-        | ToClient::Status { request, .. }
-        | ToClient::Workers { request, .. }
-        | ToClient::CollectionStored { request, .. }
-        | ToClient::Collection { request, .. }
-        | ToClient::Collections { request, .. }
-        | ToClient::CollectionDeleted { request, .. }
-        | ToClient::Scattered { request, .. }
-        | ToClient::Released { request, .. }
-        | ToClient::Retired { request, .. } => *request,
     }
 }

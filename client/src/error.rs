@@ -53,6 +53,16 @@ impl Error {
         }
     }
 
+    /// Whether the scheduler lost the request without computing it (it restarted, went
+    /// silent, or shut down): a `get` then submits it again by itself
+    /// (`ClientOptions::resubmit_attempts`), a crash and a graceful restart alike.
+    pub fn is_lost_request(&self) -> bool {
+        matches!(
+            self,
+            Error::SchedulerRestarted | Error::SchedulerUnreachable(_)
+        ) || self.kind() == Some("shutting_down")
+    }
+
     /// Whether submitting the same request again may succeed (the scheduler restarted or was
     /// unreachable, or the call timed out).
     pub fn is_retryable(&self) -> bool {

@@ -100,6 +100,9 @@ impl Collection {
                 "a collection's \"meta\" is a map".to_string(),
             ));
         }
+        if let Err(e) = meta.measure(crate::value::MAX_NESTING) {
+            return Err(CollectionError(format!("a collection's \"meta\": {e}")));
+        }
         Ok(Collection {
             kind,
             graph,
@@ -129,6 +132,29 @@ mod tests {
         let bad = Collection::graph(graph, "nope");
         let err = Collection::from_value(&bad.to_value()).unwrap_err();
         assert!(err.0.contains("nope"), "{err}");
+    }
+
+    /// What could not be read back is refused when it is stored: a literal, a node, keys or
+    /// meta nested deeper than the one limit.
+    #[test]
+    fn values_nested_too_deep_are_refused() {
+        let deep = |levels: usize| {
+            let mut v = Value::Int(1);
+            for _ in 0..levels {
+                v = Value::List(vec![v]);
+            }
+            v
+        };
+        let mut graph = Graph::new();
+        graph.insert("x", deep(crate::value::MAX_NESTING + 10));
+        let err = Collection::from_value(&Collection::graph(graph, "x").to_value()).unwrap_err();
+        assert!(err.0.contains("\"x\"") && err.0.contains("nests"), "{err}");
+        let mut graph = Graph::new();
+        graph.insert("x", 1);
+        let mut c = Collection::graph(graph, "x");
+        c.meta = Value::Map(vec![(Value::from("m"), deep(600))]);
+        let err = Collection::from_value(&c.to_value()).unwrap_err();
+        assert!(err.0.contains("meta"), "{err}");
     }
 
     #[test]

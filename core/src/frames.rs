@@ -28,6 +28,9 @@ pub enum FrameError {
     Blob(u32, rmp_serde::decode::Error),
     #[error("zmq: {0}")]
     Zmq(#[from] zmq::Error),
+    /// The message is not what the protocol allows (the message says what is wrong).
+    #[error("{0}")]
+    Malformed(String),
 }
 
 /// An encoded message: the header and its blob frames, ready to send.

@@ -16,14 +16,14 @@ use serde::Deserialize;
 
 use crate::frames::{self, FrameError};
 use crate::graph::{Graph, Node, Nodes};
+use crate::graph_serde::{check_node, HashedGraph};
+use crate::hash::DefHash;
+use crate::msgpack::skip;
 use crate::protocol::GetBody;
 use crate::value::Value;
 
 /// Graphs with fewer nodes are decoded on one thread (a thread costs more than it saves).
 pub const SPLIT_MIN_NODES: usize = 20_000;
-
-/// Nesting deeper than this is left to the ordinary decoder (and its limit).
-const MAX_DEPTH: u32 = 1_000;
 
 /// Decodes a `get` header, its graph on two threads when it is big.
 pub fn decode_get(header: &[u8]) -> Result<GetBody, FrameError> {
@@ -52,7 +52,7 @@ fn split_decode(header: &[u8]) -> Option<GetBody> {
             continue;
         }
         let start = rd;
-        skip(&mut rd, 0)?;
+        skip(&mut rd)?;
         let value = start.get(..start.len() - rd.len())?;
         match name {
             "request" if request.is_none() => request = Some(rmp_serde::from_slice(value).ok()?),
@@ -74,7 +74,7 @@ fn split_decode(header: &[u8]) -> Option<GetBody> {
 
 /// Reads the graph map at `rd` (and moves `rd` past it), the second half of its entries on a
 /// helper thread; `None` for a small graph or anything unusual.
-fn read_graph(rd: &mut &[u8]) -> Option<Graph> {
+fn read_graph(rd: &mut &[u8]) -> Option<HashedGraph> {
     let count = rmp::decode::read_map_len(rd).ok()? as usize;
     if count < SPLIT_MIN_NODES {
         return None;
@@ -83,7 +83,7 @@ fn read_graph(rd: &mut &[u8]) -> Option<Graph> {
     let start = *rd;
     let mut cursor = start;
     for _ in 0..first_count * 2 {
-        skip(&mut cursor, 0)?;
+        skip(&mut cursor)?;
     }
     let second = cursor;
     let first = start.get(..start.len() - second.len())?;
@@ -98,23 +98,29 @@ fn read_graph(rd: &mut &[u8]) -> Option<Graph> {
         let mine = read_entries(first, first_count);
         // Where the graph ends (the helper reads the same bytes; this pass is much cheaper).
         let mut end = second;
-        let skipped = (0..(count - first_count) * 2).try_for_each(|_| skip(&mut end, 0));
+        let skipped = (0..(count - first_count) * 2).try_for_each(|_| skip(&mut end));
         // Joined before anything is decided, so a helper that failed is never left behind.
         let theirs = helper.join().ok().flatten();
         let (mine, theirs, ()) = (mine?, theirs?, skipped?);
         *rd = end;
         let mut nodes = Nodes::with_capacity_and_hasher(count, Default::default());
-        for (key, node) in mine.into_iter().chain(theirs) {
+        let mut hashes = Vec::with_capacity(count);
+        for (key, node, hash) in mine.into_iter().chain(theirs) {
             if nodes.insert(key, node).is_some() {
                 return None; // A key twice: the ordinary decoder says which.
             }
+            hashes.push(hash);
         }
-        Some(Graph { nodes })
+        Some(HashedGraph {
+            graph: Graph { nodes },
+            hashes,
+        })
     })
 }
 
-/// Decodes `count` graph entries (a string key, then a node) from the start of `bytes`.
-fn read_entries(bytes: &[u8], count: usize) -> Option<Vec<(String, Node)>> {
+/// Decodes `count` graph entries (a string key, then a node) from the start of `bytes`, each
+/// checked and hashed as [`check_node`] does.
+fn read_entries(bytes: &[u8], count: usize) -> Option<Vec<(String, Node, DefHash)>> {
     let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
     let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
@@ -122,51 +128,10 @@ fn read_entries(bytes: &[u8], count: usize) -> Option<Vec<(String, Node)>> {
             return None;
         };
         let node = Node::deserialize(&mut de).ok()?;
-        entries.push((key, node));
+        let hash = check_node(&key, &node).ok()?;
+        entries.push((key, node, hash));
     }
     Some(entries)
-}
-
-/// Moves `rd` past one msgpack value without building it; `None` if it is malformed,
-/// truncated, an extension type or nested deeper than `MAX_DEPTH`.
-fn skip(rd: &mut &[u8], depth: u32) -> Option<()> {
-    use rmp::Marker;
-    if depth > MAX_DEPTH {
-        return None;
-    }
-    let marker = rmp::decode::read_marker(rd).ok()?;
-    let (bytes, items) = match marker {
-        Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
-            (0, 0)
-        }
-        Marker::U8 | Marker::I8 => (1, 0),
-        Marker::U16 | Marker::I16 => (2, 0),
-        Marker::U32 | Marker::I32 | Marker::F32 => (4, 0),
-        Marker::U64 | Marker::I64 | Marker::F64 => (8, 0),
-        Marker::FixStr(n) => (n as usize, 0),
-        Marker::Str8 | Marker::Bin8 => (length(rd, 1)?, 0),
-        Marker::Str16 | Marker::Bin16 => (length(rd, 2)?, 0),
-        Marker::Str32 | Marker::Bin32 => (length(rd, 4)?, 0),
-        Marker::FixArray(n) => (0, n as usize),
-        Marker::Array16 => (0, length(rd, 2)?),
-        Marker::Array32 => (0, length(rd, 4)?),
-        Marker::FixMap(n) => (0, 2 * n as usize),
-        Marker::Map16 => (0, 2 * length(rd, 2)?),
-        Marker::Map32 => (0, 2 * length(rd, 4)?),
-        _ => return None, // Extension types (not zask values) and the reserved marker.
-    };
-    *rd = rd.get(bytes..)?;
-    for _ in 0..items {
-        skip(rd, depth + 1)?;
-    }
-    Some(())
-}
-
-/// Reads a big-endian length of `width` bytes.
-fn length(rd: &mut &[u8], width: usize) -> Option<usize> {
-    let bytes = rd.get(..width)?;
-    *rd = rd.get(width..)?;
-    Some(bytes.iter().fold(0usize, |n, b| (n << 8) | *b as usize))
 }
 
 #[cfg(test)]
@@ -227,11 +192,11 @@ mod tests {
         let split = split_decode(&bytes).expect("taken by the split reader");
         let plain: GetBody = frames::decode(&bytes).unwrap();
         assert_eq!(split, plain);
-        assert_eq!(split.graph.nodes.len(), SPLIT_MIN_NODES * 2 + 3);
+        assert_eq!(split.graph.graph.nodes.len(), SPLIT_MIN_NODES * 2 + 3);
         assert_eq!(split.request, 7);
         assert!(split.keep_results);
         // Insertion order is kept across the halves.
-        let keys: Vec<&String> = split.graph.nodes.keys().take(3).collect();
+        let keys: Vec<&String> = split.graph.graph.nodes.keys().take(3).collect();
         assert_eq!(keys, ["k0", "k1", "k2"]);
         assert_eq!(decode_get(&bytes).unwrap(), plain);
     }
@@ -240,7 +205,7 @@ mod tests {
     fn small_or_unusual_gets_are_left_to_the_ordinary_decoder() {
         let small = header(&mixed(10), Value::from("k1"), false);
         assert!(split_decode(&small).is_none());
-        assert_eq!(decode_get(&small).unwrap().graph.nodes.len(), 10);
+        assert_eq!(decode_get(&small).unwrap().graph.graph.nodes.len(), 10);
 
         // A key written twice (a client can send it; a `Graph` cannot hold it): the ordinary
         // decoder's error, naming it.
@@ -284,17 +249,30 @@ mod tests {
         // (Built, encoded and dropped on a big stack too: all of that recurses.)
         let run = || {
             let mut graph = mixed(SPLIT_MIN_NODES);
-            let mut deep = Node::from(1);
-            for _ in 0..900 {
-                deep = Node::Map(vec![(Value::from("a"), deep)]);
-            }
-            graph.insert("deep", deep);
+            let nested = |levels: usize| {
+                let mut deep = Node::from(1);
+                for _ in 0..levels {
+                    deep = Node::Map(vec![(Value::from("a"), deep)]);
+                }
+                deep
+            };
+            // (All-literal maps travel as `{"lit": ...}`: one level more than built.)
+            graph.insert("deep", nested(crate::value::MAX_NESTING - 1));
             let bytes = header(&graph, Value::from("deep"), false);
             let split = split_decode(&bytes).expect("taken by the split reader");
             assert_eq!(split, frames::decode::<GetBody>(&bytes).unwrap());
             assert_eq!(
-                split.graph.nodes.get_index_of("deep"),
+                split.graph.graph.nodes.get_index_of("deep"),
                 Some(SPLIT_MIN_NODES)
+            );
+            // One level more is refused, by both readers, naming the key.
+            graph.insert("deep", nested(crate::value::MAX_NESTING));
+            let bytes = header(&graph, Value::from("deep"), false);
+            assert!(split_decode(&bytes).is_none());
+            let err = decode_get(&bytes).unwrap_err().to_string();
+            assert!(
+                err.contains("key \"deep\"") && err.contains("nests 513 levels"),
+                "{err}"
             );
         };
         std::thread::Builder::new()
@@ -331,9 +309,9 @@ mod tests {
         ]);
         let bytes = rmp_serde::to_vec(&values).unwrap();
         let mut rd = &bytes[..];
-        skip(&mut rd, 0).unwrap();
+        skip(&mut rd).unwrap();
         assert!(rd.is_empty());
         let mut short = &bytes[..bytes.len() - 1];
-        assert!(skip(&mut short, 0).is_none());
+        assert!(skip(&mut short).is_none());
     }
 }

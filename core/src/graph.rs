@@ -69,74 +69,58 @@ impl Node {
     }
 
     fn from_map(entries: &[(Value, Value)]) -> Result<Node, NodeError> {
-        let keys: Vec<Option<&str>> = entries.iter().map(|(k, _)| k.as_str()).collect();
-        let only = |name: &str| keys.len() == 1 && keys[0] == Some(name);
-        if only("ref") {
-            return match &entries[0].1 {
+        let names: Vec<Option<&str>> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        match form_of(&names).map_err(NodeError)? {
+            Form::Ref => match &entries[0].1 {
                 Value::Str(k) => Ok(Node::Ref(k.clone())),
                 other => Err(NodeError(format!(
                     "{{\"ref\": ...}} takes a key string, got {}",
                     other.type_name()
                 ))),
-            };
-        }
-        if only("lit") {
-            return Ok(Node::Literal(entries[0].1.clone()));
-        }
-        if only("bytes") {
-            return match &entries[0].1 {
-                Value::Bytes(b) => Ok(Node::Literal(Value::Bytes(b.clone()))),
-                Value::Str(s) => {
-                    use base64::Engine;
-                    base64::engine::general_purpose::STANDARD
-                        .decode(s)
-                        .map(|b| Node::Literal(Value::Bytes(b.into())))
-                        .map_err(|e| NodeError(format!("{{\"bytes\": ...}} is not base64: {e}")))
+            },
+            Form::Lit => Ok(Node::Literal(entries[0].1.clone())),
+            Form::Bytes => bytes_literal(&entries[0].1).map_err(NodeError),
+            Form::Float => float_literal(&entries[0].1).map_err(NodeError),
+            Form::Task => Node::task_from_map(entries),
+            Form::Map => {
+                let mut nodes = Vec::with_capacity(entries.len());
+                for (k, v) in entries {
+                    nodes.push((k.clone(), Node::from_value(v)?));
                 }
-                other => Err(NodeError(format!(
-                    "{{\"bytes\": ...}} takes a base64 string, got {}",
-                    other.type_name()
-                ))),
-            };
-        }
-        let is_task = keys.contains(&Some("fn"))
-            && keys
-                .iter()
-                .all(|k| matches!(k, Some("fn") | Some("args") | Some("kwargs")));
-        if is_task {
-            return Node::task_from_map(entries);
-        }
-        let mut nodes = Vec::with_capacity(entries.len());
-        for (k, v) in entries {
-            nodes.push((k.clone(), Node::from_value(v)?));
-        }
-        if nodes.iter().all(|(_, n)| matches!(n, Node::Literal(_))) {
-            Ok(Node::Literal(Value::Map(
-                nodes
-                    .into_iter()
-                    .map(|(k, n)| (k, n.into_literal()))
-                    .collect(),
-            )))
-        } else {
-            Ok(Node::Map(nodes))
+                if nodes.iter().all(|(_, n)| matches!(n, Node::Literal(_))) {
+                    Ok(Node::Literal(Value::Map(
+                        nodes
+                            .into_iter()
+                            .map(|(k, n)| (k, n.into_literal()))
+                            .collect(),
+                    )))
+                } else {
+                    Ok(Node::Map(nodes))
+                }
+            }
         }
     }
 
     fn task_from_map(entries: &[(Value, Value)]) -> Result<Node, NodeError> {
+        // The function's name first, so that errors about the arguments can name it.
+        let func = match entries.iter().find(|(k, _)| k.as_str() == Some("fn")) {
+            Some((_, Value::Str(f))) if !f.is_empty() => f.clone(),
+            Some((_, other)) => {
+                return Err(NodeError(format!(
+                    "\"fn\" takes a non-empty function name, got {}",
+                    describe(other)
+                )))
+            }
+            None => return Err(NodeError("a task needs \"fn\"".to_string())),
+        };
         let mut task = Task {
-            func: String::new(),
+            func,
             args: Vec::new(),
             kwargs: Vec::new(),
         };
         for (k, v) in entries {
             match (k.as_str(), v) {
-                (Some("fn"), Value::Str(f)) if !f.is_empty() => task.func = f.clone(),
-                (Some("fn"), other) => {
-                    return Err(NodeError(format!(
-                        "\"fn\" takes a non-empty function name, got {}",
-                        describe(other)
-                    )))
-                }
+                (Some("fn"), _) => {}
                 (Some("args"), Value::List(args)) => {
                     task.args = args
                         .iter()
@@ -153,7 +137,10 @@ impl Node {
                 (Some("kwargs"), Value::Map(kw)) => {
                     for (name, node) in kw {
                         let Some(name) = name.as_str() else {
-                            return Err(NodeError("\"kwargs\" names must be strings".to_string()));
+                            return Err(NodeError(format!(
+                                "\"kwargs\" names of {:?} must be strings",
+                                task.func
+                            )));
                         };
                         task.kwargs
                             .push((name.to_string(), Node::from_value(node)?));
@@ -161,7 +148,8 @@ impl Node {
                 }
                 (_, other) => {
                     return Err(NodeError(format!(
-                        "\"kwargs\" takes a map of names to nodes, got {}",
+                        "\"kwargs\" of {:?} takes a map of names to nodes, got {}",
+                        task.func,
                         other.type_name()
                     )))
                 }
@@ -223,7 +211,9 @@ impl Node {
         }
     }
 
-    /// Calls `f` on every function name this node calls (nested tasks included).
+    /// Calls `f` on every function name this node calls (nested tasks included), and on the
+    /// function names it gives to functions that call them (`map("word_count", ...)` calls
+    /// `map` and `word_count`; see [`function_argument`]).
     pub fn for_each_function<'a>(&'a self, f: &mut impl FnMut(&'a str)) {
         match self {
             Node::Literal(_) | Node::Ref(_) => {}
@@ -231,6 +221,11 @@ impl Node {
             Node::Map(m) => m.iter().for_each(|(_, n)| n.for_each_function(f)),
             Node::Task(t) => {
                 f(&t.func);
+                if let Some(at) = function_argument(&t.func) {
+                    if let Some(Node::Literal(Value::Str(name))) = t.args.get(at) {
+                        f(name);
+                    }
+                }
                 t.args.iter().for_each(|n| n.for_each_function(f));
                 t.kwargs.iter().for_each(|(_, n)| n.for_each_function(f));
             }
@@ -276,11 +271,129 @@ impl Node {
     }
 }
 
+/// The standard functions that take the name of another function as an argument, and where:
+/// `map(f, items)`, `filter(f, items)` and `reduce(f, items[, initial])` call `f`. A task of
+/// theirs is placed only on a worker that offers both, and refused at submission when no
+/// worker offers `f`.
+pub const FUNCTION_ARGUMENTS: [(&str, usize); 3] = [("map", 0), ("filter", 0), ("reduce", 0)];
+
+/// The position of the function-name argument of `func`, if it takes one (see
+/// [`FUNCTION_ARGUMENTS`]).
+pub fn function_argument(func: &str) -> Option<usize> {
+    FUNCTION_ARGUMENTS
+        .iter()
+        .find(|(name, _)| *name == func)
+        .map(|(_, at)| *at)
+}
+
 fn describe(v: &Value) -> String {
     match v {
         Value::Str(s) => format!("{s:?}"),
         other => other.type_name().to_string(),
     }
+}
+
+/// The field names that make a map a special form. A map that uses one of them and is not
+/// that form exactly is an error (a typo such as `{"fn": "inc", "arg": [1]}` must not become a
+/// literal map); a map that holds these names as data is written `{"lit": ...}`.
+pub const RESERVED_FIELDS: [&str; 7] = ["fn", "args", "kwargs", "ref", "lit", "bytes", "float"];
+
+/// What a map node is, by its field names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// `{"ref": key}`
+    Ref,
+    /// `{"lit": value}`
+    Lit,
+    /// `{"bytes": base64 or bin}`
+    Bytes,
+    /// `{"float": "nan" | "inf" | "-inf" | number}`
+    Float,
+    /// `{"fn": name, "args": [...], "kwargs": {...}}` (`args` and `kwargs` optional)
+    Task,
+    /// A map of nodes (no reserved field).
+    Map,
+}
+
+/// Classifies a map node by its field names (`None`: a name that is not a string); an error
+/// says what is wrong with a map that uses a reserved field wrongly.
+pub(crate) fn form_of(names: &[Option<&str>]) -> Result<Form, String> {
+    const DATA_HINT: &str = "a map holding these names as data is written {\"lit\": ...}";
+    let shown = |name: Option<&str>| match name {
+        Some(n) => format!("{n:?}"),
+        None => "a field that is not a string".to_string(),
+    };
+    if let [Some(only)] = names {
+        match *only {
+            "ref" => return Ok(Form::Ref),
+            "lit" => return Ok(Form::Lit),
+            "bytes" => return Ok(Form::Bytes),
+            "float" => return Ok(Form::Float),
+            _ => {}
+        }
+    }
+    let is_task_field = |n: &Option<&str>| matches!(n, Some("fn" | "args" | "kwargs"));
+    if names.contains(&Some("fn")) {
+        return match names.iter().find(|n| !is_task_field(n)) {
+            None => Ok(Form::Task),
+            Some(other) => Err(format!(
+                "a task takes the fields \"fn\", \"args\" and \"kwargs\", not {}; {DATA_HINT}",
+                shown(*other)
+            )),
+        };
+    }
+    let Some(reserved) = names.iter().flatten().find(|n| RESERVED_FIELDS.contains(n)) else {
+        return Ok(Form::Map);
+    };
+    if matches!(*reserved, "args" | "kwargs") {
+        return Err(format!(
+            "{reserved:?} without \"fn\": a task names its function in \"fn\"; {DATA_HINT}"
+        ));
+    }
+    let other = names
+        .iter()
+        .find(|n| **n != Some(*reserved))
+        .copied()
+        .flatten();
+    Err(format!(
+        "{{{reserved:?}: ...}} takes no other field, but this map also has {}; {DATA_HINT}",
+        shown(other)
+    ))
+}
+
+/// The value of a `{"bytes": ...}` form: a bin as it is, or base64 text.
+pub(crate) fn bytes_literal(v: &Value) -> Result<Node, String> {
+    match v {
+        Value::Bytes(b) => Ok(Node::Literal(Value::Bytes(b.clone()))),
+        Value::Str(s) => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map(|b| Node::Literal(Value::Bytes(b.into())))
+                .map_err(|e| format!("{{\"bytes\": ...}} is not base64: {e}"))
+        }
+        other => Err(format!(
+            "{{\"bytes\": ...}} takes a base64 string, got {}",
+            other.type_name()
+        )),
+    }
+}
+
+/// The value of a `{"float": ...}` form: `"nan"`, `"inf"`, `"-inf"`, a number, or a number
+/// in text (how JSON, which has no NaN or infinity, writes any float).
+pub(crate) fn float_literal(v: &Value) -> Result<Node, String> {
+    let parsed = match v {
+        Value::Str(s) => crate::value::parse_float_literal(s),
+        other => other.as_f64(),
+    };
+    parsed
+        .map(|f| Node::Literal(Value::Float(f)))
+        .ok_or_else(|| {
+            format!(
+                "{{\"float\": ...}} takes \"nan\", \"inf\", \"-inf\" or a number, got {}",
+                describe(v)
+            )
+        })
 }
 
 impl<T: Into<Value>> From<T> for Node {
@@ -411,6 +524,7 @@ impl Graph {
                 return Err(NodeError(format!("graph keys must be strings, got {k}")));
             };
             let node = Node::from_value(v).map_err(|e| NodeError(format!("key {k:?}: {}", e.0)))?;
+            crate::graph_serde::check_node(k, &node).map_err(NodeError)?;
             if nodes.insert(k.clone(), node).is_some() {
                 return Err(NodeError(format!("key {k:?} appears twice")));
             }

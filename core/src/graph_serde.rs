@@ -12,8 +12,9 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use smallvec::SmallVec;
 
-use crate::graph::{Graph, Node, Task};
-use crate::value::Value;
+use crate::graph::{bytes_literal, float_literal, form_of, Form, Graph, Node, Task};
+use crate::hash::DefHash;
+use crate::value::{Value, MAX_NESTING};
 
 /// Errors about a graph's content start with this, so a receiver can tell them from other
 /// decoding errors.
@@ -115,7 +116,7 @@ impl MapKey {
     }
 }
 
-const KNOWN_KEYS: [&str; 6] = ["fn", "args", "kwargs", "ref", "lit", "bytes"];
+const KNOWN_KEYS: [&str; 7] = crate::graph::RESERVED_FIELDS;
 
 impl<'de> Deserialize<'de> for MapKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<MapKey, D::Error> {
@@ -349,48 +350,51 @@ fn literal_of(n: Node) -> Value {
     }
 }
 
-/// The special forms (`ref`, `lit`, `bytes`, tasks) or a map of nodes, as in
+/// The special forms (`ref`, `lit`, `bytes`, `float`, tasks) or a map of nodes, as in
 /// `Node::from_value`.
 fn from_entries(entries: Entries) -> Result<Node, String> {
-    let only = |name: &str| entries.len() == 1 && entries[0].0.as_str() == Some(name);
-    if only("ref") || only("lit") || only("bytes") {
-        let name = entries[0].0.as_str().unwrap_or_default().to_string();
-        let Some((_, entry)) = entries.into_iter().next() else {
-            return Err("empty special form".to_string());
-        };
-        return match (name.as_str(), entry) {
-            ("lit", Entry::Raw(v)) => Ok(Node::Literal(v)),
-            ("ref", Entry::Node(Node::Literal(Value::Str(k)))) => Ok(Node::Ref(k)),
-            ("ref", other) => Err(format!(
+    let names: SmallVec<[Option<&str>; 3]> = entries.iter().map(|(k, _)| k.as_str()).collect();
+    let form = form_of(&names)?;
+    drop(names);
+    let single = |entries: Entries| entries.into_iter().next().map(|(_, e)| e);
+    match form {
+        Form::Lit => match single(entries) {
+            Some(Entry::Raw(v)) => Ok(Node::Literal(v)),
+            _ => Err("{\"lit\": ...} is malformed".to_string()),
+        },
+        Form::Ref => match single(entries) {
+            Some(Entry::Node(Node::Literal(Value::Str(k)))) => Ok(Node::Ref(k)),
+            Some(other) => Err(format!(
                 "{{\"ref\": ...}} takes a key string, got {}",
                 describe_entry(&other)
             )),
-            (_, entry) => {
-                let value = match entry {
-                    Entry::Raw(v) | Entry::Node(Node::Literal(v)) => v,
-                    Entry::Node(_) | Entry::Args(_) => Value::Nil,
-                };
-                Node::from_value(&Value::Map(vec![(Value::from("bytes"), value)])).map_err(|e| e.0)
+            None => Err("{\"ref\": ...} is malformed".to_string()),
+        },
+        Form::Bytes | Form::Float => {
+            let value = match single(entries) {
+                Some(Entry::Raw(v) | Entry::Node(Node::Literal(v))) => v,
+                _ => Value::Nil,
+            };
+            if form == Form::Bytes {
+                bytes_literal(&value)
+            } else {
+                float_literal(&value)
             }
-        };
-    }
-    let is_task = entries.iter().any(|(k, _)| k.as_str() == Some("fn"))
-        && entries
-            .iter()
-            .all(|(k, _)| matches!(k.as_str(), Some("fn") | Some("args") | Some("kwargs")));
-    if is_task {
-        return task_from_entries(entries);
-    }
-    let mut nodes = Vec::with_capacity(entries.len());
-    for (k, entry) in entries {
-        nodes.push((k.into_value(), entry.into_node()?));
-    }
-    if nodes.iter().all(|(_, n)| matches!(n, Node::Literal(_))) {
-        Ok(Node::Literal(Value::Map(
-            nodes.into_iter().map(|(k, n)| (k, literal_of(n))).collect(),
-        )))
-    } else {
-        Ok(Node::Map(nodes))
+        }
+        Form::Task => task_from_entries(entries),
+        Form::Map => {
+            let mut nodes = Vec::with_capacity(entries.len());
+            for (k, entry) in entries {
+                nodes.push((k.into_value(), entry.into_node()?));
+            }
+            if nodes.iter().all(|(_, n)| matches!(n, Node::Literal(_))) {
+                Ok(Node::Literal(Value::Map(
+                    nodes.into_iter().map(|(k, n)| (k, literal_of(n))).collect(),
+                )))
+            } else {
+                Ok(Node::Map(nodes))
+            }
+        }
     }
 }
 
@@ -407,22 +411,25 @@ fn describe_entry(e: &Entry) -> String {
 }
 
 fn task_from_entries(entries: Entries) -> Result<Node, String> {
+    // The function's name first, so that errors about the arguments can name it.
+    let func = match entries.iter().find(|(k, _)| k.as_str() == Some("fn")) {
+        Some((_, Entry::Node(Node::Literal(Value::Str(f))))) if !f.is_empty() => f.clone(),
+        Some((_, other)) => {
+            return Err(format!(
+                "\"fn\" takes a non-empty function name, got {}",
+                describe_entry(other)
+            ))
+        }
+        None => return Err("a task needs \"fn\"".to_string()),
+    };
     let mut task = Task {
-        func: String::new(),
+        func,
         args: Vec::new(),
         kwargs: Vec::new(),
     };
     for (k, entry) in entries {
         match (k.as_str(), entry) {
-            (Some("fn"), Entry::Node(Node::Literal(Value::Str(f)))) if !f.is_empty() => {
-                task.func = f
-            }
-            (Some("fn"), other) => {
-                return Err(format!(
-                    "\"fn\" takes a non-empty function name, got {}",
-                    describe_entry(&other)
-                ))
-            }
+            (Some("fn"), _) => {}
             (Some("args"), Entry::Args(items) | Entry::Node(Node::List(items))) => {
                 task.args = items
             }
@@ -439,7 +446,10 @@ fn task_from_entries(entries: Entries) -> Result<Node, String> {
             (Some("kwargs"), Entry::Node(Node::Map(kw))) => {
                 for (name, node) in kw {
                     let Value::Str(name) = name else {
-                        return Err("\"kwargs\" names must be strings".to_string());
+                        return Err(format!(
+                            "\"kwargs\" names of {:?} must be strings",
+                            task.func
+                        ));
                     };
                     task.kwargs.push((name, node));
                 }
@@ -447,14 +457,18 @@ fn task_from_entries(entries: Entries) -> Result<Node, String> {
             (Some("kwargs"), Entry::Node(Node::Literal(Value::Map(kw)))) => {
                 for (name, value) in kw {
                     let Value::Str(name) = name else {
-                        return Err("\"kwargs\" names must be strings".to_string());
+                        return Err(format!(
+                            "\"kwargs\" names of {:?} must be strings",
+                            task.func
+                        ));
                     };
                     task.kwargs.push((name, Node::Literal(value)));
                 }
             }
             (_, other) => {
                 return Err(format!(
-                    "\"kwargs\" takes a map of names to nodes, got {}",
+                    "\"kwargs\" of {:?} takes a map of names to nodes, got {}",
+                    task.func,
                     describe_entry(&other)
                 ))
             }
@@ -469,61 +483,139 @@ impl<'de> Deserialize<'de> for Node {
     }
 }
 
+/// A graph as the scheduler receives it: its nodes, and each node's own hash
+/// ([`DefHash::of_node`]) by index, computed while decoding (so a big graph's are computed on
+/// two threads, with its halves: see `get_split`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HashedGraph {
+    /// The nodes.
+    pub graph: Graph,
+    /// `hashes[i]` is the hash of the node at index `i` of `graph.nodes`, alone.
+    pub hashes: Vec<DefHash>,
+}
+
+impl HashedGraph {
+    /// A graph built in code, hashed now.
+    pub fn new(graph: Graph) -> HashedGraph {
+        let hashes = graph
+            .nodes
+            .values()
+            .map(|n| DefHash::of_node(n).0)
+            .collect();
+        HashedGraph { graph, hashes }
+    }
+}
+
+impl From<Graph> for HashedGraph {
+    fn from(graph: Graph) -> HashedGraph {
+        HashedGraph::new(graph)
+    }
+}
+
+impl Serialize for HashedGraph {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.graph.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for HashedGraph {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HashedGraph, D::Error> {
+        d.deserialize_any(GraphVisitor)
+    }
+}
+
+/// Checks a decoded node (it must not nest deeper than [`MAX_NESTING`]) and hashes it; the
+/// error is the one a graph reader reports for that node's key.
+pub(crate) fn check_node(key: &str, node: &Node) -> Result<DefHash, String> {
+    let (hash, nesting) = DefHash::of_node(node);
+    if nesting > MAX_NESTING {
+        return Err(format!(
+            "{INVALID_GRAPH}: key {}: the node nests {nesting} levels of lists, maps and tasks; \
+             the limit is {MAX_NESTING}",
+            key_in_message(key)
+        ));
+    }
+    Ok(hash)
+}
+
+/// A key as error messages about graphs quote it: as a JSON string, so that a receiver can
+/// read it back ([`key_of_message`]).
+pub fn key_in_message(key: &str) -> String {
+    serde_json::to_string(key).unwrap_or_else(|_| format!("{key:?}"))
+}
+
+/// The key an `invalid graph: key "..."` message names, if it names one.
+pub fn key_of_message(message: &str) -> Option<String> {
+    let at = message.find(INVALID_GRAPH)?;
+    let rest = message[at + INVALID_GRAPH.len()..].strip_prefix(": key ")?;
+    serde_json::Deserializer::from_str(rest)
+        .into_iter::<String>()
+        .next()?
+        .ok()
+}
+
 struct GraphVisitor;
 
 impl<'de> Visitor<'de> for GraphVisitor {
-    type Value = Graph;
+    type Value = HashedGraph;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a graph: a map of keys to nodes")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<Graph, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<HashedGraph, A::Error> {
         Err(not_a_map("list"))
     }
-    fn visit_str<E: de::Error>(self, _v: &str) -> Result<Graph, E> {
+    fn visit_str<E: de::Error>(self, _v: &str) -> Result<HashedGraph, E> {
         Err(not_a_map("str"))
     }
-    fn visit_bytes<E: de::Error>(self, _v: &[u8]) -> Result<Graph, E> {
+    fn visit_bytes<E: de::Error>(self, _v: &[u8]) -> Result<HashedGraph, E> {
         Err(not_a_map("bytes"))
     }
-    fn visit_i64<E: de::Error>(self, _v: i64) -> Result<Graph, E> {
+    fn visit_i64<E: de::Error>(self, _v: i64) -> Result<HashedGraph, E> {
         Err(not_a_map("int"))
     }
-    fn visit_u64<E: de::Error>(self, _v: u64) -> Result<Graph, E> {
+    fn visit_u64<E: de::Error>(self, _v: u64) -> Result<HashedGraph, E> {
         Err(not_a_map("int"))
     }
-    fn visit_f64<E: de::Error>(self, _v: f64) -> Result<Graph, E> {
+    fn visit_f64<E: de::Error>(self, _v: f64) -> Result<HashedGraph, E> {
         Err(not_a_map("float"))
     }
-    fn visit_bool<E: de::Error>(self, _v: bool) -> Result<Graph, E> {
+    fn visit_bool<E: de::Error>(self, _v: bool) -> Result<HashedGraph, E> {
         Err(not_a_map("bool"))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Graph, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<HashedGraph, E> {
         Err(not_a_map("nil"))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Graph, A::Error> {
-        let mut nodes = crate::graph::Nodes::with_capacity_and_hasher(
-            map.size_hint().unwrap_or(0).min(1 << 20),
-            Default::default(),
-        );
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HashedGraph, A::Error> {
+        let capacity = map.size_hint().unwrap_or(0).min(1 << 20);
+        let mut nodes = crate::graph::Nodes::with_capacity_and_hasher(capacity, Default::default());
+        let mut hashes = Vec::with_capacity(capacity);
         while let Some(k) = map.next_key::<Value>()? {
             let Value::Str(key) = k else {
                 return Err(de::Error::custom(format!(
                     "{INVALID_GRAPH}: graph keys must be strings, got {k}"
                 )));
             };
-            let node = map
-                .next_value_seed(NodeSeed)
-                .map_err(|e| de::Error::custom(format!("{INVALID_GRAPH}: key {key:?}: {e}")))?;
+            let node = map.next_value_seed(NodeSeed).map_err(|e| {
+                de::Error::custom(format!(
+                    "{INVALID_GRAPH}: key {}: {e}",
+                    key_in_message(&key)
+                ))
+            })?;
+            hashes.push(check_node(&key, &node).map_err(de::Error::custom)?);
             if nodes.insert(key.clone(), node).is_some() {
                 return Err(de::Error::custom(format!(
-                    "{INVALID_GRAPH}: key {key:?} appears twice"
+                    "{INVALID_GRAPH}: key {} appears twice",
+                    key_in_message(&key)
                 )));
             }
         }
-        Ok(Graph { nodes })
+        Ok(HashedGraph {
+            graph: Graph { nodes },
+            hashes,
+        })
     }
 }
 
@@ -539,7 +631,7 @@ impl<'de> DeserializeSeed<'de> for NodeSeed {
 
 impl<'de> Deserialize<'de> for Graph {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Graph, D::Error> {
-        d.deserialize_any(GraphVisitor)
+        HashedGraph::deserialize(d).map(|g| g.graph)
     }
 }
 
@@ -588,13 +680,12 @@ mod tests {
             "t": {"lit": {"fn": "add"}},
             "b": {"bytes": "AAE="},
             "m": {"k": {"ref": "x"}},
-            "mixed": {"lit": {"ref": "x"}, "other": 1},
             "kw": {"fn": "range", "args": [5], "kwargs": {"step": {"ref": "x"}}},
             "kwl": {"fn": "range", "args": [5], "kwargs": {"step": 2}},
-            // Special names outside their forms: plain maps.
-            "args_map": {"args": [1, 2]},
-            "args_refs": {"args": [{"ref": "x"}], "other": 1},
-            "ref_and_more": {"ref": "x", "fn": 1},
+            // Special names as data: through `lit`.
+            "args_map": {"lit": {"args": [1, 2]}},
+            "f_inf": {"float": "-inf"},
+            "f_num": {"float": 2},
             "nested": {"fn": "add", "args": [{"fn": "inc", "args": [1]}, [1, {"ref": "x"}]]},
             "no_args": {"fn": "zero"},
             "single": {"only": {"ref": "x"}},
@@ -622,6 +713,78 @@ mod tests {
                 Value::List(vec![Value::Int(1), Value::Int(2)])
             )])))
         );
+        // (NaN is not equal to itself, so it is checked on its own.)
+        let nan = Value::from_json(&serde_json::json!({"n": {"float": "nan"}}));
+        let bytes = rmp_serde::to_vec_named(&nan).unwrap();
+        for graph in [
+            rmp_serde::from_slice::<Graph>(&bytes).unwrap(),
+            Graph::from_value(&nan).unwrap(),
+        ] {
+            assert!(matches!(graph.get("n"), Some(Node::Literal(Value::Float(f))) if f.is_nan()));
+        }
+        assert_eq!(
+            direct.get("f_inf"),
+            Some(&Node::Literal(Value::Float(f64::NEG_INFINITY)))
+        );
+        assert_eq!(direct.get("f_num"), Some(&Node::Literal(Value::Float(2.0))));
+    }
+
+    /// A map that uses a reserved field and is not that form exactly is an error naming the
+    /// key and the field, the same from msgpack and from JSON: a typo in a task must not
+    /// become a literal map that is printed as a result.
+    #[test]
+    fn reserved_fields_outside_their_forms_are_errors() {
+        for (node, words) in [
+            (
+                serde_json::json!({"fn": "inc", "arg": [1]}),
+                vec!["\"arg\"", "lit"],
+            ),
+            (
+                serde_json::json!({"fn": "inc", "kwarg": {}}),
+                vec!["\"kwarg\""],
+            ),
+            (
+                serde_json::json!({"func": "inc", "args": [1]}),
+                vec!["\"args\" without \"fn\""],
+            ),
+            (serde_json::json!({"args": [1, 2]}), vec!["without \"fn\""]),
+            (serde_json::json!({"ref": "x", "fn": 1}), vec!["\"ref\""]),
+            (
+                serde_json::json!({"lit": {"ref": "x"}, "other": 1}),
+                vec!["\"lit\"", "\"other\""],
+            ),
+            (
+                serde_json::json!({"ref": "x", "extra": 1}),
+                vec!["\"ref\"", "\"extra\""],
+            ),
+            (
+                serde_json::json!({"float": "lots"}),
+                vec!["float", "\"lots\""],
+            ),
+        ] {
+            let graph = serde_json::json!({"y": node});
+            let value = Value::from_json(&graph);
+            let bytes = rmp_serde::to_vec_named(&value).unwrap();
+            let direct = rmp_serde::from_slice::<Graph>(&bytes)
+                .unwrap_err()
+                .to_string();
+            let from_value = Graph::from_value(&value).unwrap_err().to_string();
+            for err in [&direct, &from_value] {
+                assert!(err.contains("\"y\""), "{err} lacks the key");
+                for w in &words {
+                    assert!(err.contains(w), "{err} lacks {w}");
+                }
+            }
+        }
+        // The function is named in errors about its arguments, wherever "fn" is written.
+        let value = Value::from_json(&serde_json::json!({"y": {"args": 3, "fn": "inc"}}));
+        let bytes = rmp_serde::to_vec_named(&value).unwrap();
+        let err = rmp_serde::from_slice::<Graph>(&bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"args\" of \"inc\""), "{err}");
+        let err = Graph::from_value(&value).unwrap_err().to_string();
+        assert!(err.contains("\"args\" of \"inc\""), "{err}");
     }
 
     #[test]

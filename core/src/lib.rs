@@ -3,9 +3,11 @@
 //! - [`value`]: [`Value`], the dynamic data tasks take and return (msgpack's model).
 //! - [`graph`]: the task graph format ([`Graph`], [`Node`]) and a builder (`task`, `key`).
 //! - [`graph_serde`]: graphs read from and written to the wire directly (no `Value` tree).
+//! - [`hash`]: [`hash::DefHash`], a key's definition as a hash (same key, same computation).
 //! - [`keys`]: [`Keys`], one key or nested lists of keys, and the shape of a `get`'s answer.
 //! - [`collection`]: [`Collection`], a named graph stored on the scheduler.
 //! - [`token`]: [`token::tokenize`], stable names for values (deterministic keys).
+//! - [`msgpack`]: msgpack read without decoding (skipping, fields and items as bytes).
 //! - [`protocol`]: every message, as serde types, named by direction.
 //! - [`frames`]: how messages become ZeroMQ frames (header + blobs for large values).
 //! - [`get_split`]: a big `get` read on two threads (its graph's halves at once).
@@ -17,7 +19,9 @@ pub mod frames;
 pub mod get_split;
 pub mod graph;
 pub mod graph_serde;
+pub mod hash;
 pub mod keys;
+pub mod msgpack;
 pub mod net;
 pub mod protocol;
 pub mod service;
@@ -26,6 +30,7 @@ pub mod value;
 
 pub use collection::Collection;
 pub use graph::{key, list, lit, task, Graph, Node, Task};
+pub use hash::DefHash;
 pub use keys::Keys;
 pub use protocol::{ErrorInfo, PROTOCOL_VERSION};
 pub use value::{from_value, to_value, Bytes, Value};

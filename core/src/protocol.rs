@@ -13,12 +13,15 @@
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use crate::graph::{Graph, Node};
+use crate::graph::Node;
+use crate::graph_serde::HashedGraph;
+use crate::hash::DefHash;
 use crate::value::Value;
 
 /// The protocol version. Registration (`register`) and the client handshake (`hello`) carry it;
-/// a scheduler refuses a peer with another version, saying both versions.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// a scheduler refuses a peer with another version, saying both versions. Version 2 added
+/// definition hashes (workers keep one with every value).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A value in a message: small values inline in the header, large ones in a blob frame of their
 /// own (so they are neither copied into nor parsed out of the header).
@@ -40,30 +43,56 @@ pub struct Data {
 pub struct KeyData {
     pub key: String,
     pub data: Data,
+    /// The definition hash of the value, where the receiver keeps it: a scattered value sent
+    /// to a worker (`put_data`), a value a peer serves (`data` between workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<DefHash>,
 }
 
-/// A key a worker holds, with the size of its value (for data locality).
+impl KeyData {
+    /// `key` with its value inline, and no hash.
+    pub fn inline(key: String, value: Value) -> KeyData {
+        KeyData {
+            key,
+            data: Data {
+                value,
+                frame: None,
+                raw: false,
+            },
+            hash: None,
+        }
+    }
+}
+
+/// A key a worker holds, with the size of its value (for data locality) and the definition
+/// hash it was stored with (so a stale copy is told from the current one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyInfo {
     pub key: String,
     pub nbytes: u64,
+    pub hash: DefHash,
 }
 
 /// Why a request failed: a machine-readable kind and a message for people.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorInfo {
     /// One of the kinds listed in `docs/protocol.md`: `task_failed`, `dependency_failed`,
-    /// `invalid_graph`, `missing_key`, `cycle`, `unknown_function`, `no_workers`, `bad_request`,
-    /// `version_mismatch`, `too_large`, `cancelled`, `shutting_down`.
+    /// `invalid_graph`, `missing_key`, `key_conflict`, `cycle`, `unknown_function`,
+    /// `no_workers`, `bad_request`, `version_mismatch`, `too_large`, `cancelled`,
+    /// `shutting_down`, ...
     pub kind: String,
     /// What went wrong and, where it helps, what to do about it.
     pub message: String,
-    /// The key concerned, when there is one.
+    /// The key concerned, when there is one (with `dependency_failed`: the key asked for).
     #[serde(default)]
     pub key: Option<String>,
-    /// The function concerned, when there is one.
+    /// The function concerned, when there is one (with `dependency_failed`: the function of
+    /// the input that failed).
     #[serde(default)]
     pub function: Option<String>,
+    /// With `dependency_failed`: the input that failed (the root of the failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<String>,
 }
 
 impl ErrorInfo {
@@ -74,6 +103,7 @@ impl ErrorInfo {
             message: message.into(),
             key: None,
             function: None,
+            dependency: None,
         }
     }
 
@@ -90,19 +120,26 @@ impl std::fmt::Display for ErrorInfo {
     }
 }
 
+/// An input of a task as `compute` lists it: its key, its definition hash (a peer's copy
+/// must have it) and the peers holding it.
+pub type Holders = (Arc<str>, DefHash, Vec<Arc<str>>);
+
 /// A task for a worker to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComputeTask {
     /// The key the result is stored under.
     pub key: String,
+    /// The key's definition hash: the worker stores the result with it, and a value it holds
+    /// under this key with another hash is stale (computed again, not reported).
+    pub hash: DefHash,
     /// The key's node (see `docs/graph-format.md`), shared with the scheduler's lineage.
     pub node: Arc<Node>,
-    /// For each dependency the worker may not hold: the peer addresses that hold it. A
-    /// dependency listed nowhere is expected on this worker (held, or computed there first).
-    /// Shared strings: the scheduler lists a wide task's 500,000 inputs without copying each
-    /// key and address.
+    /// For each dependency the worker may not hold: its hash and the peer addresses that hold
+    /// it. A dependency listed nowhere is expected on this worker (held, or computed there
+    /// first). Shared strings: the scheduler lists a wide task's 500,000 inputs without
+    /// copying each key and address.
     #[serde(default)]
-    pub who_has: Vec<(Arc<str>, Vec<Arc<str>>)>,
+    pub who_has: Vec<Holders>,
     /// Send the value back in the `report` (a client is waiting for it).
     #[serde(default)]
     pub send_value: bool,
@@ -153,7 +190,7 @@ pub struct ReportBody {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GetBody {
     pub request: u64,
-    pub graph: Graph,
+    pub graph: HashedGraph,
     pub keys: Value,
     #[serde(default)]
     pub keep_results: bool,
@@ -227,6 +264,13 @@ pub enum FromWorker {
     },
     /// Still alive (sent every heartbeat interval).
     Heartbeat { worker_id: String },
+    /// Answer to `check_tasks`: the keys asked about that this worker neither runs, queues
+    /// nor holds (those it holds were reported again, in a `report` sent just before).
+    TaskStatus {
+        request: u64,
+        #[serde(default)]
+        unknown: Vec<String>,
+    },
     /// A batch of finished and failed tasks, plus keys fetched from peers (now held here too).
     Report {
         #[serde(default)]
@@ -271,9 +315,14 @@ pub enum ToWorker {
     GetData { request: u64, keys: Vec<String> },
     /// The scheduler is shutting down; the worker keeps its data and waits for a scheduler.
     Closing,
-    /// Fetch these keys from the peers named and keep them (data moving off a retiring
-    /// worker); each is reported as `acquired`.
-    Replicate { who_has: Vec<(String, Vec<String>)> },
+    /// Fetch these keys (each with its definition hash) from the peers named and keep them
+    /// (data moving off a retiring worker); each is reported as `acquired`.
+    Replicate {
+        who_has: Vec<(String, DefHash, Vec<String>)>,
+    },
+    /// Are these tasks (assigned a while ago and not reported) running, queued or held here?
+    /// Answered by `task_status`; held ones are reported again.
+    CheckTasks { request: u64, keys: Vec<String> },
     /// Retirement is complete (or was requested by an admin and is complete): leave now.
     Retired,
     /// The worker at `address` is gone: fail fetches from it at once, try other holders.
@@ -290,7 +339,7 @@ pub enum FromClient {
     /// Compute `keys` (a key or nested lists of keys) of `graph`.
     Get {
         request: u64,
-        graph: Graph,
+        graph: HashedGraph,
         keys: Value,
         #[serde(default)]
         keep_results: bool,
@@ -399,6 +448,43 @@ pub enum ToClient {
         unknown: Vec<String>,
     },
 }
+
+impl ToClient {
+    /// The request this message answers.
+    pub fn request(&self) -> u64 {
+        match self {
+            ToClient::Welcome { request, .. }
+            | ToClient::Result { request, .. }
+            | ToClient::Error { request, .. }
+            | ToClient::Status { request, .. }
+            | ToClient::Workers { request, .. }
+            | ToClient::CollectionStored { request, .. }
+            | ToClient::Collection { request, .. }
+            | ToClient::Collections { request, .. }
+            | ToClient::CollectionDeleted { request, .. }
+            | ToClient::Scattered { request, .. }
+            | ToClient::Released { request, .. }
+            | ToClient::Retired { request, .. } => *request,
+        }
+    }
+}
+
+/// The ops a client may send (`FromClient`'s variants, as they are named on the wire).
+pub const CLIENT_OPS: [&str; 13] = [
+    "hello",
+    "get",
+    "status",
+    "workers",
+    "goodbye",
+    "set_collection",
+    "get_collection",
+    "list_collections",
+    "delete_collection",
+    "scatter",
+    "gather",
+    "release",
+    "retire",
+];
 
 /// A stored collection, for listings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -95,15 +95,89 @@ impl Value {
     }
 
     /// An estimate of the value's size in memory and on the wire, in bytes. The scheduler uses
-    /// it for data locality; the `nbytes` standard function returns it.
+    /// it for data locality; the `nbytes` standard function returns it. (Iterative: a value
+    /// nested a million levels deep, which a function may build, is measured without
+    /// recursion.)
     pub fn nbytes(&self) -> u64 {
-        match self {
-            Value::Nil | Value::Bool(_) => 1,
-            Value::Int(_) | Value::Float(_) => 8,
-            Value::Str(s) => s.len() as u64,
-            Value::Bytes(b) => b.len() as u64,
-            Value::List(l) => l.iter().map(Value::nbytes).sum::<u64>() + 8,
-            Value::Map(m) => m.iter().map(|(k, v)| k.nbytes() + v.nbytes()).sum::<u64>() + 8,
+        // (No limit: it cannot fail.)
+        self.measure(usize::MAX).unwrap_or_default()
+    }
+
+    /// [`Value::nbytes`], or an error if the value nests more than `max_nesting` levels (lists
+    /// and maps inside each other; a scalar nests 0 levels, `[1]` one, `[[1]]` two). One walk
+    /// does both, without recursion: a worker measures every result it makes this way.
+    pub fn measure(&self, max_nesting: usize) -> Result<u64, TooDeep> {
+        /// A value's own size (a list or map: 8 bytes more than its items).
+        fn own(v: &Value) -> u64 {
+            match v {
+                Value::Nil | Value::Bool(_) => 1,
+                Value::Int(_) | Value::Float(_) | Value::List(_) | Value::Map(_) => 8,
+                Value::Str(s) => s.len() as u64,
+                Value::Bytes(b) => b.len() as u64,
+            }
+        }
+        let mut total = own(self);
+        // Lists and maps still to open, with their nesting (the outermost is at level 1).
+        let mut stack: smallvec::SmallVec<[(&Value, usize); 16]> = smallvec::SmallVec::new();
+        if self.is_container() {
+            stack.push((self, 1));
+        }
+        while let Some((v, level)) = stack.pop() {
+            if level > max_nesting {
+                return Err(TooDeep { limit: max_nesting });
+            }
+            let mut add = |item: &'_ Value| {
+                total = total.saturating_add(own(item));
+                item.is_container()
+            };
+            match v {
+                Value::List(items) => {
+                    for item in items {
+                        if add(item) {
+                            stack.push((item, level + 1));
+                        }
+                    }
+                }
+                Value::Map(entries) => {
+                    for (k, item) in entries {
+                        if add(k) {
+                            stack.push((k, level + 1));
+                        }
+                        if add(item) {
+                            stack.push((item, level + 1));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(total)
+    }
+
+    /// Whether the value is a list or a map.
+    pub fn is_container(&self) -> bool {
+        matches!(self, Value::List(_) | Value::Map(_))
+    }
+
+    /// Drops the value without recursion (a value nested a million levels deep would overflow
+    /// the stack of the ordinary, recursive drop).
+    pub fn dismantle(self) {
+        let mut stack = vec![self];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::List(items) => stack.extend(items.into_iter().filter(Value::is_container)),
+                Value::Map(entries) => {
+                    for (k, item) in entries {
+                        if k.is_container() {
+                            stack.push(k);
+                        }
+                        if item.is_container() {
+                            stack.push(item);
+                        }
+                    }
+                }
+                _ => {}
+            }
         }
     }
 
@@ -127,17 +201,19 @@ impl Value {
     }
 
     /// Converts the value to JSON for printing. Bytes become `{"bytes": "<base64>"}` (the graph
-    /// format's bytes literal), non-finite floats become null, and map keys that are not strings
-    /// are written in their JSON form.
+    /// format's bytes literal), floats JSON cannot write become `{"float": "nan"}`,
+    /// `{"float": "inf"}` or `{"float": "-inf"}` (the graph format's float literal, so they are
+    /// told apart from nil), and map keys that are not strings are written in their JSON form.
     pub fn to_json(&self) -> serde_json::Value {
         use base64::Engine;
         match self {
             Value::Nil => serde_json::Value::Null,
             Value::Bool(b) => serde_json::Value::Bool(*b),
             Value::Int(i) => serde_json::Value::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
+            Value::Float(f) => match serde_json::Number::from_f64(*f) {
+                Some(n) => serde_json::Value::Number(n),
+                None => serde_json::json!({ "float": non_finite_name(*f) }),
+            },
             Value::Str(s) => serde_json::Value::String(s.clone()),
             Value::Bytes(b) => serde_json::json!({
                 "bytes": base64::engine::general_purpose::STANDARD.encode(b)
@@ -156,6 +232,42 @@ impl Value {
             ),
         }
     }
+}
+
+/// How a float JSON cannot write is named in `{"float": ...}`: `nan`, `inf` or `-inf`.
+pub fn non_finite_name(f: f64) -> &'static str {
+    if f.is_nan() {
+        "nan"
+    } else if f > 0.0 {
+        "inf"
+    } else {
+        "-inf"
+    }
+}
+
+/// The float a `{"float": ...}` literal names (`nan`, `inf`, `-inf`, or a number in text).
+pub fn parse_float_literal(text: &str) -> Option<f64> {
+    match text {
+        "nan" | "NaN" => Some(f64::NAN),
+        "inf" | "+inf" | "Infinity" => Some(f64::INFINITY),
+        "-inf" | "-Infinity" => Some(f64::NEG_INFINITY),
+        other => other.parse::<f64>().ok(),
+    }
+}
+
+/// The most levels a value or a graph node may nest (lists and maps inside each other, counted
+/// as they travel). Checked where values are made (a worker's task result, a scattered value)
+/// and where nodes arrive (a submitted graph, a stored collection), so that every message
+/// holding them stays well within the decoders' own limit (msgpack's 1,024 levels, counted
+/// from the message's root) and nothing recurses deeper than that.
+pub const MAX_NESTING: usize = 512;
+
+/// A value nests deeper than allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the value nests more than {limit} levels of lists and maps")]
+pub struct TooDeep {
+    /// The limit it exceeds.
+    pub limit: usize,
 }
 
 impl fmt::Display for Value {
@@ -413,6 +525,46 @@ mod tests {
         let back: (i64, String, Vec<f64>) = from_value(v).unwrap();
         assert_eq!(back, (1, "a".to_string(), vec![1.5]));
         assert!(from_value::<i64>(Value::Str("x".into())).is_err());
+    }
+
+    #[test]
+    fn measure_gives_nbytes_and_refuses_deep_values_without_recursion() {
+        let v = Value::List(vec![
+            Value::Int(1),
+            Value::Str("abc".into()),
+            Value::Map(vec![(Value::from("k"), Value::Nil)]),
+        ]);
+        // 8 (list) + 8 + 3 + (8 (map) + 1 + 1)
+        assert_eq!(v.nbytes(), 29);
+        assert_eq!(v.measure(2), Ok(29));
+        assert_eq!(v.measure(1), Err(TooDeep { limit: 1 }));
+        assert_eq!(Value::Int(3).measure(0), Ok(8));
+        // A million levels (as `reduce("list", ...)` builds): measured, refused and dropped
+        // without touching the stack.
+        let mut deep = Value::Nil;
+        for _ in 0..1_000_000 {
+            deep = Value::List(vec![deep, Value::Int(0)]);
+        }
+        assert_eq!(
+            deep.measure(MAX_NESTING),
+            Err(TooDeep { limit: MAX_NESTING })
+        );
+        assert_eq!(deep.nbytes(), 1 + 1_000_000 * 16);
+        deep.dismantle();
+    }
+
+    #[test]
+    fn floats_json_cannot_write_are_told_apart_from_nil() {
+        let v = Value::List(vec![
+            Value::Float(f64::NAN),
+            Value::Float(f64::INFINITY),
+            Value::Float(f64::NEG_INFINITY),
+            Value::Nil,
+        ]);
+        assert_eq!(
+            v.to_string(),
+            r#"[{"float":"nan"},{"float":"inf"},{"float":"-inf"},null]"#
+        );
     }
 
     #[test]

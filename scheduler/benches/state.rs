@@ -84,7 +84,7 @@ fn rep(s: &mut SchedulerState, n: usize, tag: usize, now: Instant) -> Phases {
     let header = frames::encode(
         &zask_core::protocol::FromClient::Get {
             request: tag as u64,
-            graph: g,
+            graph: zask_core::graph_serde::HashedGraph::new(g),
             keys: Keys::One(total.clone()).to_value(),
             keep_results: false,
         },
@@ -100,7 +100,8 @@ fn rep(s: &mut SchedulerState, n: usize, tag: usize, now: Instant) -> Phases {
     let keys = Keys::from_value(&body.keys).expect("keys");
     let get = GetRequest {
         request: body.request,
-        graph: body.graph,
+        graph: body.graph.graph,
+        hashes: body.graph.hashes,
         keys,
         keep_results: body.keep_results,
     };
@@ -120,10 +121,11 @@ fn rep(s: &mut SchedulerState, n: usize, tag: usize, now: Instant) -> Phases {
             for chunk in body.tasks.chunks(REPORT_BATCH) {
                 let mut report = ReportBody::default();
                 for t in chunk {
-                    for (dep, _) in &t.who_has {
+                    for (dep, hash, _) in &t.who_has {
                         report.acquired.push(KeyInfo {
                             key: dep.to_string(),
                             nbytes: 8,
+                            hash: *hash,
                         });
                     }
                     report.done.push(TaskDone {

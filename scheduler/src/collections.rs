@@ -112,19 +112,37 @@ impl CollectionStore {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        entries
+        Ok(entries
             .into_iter()
             .map(|(name, bytes)| {
-                let stored = decode(&bytes)?;
-                Ok(CollectionSummary {
+                let (kind, tasks) = summary(&bytes).unwrap_or_else(|| {
+                    log::error!(
+                        "collection {name:?} is unreadable in storage; listed as such (delete it \
+                         with `zask collections delete`)"
+                    );
+                    (UNREADABLE.to_string(), 0)
+                });
+                CollectionSummary {
                     name,
-                    kind: stored.kind,
-                    tasks: stored.tasks,
+                    kind,
+                    tasks,
                     nbytes: bytes.len() as u64,
-                })
+                }
             })
-            .collect()
+            .collect())
     }
+}
+
+/// The kind a listing shows for an entry that cannot be read (it is listed all the same, so
+/// one bad entry never breaks the list, and can be deleted by name).
+pub const UNREADABLE: &str = "unreadable";
+
+/// A stored entry's kind and task count, read without decoding the collection itself.
+fn summary(bytes: &[u8]) -> Option<(String, u64)> {
+    use zask_core::msgpack;
+    let kind = msgpack::as_str(msgpack::field(bytes, "kind")?)?.to_string();
+    let tasks = rmp_serde::from_slice::<u64>(msgpack::field(bytes, "tasks")?).ok()?;
+    Some((kind, tasks))
 }
 
 fn decode(bytes: &[u8]) -> Result<Stored, StorageError> {

@@ -69,6 +69,23 @@ struct Args {
     /// Copies of a key kept once no running task needs more (extra copies are released).
     #[arg(long, env = "ZASK_MAX_COPIES", default_value_t = 1)]
     max_copies: usize,
+    /// Seconds a value is kept that a registering worker holds and this scheduler does not
+    /// know (after a restart): a client that resubmits its graph or gathers the key in that
+    /// time finds it (a gather keeps it until released).
+    #[arg(long, env = "ZASK_ADOPT_GRACE", default_value_t = 60.0)]
+    adopt_grace: f64,
+    /// Seconds after which a task assigned to a worker and not reported is checked with the
+    /// worker (one it does not know is assigned again).
+    #[arg(long, env = "ZASK_CHECK_AFTER", default_value_t = 30.0)]
+    check_after: f64,
+    /// Seconds a worker has to answer a request of the scheduler's: a task check unanswered
+    /// removes the worker; a request for data unanswered takes the data from elsewhere.
+    #[arg(long, env = "ZASK_ANSWER_TIMEOUT", default_value_t = 10.0)]
+    answer_timeout: f64,
+    /// Replies queued for one client at the most; a client that does not read past this has
+    /// its computations cancelled (and is told once it is heard from again).
+    #[arg(long, env = "ZASK_CLIENT_QUEUE", default_value_t = 10_000)]
+    client_queue: i32,
 }
 
 fn seconds(s: f64, flag: &str) -> Duration {
@@ -99,10 +116,14 @@ fn main() {
             retire_timeout: seconds(args.retire_timeout, "retire-timeout"),
             queue_budget: seconds(args.queue_budget_ms / 1000.0, "queue-budget-ms"),
             queue_dependents: !args.no_queue_dependents,
+            adopt_grace: seconds(args.adopt_grace, "adopt-grace"),
+            check_after: seconds(args.check_after, "check-after"),
+            answer_timeout: seconds(args.answer_timeout, "answer-timeout"),
         },
         max_message_size: args.max_message_size,
         state_dir: args.state_dir,
         max_collection_size: args.max_collection_size,
+        client_queue: args.client_queue.max(1),
     };
     let scheduler = match Scheduler::start(options) {
         Ok(s) => s,

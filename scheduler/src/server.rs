@@ -5,6 +5,7 @@
 //! [`Outbox`] collected, one `compute` and one `release` per worker. Decoding, size limits and
 //! replies to malformed messages live here; every decision lives in `state.rs`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,11 +15,13 @@ use serde::Deserialize;
 use zask_core::frames;
 use zask_core::graph::Graph;
 use zask_core::protocol::{
-    ErrorInfo, FromClient, FromWorker, GetBody, KeyData, ReportBody, ToClient, ToWorker,
-    PROTOCOL_VERSION,
+    ErrorInfo, FromClient, FromWorker, KeyData, KeyInfo, ReportBody, TaskDone, TaskFailed,
+    ToClient, ToWorker, CLIENT_OPS, PROTOCOL_VERSION,
 };
 use zask_core::service::Service;
+use zask_core::value::MAX_NESTING;
 use zask_core::{collection, net, Bytes, Collection, Keys, Value};
+use zask_core::{graph_serde, msgpack};
 
 use crate::collections::{CollectionStore, StorageError};
 use crate::error::Error;
@@ -42,6 +45,10 @@ pub struct SchedulerOptions {
     pub state_dir: Option<PathBuf>,
     /// Largest collection accepted, in bytes (its stored form).
     pub max_collection_size: usize,
+    /// Replies queued for one client at the most (ZeroMQ's high-water mark). A client that
+    /// does not read past it has its computations cancelled and its replies dropped (it is
+    /// told once it is heard from again).
+    pub client_queue: i32,
 }
 
 impl Default for SchedulerOptions {
@@ -54,6 +61,7 @@ impl Default for SchedulerOptions {
             max_message_size: 1 << 30,
             state_dir: None,
             max_collection_size: 64 << 20,
+            client_queue: 10_000,
         }
     }
 }
@@ -77,6 +85,10 @@ impl Scheduler {
         }
         // A worker reconnecting with its fixed routing id takes its route over.
         workers.set_router_handover(true)?;
+        // Replies to a client that does not read are bounded; a full queue (or a client that
+        // is gone) makes sending fail instead of dropping the reply silently.
+        clients.set_sndhwm(options.client_queue.max(1))?;
+        clients.set_router_mandatory(true)?;
         let address_to_workers = net::bind_tcp(&workers, &options.host, options.port_to_workers)
             .map_err(|e| Error::Bind(options.port_to_workers, e))?;
         let address_to_clients = net::bind_tcp(&clients, &options.host, options.port_to_clients)
@@ -85,6 +97,7 @@ impl Scheduler {
         let state = SchedulerState::new(id.clone(), options.config.clone());
         let max_message_size = options.max_message_size;
         let max_collection_size = options.max_collection_size;
+        let client_queue = options.client_queue.max(1);
         let collections = CollectionStore::open(options.state_dir.as_deref())
             .map_err(|e| Error::State(e.to_string()))?;
         let service_ctx = ctx.clone();
@@ -98,6 +111,8 @@ impl Scheduler {
                 max_message_size,
                 collections,
                 max_collection_size,
+                unread: HashMap::new(),
+                client_queue,
                 _ctx: service_ctx,
             }
             .run()
@@ -146,6 +161,9 @@ impl Scheduler {
     }
 }
 
+/// Dropped replies remembered per client that does not read (to answer with an error).
+const MAX_UNREAD_REMEMBERED: usize = 1024;
+
 /// How often the loop runs periodic work (heartbeat checks), at the most.
 const TICK: Duration = Duration::from_millis(100);
 /// Messages handled from one socket before looking at the other (fairness).
@@ -160,6 +178,11 @@ struct Loop {
     max_message_size: usize,
     collections: CollectionStore,
     max_collection_size: usize,
+    /// Clients whose replies were dropped because they did not read them: the request ids
+    /// dropped (a bounded number), answered with an error once the client is heard from.
+    unread: HashMap<Vec<u8>, Vec<u64>>,
+    /// The bound of each client's reply queue (for messages).
+    client_queue: i32,
     _ctx: zmq::Context,
 }
 
@@ -284,26 +307,37 @@ impl Loop {
                     .push((route, ToClient::Error { request, error }));
                 continue;
             }
+            if self.unread.contains_key(&route) {
+                self.tell_unread(&route, out);
+            }
             match decode_client_message(&parts[1], &parts[2..]) {
                 Ok(msg) => {
                     drop(parts); // The raw frames are not needed once decoded.
                     self.on_client_message(route, msg, now, out)
                 }
-                Err(e) => {
+                Err(error) => {
                     let request = frames::decode::<RequestId>(&parts[1]).map_or(0, |r| r.request);
-                    let message = e.to_string();
-                    // A graph whose content is malformed (the message names the key).
-                    let error = match message.find(zask_core::graph_serde::INVALID_GRAPH) {
-                        Some(at) => ErrorInfo::new("invalid_graph", &message[at..]),
-                        None => ErrorInfo::new(
-                            "bad_request",
-                            format!("cannot decode the request: {message} (see docs/protocol.md)"),
-                        ),
-                    };
                     out.to_clients
                         .push((route, ToClient::Error { request, error }));
                 }
             }
+        }
+    }
+
+    /// Answers the requests of `client` whose replies were dropped while it did not read.
+    fn tell_unread(&mut self, client: &[u8], out: &mut Outbox) {
+        for request in self.unread.remove(client).unwrap_or_default() {
+            let error = ErrorInfo::new(
+                "cancelled",
+                format!(
+                    "the reply was dropped: this client left more than {} replies unread \
+                     (zask-scheduler --client-queue), so its computations were cancelled; read \
+                     replies as they come, and submit again",
+                    self.client_queue
+                ),
+            );
+            out.to_clients
+                .push((client.to_vec(), ToClient::Error { request, error }));
         }
     }
 
@@ -349,7 +383,8 @@ impl Loop {
                     Ok((graph, keys)) => {
                         let get = GetRequest {
                             request,
-                            graph,
+                            graph: graph.graph,
+                            hashes: graph.hashes,
                             keys,
                             keep_results,
                         };
@@ -425,6 +460,7 @@ impl Loop {
                 let get = GetRequest {
                     request,
                     graph: Graph::new(),
+                    hashes: Vec::new(),
                     keys: Keys::Many(keys.into_iter().map(Keys::One).collect()),
                     keep_results: false,
                 };
@@ -503,9 +539,40 @@ impl Loop {
             let msg = ToWorker::Compute { tasks };
             send(&self.workers, &route, &msg, Vec::new());
         }
-        for (route, msg) in out.to_clients.drain(..) {
+        for (route, msg) in std::mem::take(&mut out.to_clients) {
+            let request = msg.request();
             let (msg, blobs) = pack_client_message(msg);
-            send(&self.clients, &route, &msg, blobs);
+            let sent = frames::encode(&msg, blobs)
+                .and_then(|f| frames::send(&self.clients, Some(&route), f));
+            match sent {
+                Ok(()) => {}
+                Err(frames::FrameError::Zmq(zmq::Error::EAGAIN)) => {
+                    self.not_reading(route, request, out)
+                }
+                Err(frames::FrameError::Zmq(zmq::Error::EHOSTUNREACH)) => {
+                    log::debug!("a client left before its reply to request {request} was sent");
+                }
+                Err(e) => log::warn!("sending to a client failed: {e}"),
+            }
+        }
+    }
+
+    /// A client's reply queue is full: it does not read. Its computations are cancelled, and
+    /// the dropped request is remembered (a bounded number), to be answered with an error
+    /// once the client is heard from again.
+    fn not_reading(&mut self, route: Vec<u8>, request: u64, _out: &mut Outbox) {
+        let first = !self.unread.contains_key(&route);
+        let dropped = self.unread.entry(route.clone()).or_default();
+        if dropped.len() < MAX_UNREAD_REMEMBERED {
+            dropped.push(request);
+        }
+        if first {
+            log::warn!(
+                "a client does not read its replies ({} queued, the limit); dropping its replies \
+                 and cancelling its computations",
+                self.client_queue
+            );
+            self.state.on_client_gone(&route);
         }
     }
 }
@@ -559,63 +626,197 @@ fn pack_items(items: Vec<KeyData>, blobs: &mut Vec<Vec<u8>>) -> Vec<KeyData> {
         .map(|item| KeyData {
             key: item.key,
             data: frames::pack(item.data.value, blobs),
+            hash: item.hash,
         })
         .collect()
 }
 
 /// Decodes a client message and brings scattered values inline (out of their blob frames).
-fn decode_client_message(
-    header: &[u8],
-    blobs: &[zmq::Message],
-) -> Result<FromClient, frames::FrameError> {
-    let mut msg: FromClient = match frames::peek_op(header) {
-        Some("get") => {
-            // A big graph is read on two threads (nothing else runs meanwhile).
-            let body: GetBody = zask_core::get_split::decode_get(header)?;
-            FromClient::Get {
-                request: body.request,
-                graph: body.graph,
-                keys: body.keys,
-                keep_results: body.keep_results,
-            }
-        }
-        _ => frames::decode(header)?,
+/// The error is the one to answer with: what is wrong, in words (a header that is not a map
+/// with an `op` string, an unknown op, a graph node that is malformed, naming its key, ...).
+fn decode_client_message(header: &[u8], blobs: &[zmq::Message]) -> Result<FromClient, ErrorInfo> {
+    let bad = |message: String| ErrorInfo::new("bad_request", message);
+    let op = msgpack::header_op(header).map_err(|e| bad(format!("{e} (see docs/protocol.md)")))?;
+    if !CLIENT_OPS.contains(&op) {
+        return Err(bad(format!(
+            "unknown op {op:?}; a client sends one of {} (see docs/protocol.md)",
+            CLIENT_OPS.join(", ")
+        )));
+    }
+    let decoded = match op {
+        // A big graph is read on two threads (nothing else runs meanwhile).
+        "get" => zask_core::get_split::decode_get(header).map(|body| FromClient::Get {
+            request: body.request,
+            graph: body.graph,
+            keys: body.keys,
+            keep_results: body.keep_results,
+        }),
+        _ => frames::decode(header),
     };
+    let mut msg = decoded.map_err(|e| {
+        let message = e.to_string();
+        if let Some(at) = message.find(graph_serde::INVALID_GRAPH) {
+            let mut error = ErrorInfo::new("invalid_graph", &message[at..]);
+            error.key = graph_serde::key_of_message(&message);
+            return error;
+        }
+        if message.contains("depth limit exceeded") {
+            return bad(format!(
+                "the {op:?} request nests too deeply for the decoder; values, keys and graph \
+                 nodes may nest at most {MAX_NESTING} levels of lists and maps"
+            ));
+        }
+        bad(format!(
+            "cannot decode the {op:?} request: {message} (see docs/protocol.md)"
+        ))
+    })?;
     if let FromClient::Scatter { items, .. } = &mut msg {
         for item in items.iter_mut() {
-            frames::inline(&mut item.data, blobs)?;
+            frames::inline(&mut item.data, blobs).map_err(|e| {
+                bad(format!("scattered key {:?}: {e}", item.key)).with_key(&item.key)
+            })?;
         }
     }
     Ok(msg)
 }
 
-/// Decodes a worker message and brings its values inline (out of their blob frames).
+/// Decodes a worker message and brings its values inline (out of their blob frames). A
+/// `report` or `data` with items that cannot be read is taken apart item by item: the rest
+/// is taken, and only those items fail (a finished task whose result cannot be read fails
+/// with `task_failed`; a value sent for a gather counts as missing).
 fn decode_worker_message(header: &[u8], blobs: &[Bytes]) -> Result<FromWorker, frames::FrameError> {
-    let mut msg: FromWorker = match frames::peek_op(header) {
-        Some("report") => {
-            let body: ReportBody = frames::decode(header)?;
-            FromWorker::Report {
+    let op = msgpack::header_op(header).map_err(frames::FrameError::Malformed)?;
+    let mut msg: FromWorker = match op {
+        "report" => match frames::decode::<ReportBody>(header) {
+            Ok(body) => FromWorker::Report {
                 done: body.done,
                 failed: body.failed,
                 acquired: body.acquired,
-            }
-        }
+            },
+            Err(e) => lenient_report(header, &e.to_string()).ok_or(e)?,
+        },
+        "data" => match frames::decode::<FromWorker>(header) {
+            Ok(msg) => msg,
+            Err(e) => lenient_data(header, &e.to_string()).ok_or(e)?,
+        },
         _ => frames::decode(header)?,
     };
     match &mut msg {
-        FromWorker::Report { done, .. } => {
-            for d in done.iter_mut() {
-                if let Some(data) = d.data.as_mut() {
-                    frames::inline(data, blobs)?;
-                }
-            }
+        FromWorker::Report { done, failed, .. } => {
+            let mut unreadable = Vec::new();
+            done.retain_mut(
+                |d| match d.data.as_mut().map(|data| frames::inline(data, blobs)) {
+                    Some(Err(e)) => {
+                        unreadable.push(unreadable_result(&d.key, &e.to_string()));
+                        false
+                    }
+                    _ => true,
+                },
+            );
+            failed.extend(unreadable);
         }
-        FromWorker::Data { items, .. } => {
-            for item in items.iter_mut() {
-                frames::inline(&mut item.data, blobs)?;
-            }
+        FromWorker::Data { items, missing, .. } => {
+            items.retain_mut(|item| match frames::inline(&mut item.data, blobs) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::warn!(
+                        "a worker sent a value for {:?} that cannot be read: {e}",
+                        item.key
+                    );
+                    missing.push(item.key.clone());
+                    false
+                }
+            });
         }
         _ => {}
     }
     Ok(msg)
+}
+
+/// The failure reported in place of a finished task whose report cannot be read.
+fn unreadable_result(key: &str, why: &str) -> TaskFailed {
+    TaskFailed {
+        key: key.to_string(),
+        kind: "task_failed".to_string(),
+        function: None,
+        message: format!("its worker's report of the result cannot be read: {why}"),
+        missing: None,
+    }
+}
+
+/// A `report` that does not decode as a whole, read item by item (see
+/// `decode_worker_message`); `None` if even that is impossible.
+fn lenient_report(header: &[u8], why: &str) -> Option<FromWorker> {
+    log::warn!("a worker's report cannot be read whole ({why}); reading it item by item");
+    let items = |name: &str| -> Vec<&[u8]> {
+        msgpack::field(header, name)
+            .and_then(msgpack::array_items)
+            .unwrap_or_default()
+    };
+    let key_of = |item: &[u8]| {
+        msgpack::field(item, "key")
+            .and_then(msgpack::as_str)
+            .map(str::to_string)
+    };
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for item in items("done") {
+        match rmp_serde::from_slice::<TaskDone>(item) {
+            Ok(d) => done.push(d),
+            Err(e) => match key_of(item) {
+                Some(key) => failed.push(unreadable_result(&key, &e.to_string())),
+                None => log::warn!("dropping a finished task of a report, without a key: {e}"),
+            },
+        }
+    }
+    for item in items("failed") {
+        match rmp_serde::from_slice::<TaskFailed>(item) {
+            Ok(f) => failed.push(f),
+            Err(e) => match key_of(item) {
+                Some(key) => failed.push(TaskFailed {
+                    key,
+                    kind: "task_failed".to_string(),
+                    function: None,
+                    message: format!("its worker's report of the failure cannot be read: {e}"),
+                    missing: None,
+                }),
+                None => log::warn!("dropping a failed task of a report, without a key: {e}"),
+            },
+        }
+    }
+    let acquired = items("acquired")
+        .into_iter()
+        .filter_map(|item| rmp_serde::from_slice::<KeyInfo>(item).ok())
+        .collect();
+    Some(FromWorker::Report {
+        done,
+        failed,
+        acquired,
+    })
+}
+
+/// A `data` answer that does not decode as a whole, read item by item: the items that
+/// cannot be read count as missing.
+fn lenient_data(header: &[u8], why: &str) -> Option<FromWorker> {
+    log::warn!("a worker's data cannot be read whole ({why}); reading it item by item");
+    let request = rmp_serde::from_slice::<u64>(msgpack::field(header, "request")?).ok()?;
+    let mut items = Vec::new();
+    let mut missing: Vec<String> = msgpack::field(header, "missing")
+        .and_then(|m| rmp_serde::from_slice(m).ok())
+        .unwrap_or_default();
+    for item in msgpack::field(header, "items").and_then(msgpack::array_items)? {
+        match rmp_serde::from_slice::<KeyData>(item) {
+            Ok(i) => items.push(i),
+            Err(_) => {
+                if let Some(key) = msgpack::field(item, "key").and_then(msgpack::as_str) {
+                    missing.push(key.to_string());
+                }
+            }
+        }
+    }
+    Some(FromWorker::Data {
+        request,
+        items,
+        missing,
+    })
 }

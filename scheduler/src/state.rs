@@ -36,7 +36,7 @@ use zask_core::protocol::{
     ComputeTask, ErrorInfo, FromWorker, KeyData, KeyInfo, TaskDone, TaskFailed, ToClient, ToWorker,
     WorkerSummary, PROTOCOL_VERSION,
 };
-use zask_core::{Keys, Value};
+use zask_core::{DefHash, Keys, Value};
 
 /// A worker's id inside this scheduler (dense, never reused).
 pub type WorkerId = u64;
@@ -77,6 +77,17 @@ pub struct Config {
     /// `saturation` tasks): short tasks then travel and report in batches. Zero: only
     /// `saturation` counts.
     pub queue_budget: Duration,
+    /// A value a registering worker holds that the scheduler does not know (it restarted, or
+    /// the worker was cut off) is adopted and kept this long for a client to resubmit or
+    /// gather it; then it is released unless something uses it.
+    pub adopt_grace: Duration,
+    /// A task assigned this long ago and not reported is checked: the worker is asked
+    /// whether it runs, queues or holds it (one it does not know is assigned again).
+    pub check_after: Duration,
+    /// A worker that does not answer a request of the scheduler's (a task check, a
+    /// `get_data`) within this long is taken to have lost what was asked: a task check
+    /// unanswered removes the worker, a `get_data` unanswered drops its copies.
+    pub answer_timeout: Duration,
 }
 
 impl Default for Config {
@@ -91,6 +102,9 @@ impl Default for Config {
             retire_timeout: Duration::from_secs(30),
             queue_dependents: true,
             queue_budget: Duration::from_millis(5),
+            adopt_grace: Duration::from_secs(60),
+            check_after: Duration::from_secs(30),
+            answer_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -199,6 +213,8 @@ pub struct Lineage {
     pub key: Key,
     pub node: Arc<Node>,
     pub deps: Vec<Arc<Lineage>>,
+    /// The key's definition hash (its node's, combined with its inputs').
+    pub hash: DefHash,
 }
 
 impl Lineage {
@@ -288,6 +304,9 @@ pub struct Worker {
     pub nbytes: u64,
     /// Leaving gracefully: no new tasks; its unique data is moving to other workers.
     pub retiring: bool,
+    /// Its tasks assigned up to this assignment count were asked about already (see
+    /// `checks.rs`).
+    pub checked_upto: u64,
 }
 
 /// A worker leaving gracefully.
@@ -318,6 +337,9 @@ pub struct GetRequest {
     /// The client's request id, for the reply.
     pub request: u64,
     pub graph: Graph,
+    /// Each node's own hash, by index, as the decoder computed them (empty: computed at
+    /// submission).
+    pub hashes: Vec<DefHash>,
     pub keys: Keys,
     /// Leave the results on the workers.
     pub keep_results: bool,
@@ -336,6 +358,9 @@ struct Parked {
 struct Gather {
     worker: WorkerId,
     keys: Vec<TaskId>,
+    /// When it was sent, as the first tick after it saw it (unanswered after
+    /// `answer_timeout`, the copies count as lost).
+    sent: Option<Instant>,
 }
 
 /// The scheduler's whole state and policy.
@@ -385,6 +410,22 @@ pub struct SchedulerState {
     release_checks: Vec<TaskId>,
     /// Tasks with at least one holder (kept as holders come and go: `status` is O(1)).
     held: usize,
+    /// The definition hashes of tasks without lineage (scattered or adopted values; a task
+    /// with lineage has its hash there).
+    given: HashMap<TaskId, DefHash>,
+    /// Values adopted from registering workers and not claimed yet: kept until then.
+    adopted: HashMap<TaskId, Instant>,
+    /// Ready tasks no registered worker can run (the functions they call went away with
+    /// their workers): they wait for one, and since when something waited for them.
+    stalled: HashMap<TaskId, Option<Instant>>,
+    /// How many tasks use each signature (a signature no task uses is forgotten, so the
+    /// table does not grow without bound).
+    signature_users: Vec<u32>,
+    /// Signature ids free to be given again.
+    free_signatures: Vec<u32>,
+    /// The checks of unreported tasks: the assignment count reached at each tick (to tell
+    /// which tasks were assigned `check_after` ago), and the checks waiting for an answer.
+    checks: checks::Checks,
 }
 
 /// A client's `scatter` waiting for workers to store its values.
@@ -473,6 +514,8 @@ const TASK_FLOOR_US: f64 = 2.5;
 const MAX_TASKS_PER_THREAD: u32 = 1_000;
 /// Threads a worker may declare (more is taken as this many).
 const MAX_THREADS: u32 = 4_096;
+/// Function signatures kept before the unused ones are forgotten.
+const SIGNATURES_KEPT: usize = 1024;
 /// A copy asked of a worker for a retirement and not reported by then is asked again.
 const RECOPY_AFTER: Duration = Duration::from_secs(12);
 
@@ -507,6 +550,20 @@ impl SchedulerState {
             assignments: 0,
             release_checks: Vec::new(),
             held: 0,
+            given: HashMap::default(),
+            adopted: HashMap::default(),
+            stalled: HashMap::default(),
+            signature_users: Vec::new(),
+            free_signatures: Vec::new(),
+            checks: checks::Checks::default(),
+        }
+    }
+
+    /// The definition hash of task `tid`.
+    fn hash_of(&self, tid: TaskId) -> Option<DefHash> {
+        match &self.tasks.get(&tid)?.lineage {
+            Some(l) => Some(l.hash),
+            None => self.given.get(&tid).copied(),
         }
     }
 
@@ -629,7 +686,7 @@ impl SchedulerState {
                 acquired,
             } => {
                 for info in acquired {
-                    self.on_acquired(wid, info, out);
+                    self.on_held(wid, info, Claim::Fetched, now, out);
                 }
                 for d in done {
                     self.on_task_done(wid, d, out);
@@ -645,6 +702,9 @@ impl SchedulerState {
                 items,
                 missing,
             } => self.on_data(wid, request, items, missing, out),
+            FromWorker::TaskStatus { request, unknown } => {
+                self.on_task_status(wid, request, unknown, out)
+            }
             FromWorker::Retiring { .. } => self.start_retirement(wid, None, now, out),
             FromWorker::Goodbye { .. } => {
                 log::info!("worker {} said goodbye", self.worker_address(wid));
@@ -704,7 +764,7 @@ impl SchedulerState {
                     scheduler_id: self.id.clone(),
                 },
             ));
-            self.resync_worker(wid, reg.has, out);
+            self.resync_worker(wid, reg.has, now, out);
             self.schedule(out);
             return;
         }
@@ -748,6 +808,7 @@ impl SchedulerState {
                 has: HashSet::default(),
                 nbytes: 0,
                 retiring: false,
+                checked_upto: self.assignments,
             },
         );
         self.worker_by_route.insert(route.to_vec(), wid);
@@ -760,12 +821,13 @@ impl SchedulerState {
         ));
         // What it holds first, so keys it still has are not taken for lost with its old self.
         for info in reg.has {
-            self.on_acquired(wid, info, out);
+            self.on_held(wid, info, Claim::Registered, now, out);
         }
         for old in stale {
             log::info!("worker at {address} restarted; forgetting its old self");
             self.remove_worker(old, true, out);
         }
+        self.unstall();
         self.unpark(now, out);
         self.schedule(out);
     }
@@ -773,9 +835,9 @@ impl SchedulerState {
     /// After a known worker registered again: record what it holds, send its unfinished tasks
     /// and pending gathers again (they or their reports may have been lost), and fail the
     /// scattered values it never got.
-    fn resync_worker(&mut self, wid: WorkerId, has: Vec<KeyInfo>, out: &mut Outbox) {
+    fn resync_worker(&mut self, wid: WorkerId, has: Vec<KeyInfo>, now: Instant, out: &mut Outbox) {
         for info in has {
-            self.on_acquired(wid, info, out);
+            self.on_held(wid, info, Claim::Registered, now, out);
         }
         let processing: Vec<TaskId> = self
             .workers
@@ -823,17 +885,55 @@ impl SchedulerState {
         }
     }
 
-    /// A worker holds `info.key` (fetched from a peer, or held at registration): record it if
-    /// anyone still wants it, otherwise ask the worker to drop it.
-    fn on_acquired(&mut self, wid: WorkerId, info: KeyInfo, out: &mut Outbox) {
+    /// Worker `wid` holds `info.key` (it registered with it, or fetched it from a peer): record
+    /// the copy if it is the key's current definition and is wanted, otherwise ask the worker
+    /// to drop it. A copy of a key still being computed (or waiting for a worker that can
+    /// compute it) makes it held at once. A registered copy of a key the scheduler does not
+    /// know (it restarted, or forgot the key while the worker was away) is adopted for
+    /// `adopt_grace`, so a client that resubmits or gathers finds it.
+    fn on_held(
+        &mut self,
+        wid: WorkerId,
+        info: KeyInfo,
+        claim: Claim,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let Some(&tid) = self.task_ids.get(info.key.as_str()) else {
-            self.send_release(wid, info.key, out);
+            match claim {
+                Claim::Registered => self.adopt(wid, info, now),
+                Claim::Fetched => self.send_release(wid, info.key, out),
+            }
             return;
         };
+        if self.hash_of(tid) != Some(info.hash) {
+            log::info!(
+                "worker {} holds a copy of {:?} from another definition; it drops it",
+                self.worker_address(wid),
+                info.key
+            );
+            self.send_release(wid, info.key, out);
+            return;
+        }
+        if claim == Claim::Fetched && !self.asked_to_fetch(wid, tid) {
+            log::warn!(
+                "worker {} reported a copy of {:?} it was not asked to fetch; ignoring it",
+                self.worker_address(wid),
+                info.key
+            );
+            if !self
+                .tasks
+                .get(&tid)
+                .is_some_and(|t| t.who_has.contains(&wid))
+            {
+                self.send_release(wid, info.key, out);
+            }
+            return;
+        }
         let became_memory = match self.tasks.get(&tid).map(|t| &t.status) {
             Some(TaskStatus::Memory) => false,
             Some(TaskStatus::Waiting | TaskStatus::Ready) => true,
-            // Processing elsewhere or erred: the held copy is still good data.
+            // Being computed elsewhere: the copy held is the same definition's value.
             Some(TaskStatus::Processing(_)) => true,
             Some(TaskStatus::Erred(_)) | None => {
                 self.send_release(wid, info.key, out);
@@ -848,7 +948,92 @@ impl SchedulerState {
                     w.processing.remove(&tid);
                 }
             }
+            self.stalled.remove(&tid);
             self.task_in_memory(tid, None, out);
+        }
+    }
+
+    /// Whether worker `wid` was asked to fetch `tid`: an input of a task it was given, or a
+    /// copy asked of it for a retirement.
+    fn asked_to_fetch(&self, wid: WorkerId, tid: TaskId) -> bool {
+        let Some(t) = self.tasks.get(&tid) else {
+            return false;
+        };
+        t.dependents.iter().any(|d| {
+            self.tasks
+                .get(d)
+                .is_some_and(|dt| dt.status == TaskStatus::Processing(wid))
+        }) || self.retiring.values().any(|r| {
+            r.requested
+                .get(&tid)
+                .is_some_and(|(target, _)| *target == wid)
+        })
+    }
+
+    /// Takes in a value a registering worker holds under a key the scheduler does not know:
+    /// a task without lineage, held there and kept until `adopt_grace` from `now` (or until
+    /// a gather claims it).
+    fn adopt(&mut self, wid: WorkerId, info: KeyInfo, now: Instant) {
+        let tid = self.next_task;
+        self.next_task += 1;
+        let key: Key = Arc::from(info.key.as_str());
+        let signature = self.signature_of(&Node::Literal(Value::Nil));
+        self.use_signature(signature);
+        self.task_ids.insert(key.clone(), tid);
+        self.tasks.insert(
+            tid,
+            Box::new(TaskState {
+                key,
+                lineage: None,
+                status: TaskStatus::Memory,
+                deps: Vec::new(),
+                dependents: Dependents::new(),
+                waiting_on: 0,
+                waiters: 0,
+                deps_done: true,
+                kept: true,
+                wanted_by: Vec::new(),
+                who_has: Holders::default(),
+                nbytes: info.nbytes,
+                signature,
+                priority: (0, 0),
+                fetch_retries: 0,
+                deaths: 0,
+                assigned: 0,
+            }),
+        );
+        self.given.insert(tid, info.hash);
+        self.adopted.insert(tid, now + self.config.adopt_grace);
+        self.add_holder(tid, wid, info.nbytes);
+        log::debug!(
+            "adopted {:?} held by worker {}",
+            info.key,
+            self.worker_address(wid)
+        );
+    }
+
+    /// Adopted values whose grace period ended, unclaimed: no longer kept (released unless a
+    /// computation uses them).
+    fn expire_adopted(&mut self, now: Instant, out: &mut Outbox) {
+        let expired: Vec<TaskId> = self
+            .adopted
+            .iter()
+            .filter(|(_, until)| now >= **until)
+            .map(|(tid, _)| *tid)
+            .collect();
+        if !expired.is_empty() {
+            log::info!(
+                "releasing {} adopted value(s) nobody claimed within {:?}",
+                expired.len(),
+                self.config.adopt_grace
+            );
+        }
+        for tid in expired {
+            self.adopted.remove(&tid);
+            if let Some(t) = self.tasks.get_mut(&tid) {
+                t.kept = false;
+            }
+            self.check_release(tid, out);
         }
     }
 
@@ -876,41 +1061,40 @@ impl SchedulerState {
         }
     }
 
+    /// Worker `wid` finished task `done.key`. Taken only from the worker the task is assigned
+    /// to, while it is: any other report (a task it was never given, one taken from it since,
+    /// a duplicate) is logged and ignored, and the worker drops the value unless it is a
+    /// known holder of it.
     fn on_task_done(&mut self, wid: WorkerId, done: TaskDone, out: &mut Outbox) {
         let Some(&tid) = self.task_ids.get(done.key.as_str()) else {
             // Nobody wants it any more (its computation was cancelled and forgotten).
             self.send_release(wid, done.key, out);
             return;
         };
-        let (status, signature) = match self.tasks.get(&tid) {
-            Some(t) => (Some(t.status.clone()), Some(t.signature)),
-            None => (None, None),
+        let Some(t) = self.tasks.get(&tid) else {
+            return;
         };
-        if let Some(sig) = signature {
-            let sample = done.duration_us as f64;
-            let avg = self.durations.entry(sig).or_insert(sample);
-            *avg = 0.8 * *avg + 0.2 * sample;
+        if t.status != TaskStatus::Processing(wid) {
+            if !t.who_has.contains(&wid) {
+                log::warn!(
+                    "worker {} reported task {:?}, which is not assigned to it; ignoring it",
+                    self.worker_address(wid),
+                    done.key
+                );
+                self.send_release(wid, done.key, out);
+            }
+            return;
         }
-        match status {
-            Some(TaskStatus::Processing(w)) => {
-                if let Some(worker) = self.workers.get_mut(&w) {
-                    worker.processing.remove(&tid);
-                }
-                self.add_holder(tid, wid, done.nbytes);
-                let value = done.data.map(|d| d.value);
-                self.task_in_memory(tid, value, out);
-            }
-            Some(TaskStatus::Memory) => {
-                // A second copy (the task ran twice, e.g. after a worker was presumed dead).
-                self.add_holder(tid, wid, done.nbytes);
-            }
-            Some(TaskStatus::Waiting | TaskStatus::Ready) => {
-                self.add_holder(tid, wid, done.nbytes);
-                let value = done.data.map(|d| d.value);
-                self.task_in_memory(tid, value, out);
-            }
-            Some(TaskStatus::Erred(_)) | None => self.send_release(wid, done.key, out),
+        let signature = t.signature;
+        let sample = done.duration_us as f64;
+        let avg = self.durations.entry(signature).or_insert(sample);
+        *avg = 0.8 * *avg + 0.2 * sample;
+        if let Some(worker) = self.workers.get_mut(&wid) {
+            worker.processing.remove(&tid);
         }
+        self.add_holder(tid, wid, done.nbytes);
+        let value = done.data.map(|d| d.value);
+        self.task_in_memory(tid, value, out);
     }
 
     /// A task's value is now held somewhere: wake its dependents, deliver it to waiting
@@ -956,18 +1140,24 @@ impl SchedulerState {
         self.check_release(tid, out);
     }
 
+    /// Worker `wid` could not finish task `failed.key`. Taken only from the worker the task
+    /// is assigned to, while it is (an unsolicited failure must not fail another client's
+    /// task).
     fn on_task_failed(&mut self, wid: WorkerId, failed: TaskFailed, out: &mut Outbox) {
         let Some(&tid) = self.task_ids.get(failed.key.as_str()) else {
             return;
         };
+        if self.tasks.get(&tid).map(|t| &t.status) != Some(&TaskStatus::Processing(wid)) {
+            log::warn!(
+                "worker {} reported a failure of task {:?}, which is not assigned to it; \
+                 ignoring it",
+                self.worker_address(wid),
+                failed.key
+            );
+            return;
+        }
         if let Some(w) = self.workers.get_mut(&wid) {
             w.processing.remove(&tid);
-        }
-        if !matches!(
-            self.tasks.get(&tid).map(|t| &t.status),
-            Some(TaskStatus::Processing(_))
-        ) {
-            return;
         }
         if failed.kind == "missing_dependency" && self.retry_missing(tid, &failed, out) {
             return;
@@ -980,6 +1170,7 @@ impl SchedulerState {
             },
             key: Some(failed.key.clone()),
             function: failed.function.clone(),
+            dependency: None,
         };
         log::debug!("{}", error.message);
         self.fail_task(tid, error, out);
@@ -1029,10 +1220,11 @@ impl SchedulerState {
     }
 
     /// Marks `tid` and everything depending on it as failed, and fails every computation that
-    /// wants one of them.
+    /// wants one of them: with `error` if it wants `tid` itself, with a `dependency_failed`
+    /// naming the key it wants and `tid` as the input that failed otherwise.
     fn fail_task(&mut self, tid: TaskId, error: ErrorInfo, out: &mut Outbox) {
         let mut stack = vec![(tid, error.clone())];
-        let mut failed_graphs: Vec<GraphId> = Vec::new();
+        let mut failed_graphs: Vec<(GraphId, ErrorInfo)> = Vec::new();
         while let Some((id, err)) = stack.pop() {
             let Some(t) = self.tasks.get_mut(&id) else {
                 continue;
@@ -1045,8 +1237,18 @@ impl SchedulerState {
                     w.processing.remove(&id);
                 }
             }
-            t.status = TaskStatus::Erred(Box::new(err));
-            failed_graphs.extend(t.wanted_by.iter().copied());
+            failed_graphs.extend(t.wanted_by.iter().map(|g| (*g, err.clone())));
+            let dependents = t.dependents.clone();
+            for &d in &dependents {
+                if let Some(dt) = self.tasks.get(&d) {
+                    stack.push((d, dependency_failed(&dt.key, &error)));
+                }
+            }
+            let t = self.tasks.get_mut(&id);
+            if let Some(t) = t {
+                t.status = TaskStatus::Erred(Box::new(err));
+            }
+            self.stalled.remove(&id);
             if let Some(sid) = self.scatter_of.remove(&id) {
                 if let Some(sc) = self.scatters.remove(&sid) {
                     out.to_clients.push((
@@ -1058,19 +1260,9 @@ impl SchedulerState {
                     ));
                 }
             }
-            let dependents = t.dependents.clone();
-            for d in dependents {
-                let dep_err = ErrorInfo {
-                    kind: "dependency_failed".to_string(),
-                    message: error.message.clone(),
-                    key: error.key.clone(),
-                    function: error.function.clone(),
-                };
-                stack.push((d, dep_err));
-            }
         }
-        for g in failed_graphs {
-            self.fail_graph(g, error.clone(), out);
+        for (g, err) in failed_graphs {
+            self.fail_graph(g, err, out);
         }
         self.drop_dep_claims(tid);
         self.check_release(tid, out);
@@ -1098,6 +1290,7 @@ impl SchedulerState {
                 t.waiters = t.waiters.saturating_sub(1);
                 if keep && t.status == TaskStatus::Memory {
                     t.kept = true;
+                    self.adopted.remove(&tid);
                 }
             }
             self.release_checks.push(tid);
@@ -1173,6 +1366,16 @@ impl SchedulerState {
             return;
         };
         self.task_ids.remove(&t.key);
+        if let Some(n) = self.signature_users.get_mut(t.signature as usize) {
+            *n = n.saturating_sub(1);
+        }
+        if t.lineage.is_none() {
+            self.given.remove(&tid);
+            self.adopted.remove(&tid);
+        }
+        if !self.stalled.is_empty() {
+            self.stalled.remove(&tid);
+        }
         if !t.who_has.is_empty() {
             self.held -= 1;
         }
@@ -1195,6 +1398,7 @@ impl SchedulerState {
         let Some(w) = self.workers.remove(&wid) else {
             return;
         };
+        self.forget_checks_of(wid);
         if self.worker_by_route.get(&w.route) == Some(&wid) {
             self.worker_by_route.remove(&w.route);
         }
@@ -1395,6 +1599,16 @@ impl SchedulerState {
         };
         let mut deps = Vec::new();
         let lineage_of = lineage.deps_by_key();
+        // The inputs it will be computed from must be those it was (a key released and
+        // defined anew since would give it another value).
+        let planned: HashMap<&str, DefHash> = lineage_of
+            .iter()
+            .filter(|(k, _)| !self.task_ids.contains_key(**k))
+            .map(|(k, l)| (*k, l.hash))
+            .collect();
+        if !self.inputs_match(&lineage, &planned) {
+            return Err(redefined_input(&lineage.key));
+        }
         for dep_key in lineage.node.dependency_refs() {
             let id = match self.task_ids.get(dep_key) {
                 Some(&id) => id,
@@ -1441,6 +1655,11 @@ impl SchedulerState {
             "re-creating {} released task(s) to recompute a lost key",
             order.len()
         );
+        let planned: HashMap<&str, DefHash> = order.iter().map(|l| (&*l.key, l.hash)).collect();
+        if let Some(l) = order.iter().find(|l| !self.inputs_match(l, &planned)) {
+            return Err(redefined_input(&l.key));
+        }
+        drop(planned);
         for l in order {
             let deps = l
                 .node
@@ -1454,6 +1673,24 @@ impl SchedulerState {
             .get(&root.key)
             .copied()
             .ok_or_else(|| gone_input(&root.key, &root.key))
+    }
+
+    /// Whether the inputs `l` would be computed from now (the scheduler's tasks, or the
+    /// lineages about to be re-created, `planned`) are the ones its definition hash was
+    /// computed over.
+    fn inputs_match(&self, l: &Lineage, planned: &HashMap<&str, DefHash>) -> bool {
+        let mut deps = Vec::new();
+        for k in l.node.refs() {
+            let hash = planned
+                .get(k)
+                .copied()
+                .or_else(|| self.task_ids.get(k).and_then(|&id| self.hash_of(id)));
+            match hash {
+                Some(h) => deps.push(h),
+                None => return false,
+            }
+        }
+        DefHash::combine(DefHash::of_node(&l.node).0, deps) == l.hash
     }
 
     /// Adds a task for `lineage` whose inputs are the existing tasks `deps` (its node's
@@ -1486,6 +1723,7 @@ impl SchedulerState {
         let tid = self.next_task;
         self.next_task += 1;
         let signature = self.signature_of(&lineage.node);
+        self.use_signature(signature);
         let status = if waiting_on == 0 {
             self.ready.entry(signature).or_default().push(ReadyEntry {
                 priority,
@@ -1598,6 +1836,81 @@ impl SchedulerState {
         self.fail_task(tid, error, out);
     }
 
+    /// Tasks no registered worker can run: one that something waits for fails after
+    /// `no_workers_timeout` (the computations waiting get `unknown_function`); one only kept
+    /// (a lost kept key) waits for as long as it takes, so a worker that can run it, or a
+    /// holder coming back with its copy, revives it.
+    fn check_stalled(&mut self, now: Instant, out: &mut Outbox) {
+        if self.stalled.is_empty() {
+            return;
+        }
+        let timeout = self.config.no_workers_timeout;
+        let mut expired = Vec::new();
+        let mut gone = Vec::new();
+        for (tid, since) in self.stalled.iter_mut() {
+            match self.tasks.get(tid) {
+                Some(t) if t.status == TaskStatus::Ready => {
+                    if t.waiters == 0 {
+                        *since = None;
+                    } else if now.saturating_duration_since(*since.get_or_insert(now)) >= timeout {
+                        expired.push(*tid);
+                    }
+                }
+                _ => gone.push(*tid),
+            }
+        }
+        for tid in gone {
+            self.stalled.remove(&tid);
+        }
+        for tid in expired {
+            self.stalled.remove(&tid);
+            let Some(t) = self.tasks.get(&tid) else {
+                continue;
+            };
+            let functions: &[String] = self
+                .signatures
+                .get(t.signature as usize)
+                .map_or(&[], |f| f.as_slice());
+            let missing = functions
+                .iter()
+                .find(|f| !self.function_counts.contains_key(f.as_str()))
+                .cloned();
+            let key = t.key.to_string();
+            let error =
+                ErrorInfo {
+                    kind: "unknown_function".to_string(),
+                    message: format!(
+                    "key {key:?} calls {}, which no registered worker has offered for {timeout:?} \
+                     (its workers went away); start a worker that offers it",
+                    missing.as_deref().map_or("a function".to_string(), |f| format!("{f:?}"))
+                ),
+                    key: Some(key),
+                    function: missing,
+                    dependency: None,
+                };
+            if let Some(t) = self.tasks.get_mut(&tid) {
+                t.status = TaskStatus::Waiting;
+                t.kept = false;
+            }
+            self.fail_task(tid, error, out);
+        }
+    }
+
+    /// A worker registered: the stalled tasks are queued again, to be placed if it can run
+    /// them (those it cannot run stall again, keeping their time).
+    fn unstall(&mut self) {
+        let stalled: Vec<TaskId> = self.stalled.keys().copied().collect();
+        for tid in stalled {
+            if self
+                .tasks
+                .get(&tid)
+                .is_some_and(|t| t.status == TaskStatus::Ready)
+            {
+                self.push_ready(tid);
+            }
+        }
+    }
+
     /// Periodic work: declare silent workers dead and expire computations waiting for workers.
     pub fn on_tick(&mut self, now: Instant, out: &mut Outbox) {
         let timeout = self.config.heartbeat_timeout;
@@ -1615,8 +1928,11 @@ impl SchedulerState {
             );
             self.remove_worker(wid, true, out);
         }
-        self.expire_clients(now);
+        self.expire_clients(now, out);
         self.check_retirements(now, out);
+        self.expire_adopted(now, out);
+        self.check_stalled(now, out);
+        self.run_checks(now, out);
         let (expired, kept): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
             .into_iter()
             .partition(|p| now >= p.deadline);
@@ -1649,8 +1965,9 @@ impl SchedulerState {
         }
     }
 
-    /// Cancels the computations of clients silent for longer than `client_timeout`.
-    fn expire_clients(&mut self, now: Instant) {
+    /// Cancels the computations of clients silent for longer than `client_timeout`, telling
+    /// them (a client that does not ping, but still reads, learns why nothing came).
+    fn expire_clients(&mut self, now: Instant, out: &mut Outbox) {
         let timeout = self.config.client_timeout;
         let silent = |seen: Option<&Instant>| {
             seen.is_some_and(|t| now.saturating_duration_since(*t) > timeout)
@@ -1667,7 +1984,15 @@ impl SchedulerState {
         gone.dedup();
         for client in gone {
             log::warn!("a client silent for over {timeout:?} is gone; cancelling its computations");
-            self.on_client_gone(&client);
+            let error = ErrorInfo::new(
+                "cancelled",
+                format!(
+                    "cancelled: the scheduler heard nothing from this client for over \
+                     {timeout:?} (zask-scheduler --client-timeout); a client waiting for results \
+                     must send a message (a `status` ping) more often than that"
+                ),
+            );
+            self.cancel_client(&client, Some(error), out);
         }
         // Forget clients with nothing in flight that have been silent a while.
         let busy: HashSet<&Route> = self.graphs.values().map(|g| &g.client).collect();
@@ -1730,27 +2055,32 @@ impl SchedulerState {
         items: Vec<(String, Value)>,
         out: &mut Outbox,
     ) {
-        if let Err(error) = self.check_scatter(&items) {
-            out.to_clients
-                .push((client.to_vec(), ToClient::Error { request, error }));
-            return;
-        }
+        let hashes = match self.check_scatter(&items) {
+            Ok(hashes) => hashes,
+            Err(error) => {
+                out.to_clients
+                    .push((client.to_vec(), ToClient::Error { request, error }));
+                return;
+            }
+        };
         let keys: Vec<String> = items.iter().map(|(k, _)| k.clone()).collect();
         let sid = self.next_scatter;
         self.next_scatter += 1;
         let mut pending = 0;
         let mut planned: HashMap<WorkerId, u64> = HashMap::default();
-        let signature = self.signature_ids.get(&Vec::new()).copied();
-        let signature = match signature {
-            Some(s) => s,
-            None => self.signature_of(&Node::Literal(Value::Nil)),
-        };
-        for (key, value) in items {
+        let signature = self.signature_of(&Node::Literal(Value::Nil));
+        for ((key, value), hash) in items.into_iter().zip(hashes) {
             if let Some(&tid) = self.task_ids.get(key.as_str()) {
-                if let Some(t) = self.tasks.get_mut(&tid) {
-                    t.kept = true;
+                if self.hash_of(tid) == Some(hash) {
+                    // Held with the same value already: kept.
+                    if let Some(t) = self.tasks.get_mut(&tid) {
+                        t.kept = true;
+                    }
+                    self.adopted.remove(&tid);
+                    continue;
                 }
-                continue;
+                // An adopted value nobody claimed (`check_scatter` allowed only that): replaced.
+                self.forget(tid, out);
             }
             let Some(wid) = self
                 .workers
@@ -1764,8 +2094,11 @@ impl SchedulerState {
             *planned.entry(wid).or_insert(0) += nbytes;
             let tid = self.next_task;
             self.next_task += 1;
+            self.assignments += 1;
+            self.use_signature(signature);
             let shared: Key = Arc::from(key.as_str());
             self.task_ids.insert(shared.clone(), tid);
+            self.given.insert(tid, hash);
             self.tasks.insert(
                 tid,
                 Box::new(TaskState {
@@ -1785,22 +2118,14 @@ impl SchedulerState {
                     priority: (0, 0),
                     fetch_retries: 0,
                     deaths: 0,
-                    assigned: 0,
+                    assigned: self.assignments,
                 }),
             );
             if let Some(w) = self.workers.get_mut(&wid) {
                 w.processing.insert(tid);
-                out.put_data
-                    .entry(w.route.clone())
-                    .or_default()
-                    .push(KeyData {
-                        key,
-                        data: zask_core::protocol::Data {
-                            value,
-                            frame: None,
-                            raw: false,
-                        },
-                    });
+                let mut item = KeyData::inline(key, value);
+                item.hash = Some(hash);
+                out.put_data.entry(w.route.clone()).or_default().push(item);
             }
             self.scatter_of.insert(tid, sid);
             pending += 1;
@@ -1821,9 +2146,10 @@ impl SchedulerState {
         );
     }
 
-    /// A scatter is valid when there are workers, its keys are distinct and non-empty, and
-    /// none is being computed right now.
-    fn check_scatter(&self, items: &[(String, Value)]) -> Result<(), ErrorInfo> {
+    /// A scatter is valid when there are workers, its keys are distinct and non-empty, its
+    /// values nest no deeper than `MAX_NESTING`, and each key is either new or held with
+    /// the same value (same key, same value). Returns each value's definition hash.
+    fn check_scatter(&self, items: &[(String, Value)]) -> Result<Vec<DefHash>, ErrorInfo> {
         if self.workers.is_empty() {
             return Err(ErrorInfo::new(
                 "no_workers",
@@ -1831,7 +2157,8 @@ impl SchedulerState {
             ));
         }
         let mut seen = HashSet::default();
-        for (key, _) in items {
+        let mut hashes = Vec::with_capacity(items.len());
+        for (key, value) in items {
             if key.is_empty() {
                 return Err(ErrorInfo::new(
                     "bad_request",
@@ -1845,20 +2172,47 @@ impl SchedulerState {
                 )
                 .with_key(key));
             }
-            let busy = self
-                .task_ids
-                .get(key.as_str())
-                .and_then(|t| self.tasks.get(t))
-                .is_some_and(|t| t.status != TaskStatus::Memory);
-            if busy {
+            if let Err(e) = value.measure(zask_core::value::MAX_NESTING) {
                 return Err(ErrorInfo::new(
                     "bad_request",
-                    format!("key {key:?} is being computed; scatter under another key"),
+                    format!("the value scattered as {key:?} cannot be kept: {e}"),
+                )
+                .with_key(key));
+            }
+            let hash = DefHash::of_value(value);
+            hashes.push(hash);
+            let Some((&tid, t)) = self
+                .task_ids
+                .get(key.as_str())
+                .and_then(|tid| Some((tid, self.tasks.get(tid)?)))
+            else {
+                continue;
+            };
+            let replaceable = t.waiters == 0 && self.adopted.contains_key(&tid);
+            if self.hash_of(tid) != Some(hash) && !replaceable {
+                let what = if t.status == TaskStatus::Memory {
+                    "held with another value"
+                } else {
+                    "being computed"
+                };
+                return Err(ErrorInfo::new(
+                    "key_conflict",
+                    format!(
+                        "key {key:?} is already {what}; a key names one value, so scatter \
+                         under another key, or release the held one first"
+                    ),
+                )
+                .with_key(key));
+            }
+            if t.status != TaskStatus::Memory {
+                return Err(ErrorInfo::new(
+                    "bad_request",
+                    format!("key {key:?} is being stored; scatter under another key"),
                 )
                 .with_key(key));
             }
         }
-        Ok(())
+        Ok(hashes)
     }
 
     /// A scattered value `tid` is stored: answer its scatter when it was the last.
@@ -1898,6 +2252,7 @@ impl SchedulerState {
             if let Some(t) = self.tasks.get_mut(&tid) {
                 t.kept = false;
             }
+            self.adopted.remove(&tid);
             self.check_release(tid, out);
         }
         out.to_clients.push((
@@ -2058,7 +2413,8 @@ impl SchedulerState {
         let Some(address) = self.workers.get(&wid).map(|w| w.address.to_string()) else {
             return;
         };
-        let mut by_target: HashMap<WorkerId, Vec<(String, Vec<String>)>> = HashMap::default();
+        let mut by_target: HashMap<WorkerId, Vec<(String, DefHash, Vec<String>)>> =
+            HashMap::default();
         let mut planned: HashMap<WorkerId, u64> = HashMap::default();
         for tid in tids {
             let asked = self
@@ -2072,7 +2428,7 @@ impl SchedulerState {
             if asked {
                 continue;
             }
-            let Some(t) = self.tasks.get(&tid) else {
+            let (Some(t), Some(hash)) = (self.tasks.get(&tid), self.hash_of(tid)) else {
                 continue;
             };
             let target = self
@@ -2085,10 +2441,11 @@ impl SchedulerState {
                 continue; // Nowhere to go: it leaves with the worker (recomputed if needed).
             };
             *planned.entry(target).or_insert(0) += t.nbytes;
-            by_target
-                .entry(target)
-                .or_default()
-                .push((String::from(&*t.key), vec![address.clone()]));
+            by_target.entry(target).or_default().push((
+                String::from(&*t.key),
+                hash,
+                vec![address.clone()],
+            ));
             if let Some(r) = self.retiring.get_mut(&wid) {
                 r.requested.insert(tid, (target, now));
             }
@@ -2116,6 +2473,13 @@ impl SchedulerState {
 
     /// A client went away: cancel what only it wanted.
     pub fn on_client_gone(&mut self, client: &[u8]) {
+        let mut out = Outbox::default();
+        self.cancel_client(client, None, &mut out);
+    }
+
+    /// Cancels the computations of `client` (what only they wanted is released), answering
+    /// each with `error` when there is one to give.
+    fn cancel_client(&mut self, client: &[u8], error: Option<ErrorInfo>, out: &mut Outbox) {
         self.clients_seen.remove(client);
         let mine: Vec<GraphId> = self
             .graphs
@@ -2125,217 +2489,32 @@ impl SchedulerState {
             .collect();
         for g in mine {
             if let Some(graph) = self.graphs.remove(&g) {
+                if let Some(error) = &error {
+                    out.to_clients.push((
+                        graph.client.clone(),
+                        ToClient::Error {
+                            request: graph.request,
+                            error: error.clone(),
+                        },
+                    ));
+                }
                 self.drop_graph_claims(g, &graph.outputs, false);
             }
         }
-        self.parked.retain(|p| p.client != client);
-    }
-
-    /// Validates a computation and adds its tasks; nothing changes if it is invalid.
-    fn submit(
-        &mut self,
-        client: &[u8],
-        get: &mut GetRequest,
-        out: &mut Outbox,
-    ) -> Result<(), Invalid> {
-        let outputs = get.keys.flatten();
-        let plan = self.plan(&get.graph, &outputs)?;
-        let g = self.next_graph;
-        self.next_graph += 1;
-        // Create the new tasks, dependencies first, each node moved out of the graph where it
-        // lies (a million-entry table is not copied); the emptied graph is dropped after.
-        let nodes = &mut get.graph.nodes;
-        // The task made of each graph node, by index.
-        let mut created: Vec<TaskId> = vec![NO_TASK; nodes.len()];
-        // For a wide task, its inputs met so far: graph nodes by index (`stamp[i]` is the
-        // position of the last task that took node `i`, plus one), held tasks in a set.
-        let mut stamp: Vec<usize> = Vec::new();
-        let mut seen: HashSet<TaskId> = HashSet::default();
-        for (position, &index) in plan.order.iter().enumerate() {
-            let Some((key, node)) = nodes.get_index_mut2(index) else {
-                continue;
-            };
-            let key = std::mem::take(key);
-            let node = std::mem::replace(node, Node::Literal(Value::Nil));
-            // The distinct inputs in first-seen order (their ids resolved by `plan`).
-            let refs = plan.refs_of(position);
-            let wide = refs.len() > 16;
-            if wide {
-                stamp.resize(created.len(), 0);
-                seen.clear();
+        let (theirs, others): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|p| p.client == client);
+        self.parked = others;
+        if let Some(error) = &error {
+            for p in theirs {
+                out.to_clients.push((
+                    p.client,
+                    ToClient::Error {
+                        request: p.get.request,
+                        error: error.clone(),
+                    },
+                ));
             }
-            // The task being made (`insert_task` below makes this id).
-            let tid = self.next_task;
-            let mut waiting_on = 0;
-            let mut deps = Vec::new();
-            let mut lineage_deps = Vec::new();
-            for &r in refs {
-                let (id, repeated) = match r.graph_index() {
-                    Some(i) if wide => {
-                        let mark = stamp.get_mut(i).map(|m| std::mem::replace(m, position + 1));
-                        (created[i], mark == Some(position + 1))
-                    }
-                    Some(i) => (created[i], deps.contains(&created[i])),
-                    None if wide => (r.0, !seen.insert(r.0)),
-                    None => (r.0, deps.contains(&r.0)),
-                };
-                if id == NO_TASK || repeated {
-                    continue;
-                }
-                // One visit to each input: its lineage, and its claim for the new task.
-                let Some(dt) = self.tasks.get_mut(&id) else {
-                    continue;
-                };
-                if let Some(lineage) = &dt.lineage {
-                    lineage_deps.push(lineage.clone());
-                }
-                if dt.claim_for(tid) {
-                    waiting_on += 1;
-                }
-                deps.push(id);
-            }
-            let lineage = Arc::new(Lineage {
-                key: Arc::from(key),
-                node: Arc::new(node),
-                deps: lineage_deps,
-            });
-            created[index] = self.insert_task(lineage, deps, waiting_on, (g, position as u64));
-        }
-        get.graph.nodes = Nodes::default();
-        drop(plan);
-        let mut output_ids = Vec::with_capacity(outputs.len());
-        let mut to_gather = Vec::new();
-        for key in &outputs {
-            let Some(&tid) = self.task_ids.get(key.as_str()) else {
-                continue;
-            };
-            if let Some(t) = self.tasks.get_mut(&tid) {
-                t.waiters += 1;
-                t.wanted_by.push(g);
-                if t.status == TaskStatus::Memory {
-                    to_gather.push(tid);
-                }
-            }
-            output_ids.push(tid);
-        }
-        self.graphs.insert(
-            g,
-            GraphState {
-                client: client.to_vec(),
-                request: get.request,
-                outputs: output_ids,
-                values: HashMap::default(),
-                keep_results: get.keep_results,
-            },
-        );
-        if outputs.is_empty() {
-            self.complete_graph(g, out);
-        } else if !to_gather.is_empty() {
-            self.gather(to_gather, out);
-        }
-        Ok(())
-    }
-
-    /// Checks a submitted graph against what exists, and returns the keys to create (their
-    /// indices in the graph), each after its dependencies (post-order of a depth-first walk
-    /// from the outputs), with each one's references resolved. Keys the scheduler already
-    /// knows are reused, so the walk stops at them. One hash lookup per edge into the graph
-    /// and one into the task table (none more when the tasks are made): a 100,000-task graph
-    /// is planned in a few milliseconds.
-    fn plan(&self, graph: &Graph, outputs: &[String]) -> Result<Plan, Invalid> {
-        const NEW: u8 = 0;
-        const VISITING: u8 = 1;
-        const DONE: u8 = 2;
-        let mut marks = vec![NEW; graph.nodes.len()];
-        let mut plan = Plan::default();
-        let mut functions = FunctionCheck::default();
-        for out_key in outputs {
-            if self.known(out_key)?.is_some() {
-                continue;
-            }
-            let Some((root, _, root_node)) = graph.nodes.get_full(out_key.as_str()) else {
-                return Err(ErrorInfo::new(
-                    "missing_key",
-                    format!(
-                        "requested key {out_key:?} is neither in the graph nor held by a worker"
-                    ),
-                )
-                .with_key(out_key));
-            };
-            if marks[root] == DONE {
-                continue;
-            }
-            // Iterative DFS: (graph index, its references, next reference, those resolved).
-            let mut stack: Vec<(usize, Vec<&str>, usize, Vec<PlannedRef>)> = Vec::new();
-            marks[root] = VISITING;
-            functions.check(self, out_key, root_node)?;
-            // (A repeated reference is met again DONE, so references need no dedup here.)
-            stack.push((root, root_node.refs(), 0, Vec::new()));
-            while let Some((index, deps, next, resolved)) = stack.last_mut() {
-                let index = *index;
-                if *next == deps.len() {
-                    marks[index] = DONE;
-                    plan.push(index, resolved);
-                    stack.pop();
-                    continue;
-                }
-                let dep = deps[*next];
-                *next += 1;
-                if let Some(tid) = self.known(dep)? {
-                    resolved.push(PlannedRef(tid));
-                    continue;
-                }
-                let Some((dep_index, dep_key, dep_node)) = graph.nodes.get_full(dep) else {
-                    let key = graph.nodes.get_index(index).map_or("", |(k, _)| k.as_str());
-                    return Err(ErrorInfo::new(
-                        "missing_key",
-                        format!(
-                            "key {key:?} refers to {dep:?}, which is neither in the graph nor \
-                             held by a worker"
-                        ),
-                    )
-                    .with_key(key));
-                };
-                resolved.push(PlannedRef::graph(dep_index));
-                match marks[dep_index] {
-                    DONE => continue,
-                    VISITING => {
-                        let start = stack.iter().position(|(i, ..)| *i == dep_index);
-                        let mut cycle: Vec<&str> = stack[start.unwrap_or(0)..]
-                            .iter()
-                            .filter_map(|(i, ..)| graph.nodes.get_index(*i))
-                            .map(|(k, _)| k.as_str())
-                            .collect();
-                        cycle.push(dep);
-                        return Err(ErrorInfo::new(
-                            "cycle",
-                            format!("the graph has a cycle: {}", cycle.join(" -> ")),
-                        )
-                        .with_key(dep));
-                    }
-                    _ => {}
-                }
-                marks[dep_index] = VISITING;
-                functions.check(self, dep_key, dep_node)?;
-                stack.push((dep_index, dep_node.refs(), 0, Vec::new()));
-            }
-        }
-        Ok(plan)
-    }
-
-    /// The task of `key` if the scheduler already has it (so a new computation reuses it); an
-    /// error if it has failed.
-    fn known(&self, key: &str) -> Result<Option<TaskId>, Invalid> {
-        let Some((&id, t)) = self
-            .task_ids
-            .get(key)
-            .and_then(|id| Some((id, self.tasks.get(id)?)))
-        else {
-            return Ok(None);
-        };
-        match &t.status {
-            TaskStatus::Erred(e) => Err((**e).clone()),
-            _ => Ok(Some(id)),
         }
     }
 
@@ -2368,14 +2547,7 @@ impl SchedulerState {
         let items = graph
             .values
             .into_iter()
-            .map(|(key, value)| KeyData {
-                key,
-                data: zask_core::protocol::Data {
-                    value,
-                    frame: None,
-                    raw: false,
-                },
-            })
+            .map(|(key, value)| KeyData::inline(key, value))
             .collect();
         out.to_clients.push((
             graph.client,
@@ -2423,7 +2595,14 @@ impl SchedulerState {
                     keys: names,
                 },
             ));
-            self.gathers.insert(request, Gather { worker: wid, keys });
+            self.gathers.insert(
+                request,
+                Gather {
+                    worker: wid,
+                    keys,
+                    sent: None,
+                },
+            );
         }
     }
 
@@ -2435,20 +2614,49 @@ impl SchedulerState {
         missing: Vec<String>,
         out: &mut Outbox,
     ) {
-        if self.gathers.remove(&request).is_none() {
-            return;
-        }
+        // Only the worker asked answers, and only for the keys asked of it.
+        let asked: HashSet<TaskId> = match self.gathers.get(&request) {
+            Some(g) if g.worker == wid => g.keys.iter().copied().collect(),
+            _ => {
+                log::warn!(
+                    "worker {} answered a request for data that was not asked of it; ignoring it",
+                    self.worker_address(wid)
+                );
+                return;
+            }
+        };
+        self.gathers.remove(&request);
+        let mut answered = HashSet::default();
         for item in items {
-            if let Some(&tid) = self.task_ids.get(item.key.as_str()) {
-                self.deliver(tid, &item.key, item.data.value, out);
+            match self.task_ids.get(item.key.as_str()) {
+                Some(&tid) if asked.contains(&tid) && answered.insert(tid) => {
+                    self.deliver(tid, &item.key, item.data.value, out)
+                }
+                _ => log::warn!(
+                    "worker {} sent {:?}, which was not asked of it; ignoring it",
+                    self.worker_address(wid),
+                    item.key
+                ),
             }
         }
-        // The worker no longer has these: forget that copy and ask elsewhere (or recompute).
+        // The worker no longer has these (said missing, or left out): forget that copy and
+        // ask elsewhere (or recompute).
         let mut retry = Vec::new();
+        let left_out = asked
+            .iter()
+            .filter(|t| !answered.contains(t))
+            .filter_map(|t| self.tasks.get(t).map(|t| String::from(&*t.key)));
+        let mut missing: Vec<String> = missing;
+        missing.extend(left_out);
+        missing.sort();
+        missing.dedup();
         for key in missing {
             let Some(&tid) = self.task_ids.get(key.as_str()) else {
                 continue;
             };
+            if !asked.contains(&tid) || answered.contains(&tid) {
+                continue;
+            }
             self.remove_holder(tid, wid);
             if self.tasks.get(&tid).is_some_and(|t| t.who_has.is_empty()) {
                 self.recompute_lost(tid, out);
@@ -2464,12 +2672,17 @@ impl SchedulerState {
 
     // ----- assignment ----------------------------------------------------------------------
 
-    /// The signature (sorted set of functions called) of `node`, registered if new. A node
-    /// calling one function (the usual case) is looked up by that name, with no allocation.
+    /// The signature (sorted set of functions called, function names given to `map` and the
+    /// like included) of `node`, registered if new. A node calling one function (the usual
+    /// case) is looked up by that name, with no allocation. Callers that make a task of it
+    /// count it with [`SchedulerState::use_signature`].
     fn signature_of(&mut self, node: &Node) -> u32 {
         if let Node::Task(t) = node {
             let plain = |n: &Node| !matches!(n, Node::Task(_) | Node::List(_) | Node::Map(_));
-            if t.args.iter().all(plain) && t.kwargs.iter().all(|(_, n)| plain(n)) {
+            if t.args.iter().all(plain)
+                && t.kwargs.iter().all(|(_, n)| plain(n))
+                && zask_core::graph::function_argument(&t.func).is_none()
+            {
                 if let Some(&id) = self.single_signatures.get(t.func.as_str()) {
                     return id;
                 }
@@ -2485,13 +2698,55 @@ impl SchedulerState {
         if let Some(&id) = self.signature_ids.get(&functions) {
             return id;
         }
-        let id = self.signatures.len() as u32;
+        if self.free_signatures.is_empty() && self.signatures.len() >= SIGNATURES_KEPT {
+            self.collect_signatures();
+        }
+        let id = match self.free_signatures.pop() {
+            Some(id) => {
+                self.signatures[id as usize] = functions.clone();
+                id
+            }
+            None => {
+                self.signatures.push(functions.clone());
+                self.signature_users.push(0);
+                (self.signatures.len() - 1) as u32
+            }
+        };
         if let [only] = functions.as_slice() {
             self.single_signatures.insert(only.clone(), id);
         }
-        self.signatures.push(functions.clone());
         self.signature_ids.insert(functions, id);
         id
+    }
+
+    /// One more task uses signature `id`.
+    fn use_signature(&mut self, id: u32) {
+        if let Some(n) = self.signature_users.get_mut(id as usize) {
+            *n += 1;
+        }
+    }
+
+    /// Forgets the signatures no task uses (their ids are given again), so that the table is
+    /// bounded by the signatures in use, not by every one ever seen.
+    fn collect_signatures(&mut self) {
+        for (id, users) in self.signature_users.iter().enumerate() {
+            if *users > 0 {
+                continue;
+            }
+            let functions = std::mem::take(&mut self.signatures[id]);
+            if let [only] = functions.as_slice() {
+                self.single_signatures.remove(only);
+            }
+            self.signature_ids.remove(&functions);
+            self.durations.remove(&(id as u32));
+            self.ready.remove(&(id as u32));
+            self.free_signatures.push(id as u32);
+        }
+        log::debug!(
+            "{} of {} function signatures unused and forgotten",
+            self.free_signatures.len(),
+            self.signatures.len()
+        );
     }
 
     /// Assigns ready tasks to workers with free slots, in priority order: each step takes the
@@ -2531,23 +2786,15 @@ impl SchedulerState {
                     blocked.insert(sig);
                 }
                 Pick::Nobody(f) => {
-                    let key = self
-                        .tasks
-                        .get(&entry.task)
-                        .map(|t| t.key.clone())
-                        .unwrap_or_default();
-                    let error = ErrorInfo {
-                        kind: "unknown_function".to_string(),
-                        message: format!(
-                            "key {key:?} calls {f:?}, which no registered worker offers any more"
-                        ),
-                        key: Some(key.to_string()),
-                        function: Some(f),
-                    };
-                    if let Some(t) = self.tasks.get_mut(&entry.task) {
-                        t.status = TaskStatus::Waiting;
+                    // It waits for a worker that offers `f` (see `check_stalled`).
+                    if !self.stalled.contains_key(&entry.task) {
+                        let key = self.tasks.get(&entry.task).map(|t| t.key.clone());
+                        log::warn!(
+                            "task {key:?} calls {f:?}, which no registered worker offers any \
+                             more; it waits for one"
+                        );
+                        self.stalled.insert(entry.task, None);
                     }
-                    self.fail_task(entry.task, error, out);
                 }
             }
         }
@@ -2664,6 +2911,9 @@ impl SchedulerState {
         let Some(w) = self.workers.get_mut(&wid) else {
             return;
         };
+        if !self.stalled.is_empty() {
+            self.stalled.remove(&tid);
+        }
         w.processing.insert(tid);
         let Some(t) = self.tasks.get_mut(&tid) else {
             return;
@@ -2678,6 +2928,10 @@ impl SchedulerState {
             .unwrap_or_else(|| Arc::new(Node::Literal(Value::Nil)));
         let send_value = !t.wanted_by.is_empty();
         let key = String::from(&*t.key);
+        let hash = match &t.lineage {
+            Some(l) => l.hash,
+            None => self.given.get(&tid).copied().unwrap_or_default(),
+        };
         let mut who_has = Vec::new();
         if let Some(t) = self.tasks.get(&tid) {
             for d in &t.deps {
@@ -2693,11 +2947,16 @@ impl SchedulerState {
                     .iter()
                     .filter_map(|h| self.workers.get(h).map(|w| w.address.clone()))
                     .collect();
-                who_has.push((dt.key.clone(), addresses));
+                let dep_hash = match &dt.lineage {
+                    Some(l) => l.hash,
+                    None => self.given.get(d).copied().unwrap_or_default(),
+                };
+                who_has.push((dt.key.clone(), dep_hash, addresses));
             }
         }
         let task = ComputeTask {
             key,
+            hash,
             node,
             who_has,
             send_value,
@@ -2711,58 +2970,6 @@ impl SchedulerState {
     }
 }
 
-/// No task (a graph node not created).
-const NO_TASK: TaskId = TaskId::MAX;
-
-/// What a node refers to, resolved by `plan`: a task the scheduler has, or (top bit set) the
-/// index of a node of the submitted graph, whose task is made first.
-#[derive(Debug, Clone, Copy)]
-struct PlannedRef(u64);
-
-impl PlannedRef {
-    const GRAPH: u64 = 1 << 63;
-
-    fn graph(index: usize) -> PlannedRef {
-        PlannedRef(index as u64 | Self::GRAPH)
-    }
-
-    fn graph_index(self) -> Option<usize> {
-        (self.0 & Self::GRAPH != 0).then_some((self.0 & !Self::GRAPH) as usize)
-    }
-}
-
-/// The nodes of a submitted graph to make into tasks, dependencies first, with each one's
-/// references (in node order, repeats included) resolved, so making the tasks looks no key
-/// up again.
-#[derive(Default)]
-struct Plan {
-    /// Graph indices, in creation order.
-    order: Vec<usize>,
-    /// The references of every node in `order`, one after the other.
-    refs: Vec<PlannedRef>,
-    /// Where each node's references start in `refs`.
-    starts: Vec<usize>,
-}
-
-impl Plan {
-    fn push(&mut self, index: usize, refs: &mut Vec<PlannedRef>) {
-        self.order.push(index);
-        self.starts.push(self.refs.len());
-        self.refs.append(refs);
-    }
-
-    /// The references of the node at `position` in `order`.
-    fn refs_of(&self, position: usize) -> &[PlannedRef] {
-        let start = self.starts.get(position).copied().unwrap_or(0);
-        let end = self
-            .starts
-            .get(position + 1)
-            .copied()
-            .unwrap_or(self.refs.len());
-        self.refs.get(start..end).unwrap_or(&[])
-    }
-}
-
 /// The batch for the worker at `route` in one of the outbox's per-worker maps, made if new.
 /// Looked up by slice, so the route is copied once per batch, not once per item (a big
 /// computation releases or assigns 100,000 keys in one turn). Always `Some`.
@@ -2773,39 +2980,32 @@ fn batch_of<'a, T>(map: &'a mut HashMap<Route, Vec<T>>, route: &[u8]) -> Option<
     map.get_mut(route)
 }
 
-/// Checks that the functions of a graph's nodes are offered by some worker, remembering the
-/// last name found (a graph's nodes mostly call the same few functions).
-#[derive(Default)]
-struct FunctionCheck<'g> {
-    last_found: &'g str,
+/// The error of `key`, which depends on the failed key `root.key`: `dependency_failed`,
+/// naming the key, the input that failed, its function and its message.
+fn dependency_failed(key: &str, root: &ErrorInfo) -> ErrorInfo {
+    let input = root.key.as_deref().unwrap_or("?");
+    ErrorInfo {
+        kind: "dependency_failed".to_string(),
+        message: format!(
+            "key {key:?} could not be computed: it depends on {input:?}, which failed: {}",
+            root.message
+        ),
+        key: Some(key.to_string()),
+        function: root.function.clone(),
+        dependency: root.key.clone(),
+    }
 }
 
-impl<'g> FunctionCheck<'g> {
-    fn check(&mut self, s: &SchedulerState, key: &str, node: &'g Node) -> Result<(), Invalid> {
-        let mut unknown = None;
-        node.for_each_function(&mut |f| {
-            if unknown.is_some() || f == self.last_found {
-                return;
-            }
-            if s.function_counts.contains_key(f) {
-                self.last_found = f;
-            } else {
-                unknown = Some(f);
-            }
-        });
-        match unknown {
-            None => Ok(()),
-            Some(f) => Err(ErrorInfo {
-                kind: "unknown_function".to_string(),
-                message: format!(
-                    "key {key:?} calls {f:?}, which no registered worker offers; \
-                     register it on a worker (see docs/functions.md)"
-                ),
-                key: Some(key.to_string()),
-                function: Some(f.to_string()),
-            }),
-        }
-    }
+/// The error for a lost key whose inputs were defined anew since it was computed.
+fn redefined_input(key: &str) -> ErrorInfo {
+    ErrorInfo::new(
+        "lost",
+        format!(
+            "key {key:?} was lost and cannot be recomputed: a key it was computed from has been \
+             released and defined anew since; submit its graph again"
+        ),
+    )
+    .with_key(key)
 }
 
 /// The error for a lost key whose input `dep` is gone for good (data without lineage).
@@ -2828,6 +3028,16 @@ enum Pick {
     Nobody(String),
 }
 
+/// How a worker came to hold a key it tells the scheduler about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// It held the key when it registered (a sled store kept across a restart, or a worker
+    /// the scheduler had forgotten).
+    Registered,
+    /// It fetched the key from a peer (`acquired`).
+    Fetched,
+}
+
 /// The fields of a `register` message.
 struct Registration {
     protocol: u32,
@@ -2839,6 +3049,11 @@ struct Registration {
     has: Vec<KeyInfo>,
 }
 
+mod checks;
+mod submit;
+
+#[cfg(test)]
+mod integrity_tests;
 #[cfg(test)]
 mod queue_tests;
 #[cfg(test)]

@@ -70,15 +70,30 @@ struct SignalActions {
 }
 
 impl SignalActions {
-    /// The `n`th signal (from 0): the first retires gracefully, any later one stops at once.
+    /// The `n`th signal (from 0): the first retires gracefully, any later one stops at once:
+    /// the worker is told to stop, and if it has not within `FORCED_EXIT_AFTER` (its loop is
+    /// stuck, on a wedged disk say), the process exits anyway.
     fn on_signal(&self, n: usize) {
         if n == 0 {
             (self.retire)()
         } else {
-            (self.stop)()
+            (self.stop)();
+            let _ = std::thread::Builder::new()
+                .name("zask-forced-exit".into())
+                .spawn(|| {
+                    std::thread::sleep(FORCED_EXIT_AFTER);
+                    eprintln!(
+                        "zask-worker: did not stop within {FORCED_EXIT_AFTER:?} of the second \
+                         signal; exiting"
+                    );
+                    std::process::exit(1);
+                });
         }
     }
 }
+
+/// After a second signal, how long the worker may take to stop before the process exits.
+const FORCED_EXIT_AFTER: Duration = Duration::from_secs(2);
 
 fn seconds(s: f64, flag: &str) -> Duration {
     match Duration::try_from_secs_f64(s) {

@@ -26,7 +26,8 @@ use zask_core::protocol::{
     PeerRequest, ReleaseBody, TaskDone, TaskFailed, ToWorker, PROTOCOL_VERSION,
 };
 use zask_core::service::Service;
-use zask_core::{net, Bytes, Value};
+use zask_core::value::MAX_NESTING;
+use zask_core::{net, Bytes, DefHash, Value};
 
 use crate::error::Error;
 use crate::eval::{evaluate, EvalError};
@@ -141,6 +142,7 @@ impl Worker {
                 running: 0,
                 fetches: HashMap::default(),
                 fetching: HashMap::default(),
+                next_serial: 1,
                 next_request: 1,
                 report: Report::default(),
                 registered: false,
@@ -238,6 +240,9 @@ const RESULTS_DELAY: Duration = Duration::from_micros(200);
 /// one wake-up for many tiny tasks).
 struct Job {
     key: String,
+    /// Which acceptance of the task this is (a result is taken only for the task it was run
+    /// for: the key may have been given again, with another definition, meanwhile).
+    serial: u64,
     node: Arc<Node>,
     /// The value of each reference of `node`, in `Node::for_each_ref` order.
     inputs: Vec<Value>,
@@ -252,7 +257,9 @@ struct Job {
 /// What an executor thread sends back.
 struct JobResult {
     key: String,
-    result: Result<Value, EvalError>,
+    serial: u64,
+    /// The value and its size (measured on the executor, which also checks its nesting).
+    result: Result<(Value, u64), EvalError>,
     duration: Duration,
     /// Set when the job did not run because the link before it in its chain failed.
     failed_input: Option<String>,
@@ -365,14 +372,16 @@ fn run_batch(batch: Vec<Job>, registry: &Registry, sender: &mut ResultSender) ->
                 }
                 None => evaluate(&job.node, &mut job.inputs.into_iter(), registry),
             };
+            let result = result.and_then(|value| measure(value, &job.node));
             if link.is_some() {
                 previous = Some(match &result {
-                    Ok(value) => Ok(value.clone()),
+                    Ok((value, _)) => Ok(value.clone()),
                     Err(_) => Err(job.key.clone()),
                 });
             }
             let done = JobResult {
                 key: job.key,
+                serial: job.serial,
                 result,
                 duration: start.elapsed(),
                 failed_input,
@@ -383,6 +392,29 @@ fn run_batch(batch: Vec<Job>, registry: &Registry, sender: &mut ResultSender) ->
         }
     }
     true
+}
+
+/// A result's size, or a task error if it nests deeper than [`MAX_NESTING`] (no message could
+/// carry it, and nothing should recurse on it): the value is then dropped without recursion.
+fn measure(value: Value, node: &Node) -> Result<(Value, u64), EvalError> {
+    match value.measure(MAX_NESTING) {
+        Ok(nbytes) => Ok((value, nbytes)),
+        Err(too_deep) => {
+            value.dismantle();
+            let function = match node {
+                Node::Task(t) => Some(t.func.clone()),
+                _ => None,
+            };
+            Err(EvalError {
+                kind: "task_failed",
+                message: format!(
+                    "its result cannot be kept: {too_deep} (build flatter results, or split \
+                     the work into more tasks)"
+                ),
+                function,
+            })
+        }
+    }
 }
 
 /// The value of each reference of `node`, from `store`, in the order evaluation takes them.
@@ -417,7 +449,7 @@ fn gather_inputs(
 }
 
 /// An input as a `compute` lists it: its key and the peers holding it.
-type Listed<'a> = (&'a Arc<str>, &'a Vec<Arc<str>>);
+type Listed<'a> = (&'a Arc<str>, &'a DefHash, &'a Vec<Arc<str>>);
 
 /// Inputs to fetch, by the peer to ask first.
 type ToFetch = HashMap<String, Vec<Arc<str>>>;
@@ -428,9 +460,20 @@ type Waiters = SmallVec<[Arc<str>; 1]>;
 /// A task this worker was given and has not finished.
 struct LocalTask {
     node: Arc<Node>,
+    /// Its definition hash: the result is stored with it.
+    hash: DefHash,
+    /// This acceptance of the task (see `Job::serial`).
+    serial: u64,
     /// Inputs not yet local.
     missing: usize,
     send_value: bool,
+}
+
+/// An input being fetched: the holders not tried yet, and the definition hash a copy must
+/// have (a peer's copy of another definition is refused like a bad value).
+struct Fetching {
+    untried: Vec<String>,
+    hash: DefHash,
 }
 
 /// A fetch request in flight to a peer.
@@ -474,8 +517,10 @@ struct Loop {
     ready: VecDeque<String>,
     running: u32,
     fetches: HashMap<u64, Fetch>,
-    /// Input key being fetched → holders not tried yet.
-    fetching: HashMap<Arc<str>, Vec<String>>,
+    /// Input key being fetched → holders not tried yet, and the hash it must have.
+    fetching: HashMap<Arc<str>, Fetching>,
+    /// The serial of the next task accepted.
+    next_serial: u64,
     next_request: u64,
     report: Report,
     registered: bool,
@@ -507,6 +552,7 @@ impl Loop {
             self.run_ready();
             self.send_report(false);
             self.heartbeat();
+            self.check_store();
         }
     }
 
@@ -589,6 +635,16 @@ impl Loop {
         }
     }
 
+    /// A store that failed for good (a disk store after a write error) takes no more values:
+    /// the worker retires, so the scheduler moves what it holds and sends it no more work.
+    fn check_store(&mut self) {
+        if let Some(why) = self.store.broken() {
+            if !self.retire.swap(true, Ordering::SeqCst) {
+                log::error!("the store failed for good ({why}); retiring this worker");
+            }
+        }
+    }
+
     fn poll_timeout(&self) -> Duration {
         let mut t = self.heartbeat_interval;
         if let Some(since) = self.report_since {
@@ -606,12 +662,7 @@ impl Loop {
     // ----- the scheduler -------------------------------------------------------------------
 
     fn register(&mut self) {
-        let has = self
-            .store
-            .keys_with_sizes()
-            .into_iter()
-            .map(|(key, nbytes)| KeyInfo { key, nbytes })
-            .collect();
+        let has = self.store.all_held();
         let msg = FromWorker::Register {
             protocol: PROTOCOL_VERSION,
             worker_id: self.worker_id.clone(),
@@ -685,41 +736,34 @@ impl Loop {
         }
     }
 
-    /// A `compute` that did not decode: fail each task whose node is malformed (`bad_task`)
-    /// and take the others. Returns false if it was not a readable `compute` at all.
+    /// A `compute` that did not decode: taken task by task, each failing alone (`bad_task`,
+    /// naming it) if it cannot be read (a malformed node, one nested too deep), the others
+    /// taken. Returns false if it was not a readable `compute` at all.
     fn fail_malformed_tasks(&mut self, header: &[u8]) -> bool {
-        #[derive(serde::Deserialize)]
-        struct LenientTask {
-            key: String,
-            node: Value,
-            #[serde(default)]
-            who_has: Vec<(Arc<str>, Vec<Arc<str>>)>,
-            #[serde(default)]
-            send_value: bool,
+        use zask_core::msgpack;
+        if msgpack::header_op(header) != Ok("compute") {
+            return false;
         }
-        #[derive(serde::Deserialize)]
-        struct LenientCompute {
-            tasks: Vec<LenientTask>,
-        }
-        let Ok(body) = frames::decode::<LenientCompute>(header) else {
+        let Some(items) = msgpack::field(header, "tasks").and_then(msgpack::array_items) else {
             return false;
         };
         let mut tasks = Vec::new();
-        for t in body.tasks {
-            match Node::from_value(&t.node) {
-                Ok(node) => tasks.push(ComputeTask {
-                    key: t.key,
-                    node: Arc::new(node),
-                    who_has: t.who_has,
-                    send_value: t.send_value,
-                }),
-                Err(e) => self.fail(
-                    &t.key,
-                    "bad_task",
-                    None,
-                    format!("malformed task: {e}"),
-                    None,
-                ),
+        for item in items {
+            match frames::decode::<ComputeTask>(item) {
+                Ok(task) => tasks.push(task),
+                Err(e) => {
+                    let key = msgpack::field(item, "key").and_then(msgpack::as_str);
+                    match key {
+                        Some(key) => self.fail(
+                            key,
+                            "bad_task",
+                            None,
+                            format!("the task cannot be read: {e}"),
+                            None,
+                        ),
+                        None => log::warn!("dropping a task without a key from a compute: {e}"),
+                    }
+                }
             }
         }
         self.on_scheduler_message(ToWorker::Compute { tasks }, &[]);
@@ -743,11 +787,38 @@ impl Loop {
                     log::info!("the scheduler does not know this worker; registering again");
                 }
                 self.registered = false;
+                self.forget_tasks();
                 self.register();
             }
             ToWorker::Closing => {
                 log::info!("the scheduler is shutting down; waiting for it to come back");
                 self.registered = false;
+                self.forget_tasks();
+            }
+            ToWorker::CheckTasks { request, keys } => {
+                let mut unknown = Vec::new();
+                for key in keys {
+                    if self.tasks.contains_key(&key) {
+                        continue;
+                    }
+                    match self.store.held(&key) {
+                        // Done here, and its report lost: reported again.
+                        Some(held) => {
+                            self.report.done.push(TaskDone {
+                                key,
+                                nbytes: held.nbytes,
+                                duration_us: 0,
+                                data: None,
+                            });
+                            self.report.values.push(None);
+                        }
+                        None => unknown.push(key),
+                    }
+                }
+                // What is reported again goes first.
+                self.send_report(true);
+                let msg = FromWorker::TaskStatus { request, unknown };
+                self.send_to_scheduler(&msg, Vec::new());
             }
             ToWorker::Compute { tasks } => {
                 let mut to_fetch: ToFetch = HashMap::default();
@@ -781,8 +852,8 @@ impl Loop {
             }
             ToWorker::Replicate { who_has } => {
                 let mut to_fetch: ToFetch = HashMap::default();
-                for (key, holders) in who_has {
-                    self.replicate(key, holders, &mut to_fetch);
+                for (key, hash, holders) in who_has {
+                    self.replicate(key, hash, holders, &mut to_fetch);
                 }
                 self.send_fetches(to_fetch);
             }
@@ -803,15 +874,13 @@ impl Loop {
                         self.fetch_failed(f.keys);
                     }
                 }
-                for queue in self.fetching.values_mut() {
-                    queue.retain(|p| p != &address);
+                for f in self.fetching.values_mut() {
+                    f.untried.retain(|p| p != &address);
                 }
             }
             ToWorker::Release { keys } => {
                 for k in keys {
-                    if let Err(e) = self.store.remove(&k) {
-                        log::warn!("cannot release {k:?}: {e}");
-                    }
+                    self.remove_stored(&k);
                 }
             }
             ToWorker::GetData { request, keys } => {
@@ -827,34 +896,47 @@ impl Loop {
         }
     }
 
-    /// Takes a task from the scheduler: queue it, or wait for its inputs.
     /// Takes one task of a `compute` batch (`batch`: the keys of the batch's tasks, when some
-    /// task of it has inputs); false if it failed at once.
+    /// task of it has inputs): queue it, or wait for its inputs; false if it failed at once.
     fn accept_task(
         &mut self,
         t: &ComputeTask,
         batch: &HashSet<&str>,
         to_fetch: &mut ToFetch,
     ) -> bool {
-        if self.tasks.contains_key(&t.key) {
-            return true;
+        match self.tasks.get(&t.key) {
+            Some(known) if known.hash == t.hash => return true,
+            Some(_) => {
+                // Given again with another definition: the old one is dropped (a run of it
+                // still going is not taken: its serial is stale).
+                log::info!("task {:?} is given anew with another definition", t.key);
+                self.drop_task(&t.key);
+            }
+            None => {}
         }
-        if self.store.contains(&t.key) {
-            // Computed (or fetched) here before: report it again.
-            let value = if t.send_value {
-                self.store.get(&t.key).ok().flatten()
-            } else {
-                None
-            };
-            let nbytes = self.store_nbytes(&t.key);
-            self.report.done.push(TaskDone {
-                key: t.key.clone(),
-                nbytes,
-                duration_us: 0,
-                data: None,
-            });
-            self.report.values.push(value);
-            return true;
+        match self.store.held(&t.key) {
+            Some(held) if held.hash == t.hash => {
+                // Computed (or fetched) here before: report it again.
+                let value = if t.send_value {
+                    self.store.get(&t.key).ok().flatten()
+                } else {
+                    None
+                };
+                self.report.done.push(TaskDone {
+                    key: t.key.clone(),
+                    nbytes: held.nbytes,
+                    duration_us: 0,
+                    data: None,
+                });
+                self.report.values.push(value);
+                return true;
+            }
+            Some(_) => {
+                // A stale value of another definition: never reported for this one.
+                log::info!("dropping a stale value of {:?} (another definition)", t.key);
+                self.remove_stored(&t.key);
+            }
+            None => {}
         }
         // Every reference, in node order (a repeated key counted once below: its second
         // reference finds this task already waiting for it).
@@ -873,14 +955,33 @@ impl Loop {
         for dep in refs {
             // (The listed key is shared by every table the input enters: no copy of it.)
             let listed = match t.who_has.get(cursor) {
-                Some((k, peers)) if **k == *dep => {
+                Some((k, hash, peers)) if **k == *dep => {
                     cursor += 1;
-                    Some((k, peers))
+                    Some((k, hash, peers))
                 }
                 _ => None,
             };
-            if self.store.contains(dep) {
-                continue;
+            let listed = listed.or_else(|| {
+                by_key
+                    .get_or_insert_with(|| {
+                        t.who_has
+                            .iter()
+                            .map(|(k, h, p)| (&**k, (k, h, p)))
+                            .collect()
+                    })
+                    .get(dep)
+                    .copied()
+            });
+            match (self.store.held(dep), listed) {
+                // Here, and the copy wanted (or any copy, when none is named).
+                (Some(held), Some((_, hash, _))) if held.hash == *hash => continue,
+                (Some(_), None) => continue,
+                // Here, but of another definition: stale, fetched anew.
+                (Some(_), Some(_)) => {
+                    log::info!("dropping a stale copy of input {dep:?} (another definition)");
+                    self.remove_stored(dep);
+                }
+                (None, _) => {}
             }
             if self.tasks.contains_key(dep)
                 || self.fetching.contains_key(dep)
@@ -891,14 +992,8 @@ impl Loop {
                 }
                 continue;
             }
-            let listed = listed.or_else(|| {
-                by_key
-                    .get_or_insert_with(|| t.who_has.iter().map(|(k, p)| (&**k, (k, p))).collect())
-                    .get(dep)
-                    .copied()
-            });
-            match listed.and_then(|(k, p)| Some((k, p.split_first()?))) {
-                Some((dep, (first, others))) => {
+            match listed.and_then(|(k, h, p)| Some((k, h, p.split_first()?))) {
+                Some((dep, hash, (first, others))) => {
                     self.add_waiter(dep, Some(dep), &waiter);
                     missing += 1;
                     match to_fetch.get_mut(&**first) {
@@ -924,7 +1019,10 @@ impl Loop {
                     // The others, to try in order if the first fails (popped from the end).
                     self.fetching.insert(
                         dep.clone(),
-                        others.iter().rev().map(|p| p.to_string()).collect(),
+                        Fetching {
+                            untried: others.iter().rev().map(|p| p.to_string()).collect(),
+                            hash: *hash,
+                        },
                     );
                 }
                 None => {
@@ -941,10 +1039,14 @@ impl Loop {
                 }
             }
         }
+        let serial = self.next_serial;
+        self.next_serial += 1;
         self.tasks.insert(
             t.key.clone(),
             LocalTask {
                 node: t.node.clone(),
+                hash: t.hash,
+                serial,
                 missing,
                 send_value: t.send_value,
             },
@@ -953,6 +1055,39 @@ impl Loop {
             self.ready.push_back(t.key.clone());
         }
         true
+    }
+
+    /// Forgets every task this worker was given (the scheduler forgot this worker, or is
+    /// going away: it takes its tasks back, and gives them again as it sees fit). Runs still
+    /// on an executor finish, and are not taken.
+    fn forget_tasks(&mut self) {
+        if !self.tasks.is_empty() {
+            log::info!(
+                "dropping {} task(s) the scheduler took back",
+                self.tasks.len()
+            );
+        }
+        self.tasks.clear();
+        self.waiting.clear();
+        self.ready.clear();
+        self.fetching.clear();
+        self.fetches.clear();
+    }
+
+    /// Forgets the task of `key` (given anew, or taken back by the scheduler), with its
+    /// waits on inputs. A run of it already on an executor finishes, and is not taken.
+    fn drop_task(&mut self, key: &str) {
+        if let Some(task) = self.tasks.remove(key) {
+            let waiter: Arc<str> = Arc::from(key);
+            self.forget_waits(&task.node, &waiter);
+        }
+    }
+
+    /// Deletes `key` from the store (a stale value, or one the scheduler released).
+    fn remove_stored(&mut self, key: &str) {
+        if let Err(e) = self.store.remove(key) {
+            log::warn!("cannot delete {key:?}: {e}");
+        }
     }
 
     /// Notes that `waiter` waits for `dep`; false if it already did (a repeated reference).
@@ -987,33 +1122,52 @@ impl Loop {
         });
     }
 
-    /// Starts copying `key` from `holders` (data moving off a retiring worker); it is reported
-    /// as `acquired` once here.
-    fn replicate(&mut self, key: String, holders: Vec<String>, to_fetch: &mut ToFetch) {
-        if self.store.contains(&key) {
-            let nbytes = self.store_nbytes(&key);
-            self.report.acquired.push(KeyInfo { key, nbytes });
-            return;
+    /// Starts copying `key` (of definition `hash`) from `holders` (data moving off a
+    /// retiring worker); it is reported as `acquired` once here.
+    fn replicate(
+        &mut self,
+        key: String,
+        hash: DefHash,
+        holders: Vec<String>,
+        to_fetch: &mut ToFetch,
+    ) {
+        match self.store.held(&key) {
+            Some(held) if held.hash == hash => {
+                let nbytes = held.nbytes;
+                self.report.acquired.push(KeyInfo { key, nbytes, hash });
+                return;
+            }
+            Some(_) => self.remove_stored(&key),
+            None => {}
         }
         if self.fetching.contains_key(key.as_str()) {
             return;
         }
-        let mut queue: Vec<String> = holders.into_iter().rev().collect();
-        if let Some(first) = queue.pop() {
+        let mut untried: Vec<String> = holders.into_iter().rev().collect();
+        if let Some(first) = untried.pop() {
             let key: Arc<str> = Arc::from(key);
             to_fetch.entry(first).or_default().push(key.clone());
-            self.fetching.insert(key, queue);
+            self.fetching.insert(key, Fetching { untried, hash });
         }
     }
 
     /// Stores a scattered value and reports it like a finished task.
     fn put(&mut self, item: KeyData, blobs: &[zmq::Message]) {
+        let Some(hash) = item.hash else {
+            return self.fail(
+                &item.key,
+                "task_failed",
+                None,
+                "a scattered value came without its definition hash".to_string(),
+                None,
+            );
+        };
         let stored = frames::unpack(item.data, blobs)
             .map_err(|e| e.to_string())
             .and_then(|value| {
                 let nbytes = value.nbytes();
                 self.store
-                    .insert(&item.key, value)
+                    .insert(&item.key, value, hash, nbytes)
                     .map(|()| nbytes)
                     .map_err(|e| e.to_string())
             });
@@ -1036,10 +1190,6 @@ impl Loop {
                 None,
             ),
         }
-    }
-
-    fn store_nbytes(&self, key: &str) -> u64 {
-        self.store.get(key).ok().flatten().map_or(0, |v| v.nbytes())
     }
 
     fn fail(
@@ -1087,11 +1237,13 @@ impl Loop {
                 }
             };
             let node = task.node.clone();
+            let serial = task.serial;
             let budget = (self.nthreads * DISPATCH_AHEAD)
                 .saturating_sub(self.running + jobs.len() as u32 + 1);
             let (then, links) = self.take_chain(&key, budget);
             jobs.push(Job {
                 key,
+                serial,
                 node,
                 inputs,
                 from_previous: Vec::new(),
@@ -1149,6 +1301,7 @@ impl Loop {
             };
             task.missing = 0;
             let node = task.node.clone();
+            let serial = task.serial;
             if let Some(waiters) = self.waiting.get_mut(previous.as_str()) {
                 waiters.remove(at);
                 if waiters.is_empty() {
@@ -1158,6 +1311,7 @@ impl Loop {
             previous = String::from(&*waiter);
             links.push(Job {
                 key: previous.clone(),
+                serial,
                 node,
                 inputs,
                 from_previous,
@@ -1185,14 +1339,18 @@ impl Loop {
     /// Stores (or fails) one task an executor finished, and queues what waited for it.
     fn task_finished(&mut self, done: JobResult) {
         self.running = self.running.saturating_sub(1);
+        // Only for the acceptance it was run for (the task may have been dropped, or given
+        // anew, since).
+        if self.tasks.get(&done.key).map(|t| t.serial) != Some(done.serial) {
+            return;
+        }
         let Some(task) = self.tasks.remove(&done.key) else {
             return;
         };
         match done.result {
-            Ok(value) => {
-                let nbytes = value.nbytes();
+            Ok((value, nbytes)) => {
                 let sent = task.send_value.then(|| value.clone());
-                if let Err(e) = self.store.insert(&done.key, value) {
+                if let Err(e) = self.store.insert(&done.key, value, task.hash, nbytes) {
                     // (A link chained behind this task ran with the value all the same: its
                     // result is right, and it is reported as usual.)
                     self.fail(&done.key, "task_failed", None, e.to_string(), None);
@@ -1299,8 +1457,12 @@ impl Loop {
         let mut items = Vec::new();
         let mut missing = Vec::new();
         for key in keys {
-            match self.store.get(&key) {
-                Ok(Some(v)) => items.push(KeyData { key, data: pack(v) }),
+            match self.store.get_with(&key) {
+                Ok(Some((v, held))) => items.push(KeyData {
+                    key,
+                    data: pack(v),
+                    hash: Some(held.hash),
+                }),
                 Ok(None) => missing.push(key),
                 Err(e) => {
                     log::warn!("cannot read {key:?}: {e}");
@@ -1487,23 +1649,33 @@ impl Loop {
                 complete = false;
             }
             // Taken out of `fetching` at once, put back if it cannot be taken in.
-            let Some((key, untried)) = self.fetching.remove_entry(item.key.as_str()) else {
+            let Some((key, fetching)) = self.fetching.remove_entry(item.key.as_str()) else {
                 continue;
             };
-            let stored = frames::unpack(item.data, blobs)
-                .map_err(|e| format!("bad value for {key:?} from a peer: {e}"))
-                .and_then(|value| {
-                    let nbytes = value.nbytes();
-                    self.store
-                        .insert(&key, value)
-                        .map(|()| nbytes)
-                        .map_err(|e| format!("cannot store fetched {key:?}: {e}"))
-                });
+            let hash = fetching.hash;
+            let stored = if item.hash != Some(hash) {
+                Err(format!(
+                    "a peer's copy of {key:?} is of another definition (or has no hash); not \
+                     taken"
+                ))
+            } else {
+                frames::unpack(item.data, blobs)
+                    .map_err(|e| format!("bad value for {key:?} from a peer: {e}"))
+                    .and_then(|value| {
+                        let nbytes = value
+                            .measure(MAX_NESTING)
+                            .map_err(|e| format!("bad value for {key:?} from a peer: {e}"))?;
+                        self.store
+                            .insert(&key, value, hash, nbytes)
+                            .map(|()| nbytes)
+                            .map_err(|e| format!("cannot store fetched {key:?}: {e}"))
+                    })
+            };
             let nbytes = match stored {
                 Ok(nbytes) => nbytes,
                 Err(e) => {
                     log::warn!("{e}");
-                    self.fetching.insert(key, untried);
+                    self.fetching.insert(key, fetching);
                     complete = false;
                     continue;
                 }
@@ -1512,6 +1684,7 @@ impl Loop {
             self.report.acquired.push(KeyInfo {
                 key: item.key,
                 nbytes,
+                hash,
             });
         }
         if complete {
@@ -1532,7 +1705,7 @@ impl Loop {
     fn fetch_failed(&mut self, keys: Vec<Arc<str>>) {
         let mut retry: ToFetch = HashMap::default();
         for key in keys {
-            let next = self.fetching.get_mut(&key).and_then(|q| q.pop());
+            let next = self.fetching.get_mut(&key).and_then(|f| f.untried.pop());
             match next {
                 Some(peer) => retry.entry(peer).or_default().push(key),
                 None => {

@@ -17,6 +17,7 @@
 use std::cmp::Ordering;
 use std::time::Duration;
 
+use zask_core::value::MAX_NESTING;
 use zask_core::Value;
 
 use crate::registry::{Args, Registry};
@@ -154,6 +155,14 @@ pub fn register_stdlib(registry: &mut Registry) {
                 acc = registry
                     .call(f, Args::positional(vec![acc, item]))
                     .map_err(|e| format!("reduce: {f} failed on item {i}: {e}"))?;
+                // The accumulator must not grow deeper than a value may (`reduce("list",
+                // ...)` nests one level per item): checked as it grows, so that nothing,
+                // not even dropping it, recurses a million levels.
+                if acc.is_container() {
+                    if let Err(e) = acc.measure(MAX_NESTING) {
+                        return Err(format!("reduce: the result of {f} on item {i}: {e}"));
+                    }
+                }
             }
             Ok(acc)
         })
@@ -697,9 +706,16 @@ fn function_and_list<'a>(
 
 /// Calls `f(item)` for map/filter; errors say which item failed (0-based index).
 fn call1(registry: &Registry, name: &str, f: &str, i: usize, item: Value) -> Result<Value, String> {
-    registry
+    let value = registry
         .call(f, Args::positional(vec![item]))
-        .map_err(|e| format!("{name}: {f} failed on item {i}: {e}"))
+        .map_err(|e| format!("{name}: {f} failed on item {i}: {e}"))?;
+    match value.measure(MAX_NESTING) {
+        Ok(_) => Ok(value),
+        Err(e) => {
+            value.dismantle();
+            Err(format!("{name}: the result of {f} on item {i}: {e}"))
+        }
+    }
 }
 
 fn sleep_duration(seconds: &Value) -> Result<Duration, String> {
@@ -1214,6 +1230,22 @@ mod tests {
             err("reduce", vec![s("inc"), ints(&[1, 2])]),
             "reduce: inc failed on item 1: inc takes 1 argument, got 2"
         );
+    }
+
+    /// `reduce("list", range(1000000))` nests one level per item: refused as soon as it
+    /// passes the limit, with an error, instead of overflowing the stack of whatever touches
+    /// it next (it killed every worker it was sent to).
+    #[test]
+    fn reduce_refuses_an_accumulator_nested_too_deep() {
+        let items = Value::List((0..1_000_000).map(Value::Int).collect());
+        let err = err("reduce", vec![s("list"), items]);
+        assert!(
+            err.contains("reduce") && err.contains("nests more than 512"),
+            "{err}"
+        );
+        // A flat accumulator is not bothered.
+        let items = Value::List((0..10_000).map(Value::Int).collect());
+        assert_eq!(ok("reduce", vec![s("add"), items]), i(49_995_000));
     }
 
     #[test]

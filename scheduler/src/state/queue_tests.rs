@@ -2,7 +2,7 @@
 //! their only missing input on the same worker, and deeper queues for tasks known to be short.
 //! (The main suite in tests.rs turns both off, to check the rest one message at a time.)
 
-use super::tests::{compute_keys, done, get, ints, register, report, Sim, FUNCS};
+use super::tests::{compute_keys, done, get, info, ints, register, report, Sim, FUNCS};
 use super::*;
 use zask_core::graph::{key, task};
 
@@ -189,10 +189,7 @@ fn a_worker_registering_again_gets_its_unfinished_work_again() {
         pid: 1,
         nthreads: 1,
         functions: FUNCS.iter().map(|f| f.to_string()).collect(),
-        has: vec![KeyInfo {
-            key: "c0".into(),
-            nbytes: 8,
-        }],
+        has: vec![info(&s, "c0", 8)],
     };
     s.on_worker_message(b"w1-again", msg, t0, &mut out);
     s.on_flushed(&mut out);

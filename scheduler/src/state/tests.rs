@@ -50,7 +50,7 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn register_msg(route: &[u8], functions: &[&str], nthreads: u32) -> FromWorker {
+pub(super) fn register_msg(route: &[u8], functions: &[&str], nthreads: u32) -> FromWorker {
     FromWorker::Register {
         protocol: PROTOCOL_VERSION,
         worker_id: format!("id-{}", name(route)),
@@ -106,6 +106,7 @@ pub(super) fn get(
     let request = GetRequest {
         request,
         graph: graph.clone(),
+        hashes: Vec::new(),
         keys: keys.into(),
         keep_results,
     };
@@ -180,11 +181,28 @@ fn report_failed(s: &mut SchedulerState, route: &[u8], f: TaskFailed, now: Insta
 
 /// The tasks sent to `route` in `out`.
 /// A compute's `who_has` as plain strings (to compare with literals).
-fn listed(who_has: &[(Arc<str>, Vec<Arc<str>>)]) -> Vec<(String, Vec<String>)> {
+fn listed(who_has: &[zask_core::protocol::Holders]) -> Vec<(String, Vec<String>)> {
     who_has
         .iter()
-        .map(|(k, peers)| (k.to_string(), peers.iter().map(|p| p.to_string()).collect()))
+        .map(|(k, _, peers)| (k.to_string(), peers.iter().map(|p| p.to_string()).collect()))
         .collect()
+}
+
+/// The definition hash the scheduler has for `key` (what a worker holding it must claim).
+pub(super) fn hash_in(s: &SchedulerState, key: &str) -> DefHash {
+    s.task_ids
+        .get(key)
+        .and_then(|&t| s.hash_of(t))
+        .unwrap_or_else(|| panic!("the scheduler does not know {key}"))
+}
+
+/// A worker's claim to hold `key` (of `nbytes`), with the hash the scheduler has for it.
+pub(super) fn info(s: &SchedulerState, key: &str, nbytes: u64) -> KeyInfo {
+    KeyInfo {
+        key: key.to_string(),
+        nbytes,
+        hash: hash_in(s, key),
+    }
 }
 
 fn computes<'a>(out: &'a Outbox, route: &[u8]) -> &'a [ComputeTask] {
@@ -335,8 +353,8 @@ fn apply(func: &str, args: &[Value]) -> Value {
 
 /// A scheduler plus simulated workers that do whatever they are told.
 pub(super) struct Sim {
-    s: SchedulerState,
-    now: Instant,
+    pub(super) s: SchedulerState,
+    pub(super) now: Instant,
     /// The keys each live worker holds, by route.
     stores: BTreeMap<Route, HashMap<String, Value>>,
     /// Tasks sent and not yet run, per worker.
@@ -344,7 +362,7 @@ pub(super) struct Sim {
     /// `get_data` requests not yet answered.
     get_data: Vec<(Route, u64, Vec<String>)>,
     /// Everything sent to clients.
-    to_clients: Vec<(Route, ToClient)>,
+    pub(super) to_clients: Vec<(Route, ToClient)>,
     /// Every task sent, in order.
     pub(super) dispatched: Vec<(Route, String)>,
     /// Every key released, in order.
@@ -354,7 +372,7 @@ pub(super) struct Sim {
 }
 
 impl Sim {
-    fn new() -> Sim {
+    pub(super) fn new() -> Sim {
         Sim::with(test_config())
     }
 
@@ -391,7 +409,7 @@ impl Sim {
     }
 
     /// The worker on `route` dies silently: its data and queued tasks are gone.
-    fn kill(&mut self, route: &[u8]) {
+    pub(super) fn kill(&mut self, route: &[u8]) {
         self.stores.remove(route);
         self.pending.remove(route);
         self.get_data.retain(|(r, _, _)| r != route);
@@ -402,7 +420,7 @@ impl Sim {
     }
 
     /// Takes in what the scheduler sent, checking each task can run where it was sent.
-    fn absorb(&mut self, mut out: Outbox) {
+    pub(super) fn absorb(&mut self, mut out: Outbox) {
         for (route, keys) in out.release.drain() {
             for k in keys {
                 if let Some(store) = self.stores.get_mut(&route) {
@@ -450,8 +468,8 @@ impl Sim {
             let holders = t
                 .who_has
                 .iter()
-                .find(|(k, _)| **k == *dep)
-                .map(|(_, a)| a.clone())
+                .find(|(k, _, _)| **k == *dep)
+                .map(|(_, _, a)| a.clone())
                 .unwrap_or_default();
             let found = holders.iter().any(|a| {
                 self.route_of(a)
@@ -485,14 +503,7 @@ impl Sim {
                 let mut missing = Vec::new();
                 for k in keys {
                     match store.get(&k) {
-                        Some(v) => items.push(KeyData {
-                            key: k,
-                            data: Data {
-                                value: v.clone(),
-                                frame: None,
-                                raw: false,
-                            },
-                        }),
+                        Some(v) => items.push(KeyData::inline(k, v.clone())),
                         None => missing.push(k),
                     }
                 }
@@ -519,11 +530,10 @@ impl Sim {
                 if self.stores[&route].contains_key(&dep) {
                     continue;
                 }
-                let value = t
-                    .who_has
+                let listed = t.who_has.iter().find(|(k, _, _)| **k == *dep);
+                let value = listed
                     .iter()
-                    .filter(|(k, _)| **k == *dep)
-                    .flat_map(|(_, a)| a.iter())
+                    .flat_map(|(_, _, a)| a.iter())
                     .filter_map(|a| self.route_of(a))
                     .find_map(|r| self.stores[&r].get(&dep).cloned())
                     .unwrap_or_else(|| {
@@ -532,6 +542,7 @@ impl Sim {
                 acquired.push(KeyInfo {
                     key: dep.clone(),
                     nbytes: value.nbytes(),
+                    hash: listed.map(|(_, h, _)| *h).unwrap_or_default(),
                 });
                 self.stores.get_mut(&route).unwrap().insert(dep, value);
             }
@@ -578,7 +589,7 @@ impl Sim {
         })
     }
 
-    fn error(&self, client: &[u8], request: u64) -> ErrorInfo {
+    pub(super) fn error(&self, client: &[u8], request: u64) -> ErrorInfo {
         errors_in(&self.to_clients, client, request)
             .unwrap_or_else(|| panic!("no error for {} #{request}", name(client)))
     }
@@ -822,6 +833,7 @@ fn a_key_freed_in_a_turn_serves_a_get_of_the_same_turn() {
     let request = GetRequest {
         request: 2,
         graph: g2,
+        hashes: Vec::new(),
         keys: "c".into(),
         keep_results: false,
     };
@@ -902,14 +914,7 @@ fn held_key_is_reused_not_recomputed() {
     assert_eq!(requests[0].1, vec!["y"]);
     let data = FromWorker::Data {
         request: requests[0].0,
-        items: vec![KeyData {
-            key: "y".into(),
-            data: Data {
-                value: Value::Int(4),
-                frame: None,
-                raw: false,
-            },
-        }],
+        items: vec![KeyData::inline("y".into(), Value::Int(4))],
         missing: Vec::new(),
     };
     let out = send(&mut s, b"w1", data, t0);
@@ -1167,7 +1172,7 @@ fn failed_key_is_forgotten_and_can_be_resubmitted() {
     g.insert("keep_x", task("inc", (key("x"),)));
     get(&mut s, b"c1", 1, &g, "y", false, t0);
     let out = report_failed(&mut s, b"w1", failed("x", "add", "boom"), t0);
-    assert_eq!(error_of(&out, b"c1", 1).unwrap().kind, "task_failed");
+    assert_eq!(error_of(&out, b"c1", 1).unwrap().kind, "dependency_failed");
     // After the failure, nothing of it is left, so a resubmission runs x again.
     let out = get(&mut s, b"c1", 2, &xyz(), "y", false, t0);
     assert_eq!(compute_keys(&out, b"w1"), vec!["x"]);
@@ -1183,9 +1188,12 @@ fn task_failure_fails_the_graph_and_leaves_nothing() {
     let out = get(&mut s, b"c1", 1, &xyz(), "z", false, t0);
     assert_eq!(compute_keys(&out, b"w1"), vec!["x"]);
     let out = report_failed(&mut s, b"w1", failed("x", "add", "integer overflow"), t0);
+    // z was asked for: its error names it, and the input that failed, its function and
+    // message.
     let e = error_of(&out, b"c1", 1).expect("the get fails");
-    assert_eq!(e.kind, "task_failed");
-    assert_eq!(e.key.as_deref(), Some("x"));
+    assert_eq!(e.kind, "dependency_failed");
+    assert_eq!(e.key.as_deref(), Some("z"));
+    assert_eq!(e.dependency.as_deref(), Some("x"));
     assert_eq!(e.function.as_deref(), Some("add"));
     assert!(e.message.contains("integer overflow"), "{}", e.message);
     assert!(
@@ -1212,8 +1220,9 @@ fn failure_in_the_middle_releases_finished_inputs() {
     assert_eq!(compute_keys(&out, b"w1"), vec!["y"]);
     let out = report_failed(&mut s, b"w1", failed("y", "inc", "nope"), t0);
     let e = error_of(&out, b"c1", 1).unwrap();
-    assert_eq!(e.kind, "task_failed");
-    assert_eq!(e.key.as_deref(), Some("y"));
+    assert_eq!(e.kind, "dependency_failed");
+    assert_eq!(e.key.as_deref(), Some("z"));
+    assert_eq!(e.dependency.as_deref(), Some("y"));
     assert_eq!(
         released(&out, b"w1"),
         vec!["x"],
@@ -1249,8 +1258,9 @@ fn failure_does_not_disturb_other_clients() {
     sim.absorb(out);
     sim.run();
     let e = sim.error(b"c1", 1);
-    assert_eq!(e.kind, "task_failed");
-    assert_eq!(e.key.as_deref(), Some("x"));
+    assert_eq!(e.kind, "dependency_failed");
+    assert_eq!(e.key.as_deref(), Some("z"));
+    assert_eq!(e.dependency.as_deref(), Some("x"));
     assert_eq!(sim.result(b"c2", 1), ints(&[("b", 3)]));
     assert_eq!(sim.times_dispatched("y"), 0);
     assert_eq!(sim.times_dispatched("z"), 0);
@@ -1286,10 +1296,11 @@ fn failure_fails_every_graph_needing_the_key() {
     let out = get(&mut s, b"c2", 5, &xyz(), "z", false, t0);
     assert!(out.compute.is_empty(), "x is already processing");
     let out = report_failed(&mut s, b"w1", failed("x", "add", "boom"), t0);
-    for (client, request) in [(b"c1", 1), (b"c2", 5)] {
+    for (client, request, wanted) in [(b"c1", 1, "y"), (b"c2", 5, "z")] {
         let e = error_of(&out, client, request).expect("both fail");
-        assert_eq!(e.kind, "task_failed");
-        assert_eq!(e.key.as_deref(), Some("x"));
+        assert_eq!(e.kind, "dependency_failed");
+        assert_eq!(e.key.as_deref(), Some(wanted));
+        assert_eq!(e.dependency.as_deref(), Some("x"));
     }
     assert_eq!(s.task_count(), 0);
     assert_eq!(s.graph_count(), 0);
@@ -1396,14 +1407,7 @@ fn output_computed_without_value_is_gathered_for_a_late_client() {
         .expect("x is gathered from w1");
     let data = FromWorker::Data {
         request,
-        items: vec![KeyData {
-            key: "x".into(),
-            data: Data {
-                value: Value::Int(3),
-                frame: None,
-                raw: false,
-            },
-        }],
+        items: vec![KeyData::inline("x".into(), Value::Int(3))],
         missing: Vec::new(),
     };
     let out = send(&mut s, b"w1", data, t0);
@@ -1605,8 +1609,11 @@ fn tasks_wait_for_the_worker_with_their_function() {
     assert!(computes(&out, b"wa").is_empty());
 }
 
+/// A task whose function went away with its only worker waits for a worker that offers it
+/// (as a graph waits for workers), for `no_workers_timeout`; then the computations waiting
+/// for it fail with `unknown_function`.
 #[test]
-fn function_lost_with_its_only_worker_fails_the_task() {
+fn function_lost_with_its_only_worker_fails_the_task_in_time() {
     let mut s = state();
     let t0 = Instant::now();
     register(&mut s, b"wa", &["add", "inc"], 1, t0);
@@ -1623,12 +1630,44 @@ fn function_lost_with_its_only_worker_fails_the_task() {
         },
         t0,
     );
+    assert!(error_of(&out, b"c1", 1).is_none(), "it waits: {out:?}");
+    assert!(out.compute.is_empty());
+    heartbeat(&mut s, b"wa", t0 + secs(5));
+    assert!(error_of(&tick(&mut s, t0 + secs(5)), b"c1", 1).is_none());
+    heartbeat(&mut s, b"wa", t0 + secs(36));
+    let out = tick(&mut s, t0 + secs(36));
     let e = error_of(&out, b"c1", 1).expect("nobody can run s any more");
     assert_eq!(e.kind, "unknown_function");
     assert_eq!(e.function.as_deref(), Some("special"));
     assert_eq!(e.key.as_deref(), Some("s"));
     assert!(out.compute.is_empty());
     assert_eq!(s.task_count(), 0);
+}
+
+/// A stalled task runs as soon as a worker offering its function registers.
+#[test]
+fn a_task_waiting_for_its_function_runs_when_a_worker_offers_it() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"wa", &["add", "inc"], 1, t0);
+    register(&mut s, b"wb", &["special"], 1, t0);
+    let mut g = Graph::new();
+    g.insert("s", task("special", (1,)));
+    get(&mut s, b"c1", 1, &g, "s", false, t0);
+    send(
+        &mut s,
+        b"wb",
+        FromWorker::Goodbye {
+            worker_id: "id-wb".into(),
+        },
+        t0,
+    );
+    heartbeat(&mut s, b"wa", t0 + secs(20));
+    assert!(error_of(&tick(&mut s, t0 + secs(20)), b"c1", 1).is_none());
+    let out = register(&mut s, b"wc", &["special"], 1, t0 + secs(21));
+    assert_eq!(compute_keys(&out, b"wc"), vec!["s"]);
+    let out = report(&mut s, b"wc", vec![done("s", Value::Int(9))], t0 + secs(22));
+    assert_eq!(result_of(&out, b"c1", 1), Some(ints(&[("s", 9)])));
 }
 
 #[test]
@@ -2228,8 +2267,11 @@ fn restarted_worker_replaces_its_old_self() {
     assert_eq!(all_compute_keys(&out), vec!["a0"], "a0 is sent again");
 }
 
+/// A registering worker's copy of a key being computed is used (it is the same definition);
+/// a key the scheduler does not know is adopted for `adopt_grace` (a client may resubmit or
+/// gather it), then released; a stale copy (another definition) is released at once.
 #[test]
-fn keys_held_at_registration_are_used_or_released() {
+fn keys_held_at_registration_are_used_adopted_or_released() {
     let mut s = state();
     let t0 = Instant::now();
     register(&mut s, b"w1", FUNCS, 1, t0);
@@ -2243,27 +2285,51 @@ fn keys_held_at_registration_are_used_or_released() {
         nthreads: 1,
         functions: FUNCS.iter().map(|f| f.to_string()).collect(),
         has: vec![
-            KeyInfo {
-                key: "x".into(),
-                nbytes: 8,
-            },
+            info(&s, "x", 8),
             KeyInfo {
                 key: "junk".into(),
                 nbytes: 8,
+                hash: DefHash::of_value(&Value::from("junk")),
             },
         ],
     };
     let out = send(&mut s, b"w2", msg, t0);
-    assert_eq!(released(&out, b"w2"), vec!["junk"]);
+    assert!(released(&out, b"w2").is_empty(), "{out:?}");
     assert_eq!(s.who_has("x"), vec![addr(b"w2")]);
+    assert_eq!(s.who_has("junk"), vec![addr(b"w2")], "adopted");
     assert_eq!(
         compute_keys(&out, b"w2"),
         vec!["y"],
         "y runs next to x at once"
     );
-    // w1's late report of x is a second copy.
-    report(&mut s, b"w1", vec![done_held("x", 8)], t0);
-    assert_eq!(s.who_has("x"), vec![addr(b"w1"), addr(b"w2")]);
+    // w1's late report of x: x is no longer assigned to it, so it is not taken.
+    let out = report(&mut s, b"w1", vec![done_held("x", 8)], t0);
+    assert_eq!(s.who_has("x"), vec![addr(b"w2")]);
+    assert_eq!(released(&out, b"w1"), vec!["x"]);
+    // Unclaimed, the adopted key goes after the grace period.
+    heartbeat(&mut s, b"w1", t0 + secs(59));
+    heartbeat(&mut s, b"w2", t0 + secs(59));
+    assert!(released(&tick(&mut s, t0 + secs(59)), b"w2").is_empty());
+    heartbeat(&mut s, b"w1", t0 + secs(61));
+    heartbeat(&mut s, b"w2", t0 + secs(61));
+    assert_eq!(released(&tick(&mut s, t0 + secs(61)), b"w2"), vec!["junk"]);
+    // A stale copy of y (another definition) is dropped at once.
+    let msg = FromWorker::Register {
+        protocol: PROTOCOL_VERSION,
+        worker_id: "id-w3".into(),
+        address: addr(b"w3"),
+        pid: 1,
+        nthreads: 1,
+        functions: FUNCS.iter().map(|f| f.to_string()).collect(),
+        has: vec![KeyInfo {
+            key: "y".into(),
+            nbytes: 8,
+            hash: DefHash::of_value(&Value::Int(20)),
+        }],
+    };
+    let out = send(&mut s, b"w3", msg, t0 + secs(61));
+    assert_eq!(released(&out, b"w3"), vec!["y"]);
+    assert!(s.who_has("y").is_empty());
 }
 
 #[test]
@@ -2282,10 +2348,7 @@ fn acquired_copies_are_tracked_and_released() {
     let msg = FromWorker::Report {
         done: vec![done_held("y", 8)],
         failed: Vec::new(),
-        acquired: vec![KeyInfo {
-            key: "x".into(),
-            nbytes: 8,
-        }],
+        acquired: vec![info(&s, "x", 8)],
     };
     send(&mut s, b"w2", msg, t0);
     assert_eq!(s.who_has("x"), vec![addr(b"w1"), addr(b"w2")]);
@@ -2623,15 +2686,11 @@ fn gather_missing_on_one_holder_asks_another() {
     register(&mut s, b"w2", FUNCS, 1, t0);
     get(&mut s, b"c1", 1, &independent(1), "a0", true, t0);
     report(&mut s, b"w1", vec![done("a0", Value::Int(1))], t0);
-    // w2 fetched a copy (for some other task).
-    let msg = FromWorker::Report {
-        done: Vec::new(),
-        failed: Vec::new(),
-        acquired: vec![KeyInfo {
-            key: "a0".into(),
-            nbytes: 8,
-        }],
-    };
+    // w2 holds a copy too (it reconnected, saying so).
+    let mut msg = register_msg(b"w2", FUNCS, 1);
+    if let FromWorker::Register { has, .. } = &mut msg {
+        has.push(info(&s, "a0", 8));
+    }
     send(&mut s, b"w2", msg, t0);
     assert_eq!(s.who_has("a0"), vec![addr(b"w1"), addr(b"w2")]);
     let out = get(&mut s, b"c1", 2, &Graph::new(), "a0", false, t0);
@@ -2665,14 +2724,7 @@ fn gather_missing_on_one_holder_asks_another() {
     assert_eq!(s.who_has("a0"), vec![addr(other)]);
     let answer = FromWorker::Data {
         request,
-        items: vec![KeyData {
-            key: "a0".into(),
-            data: Data {
-                value: Value::Int(1),
-                frame: None,
-                raw: false,
-            },
-        }],
+        items: vec![KeyData::inline("a0".into(), Value::Int(1))],
         missing: Vec::new(),
     };
     let out = send(&mut s, other, answer, t0);
@@ -2778,10 +2830,7 @@ fn acquired(s: &mut SchedulerState, route: &[u8], key: &str, nbytes: u64, now: I
     let msg = FromWorker::Report {
         done: Vec::new(),
         failed: Vec::new(),
-        acquired: vec![KeyInfo {
-            key: key.to_string(),
-            nbytes,
-        }],
+        acquired: vec![info(s, key, nbytes)],
     };
     send(s, route, msg, now)
 }
@@ -3098,9 +3147,10 @@ fn deaths_fail_dependents_too_and_keep_other_work() {
     sim.absorb(out);
     let e = sim.error(b"c1", 1);
     assert_eq!(
-        (e.kind.as_str(), e.key.as_deref()),
-        ("worker_died", Some("x"))
+        (e.kind.as_str(), e.key.as_deref(), e.dependency.as_deref()),
+        ("dependency_failed", Some("y"), Some("x"))
     );
+    assert!(e.message.contains("workers that died"), "{e:?}");
     sim.run();
     assert_eq!(sim.result(b"c2", 1), ints(&[("a0", 1)]));
     sim.assert_clean();
@@ -3178,7 +3228,11 @@ fn silent_client_has_its_computations_cancelled() {
     assert_eq!(s.graph_count(), 2);
     s.on_client_seen(b"c2", t0 + secs(4));
     let out = tick(&mut s, t0 + secs(4));
-    assert!(out.to_clients.is_empty(), "nobody to tell: {out:?}");
+    // c1 is told (in case it still reads), and nobody else.
+    let e = error_of(&out, b"c1", 1).expect("c1 is told");
+    assert_eq!(e.kind, "cancelled");
+    assert!(e.message.contains("--client-timeout"), "{e:?}");
+    assert_eq!(out.to_clients.len(), 1, "{out:?}");
     assert_eq!(
         s.graph_count(),
         1,
@@ -3260,7 +3314,7 @@ fn retiring_worker_hands_its_unique_data_over_then_is_let_go() {
     assert_eq!(
         msgs_to(&out, b"w2"),
         vec![ToWorker::Replicate {
-            who_has: vec![("a0".to_string(), vec![addr(b"w1")])]
+            who_has: vec![("a0".to_string(), hash_in(&s, "a0"), vec![addr(b"w1")])]
         }]
     );
     assert!(msgs_to(&out, b"w1").is_empty(), "not retired yet: {out:?}");
@@ -3448,7 +3502,7 @@ fn retirement_moves_data_again_when_the_copying_worker_dies() {
     }
     assert!(
         asked.contains(&ToWorker::Replicate {
-            who_has: vec![("k".to_string(), vec![addr(b"w1")])]
+            who_has: vec![("k".to_string(), hash_in(&s, "k"), vec![addr(b"w1")])]
         }),
         "k is asked of {} once {} is gone: {asked:?}",
         name(other),
@@ -3497,13 +3551,19 @@ fn worker_back_with_a_new_identity_keeps_wanted_data_and_drops_the_rest() {
     assert_eq!(s.task_count(), 1);
     // The worker process restarts (new id, same address, same sled store) on a new route,
     // holding c, a key nobody wants any more (b), and junk.
-    let has = ["c", "b", "junk"]
-        .iter()
-        .map(|k| KeyInfo {
-            key: k.to_string(),
+    let has = vec![
+        info(&s, "c", 8),
+        KeyInfo {
+            key: "b".into(),
             nbytes: 8,
-        })
-        .collect();
+            hash: DefHash::of_value(&Value::from("b")),
+        },
+        KeyInfo {
+            key: "junk".into(),
+            nbytes: 8,
+            hash: DefHash::of_value(&Value::from("junk")),
+        },
+    ];
     let msg = FromWorker::Register {
         protocol: PROTOCOL_VERSION,
         worker_id: "id-w1-reborn".into(),
@@ -3518,31 +3578,30 @@ fn worker_back_with_a_new_identity_keeps_wanted_data_and_drops_the_rest() {
         out.compute.is_empty(),
         "c is held: nothing to recompute: {out:?}"
     );
-    let mut rel = released(&out, b"w1-reborn");
-    rel.dedup();
-    assert!(
-        rel.contains(&"b".to_string()) && rel.contains(&"junk".to_string()),
-        "{rel:?}"
-    );
-    assert!(!rel.contains(&"c".to_string()), "{rel:?}");
+    // b and junk, unknown now, are adopted for the grace period (a client might resubmit
+    // or gather them), c is used as it is.
+    assert!(released(&out, b"w1-reborn").is_empty(), "{out:?}");
     let w = s.workers(t0 + secs(1));
     assert_eq!(w.len(), 1);
     assert_eq!(
         (w[0].worker_id.as_str(), w[0].pid, w[0].keys),
-        ("id-w1-reborn", 777, 1)
+        ("id-w1-reborn", 777, 3)
     );
     assert_eq!(s.who_has("c"), vec![addr(b"w1")]);
-    assert_eq!(
-        s.task_count(),
-        1,
-        "the re-created inputs were dropped again"
-    );
+    assert_eq!(s.task_count(), 3, "c, and the adopted b and junk");
     // Messages from the old route are not taken for the new worker.
     let out = heartbeat(&mut s, b"w1", t0 + secs(1));
     assert_eq!(
         out.to_workers,
         vec![(b"w1".to_vec(), ToWorker::PleaseRegister)]
     );
+    // Unclaimed, b and junk go after the grace period; c stays (kept).
+    heartbeat(&mut s, b"w1-reborn", t0 + secs(62));
+    let out = tick(&mut s, t0 + secs(62));
+    let mut rel = released(&out, b"w1-reborn");
+    rel.sort();
+    assert_eq!(rel, vec!["b", "junk"]);
+    assert_eq!(s.task_count(), 1, "the adopted values were dropped");
 }
 
 #[test]
@@ -3566,10 +3625,7 @@ fn worker_back_with_a_new_identity_while_others_recompute_its_data() {
         pid: 777,
         nthreads: 1,
         functions: FUNCS.iter().map(|f| f.to_string()).collect(),
-        has: vec![KeyInfo {
-            key: "c".into(),
-            nbytes: 8,
-        }],
+        has: vec![info(&sim.s, "c", 8)],
     };
     let out = send(&mut sim.s, b"w1", msg, t0 + secs(1));
     sim.absorb(out);
@@ -3628,8 +3684,9 @@ fn lost_scattered_input_fails_the_waiting_client_naming_the_key() {
     heartbeat(&mut s, b"w2", t0 + secs(9));
     let out = tick(&mut s, t0 + secs(11));
     let e = error_of(&out, b"c1", 2).expect("the client is told");
-    assert!(e.kind == "lost" || e.kind == "dependency_failed", "{e:?}");
-    assert_eq!(e.key.as_deref(), Some("s"), "{e:?}");
+    assert_eq!(e.kind, "dependency_failed", "{e:?}");
+    assert_eq!(e.key.as_deref(), Some("t"), "{e:?}");
+    assert_eq!(e.dependency.as_deref(), Some("s"), "{e:?}");
     assert!(e.message.contains("scatter"), "{e:?}");
     // Late report of t's fetch failing changes nothing.
     let f = TaskFailed {
@@ -3691,10 +3748,7 @@ fn worker_back_with_a_new_identity_keeps_the_scattered_data_it_still_holds() {
         pid: 777,
         nthreads: 1,
         functions: FUNCS.iter().map(|f| f.to_string()).collect(),
-        has: vec![KeyInfo {
-            key: "k".into(),
-            nbytes: 8,
-        }],
+        has: vec![info(&s, "k", 8)],
     };
     let out = send(&mut s, b"w1-reborn", msg, t0 + secs(1));
     assert!(
@@ -3720,10 +3774,7 @@ fn lost_worker_keys_with_other_holders_are_kept_not_recomputed() {
     let msg = FromWorker::Report {
         done: vec![done_held("y", 8)],
         failed: Vec::new(),
-        acquired: vec![KeyInfo {
-            key: "x".into(),
-            nbytes: 8,
-        }],
+        acquired: vec![info(&s, "x", 8)],
     };
     send(&mut s, b"w2", msg, t0);
     assert_eq!(s.who_has("x"), vec![addr(b"w1"), addr(b"w2")]);

@@ -1,0 +1,572 @@
+//! Tests of what keeps answers right and waits bounded: definition hashes (`key_conflict`,
+//! stale copies), trusting only the worker a task is assigned to, adopting what workers hold
+//! after a restart, tasks waiting for a worker that can run them, bounded signatures, and the
+//! checks of unreported tasks and unanswered requests.
+
+use super::tests::{
+    compute_keys, done, get, hash_in, heartbeat, info, register, report, Sim, FUNCS,
+};
+use super::*;
+use zask_core::graph::{key, task};
+use zask_core::protocol::TaskFailed;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn state() -> SchedulerState {
+    SchedulerState::new(
+        "integrity-test".to_string(),
+        Config {
+            heartbeat_timeout: secs(1000),
+            queue_dependents: false,
+            queue_budget: Duration::ZERO,
+            ..Config::default()
+        },
+    )
+}
+
+fn send(s: &mut SchedulerState, route: &[u8], msg: FromWorker, now: Instant) -> Outbox {
+    let mut out = Outbox::default();
+    s.on_worker_message(route, msg, now, &mut out);
+    s.on_flushed(&mut out);
+    out
+}
+
+fn tick(s: &mut SchedulerState, now: Instant) -> Outbox {
+    let mut out = Outbox::default();
+    s.on_tick(now, &mut out);
+    s.on_flushed(&mut out);
+    out
+}
+
+fn error_of(out: &Outbox, client: &[u8], request: u64) -> Option<ErrorInfo> {
+    out.to_clients.iter().find_map(|(c, m)| match m {
+        ToClient::Error { request: r, error } if c == client && *r == request => {
+            Some(error.clone())
+        }
+        _ => None,
+    })
+}
+
+fn value_of(out: &Outbox, client: &[u8], request: u64, key: &str) -> Option<Value> {
+    out.to_clients.iter().find_map(|(c, m)| match m {
+        ToClient::Result { request: r, items } if c == client && *r == request => items
+            .iter()
+            .find(|i| i.key == key)
+            .map(|i| i.data.value.clone()),
+        _ => None,
+    })
+}
+
+fn released(out: &Outbox, route: &[u8]) -> Vec<String> {
+    out.release.get(route).cloned().unwrap_or_default()
+}
+
+/// `{a: n, b: mul(a, 10), c: add(b, 1)}`: the graph six clients sent at once with the same
+/// key names and different `a`.
+fn abc(n: i64) -> Graph {
+    let mut g = Graph::new();
+    g.insert("a", n);
+    g.insert("b", task("mul", (key("a"), 10)));
+    g.insert("c", task("add", (key("b"), 1)));
+    g
+}
+
+const MATH: &[&str] = &["add", "mul", "inc", "sum"];
+
+#[test]
+fn the_same_key_defined_differently_is_a_conflict_while_it_is_computed() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", MATH, 4, t0);
+    get(&mut s, b"c0", 1, &abc(0), "c", false, t0);
+    // The same definition shares the work: nothing new is sent.
+    let out = get(&mut s, b"c1", 1, &abc(0), "c", false, t0);
+    assert!(error_of(&out, b"c1", 1).is_none(), "{out:?}");
+    assert!(out.compute.is_empty(), "{out:?}");
+    // Another `a` under the same names: refused, naming the first key that differs.
+    let out = get(&mut s, b"c4", 1, &abc(4), "c", false, t0);
+    let e = error_of(&out, b"c4", 1).expect("a conflict");
+    assert_eq!(e.kind, "key_conflict");
+    assert_eq!(e.key.as_deref(), Some("a"));
+    assert!(e.message.contains("another key"), "{e:?}");
+    // `c` alone defined the same way over a different `b` is a conflict too (hashes cover
+    // inputs), even though c's own node is identical.
+    let mut g = abc(0);
+    g.insert("b", task("mul", (key("a"), 11)));
+    let out = get(&mut s, b"c5", 1, &g, "c", false, t0);
+    assert_eq!(error_of(&out, b"c5", 1).unwrap().key.as_deref(), Some("b"));
+    // Nothing changed for the first computation.
+    report(&mut s, b"w1", vec![done("a", Value::Int(0))], t0);
+    let out = report(&mut s, b"w1", vec![done("b", Value::Int(0))], t0);
+    assert!(out.to_clients.is_empty());
+    let out = report(&mut s, b"w1", vec![done("c", Value::Int(1))], t0);
+    assert_eq!(value_of(&out, b"c0", 1, "c"), Some(Value::Int(1)));
+    assert_eq!(value_of(&out, b"c1", 1, "c"), Some(Value::Int(1)));
+}
+
+#[test]
+fn a_held_key_defined_differently_is_a_conflict_until_released() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", MATH, 4, t0);
+    let mut v1 = Graph::new();
+    v1.insert("x", task("inc", (1,)));
+    get(&mut s, b"c1", 1, &v1, "x", true, t0);
+    report(&mut s, b"w1", vec![done("x", Value::Int(2))], t0);
+    let mut v2 = Graph::new();
+    v2.insert("x", task("inc", (5,)));
+    v2.insert("y", task("inc", (key("x"),)));
+    let out = get(&mut s, b"c2", 1, &v2, "y", false, t0);
+    let e = error_of(&out, b"c2", 1).expect("x is held with another definition");
+    assert_eq!(
+        (e.kind.as_str(), e.key.as_deref()),
+        ("key_conflict", Some("x"))
+    );
+    assert!(e.message.contains("release"), "{e:?}");
+    // Released: x may be defined anew, and is computed from the new definition.
+    let mut out = Outbox::default();
+    s.on_release(b"c1", 2, vec!["x".into()], &mut out);
+    s.on_flushed(&mut out);
+    let out = get(&mut s, b"c2", 2, &v2, "y", false, t0);
+    assert!(error_of(&out, b"c2", 2).is_none(), "{out:?}");
+    assert_eq!(compute_keys(&out, b"w1"), vec!["x"]);
+}
+
+#[test]
+fn a_literal_matches_a_scattered_value_and_scatters_do_not_overwrite() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", MATH, 1, t0);
+    let mut out = Outbox::default();
+    s.on_scatter(b"c1", 1, vec![("x".into(), Value::Int(5))], &mut out);
+    report(&mut s, b"w1", vec![done("x", Value::Int(5))], t0);
+    // The same value written in a graph is the same definition.
+    let mut g = Graph::new();
+    g.insert("x", 5);
+    g.insert("y", task("inc", (key("x"),)));
+    let out = get(&mut s, b"c2", 1, &g, "y", false, t0);
+    assert!(error_of(&out, b"c2", 1).is_none(), "{out:?}");
+    assert_eq!(compute_keys(&out, b"w1"), vec!["y"]);
+    // Another value under the same key, in a graph or a scatter: refused.
+    g.insert("x", 6);
+    let out = get(&mut s, b"c2", 2, &g, "y", false, t0);
+    assert_eq!(error_of(&out, b"c2", 2).unwrap().kind, "key_conflict");
+    let mut out = Outbox::default();
+    s.on_scatter(b"c3", 1, vec![("x".into(), Value::Int(6))], &mut out);
+    assert_eq!(error_of(&out, b"c3", 1).unwrap().kind, "key_conflict");
+    let mut out = Outbox::default();
+    s.on_scatter(b"c3", 2, vec![("x".into(), Value::Int(5))], &mut out);
+    assert!(matches!(
+        out.to_clients.last(),
+        Some((_, ToClient::Scattered { .. }))
+    ));
+}
+
+#[test]
+fn only_the_assigned_worker_is_believed() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", MATH, 1, t0);
+    register(&mut s, b"w2", MATH, 1, t0);
+    let mut g = Graph::new();
+    g.insert("x", task("inc", (4,)));
+    let out = get(&mut s, b"c1", 1, &g, "x", false, t0);
+    let (on, other): (&[u8], &[u8]) = if compute_keys(&out, b"w1").is_empty() {
+        (b"w2", b"w1")
+    } else {
+        (b"w1", b"w2")
+    };
+    // A result of 777 from the worker that was not given x: ignored, and it drops it.
+    let out = report(&mut s, other, vec![done("x", Value::Int(777))], t0);
+    assert!(out.to_clients.is_empty(), "{out:?}");
+    assert_eq!(released(&out, other), vec!["x"]);
+    // A failure from it: ignored too.
+    let f = TaskFailed {
+        key: "x".into(),
+        kind: "task_failed".into(),
+        function: Some("inc".into()),
+        message: "made up".into(),
+        missing: None,
+    };
+    let msg = FromWorker::Report {
+        done: Vec::new(),
+        failed: vec![f],
+        acquired: Vec::new(),
+    };
+    let out = send(&mut s, other, msg, t0);
+    assert!(out.to_clients.is_empty(), "{out:?}");
+    // A claim to have fetched x, which it was never asked to: ignored.
+    let msg = FromWorker::Report {
+        done: Vec::new(),
+        failed: Vec::new(),
+        acquired: vec![info(&s, "x", 8)],
+    };
+    send(&mut s, other, msg, t0);
+    assert!(s.who_has("x").is_empty());
+    // The assigned worker's result is the answer.
+    let out = report(&mut s, on, vec![done("x", Value::Int(5))], t0);
+    assert_eq!(value_of(&out, b"c1", 1, "x"), Some(Value::Int(5)));
+}
+
+#[test]
+fn a_data_reply_counts_only_from_the_worker_asked_and_for_the_keys_asked() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", MATH, 1, t0);
+    register(&mut s, b"w2", MATH, 1, t0);
+    let mut g = Graph::new();
+    g.insert("x", task("inc", (4,)));
+    let out = get(&mut s, b"c1", 1, &g, "x", true, t0);
+    let on: &[u8] = if compute_keys(&out, b"w1").is_empty() {
+        b"w2"
+    } else {
+        b"w1"
+    };
+    let other: &[u8] = if on == b"w1" { b"w2" } else { b"w1" };
+    report(&mut s, on, vec![done("x", Value::Int(5))], t0);
+    let out = get(&mut s, b"c1", 2, &Graph::new(), "x", false, t0);
+    let request = out
+        .to_workers
+        .iter()
+        .find_map(|(_, m)| match m {
+            ToWorker::GetData { request, .. } => Some(*request),
+            _ => None,
+        })
+        .expect("x is gathered");
+    let forged = FromWorker::Data {
+        request,
+        items: vec![KeyData::inline("x".into(), Value::Int(777))],
+        missing: Vec::new(),
+    };
+    let out = send(&mut s, other, forged, t0);
+    assert!(out.to_clients.is_empty(), "{out:?}");
+    let extra = FromWorker::Data {
+        request,
+        items: vec![
+            KeyData::inline("x".into(), Value::Int(5)),
+            KeyData::inline("y".into(), Value::Int(1)),
+        ],
+        missing: Vec::new(),
+    };
+    let out = send(&mut s, on, extra, t0);
+    assert_eq!(value_of(&out, b"c1", 2, "x"), Some(Value::Int(5)));
+}
+
+#[test]
+fn a_lost_kept_key_waits_for_a_worker_and_its_holder_revives_it() {
+    // k = special(1) is kept on wb, the only worker offering `special`. wb dies: nobody can
+    // recompute k. It must wait (not fail for good), and when wb comes back with its copy
+    // (same definition) the key is held again and a client gets it.
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"wa", MATH, 1, t0);
+    register(&mut s, b"wb", &["special"], 1, t0);
+    let mut g = Graph::new();
+    g.insert("k", task("special", (1,)));
+    get(&mut s, b"c1", 1, &g, "k", true, t0);
+    report(&mut s, b"wb", vec![done("k", Value::Int(42))], t0);
+    let hash = hash_in(&s, "k");
+    send(
+        &mut s,
+        b"wb",
+        FromWorker::Goodbye {
+            worker_id: "id-wb".into(),
+        },
+        t0,
+    );
+    // Long after any timeout, k is still known, waiting.
+    heartbeat(&mut s, b"wa", t0 + secs(100));
+    tick(&mut s, t0 + secs(100));
+    assert_eq!(s.task_count(), 1);
+    // wb returns (a new process, same store) holding k.
+    let msg = FromWorker::Register {
+        protocol: PROTOCOL_VERSION,
+        worker_id: "id-wb-again".into(),
+        address: "tcp://wb:9000".into(),
+        pid: 2,
+        nthreads: 1,
+        functions: vec!["special".into()],
+        has: vec![KeyInfo {
+            key: "k".into(),
+            nbytes: 8,
+            hash,
+        }],
+    };
+    let out = send(&mut s, b"wb2", msg, t0 + secs(101));
+    assert!(out.compute.is_empty(), "k is not recomputed: {out:?}");
+    assert_eq!(s.who_has("k"), vec!["tcp://wb:9000".to_string()]);
+    // A get of k (even one that redefines nothing) is answered.
+    let out = get(&mut s, b"c2", 1, &g, "k", false, t0 + secs(101));
+    assert!(error_of(&out, b"c2", 1).is_none(), "{out:?}");
+}
+
+#[test]
+fn a_lost_key_is_not_recomputed_from_an_input_defined_anew() {
+    // y = inc(x) is kept; x is released. x is then defined anew (allowed: nobody has it).
+    // y's only holder dies: recomputing y from the new x would give a wrong value.
+    let mut sim = Sim::new();
+    let t0 = sim.now;
+    sim.worker(b"w1", FUNCS, 1);
+    let mut g = Graph::new();
+    g.insert("x", 1);
+    g.insert("y", task("inc", (key("x"),)));
+    sim.get(b"c1", 1, &g, "y", true);
+    sim.run();
+    assert_eq!(sim.s.task_count(), 1, "x was released");
+    let mut g2 = Graph::new();
+    g2.insert("x", 100);
+    sim.get(b"c2", 1, &g2, "x", true);
+    sim.run();
+    sim.worker(b"w2", FUNCS, 1);
+    let w1_holds_y = sim.s.who_has("y");
+    let (dead, alive): (&[u8], &[u8]) = if w1_holds_y.iter().any(|a| a.contains("w1")) {
+        (b"w1", b"w2")
+    } else {
+        (b"w2", b"w1")
+    };
+    sim.kill(dead);
+    heartbeat(&mut sim.s, alive, t0 + secs(5));
+    let out = tick(&mut sim.s, t0 + secs(11));
+    sim.absorb(out);
+    sim.run();
+    sim.get(b"c1", 2, &Graph::new(), "y", false);
+    sim.run();
+    let e = sim.error(b"c1", 2);
+    assert!(e.kind == "lost" || e.kind == "missing_key", "{e:?}");
+    assert!(
+        sim.dispatched.iter().filter(|(_, k)| k == "y").count() == 1,
+        "y was not computed again from the new x"
+    );
+}
+
+#[test]
+fn adopted_values_give_way_to_a_new_definition() {
+    let mut s = state();
+    let t0 = Instant::now();
+    // A worker registers with a value the (restarted) scheduler does not know.
+    let msg = FromWorker::Register {
+        protocol: PROTOCOL_VERSION,
+        worker_id: "id-w1".into(),
+        address: "tcp://w1:9000".into(),
+        pid: 1,
+        nthreads: 1,
+        functions: MATH.iter().map(|f| f.to_string()).collect(),
+        has: vec![KeyInfo {
+            key: "b".into(),
+            nbytes: 8,
+            hash: DefHash::of_value(&Value::Int(20)),
+        }],
+    };
+    send(&mut s, b"w1", msg, t0);
+    assert_eq!(s.task_count(), 1);
+    // A graph that defines b otherwise replaces it (it has no users yet).
+    let out = get(&mut s, b"c1", 1, &abc(4), "b", false, t0);
+    assert!(error_of(&out, b"c1", 1).is_none(), "{out:?}");
+    assert_eq!(released(&out, b"w1"), vec!["b"]);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["a"]);
+}
+
+#[test]
+fn an_adopted_value_gathered_is_kept_until_released() {
+    let mut s = state();
+    let t0 = Instant::now();
+    let hash = DefHash::of_value(&Value::Int(5));
+    let msg = FromWorker::Register {
+        protocol: PROTOCOL_VERSION,
+        worker_id: "id-w1".into(),
+        address: "tcp://w1:9000".into(),
+        pid: 1,
+        nthreads: 1,
+        functions: MATH.iter().map(|f| f.to_string()).collect(),
+        has: vec![KeyInfo {
+            key: "scattered".into(),
+            nbytes: 8,
+            hash,
+        }],
+    };
+    send(&mut s, b"w1", msg, t0);
+    let out = get(&mut s, b"c1", 1, &Graph::new(), "scattered", false, t0);
+    let request = out
+        .to_workers
+        .iter()
+        .find_map(|(_, m)| match m {
+            ToWorker::GetData { request, .. } => Some(*request),
+            _ => None,
+        })
+        .expect("gathered");
+    let data = FromWorker::Data {
+        request,
+        items: vec![KeyData::inline("scattered".into(), Value::Int(5))],
+        missing: Vec::new(),
+    };
+    let out = send(&mut s, b"w1", data, t0);
+    assert_eq!(value_of(&out, b"c1", 1, "scattered"), Some(Value::Int(5)));
+    // Claimed: past the grace period it is still held.
+    heartbeat(&mut s, b"w1", t0 + secs(300));
+    let out = tick(&mut s, t0 + secs(300));
+    assert!(released(&out, b"w1").is_empty(), "{out:?}");
+    assert_eq!(s.who_has("scattered"), vec!["tcp://w1:9000".to_string()]);
+}
+
+#[test]
+fn the_signature_table_stays_bounded() {
+    let mut s = state();
+    let t0 = Instant::now();
+    let functions: Vec<String> = (0..60).map(|i| format!("f{i}")).collect();
+    let names: Vec<&str> = functions.iter().map(String::as_str).collect();
+    register(&mut s, b"w1", &names, 1, t0);
+    // 3,000 distinct sets of functions, each computed and released.
+    for n in 0..3_000u64 {
+        let mut g = Graph::new();
+        let (a, b) = ((n % 60) as usize, ((n / 60) % 60) as usize);
+        g.insert(
+            "k",
+            task(&functions[a], (task(&functions[b], (n as i64,)), n as i64)),
+        );
+        let out = get(&mut s, b"c1", n, &g, "k", false, t0);
+        assert_eq!(compute_keys(&out, b"w1"), vec!["k"]);
+        report(&mut s, b"w1", vec![done("k", Value::Int(1))], t0);
+        assert_eq!(s.task_count(), 0);
+    }
+    assert!(
+        s.signatures.len() <= SIGNATURES_KEPT,
+        "{} signatures kept",
+        s.signatures.len()
+    );
+    assert!(s.signature_ids.len() <= SIGNATURES_KEPT);
+}
+
+#[test]
+fn higher_order_tasks_go_only_where_the_function_they_name_is() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"plain", &["map", "inc"], 1, t0);
+    register(&mut s, b"custom", &["map", "word_count"], 1, t0);
+    for n in 0..4 {
+        let mut g = Graph::new();
+        g.insert(format!("m{n}"), task("map", ("word_count", vec!["a b"])));
+        let out = get(&mut s, b"c1", n, &g, format!("m{n}").as_str(), false, t0);
+        assert!(compute_keys(&out, b"plain").is_empty(), "{out:?}");
+        assert_eq!(compute_keys(&out, b"custom"), vec![format!("m{n}")]);
+        report(
+            &mut s,
+            b"custom",
+            vec![done(&format!("m{n}"), Value::Int(1))],
+            t0,
+        );
+    }
+    // Named but offered by nobody: refused at submission, naming it.
+    let mut g = Graph::new();
+    g.insert("m", task("map", ("nope", vec![1])));
+    let out = get(&mut s, b"c1", 9, &g, "m", false, t0);
+    let e = error_of(&out, b"c1", 9).expect("refused");
+    assert_eq!(
+        (e.kind.as_str(), e.function.as_deref()),
+        ("unknown_function", Some("nope"))
+    );
+}
+
+#[test]
+fn a_task_its_worker_does_not_know_is_assigned_again() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", MATH, 1, t0);
+    let mut g = Graph::new();
+    g.insert("x", task("inc", (1,)));
+    let out = get(&mut s, b"c1", 1, &g, "x", false, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["x"]);
+    // The worker heartbeats but never reports x (its compute was lost).
+    let mut checks = Vec::new();
+    for t in 1..=31 {
+        heartbeat(&mut s, b"w1", t0 + secs(t));
+        let out = tick(&mut s, t0 + secs(t));
+        checks.extend(out.to_workers.into_iter().filter_map(|(_, m)| match m {
+            ToWorker::CheckTasks { request, keys } => Some((request, keys)),
+            _ => None,
+        }));
+    }
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(checks[0].1, vec!["x"]);
+    let answer = FromWorker::TaskStatus {
+        request: checks[0].0,
+        unknown: vec!["x".into()],
+    };
+    let out = send(&mut s, b"w1", answer, t0 + secs(31));
+    assert_eq!(compute_keys(&out, b"w1"), vec!["x"], "sent again");
+    let out = report(&mut s, b"w1", vec![done("x", Value::Int(2))], t0 + secs(32));
+    assert_eq!(value_of(&out, b"c1", 1, "x"), Some(Value::Int(2)));
+}
+
+#[test]
+fn a_worker_that_does_not_answer_a_check_is_removed() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", MATH, 1, t0);
+    register(&mut s, b"w2", MATH, 1, t0);
+    let mut g = Graph::new();
+    g.insert("x", task("inc", (1,)));
+    let out = get(&mut s, b"c1", 1, &g, "x", false, t0);
+    let (on, other): (&[u8], &[u8]) = if compute_keys(&out, b"w1").is_empty() {
+        (b"w2", b"w1")
+    } else {
+        (b"w1", b"w2")
+    };
+    let mut moved = false;
+    for t in 1..=45 {
+        heartbeat(&mut s, b"w1", t0 + secs(t));
+        heartbeat(&mut s, b"w2", t0 + secs(t));
+        let out = tick(&mut s, t0 + secs(t));
+        if compute_keys(&out, other) == vec!["x"] {
+            moved = true;
+            break;
+        }
+    }
+    assert!(
+        moved,
+        "x moves to the other worker once {on:?} does not answer"
+    );
+    assert_eq!(s.workers(t0).len(), 1);
+}
+
+#[test]
+fn a_gather_not_answered_in_time_is_asked_elsewhere() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", MATH, 1, t0);
+    let mut g = Graph::new();
+    g.insert("x", task("inc", (1,)));
+    get(&mut s, b"c1", 1, &g, "x", true, t0);
+    report(&mut s, b"w1", vec![done("x", Value::Int(2))], t0);
+    // A second holder, and a gather that the first never answers.
+    let mut msg = super::tests::register_msg(b"w2", MATH, 1);
+    if let FromWorker::Register { has, .. } = &mut msg {
+        has.push(info(&s, "x", 8));
+    }
+    send(&mut s, b"w2", msg, t0);
+    let out = get(&mut s, b"c1", 2, &Graph::new(), "x", false, t0);
+    let (route, _) = out
+        .to_workers
+        .iter()
+        .find(|(_, m)| matches!(m, ToWorker::GetData { .. }))
+        .cloned()
+        .expect("a gather");
+    let mut again = None;
+    for t in 1..=12 {
+        heartbeat(&mut s, b"w1", t0 + secs(t));
+        heartbeat(&mut s, b"w2", t0 + secs(t));
+        let out = tick(&mut s, t0 + secs(t));
+        again = again.or(out.to_workers.into_iter().find_map(|(r, m)| match m {
+            ToWorker::GetData { request, .. } => Some((r, request)),
+            _ => None,
+        }));
+    }
+    let (other, _) = again.expect("asked of the other holder");
+    assert_ne!(other, route);
+    assert_eq!(
+        s.who_has("x").len(),
+        1,
+        "the silent holder's copy is dropped"
+    );
+}
