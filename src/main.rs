@@ -78,6 +78,16 @@ enum Command {
         /// The worker's address, as `zask workers` lists it.
         address: String,
     },
+    /// Let held keys go (scattered, or kept with --keep-results): they are released from
+    /// the workers once nothing else needs them, and may then be defined anew. Prints
+    /// {"released": [...], "unknown": [...]}.
+    Release {
+        #[command(flatten)]
+        connection: Connection,
+        /// The keys to release.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
     /// Compute a stored collection and print its result as JSON.
     Compute {
         #[command(flatten)]
@@ -196,6 +206,13 @@ fn run(command: Command) -> Result<String, String> {
                 .retire_worker(&address)
                 .map_err(|e| e.to_string())?;
             Ok(serde_json::json!({ "retired": address }).to_string())
+        }
+        Command::Release { connection, keys } => {
+            let unknown = connect(&connection)?
+                .release(&keys)
+                .map_err(|e| e.to_string())?;
+            let released: Vec<&String> = keys.iter().filter(|k| !unknown.contains(k)).collect();
+            Ok(serde_json::json!({ "released": released, "unknown": unknown }).to_string())
         }
         Command::Compute { connection, name } => connect(&connection)?
             .compute_collection(&name)

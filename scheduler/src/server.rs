@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use zask_core::frames;
 use zask_core::graph::Graph;
 use zask_core::protocol::{
@@ -186,11 +185,12 @@ struct Loop {
     _ctx: zmq::Context,
 }
 
-/// Just the request id of a client message, to answer one that cannot be decoded fully.
-#[derive(Deserialize)]
-struct RequestId {
-    #[serde(default)]
-    request: u64,
+/// The request id of a client message, read without decoding the rest (so one that cannot be
+/// decoded, nested too deep say, is still answered under its id); 0 if it has none.
+fn request_id(header: &[u8]) -> u64 {
+    msgpack::field(header, "request")
+        .and_then(|r| rmp_serde::from_slice(r).ok())
+        .unwrap_or(0)
 }
 
 impl Loop {
@@ -294,7 +294,7 @@ impl Loop {
             self.state.on_client_seen(&route, now);
             let size = frames::total_size(&parts[1..]);
             if size > self.max_message_size {
-                let request = frames::decode::<RequestId>(&parts[1]).map_or(0, |r| r.request);
+                let request = request_id(&parts[1]);
                 let error = ErrorInfo::new(
                     "too_large",
                     format!(
@@ -316,7 +316,7 @@ impl Loop {
                     self.on_client_message(route, msg, now, out)
                 }
                 Err(error) => {
-                    let request = frames::decode::<RequestId>(&parts[1]).map_or(0, |r| r.request);
+                    let request = request_id(&parts[1]);
                     out.to_clients
                         .push((route, ToClient::Error { request, error }));
                 }
