@@ -215,6 +215,11 @@ fn compute_from(k: &str, node: zask::Node, who_has: Vec<(String, Vec<String>)>) 
     }
 }
 
+/// A task encoded as zask encodes it (a map with field names).
+fn rmp_serde_bytes(task: &ComputeTask) -> Vec<u8> {
+    frames::encode(task, Vec::new()).unwrap().header
+}
+
 fn done_value(outcome: Outcome) -> (TaskDone, Option<Value>) {
     outcome.unwrap_or_else(|f| panic!("the task failed: {f:?}"))
 }
@@ -400,6 +405,36 @@ fn task_failures_are_reported_with_their_kind() {
     );
     let f = failure(fake.outcome(&route, "malformed").0);
     assert_eq!(f.kind, "bad_task", "{f:?}");
+
+    // A batch holding a task nested deeper than any decoder takes (written by hand: encoders
+    // recurse): only that task fails, naming it; the rest of the batch runs. (The whole batch
+    // used to be dropped: nobody was answered.)
+    let good = rmp_serde_bytes(&compute_task("fine", task("inc", (1,)), true));
+    let mut header = b"\x82\xa2op\xa7compute\xa5tasks\x92".to_vec();
+    header.extend_from_slice(&good);
+    header.extend_from_slice(b"\x83\xa3key\xa4deep\xa4hash\xc4\x10");
+    header.extend_from_slice(&[7u8; 16]);
+    header.extend_from_slice(b"\xa4node");
+    header.extend(std::iter::repeat_n(0x91u8, 1_100));
+    header.push(0x01);
+    fake.router.send(&route[..], zmq::SNDMORE).unwrap();
+    fake.router.send(header, 0).unwrap();
+    // (Both may come in one report: collected together.)
+    let (mut deep, mut fine) = (None, None);
+    fake.recv_until("reports on both tasks", |r| {
+        if let FromWorker::Report { done, failed, .. } = &r.msg {
+            deep = deep
+                .take()
+                .or(failed.iter().find(|f| f.key == "deep").cloned());
+            fine = fine
+                .take()
+                .or(done.iter().find(|d| d.key == "fine").cloned());
+        }
+        (deep.is_some() && fine.is_some()).then_some(())
+    });
+    let deep = deep.unwrap();
+    assert_eq!(deep.kind, "bad_task", "{deep:?}");
+    assert_eq!(fine.unwrap().data.map(|d| d.value), Some(Value::Int(2)));
 
     // A task depending on a failing one in the same batch fails too.
     fake.compute(
