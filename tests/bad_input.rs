@@ -312,6 +312,7 @@ fn garbage_to_the_worker_port() {
     let dangling = FromWorker::Report {
         done: vec![TaskDone {
             key: "x".into(),
+            hash: zask_core::DefHash::default(),
             nbytes: 1,
             duration_us: 1,
             data: Some(zask_core::protocol::Data {
@@ -408,12 +409,14 @@ fn nonsense_from_a_registered_worker() {
     let report = FromWorker::Report {
         done: vec![TaskDone {
             key: "never-submitted".into(),
+            hash: zask_core::DefHash::default(),
             nbytes: 8,
             duration_us: 5,
             data: None,
         }],
         failed: vec![TaskFailed {
             key: "also-never-submitted".into(),
+            hash: None,
             kind: "task_failed".into(),
             function: Some("inc".into()),
             message: "nonsense".into(),

@@ -232,12 +232,14 @@ fn only_the_worker_given_a_task_is_believed() {
     send(&FromWorker::Report {
         done: vec![TaskDone {
             key: "x".into(),
+            hash: DefHash::of_node(&task("sleep", (1.5, 5))).0,
             nbytes: 8,
             duration_us: 1,
             data: Some(x777),
         }],
         failed: vec![TaskFailed {
             key: "y".into(),
+            hash: None,
             kind: "task_failed".into(),
             function: Some("inc".into()),
             message: "made up".into(),

@@ -78,10 +78,12 @@ impl FakeWorker {
         msgs
     }
 
-    fn report_done(&self, k: &str, value: Value) {
+    /// Reports `t` done with `value` (under the definition hash it was given with).
+    fn report_done(&self, t: &ComputeTask, value: Value) {
         self.send(&FromWorker::Report {
             done: vec![TaskDone {
-                key: k.to_string(),
+                key: t.key.clone(),
+                hash: t.hash,
                 nbytes: value.nbytes(),
                 duration_us: 1,
                 data: Some(Data {
@@ -134,7 +136,7 @@ fn tasks_reach_a_worker_and_results_reach_the_client() {
     assert_eq!(tasks[0].key, "x");
     assert!(!tasks[0].send_value);
     assert_eq!(*tasks[0].node, task("add", (1, 2)));
-    worker.report_done("x", Value::Int(3));
+    worker.report_done(&tasks[0], Value::Int(3));
     // Then y, whose input is on this worker (so no who_has), its value wanted.
     let tasks = worker.next_compute();
     assert_eq!(tasks.len(), 1, "{tasks:?}");
@@ -148,7 +150,7 @@ fn tasks_reach_a_worker_and_results_reach_the_client() {
         "{tasks:?}"
     );
     // The client gets whatever the worker reports.
-    worker.report_done("y", Value::Int(4));
+    worker.report_done(&tasks[0], Value::Int(4));
     assert_eq!(done.join().unwrap().unwrap(), Value::Int(4));
     // Then the worker is told to release both.
     let mut released = Vec::new();
@@ -179,6 +181,7 @@ fn a_failure_reported_by_a_worker_reaches_the_client() {
         done: vec![],
         failed: vec![TaskFailed {
             key: "a".into(),
+            hash: Some(tasks[0].hash),
             kind: "task_failed".into(),
             function: Some("inc".into()),
             message: "inc: made-up failure".into(),
@@ -230,7 +233,7 @@ fn a_worker_gets_at_most_nthreads_times_saturation_tasks() {
         );
         let t = outstanding.remove(0);
         let n: i64 = t.key[1..].parse().unwrap();
-        worker.report_done(&t.key, Value::Int(n + 1));
+        worker.report_done(&t, Value::Int(n + 1));
         finished += 1;
     }
     let expected: Vec<Value> = (1..=10).map(Value::Int).collect();
@@ -282,7 +285,7 @@ fn a_key_released_and_recreated_in_one_turn_is_not_released_after_its_compute() 
         send_frames(&first, None, raw_get(&g, "x", requests[0]));
         let tasks = worker.next_compute();
         assert_eq!(tasks[0].key, "x");
-        worker.report_done("x", Value::Int(3));
+        worker.report_done(&tasks[0], Value::Int(3));
         send_frames(&second, None, raw_get(&g, "x", requests[1]));
         // Serve the worker side until both clients have their results.
         let mut answered = [false, false];
@@ -299,7 +302,7 @@ fn a_key_released_and_recreated_in_one_turn_is_not_released_after_its_compute() 
                 ) {
                     bad_rounds.push(round);
                 }
-                worker.report_done("x", Value::Int(3));
+                worker.report_done(&tasks[0], Value::Int(3));
             }
             for (i, socket) in [&first, &second].into_iter().enumerate() {
                 if let Some(parts) = recv_parts(socket, Duration::ZERO) {

@@ -87,15 +87,18 @@ fn read_graph(rd: &mut &[u8]) -> Option<HashedGraph> {
     }
     let second = cursor;
     let first = start.get(..start.len() - second.len())?;
+    // Each half writes its nodes' hashes into its own part of one table (no copy after).
+    let mut hashes = vec![DefHash::default(); count];
+    let (my_hashes, their_hashes) = hashes.split_at_mut(first_count);
     std::thread::scope(|scope| {
         // (No thread to be had: the ordinary decoder does it all.)
         let helper = std::thread::Builder::new()
             .name("zask-decode".into())
             // Nested nodes are decoded recursively: the same stack as the scheduler's loop.
             .stack_size(crate::service::STACK_SIZE)
-            .spawn_scoped(scope, || read_entries(second, count - first_count))
+            .spawn_scoped(scope, || read_entries(second, their_hashes))
             .ok()?;
-        let mine = read_entries(first, first_count);
+        let mine = read_entries(first, my_hashes);
         // Where the graph ends (the helper reads the same bytes; this pass is much cheaper).
         let mut end = second;
         let skipped = (0..(count - first_count) * 2).try_for_each(|_| skip(&mut end));
@@ -104,32 +107,28 @@ fn read_graph(rd: &mut &[u8]) -> Option<HashedGraph> {
         let (mine, theirs, ()) = (mine?, theirs?, skipped?);
         *rd = end;
         let mut nodes = Nodes::with_capacity_and_hasher(count, Default::default());
-        let mut hashes = Vec::with_capacity(count);
-        for (key, node, hash) in mine.into_iter().chain(theirs) {
+        for (key, node) in mine.into_iter().chain(theirs) {
             if nodes.insert(key, node).is_some() {
                 return None; // A key twice: the ordinary decoder says which.
             }
-            hashes.push(hash);
         }
-        Some(HashedGraph {
-            graph: Graph { nodes },
-            hashes,
-        })
+        Some(Graph { nodes })
     })
+    .map(|graph| HashedGraph { graph, hashes })
 }
 
-/// Decodes `count` graph entries (a string key, then a node) from the start of `bytes`, each
-/// checked and hashed as [`check_node`] does.
-fn read_entries(bytes: &[u8], count: usize) -> Option<Vec<(String, Node, DefHash)>> {
+/// Decodes as many graph entries (a string key, then a node) as `hashes` has room for, from
+/// the start of `bytes`, each checked and hashed (into `hashes`) as [`check_node`] does.
+fn read_entries(bytes: &[u8], hashes: &mut [DefHash]) -> Option<Vec<(String, Node)>> {
     let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    let mut entries = Vec::with_capacity(count);
-    for _ in 0..count {
+    let mut entries = Vec::with_capacity(hashes.len());
+    for slot in hashes.iter_mut() {
         let Value::Str(key) = Value::deserialize(&mut de).ok()? else {
             return None;
         };
         let node = Node::deserialize(&mut de).ok()?;
-        let hash = check_node(&key, &node).ok()?;
-        entries.push((key, node, hash));
+        *slot = check_node(&key, &node).ok()?;
+        entries.push((key, node));
     }
     Some(entries)
 }

@@ -109,23 +109,39 @@ pub fn array_items(bytes: &[u8]) -> Option<Vec<&[u8]>> {
 }
 
 /// What is wrong with a message header, before its fields are looked at: it must be a map
-/// with an `op` string. `Ok(op)` when it is.
+/// with an `op` string. `Ok(op)` when it is. (Fields before `op` are skipped; zask writes `op`
+/// first, so a header holding a million-node graph costs nothing more to check.)
 pub fn header_op(header: &[u8]) -> Result<&str, String> {
-    let Some(fields) = map_fields(header) else {
-        return Err(format!(
+    let not_a_map = || {
+        format!(
             "a message header is a msgpack map with an \"op\" string naming the message, got {}",
             describe(header)
-        ));
+        )
     };
-    match fields.iter().find(|(n, _)| *n == Some("op")) {
-        None => Err("the message header has no \"op\" field naming the message".to_string()),
-        Some((_, op)) => as_str(op).ok_or_else(|| {
-            format!(
-                "\"op\" names the message and must be a string, got {}",
-                describe(op)
-            )
-        }),
+    let mut rd = header;
+    let count = rmp::decode::read_map_len(&mut rd).map_err(|_| not_a_map())?;
+    for _ in 0..count {
+        let name = match rmp::decode::read_str_from_slice(rd) {
+            Ok((name, rest)) => {
+                rd = rest;
+                Some(name)
+            }
+            Err(_) => {
+                skip(&mut rd).ok_or_else(not_a_map)?;
+                None
+            }
+        };
+        if name == Some("op") {
+            return as_str(rd).ok_or_else(|| {
+                format!(
+                    "\"op\" names the message and must be a string, got {}",
+                    describe(rd)
+                )
+            });
+        }
+        skip(&mut rd).ok_or_else(not_a_map)?;
     }
+    Err("the message header has no \"op\" field naming the message".to_string())
 }
 
 /// A short description of the msgpack value at the start of `bytes` ("an array", "an int").

@@ -149,6 +149,9 @@ pub struct ComputeTask {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskDone {
     pub key: String,
+    /// The definition hash of the task run (as `compute` gave it): a result is taken only for
+    /// the definition the key has now.
+    pub hash: DefHash,
     /// Size of the result (`Value::nbytes`).
     pub nbytes: u64,
     /// How long the function ran, in microseconds.
@@ -162,6 +165,10 @@ pub struct TaskDone {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskFailed {
     pub key: String,
+    /// The definition hash of the task that failed, when the worker could read it: a failure
+    /// counts only for the definition the key has now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<DefHash>,
     /// `task_failed` (the function returned an error or panicked), `unknown_function`,
     /// `missing_dependency` (no holder could provide an input), `bad_task` (malformed node).
     pub kind: String,

@@ -154,6 +154,41 @@ impl Value {
         Ok(total)
     }
 
+    /// How many levels of lists and maps the value nests (a scalar 0, `[1]` one), or an error
+    /// past `max_nesting`. Iterative, like [`Value::measure`].
+    pub fn nesting(&self, max_nesting: usize) -> Result<usize, TooDeep> {
+        let mut deepest = 0;
+        let mut stack: smallvec::SmallVec<[(&Value, usize); 16]> = smallvec::SmallVec::new();
+        if self.is_container() {
+            stack.push((self, 1));
+        }
+        while let Some((v, level)) = stack.pop() {
+            if level > max_nesting {
+                return Err(TooDeep { limit: max_nesting });
+            }
+            deepest = deepest.max(level);
+            match v {
+                Value::List(items) => stack.extend(
+                    items
+                        .iter()
+                        .filter(|i| i.is_container())
+                        .map(|i| (i, level + 1)),
+                ),
+                Value::Map(entries) => {
+                    for (k, item) in entries {
+                        for x in [k, item] {
+                            if x.is_container() {
+                                stack.push((x, level + 1));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(deepest)
+    }
+
     /// Whether the value is a list or a map.
     pub fn is_container(&self) -> bool {
         matches!(self, Value::List(_) | Value::Map(_))
@@ -539,6 +574,9 @@ mod tests {
         assert_eq!(v.measure(2), Ok(29));
         assert_eq!(v.measure(1), Err(TooDeep { limit: 1 }));
         assert_eq!(Value::Int(3).measure(0), Ok(8));
+        assert_eq!(v.nesting(10), Ok(2));
+        assert_eq!(v.nesting(1), Err(TooDeep { limit: 1 }));
+        assert_eq!(Value::Int(3).nesting(0), Ok(0));
         // A million levels (as `reduce("list", ...)` builds): measured, refused and dropped
         // without touching the stack.
         let mut deep = Value::Nil;

@@ -130,6 +130,7 @@ fn rep(s: &mut SchedulerState, n: usize, tag: usize, now: Instant) -> Phases {
                     }
                     report.done.push(TaskDone {
                         key: t.key.clone(),
+                        hash: t.hash,
                         nbytes: 8,
                         duration_us: 1,
                         data: t.send_value.then(|| Data {

@@ -84,7 +84,7 @@ struct Args {
     answer_timeout: f64,
     /// Replies queued for one client at the most; a client that does not read past this has
     /// its computations cancelled (and is told once it is heard from again).
-    #[arg(long, env = "ZASK_CLIENT_QUEUE", default_value_t = 10_000)]
+    #[arg(long, env = "ZASK_CLIENT_QUEUE", default_value_t = 100_000)]
     client_queue: i32,
 }
 

@@ -20,7 +20,7 @@ use zask_core::protocol::{
 use zask_core::service::Service;
 use zask_core::value::MAX_NESTING;
 use zask_core::{collection, net, Bytes, Collection, Keys, Value};
-use zask_core::{graph_serde, msgpack};
+use zask_core::{graph_serde, msgpack, DefHash};
 
 use crate::collections::{CollectionStore, StorageError};
 use crate::error::Error;
@@ -60,7 +60,7 @@ impl Default for SchedulerOptions {
             max_message_size: 1 << 30,
             state_dir: None,
             max_collection_size: 64 << 20,
-            client_queue: 10_000,
+            client_queue: 100_000,
         }
     }
 }
@@ -162,6 +162,8 @@ impl Scheduler {
 
 /// Dropped replies remembered per client that does not read (to answer with an error).
 const MAX_UNREAD_REMEMBERED: usize = 1024;
+/// Clients that do not read remembered at the most.
+const MAX_UNREAD_CLIENTS: usize = 1024;
 
 /// How often the loop runs periodic work (heartbeat checks), at the most.
 const TICK: Duration = Duration::from_millis(100);
@@ -562,6 +564,12 @@ impl Loop {
     /// once the client is heard from again.
     fn not_reading(&mut self, route: Vec<u8>, request: u64, _out: &mut Outbox) {
         let first = !self.unread.contains_key(&route);
+        if first && self.unread.len() >= MAX_UNREAD_CLIENTS {
+            // (Clients that never spoke again: the oldest bookkeeping is given up.)
+            if let Some(stale) = self.unread.keys().next().cloned() {
+                self.unread.remove(&stale);
+            }
+        }
         let dropped = self.unread.entry(route.clone()).or_default();
         if dropped.len() < MAX_UNREAD_REMEMBERED {
             dropped.push(request);
@@ -707,7 +715,7 @@ fn decode_worker_message(header: &[u8], blobs: &[Bytes]) -> Result<FromWorker, f
             done.retain_mut(
                 |d| match d.data.as_mut().map(|data| frames::inline(data, blobs)) {
                     Some(Err(e)) => {
-                        unreadable.push(unreadable_result(&d.key, &e.to_string()));
+                        unreadable.push(unreadable_result(&d.key, Some(d.hash), &e.to_string()));
                         false
                     }
                     _ => true,
@@ -734,9 +742,10 @@ fn decode_worker_message(header: &[u8], blobs: &[Bytes]) -> Result<FromWorker, f
 }
 
 /// The failure reported in place of a finished task whose report cannot be read.
-fn unreadable_result(key: &str, why: &str) -> TaskFailed {
+fn unreadable_result(key: &str, hash: Option<DefHash>, why: &str) -> TaskFailed {
     TaskFailed {
         key: key.to_string(),
+        hash,
         kind: "task_failed".to_string(),
         function: None,
         message: format!("its worker's report of the result cannot be read: {why}"),
@@ -764,7 +773,7 @@ fn lenient_report(header: &[u8], why: &str) -> Option<FromWorker> {
         match rmp_serde::from_slice::<TaskDone>(item) {
             Ok(d) => done.push(d),
             Err(e) => match key_of(item) {
-                Some(key) => failed.push(unreadable_result(&key, &e.to_string())),
+                Some(key) => failed.push(unreadable_result(&key, None, &e.to_string())),
                 None => log::warn!("dropping a finished task of a report, without a key: {e}"),
             },
         }
@@ -775,6 +784,7 @@ fn lenient_report(header: &[u8], why: &str) -> Option<FromWorker> {
             Err(e) => match key_of(item) {
                 Some(key) => failed.push(TaskFailed {
                     key,
+                    hash: None,
                     kind: "task_failed".to_string(),
                     function: None,
                     message: format!("its worker's report of the failure cannot be read: {e}"),

@@ -415,6 +415,9 @@ pub struct SchedulerState {
     given: HashMap<TaskId, DefHash>,
     /// Values adopted from registering workers and not claimed yet: kept until then.
     adopted: HashMap<TaskId, Instant>,
+    /// The same, in the order their grace ends (checked from the front, so the tick costs
+    /// nothing for a million adopted values; entries no longer in `adopted` are skipped).
+    adopted_order: VecDeque<(Instant, TaskId)>,
     /// Ready tasks no registered worker can run (the functions they call went away with
     /// their workers): they wait for one, and since when something waited for them.
     stalled: HashMap<TaskId, Option<Instant>>,
@@ -552,6 +555,7 @@ impl SchedulerState {
             held: 0,
             given: HashMap::default(),
             adopted: HashMap::default(),
+            adopted_order: VecDeque::new(),
             stalled: HashMap::default(),
             signature_users: Vec::new(),
             free_signatures: Vec::new(),
@@ -906,7 +910,15 @@ impl SchedulerState {
             }
             return;
         };
-        if self.hash_of(tid) != Some(info.hash) {
+        // One look at the task: its definition, whether the copy was asked for, its status.
+        let Some(t) = self.tasks.get(&tid) else {
+            return;
+        };
+        let hash = match &t.lineage {
+            Some(l) => Some(l.hash),
+            None => self.given.get(&tid).copied(),
+        };
+        if hash != Some(info.hash) {
             log::info!(
                 "worker {} holds a copy of {:?} from another definition; it drops it",
                 self.worker_address(wid),
@@ -915,27 +927,23 @@ impl SchedulerState {
             self.send_release(wid, info.key, out);
             return;
         }
-        if claim == Claim::Fetched && !self.asked_to_fetch(wid, tid) {
+        if claim == Claim::Fetched && !self.asked_to_fetch(wid, tid, t) {
             log::warn!(
                 "worker {} reported a copy of {:?} it was not asked to fetch; ignoring it",
                 self.worker_address(wid),
                 info.key
             );
-            if !self
-                .tasks
-                .get(&tid)
-                .is_some_and(|t| t.who_has.contains(&wid))
-            {
+            if !t.who_has.contains(&wid) {
                 self.send_release(wid, info.key, out);
             }
             return;
         }
-        let became_memory = match self.tasks.get(&tid).map(|t| &t.status) {
-            Some(TaskStatus::Memory) => false,
-            Some(TaskStatus::Waiting | TaskStatus::Ready) => true,
+        let became_memory = match &t.status {
+            TaskStatus::Memory => false,
+            TaskStatus::Waiting | TaskStatus::Ready => true,
             // Being computed elsewhere: the copy held is the same definition's value.
-            Some(TaskStatus::Processing(_)) => true,
-            Some(TaskStatus::Erred(_)) | None => {
+            TaskStatus::Processing(_) => true,
+            TaskStatus::Erred(_) => {
                 self.send_release(wid, info.key, out);
                 return;
             }
@@ -955,10 +963,7 @@ impl SchedulerState {
 
     /// Whether worker `wid` was asked to fetch `tid`: an input of a task it was given, or a
     /// copy asked of it for a retirement.
-    fn asked_to_fetch(&self, wid: WorkerId, tid: TaskId) -> bool {
-        let Some(t) = self.tasks.get(&tid) else {
-            return false;
-        };
+    fn asked_to_fetch(&self, wid: WorkerId, tid: TaskId, t: &TaskState) -> bool {
         t.dependents.iter().any(|d| {
             self.tasks
                 .get(d)
@@ -1003,7 +1008,9 @@ impl SchedulerState {
             }),
         );
         self.given.insert(tid, info.hash);
-        self.adopted.insert(tid, now + self.config.adopt_grace);
+        let until = now + self.config.adopt_grace;
+        self.adopted.insert(tid, until);
+        self.adopted_order.push_back((until, tid));
         self.add_holder(tid, wid, info.nbytes);
         log::debug!(
             "adopted {:?} held by worker {}",
@@ -1015,12 +1022,16 @@ impl SchedulerState {
     /// Adopted values whose grace period ended, unclaimed: no longer kept (released unless a
     /// computation uses them).
     fn expire_adopted(&mut self, now: Instant, out: &mut Outbox) {
-        let expired: Vec<TaskId> = self
-            .adopted
-            .iter()
-            .filter(|(_, until)| now >= **until)
-            .map(|(tid, _)| *tid)
-            .collect();
+        let mut expired: Vec<TaskId> = Vec::new();
+        while let Some(&(until, tid)) = self.adopted_order.front() {
+            if now < until {
+                break;
+            }
+            self.adopted_order.pop_front();
+            if self.adopted.get(&tid) == Some(&until) {
+                expired.push(tid);
+            }
+        }
         if !expired.is_empty() {
             log::info!(
                 "releasing {} adopted value(s) nobody claimed within {:?}",
@@ -1085,6 +1096,21 @@ impl SchedulerState {
             }
             return;
         }
+        if self.hash_of(tid) != Some(done.hash) {
+            // A run of another definition of the key (one taken back from this worker, which
+            // ran it all the same): not this task's result. The task is given again.
+            log::warn!(
+                "worker {} reported {:?} computed from another definition; ignoring it",
+                self.worker_address(wid),
+                done.key
+            );
+            self.send_release(wid, done.key, out);
+            self.rewait(tid);
+            return;
+        }
+        let Some(t) = self.tasks.get(&tid) else {
+            return;
+        };
         let signature = t.signature;
         let sample = done.duration_us as f64;
         let avg = self.durations.entry(signature).or_insert(sample);
@@ -1156,6 +1182,16 @@ impl SchedulerState {
             );
             return;
         }
+        if failed.hash.is_some() && failed.hash != self.hash_of(tid) {
+            log::warn!(
+                "worker {} reported a failure of another definition of {:?}; ignoring it",
+                self.worker_address(wid),
+                failed.key
+            );
+            return;
+        }
+        // Whatever the worker may have kept of it (a result it reported unreadably) goes.
+        self.send_release(wid, failed.key.clone(), out);
         if let Some(w) = self.workers.get_mut(&wid) {
             w.processing.remove(&tid);
         }
@@ -1836,14 +1872,21 @@ impl SchedulerState {
         self.fail_task(tid, error, out);
     }
 
-    /// Tasks no registered worker can run: one that something waits for fails after
-    /// `no_workers_timeout` (the computations waiting get `unknown_function`); one only kept
-    /// (a lost kept key) waits for as long as it takes, so a worker that can run it, or a
-    /// holder coming back with its copy, revives it.
+    /// Tasks no registered worker can run (no worker at all, or none offering all their
+    /// functions): one that something waits for fails after `no_workers_timeout` (the
+    /// computations waiting get `no_workers` or `unknown_function`); one only kept (a lost kept
+    /// key) waits for as long as it takes, so a worker that can run it, or a holder coming back
+    /// with its copy, revives it. Looked at once a second.
     fn check_stalled(&mut self, now: Instant, out: &mut Outbox) {
-        if self.stalled.is_empty() {
+        if self.stalled.is_empty()
+            || self
+                .checks
+                .stall_scan
+                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
             return;
         }
+        self.checks.stall_scan = Some(now);
         let timeout = self.config.no_workers_timeout;
         let mut expired = Vec::new();
         let mut gone = Vec::new();
@@ -1867,27 +1910,40 @@ impl SchedulerState {
             let Some(t) = self.tasks.get(&tid) else {
                 continue;
             };
-            let functions: &[String] = self
-                .signatures
-                .get(t.signature as usize)
-                .map_or(&[], |f| f.as_slice());
-            let missing = functions
-                .iter()
-                .find(|f| !self.function_counts.contains_key(f.as_str()))
-                .cloned();
             let key = t.key.to_string();
-            let error =
+            let error = if self.workers.is_empty() {
+                ErrorInfo::new(
+                    "no_workers",
+                    format!(
+                        "key {key:?} waited {timeout:?} with no worker registered; start \
+                         zask-worker pointing at the scheduler's address_to_workers"
+                    ),
+                )
+                .with_key(&key)
+            } else {
+                let functions: &[String] = self
+                    .signatures
+                    .get(t.signature as usize)
+                    .map_or(&[], |f| f.as_slice());
+                let missing = functions
+                    .iter()
+                    .find(|f| !self.function_counts.contains_key(f.as_str()))
+                    .cloned();
                 ErrorInfo {
                     kind: "unknown_function".to_string(),
                     message: format!(
-                    "key {key:?} calls {}, which no registered worker has offered for {timeout:?} \
-                     (its workers went away); start a worker that offers it",
-                    missing.as_deref().map_or("a function".to_string(), |f| format!("{f:?}"))
-                ),
+                        "key {key:?} calls {}, which no registered worker has offered for \
+                         {timeout:?} (its workers went away); start a worker that offers it",
+                        match &missing {
+                            Some(f) => format!("{f:?}"),
+                            None => format!("{functions:?}, which no one worker offers together"),
+                        }
+                    ),
                     key: Some(key),
                     function: missing,
                     dependency: None,
-                };
+                }
+            };
             if let Some(t) = self.tasks.get_mut(&tid) {
                 t.status = TaskStatus::Waiting;
                 t.kept = false;
@@ -1896,18 +1952,33 @@ impl SchedulerState {
         }
     }
 
-    /// A worker registered: the stalled tasks are queued again, to be placed if it can run
-    /// them (those it cannot run stall again, keeping their time).
+    /// Whether some registered worker offers every function of `signature`.
+    fn runnable(&self, signature: u32) -> bool {
+        let functions: &[String] = self
+            .signatures
+            .get(signature as usize)
+            .map_or(&[], |f| f.as_slice());
+        self.workers
+            .values()
+            .any(|w| functions.iter().all(|f| w.functions.contains(f)))
+    }
+
+    /// A worker registered: the stalled tasks it makes runnable are queued again (the others
+    /// stay stalled, keeping their time).
     fn unstall(&mut self) {
-        let stalled: Vec<TaskId> = self.stalled.keys().copied().collect();
-        for tid in stalled {
-            if self
-                .tasks
-                .get(&tid)
-                .is_some_and(|t| t.status == TaskStatus::Ready)
-            {
-                self.push_ready(tid);
-            }
+        let runnable: Vec<TaskId> = self
+            .stalled
+            .keys()
+            .copied()
+            .filter(|tid| {
+                self.tasks
+                    .get(tid)
+                    .is_some_and(|t| t.status == TaskStatus::Ready && self.runnable(t.signature))
+            })
+            .collect();
+        for tid in runnable {
+            self.stalled.remove(&tid);
+            self.push_ready(tid);
         }
     }
 
@@ -2041,6 +2112,16 @@ impl SchedulerState {
                 },
             ));
         }
+        for (_, sc) in self.scatters.drain() {
+            out.to_clients.push((
+                sc.client,
+                ToClient::Error {
+                    request: sc.request,
+                    error: ErrorInfo::new("shutting_down", "the scheduler is shutting down"),
+                },
+            ));
+        }
+        self.scatter_of.clear();
     }
 
     // ----- clients -------------------------------------------------------------------------
@@ -2753,6 +2834,18 @@ impl SchedulerState {
     /// best head among the queues whose functions some free worker offers.
     fn schedule(&mut self, out: &mut Outbox) {
         if self.workers.is_empty() {
+            // Nobody to run them: they stall (see `check_stalled`), and run when a worker comes.
+            for (_, queue) in self.ready.drain() {
+                for entry in queue.run.into_iter().chain(queue.heap) {
+                    if self
+                        .tasks
+                        .get(&entry.task)
+                        .is_some_and(|t| t.status == TaskStatus::Ready)
+                    {
+                        self.stalled.entry(entry.task).or_insert(None);
+                    }
+                }
+            }
             return;
         }
         // Signatures whose capable workers are all full, for this pass.
@@ -2864,7 +2957,9 @@ impl SchedulerState {
             });
         match best {
             Some(w) => Pick::Worker(w.id),
-            None => Pick::Busy,
+            // Full, or nobody offers all of its functions together.
+            None if self.workers.values().any(|w| capable(&w)) => Pick::Busy,
+            None => Pick::Nobody(functions.join(", ")),
         }
     }
 

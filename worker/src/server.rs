@@ -217,6 +217,9 @@ const REPORT_DELAY: Duration = Duration::from_millis(1);
 /// before its queue runs dry (it holds up to ~1,000 tiny tasks per thread), large enough
 /// that a report costs little per task.
 const REPORT_BATCH: usize = 256;
+/// How long one turn of the loop waits for a disk store's flush before it goes on (the report
+/// waiting for it is sent at a later turn).
+const FLUSH_WAIT: Duration = Duration::from_millis(10);
 /// Tasks handed to the executors per thread ahead of time (their inputs are taken then), in
 /// batches of up to half as many.
 const DISPATCH_AHEAD: u32 = 64;
@@ -756,6 +759,7 @@ impl Loop {
                     match key {
                         Some(key) => self.fail(
                             key,
+                            None,
                             "bad_task",
                             None,
                             format!("the task cannot be read: {e}"),
@@ -806,6 +810,7 @@ impl Loop {
                         Some(held) => {
                             self.report.done.push(TaskDone {
                                 key,
+                                hash: held.hash,
                                 nbytes: held.nbytes,
                                 duration_us: 0,
                                 data: None,
@@ -924,6 +929,7 @@ impl Loop {
                 };
                 self.report.done.push(TaskDone {
                     key: t.key.clone(),
+                    hash: held.hash,
                     nbytes: held.nbytes,
                     duration_us: 0,
                     data: None,
@@ -983,6 +989,25 @@ impl Loop {
                 }
                 (None, _) => {}
             }
+            if let Some((_, hash, peers)) = listed {
+                // Something here under this key from another definition (a task taken back
+                // from this worker, still queued or fetching its inputs): not waited for.
+                if self.tasks.get(dep).is_some_and(|local| local.hash != *hash) {
+                    log::info!("dropping a task of another definition of {dep:?}");
+                    self.drop_task(dep);
+                }
+                if let Some(f) = self.fetching.get_mut(dep) {
+                    if f.hash != *hash {
+                        // Fetched anew, from the holders of the copy wanted now.
+                        f.hash = *hash;
+                        f.untried = peers.iter().rev().map(|p| p.to_string()).collect();
+                        if let Some(first) = f.untried.pop() {
+                            let key: Arc<str> = Arc::from(dep);
+                            to_fetch.entry(first).or_default().push(key);
+                        }
+                    }
+                }
+            }
             if self.tasks.contains_key(dep)
                 || self.fetching.contains_key(dep)
                 || batch.contains(dep)
@@ -1028,6 +1053,7 @@ impl Loop {
                 None => {
                     self.fail(
                         &t.key,
+                        Some(t.hash),
                         "missing_dependency",
                         None,
                         format!("input {dep:?} is neither on this worker nor on any peer named"),
@@ -1156,6 +1182,7 @@ impl Loop {
         let Some(hash) = item.hash else {
             return self.fail(
                 &item.key,
+                None,
                 "task_failed",
                 None,
                 "a scattered value came without its definition hash".to_string(),
@@ -1175,6 +1202,7 @@ impl Loop {
             Ok(nbytes) => {
                 self.report.done.push(TaskDone {
                     key: item.key.clone(),
+                    hash,
                     nbytes,
                     duration_us: 0,
                     data: None,
@@ -1184,6 +1212,7 @@ impl Loop {
             }
             Err(e) => self.fail(
                 &item.key,
+                Some(hash),
                 "task_failed",
                 None,
                 format!("cannot store scattered value: {e}"),
@@ -1192,9 +1221,11 @@ impl Loop {
         }
     }
 
+    /// Reports task `key` (of definition `hash`, when known) failed.
     fn fail(
         &mut self,
         key: &str,
+        hash: Option<DefHash>,
         kind: &str,
         function: Option<String>,
         message: String,
@@ -1202,6 +1233,7 @@ impl Loop {
     ) {
         self.report.failed.push(TaskFailed {
             key: key.to_string(),
+            hash,
             kind: kind.to_string(),
             function,
             message,
@@ -1224,9 +1256,10 @@ impl Loop {
             let inputs = match gather_inputs(&*self.store, &task.node, None) {
                 Ok((inputs, _)) => inputs,
                 Err(dep) => {
-                    self.tasks.remove(&key);
+                    let hash = self.tasks.remove(&key).map(|t| t.hash);
                     self.fail(
                         &key,
+                        hash,
                         "missing_dependency",
                         None,
                         format!("input {dep:?} was released from this worker before the task ran"),
@@ -1339,26 +1372,29 @@ impl Loop {
     /// Stores (or fails) one task an executor finished, and queues what waited for it.
     fn task_finished(&mut self, done: JobResult) {
         self.running = self.running.saturating_sub(1);
-        // Only for the acceptance it was run for (the task may have been dropped, or given
-        // anew, since).
-        if self.tasks.get(&done.key).map(|t| t.serial) != Some(done.serial) {
-            return;
-        }
         let Some(task) = self.tasks.remove(&done.key) else {
             return;
         };
+        // Only for the acceptance it was run for (the task may have been dropped, or given
+        // anew, since: that one stays).
+        if task.serial != done.serial {
+            self.tasks.insert(done.key, task);
+            return;
+        }
         match done.result {
             Ok((value, nbytes)) => {
                 let sent = task.send_value.then(|| value.clone());
                 if let Err(e) = self.store.insert(&done.key, value, task.hash, nbytes) {
                     // (A link chained behind this task ran with the value all the same: its
                     // result is right, and it is reported as usual.)
-                    self.fail(&done.key, "task_failed", None, e.to_string(), None);
+                    let hash = Some(task.hash);
+                    self.fail(&done.key, hash, "task_failed", None, e.to_string(), None);
                     self.fail_waiters(&done.key);
                     return;
                 }
                 self.report.done.push(TaskDone {
                     key: done.key.clone(),
+                    hash: task.hash,
                     nbytes,
                     duration_us: done.duration.as_micros() as u64,
                     data: None,
@@ -1367,7 +1403,15 @@ impl Loop {
                 self.input_arrived(&done.key);
             }
             Err(e) => {
-                self.fail(&done.key, e.kind, e.function, e.message, done.failed_input);
+                let hash = Some(task.hash);
+                self.fail(
+                    &done.key,
+                    hash,
+                    e.kind,
+                    e.function,
+                    e.message,
+                    done.failed_input,
+                );
                 self.fail_waiters(&done.key);
             }
         }
@@ -1395,6 +1439,7 @@ impl Loop {
                     self.forget_waits(&task.node, &waiter);
                     self.fail(
                         &waiter,
+                        Some(task.hash),
                         "missing_dependency",
                         None,
                         format!("input {key:?} could not be computed or fetched"),
@@ -1422,10 +1467,19 @@ impl Loop {
         if !force && busy && small && since.elapsed() < REPORT_DELAY {
             return;
         }
-        self.report_since = None;
-        if let Err(e) = self.store.flush() {
-            log::error!("cannot make stored results durable: {e}");
+        // A value is reported stored once it is durable; a slow flush holds the report back
+        // (the loop goes on serving, heartbeating, and asks again at its next turn).
+        let wait = if force {
+            Duration::from_secs(2)
+        } else {
+            FLUSH_WAIT
+        };
+        match self.store.flush(wait) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => log::error!("cannot make stored results durable: {e}"),
         }
+        self.report_since = None;
         let report = std::mem::take(&mut self.report);
         let mut blobs = Vec::new();
         let done = report

@@ -62,9 +62,10 @@ pub trait Store: Send {
         self.len() == 0
     }
     /// Makes what was inserted durable (the worker calls it before reporting values stored,
-    /// so a reported key survives the worker's crash in a persistent store).
-    fn flush(&mut self) -> Result<(), StoreError> {
-        Ok(())
+    /// so a reported key survives the worker's crash in a persistent store), waiting at most
+    /// `wait`: `Ok(false)` if it is still in progress (ask again later).
+    fn flush(&mut self, _wait: Duration) -> Result<bool, StoreError> {
+        Ok(true)
     }
     /// Why the store takes no more values, if it failed for good (the worker then retires).
     fn broken(&self) -> Option<&str> {
@@ -141,8 +142,9 @@ pub struct SledStore {
     /// `None` once given up on (a broken store is not dropped: sled's drop may hang).
     db: Option<sled::Db>,
     dir: std::path::PathBuf,
-    /// The largest value stored so far (it sets the margin of free space).
-    largest: u64,
+    /// How many records of each size the store holds (the largest sets the margin of free
+    /// space an insert needs).
+    sizes: std::collections::BTreeMap<u64, u64>,
     /// Why the store was given up on, if it was.
     broken: Option<String>,
     flush: Flusher,
@@ -153,8 +155,8 @@ struct Flusher {
     /// Dropped to end the thread.
     requests: Option<mpsc::Sender<()>>,
     done: mpsc::Receiver<Result<(), String>>,
-    /// A flush was asked for and has not answered yet.
-    pending: bool,
+    /// Since when a flush asked for has not answered.
+    pending: Option<std::time::Instant>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Set when the store was given up on: the thread then never drops its handle on the
     /// database (a drop flushes, which may not end).
@@ -166,8 +168,9 @@ const MIN_FREE: u64 = 16 << 20;
 /// How much more space than a value a sled insert may take (measured: up to about 18 times
 /// a value's size, as a leaf of 17 entries is rewritten whole; twice that for safety).
 const AMPLIFICATION: u64 = 40;
-/// How long a flush may take before the store is given up on.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a flush may take before the store is given up on (a flush on a full disk may
+/// never end; the worker goes on serving meanwhile).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The first bytes of a record: a byte msgpack never uses (so a record of an older zask,
 /// plain msgpack, is told apart), then the record format's version.
@@ -218,15 +221,19 @@ impl SledStore {
                 }
             })
             .map_err(|e| StoreError(format!("cannot start the flush thread: {e}")))?;
+        let mut sizes = std::collections::BTreeMap::new();
+        for (_, v) in db.iter().filter_map(Result::ok) {
+            *sizes.entry(v.len() as u64).or_insert(0) += 1;
+        }
         Ok(SledStore {
             db: Some(db),
             dir: dir.to_path_buf(),
-            largest: 0,
+            sizes,
             broken: None,
             flush: Flusher {
                 requests: Some(requests),
                 done,
-                pending: false,
+                pending: None,
                 thread: Some(thread),
                 given_up,
             },
@@ -265,7 +272,8 @@ impl SledStore {
 
     /// An error unless the disk has room for a value of `len` bytes, with the margin.
     fn check_space(&self, len: u64) -> Result<(), StoreError> {
-        let need = MIN_FREE.saturating_add(AMPLIFICATION.saturating_mul(len.max(self.largest)));
+        let largest = self.sizes.keys().next_back().copied().unwrap_or(0);
+        let need = MIN_FREE.saturating_add(AMPLIFICATION.saturating_mul(len.max(largest)));
         let free = fs2::available_space(&self.dir).map_err(|e| {
             StoreError(format!(
                 "cannot tell the free space of {}: {e}",
@@ -280,6 +288,18 @@ impl SledStore {
             )));
         }
         Ok(())
+    }
+}
+
+impl SledStore {
+    /// A record of `len` bytes is no longer held.
+    fn forget_size(&mut self, len: u64) {
+        if let Some(n) = self.sizes.get_mut(&len) {
+            *n -= 1;
+            if *n == 0 {
+                self.sizes.remove(&len);
+            }
+        }
     }
 }
 
@@ -368,8 +388,11 @@ impl Store for SledStore {
         let len = bytes.len() as u64;
         self.check_space(len)?;
         match self.db()?.insert(key.as_bytes(), bytes) {
-            Ok(_) => {
-                self.largest = self.largest.max(len);
+            Ok(old) => {
+                *self.sizes.entry(len).or_insert(0) += 1;
+                if let Some(old) = old {
+                    self.forget_size(old.len() as u64);
+                }
                 Ok(())
             }
             Err(e) => Err(self.give_up(e.to_string())),
@@ -378,7 +401,12 @@ impl Store for SledStore {
     fn remove(&mut self, key: &str) -> Result<bool, StoreError> {
         self.usable()?;
         match self.db()?.remove(key.as_bytes()) {
-            Ok(old) => Ok(old.is_some()),
+            Ok(old) => {
+                if let Some(old) = &old {
+                    self.forget_size(old.len() as u64);
+                }
+                Ok(old.is_some())
+            }
             Err(e) => Err(self.give_up(e.to_string())),
         }
     }
@@ -410,20 +438,26 @@ impl Store for SledStore {
     fn len(&self) -> usize {
         self.db.as_ref().map_or(0, |db| db.len())
     }
-    fn flush(&mut self) -> Result<(), StoreError> {
+    fn flush(&mut self, wait: Duration) -> Result<bool, StoreError> {
         self.usable()?;
-        if !self.flush.pending {
-            let sent = self.flush.requests.as_ref().map(|r| r.send(()));
-            if !matches!(sent, Some(Ok(()))) {
-                return Err(StoreError("the flush thread is gone".to_string()));
+        let since = match self.flush.pending {
+            Some(since) => since,
+            None => {
+                let sent = self.flush.requests.as_ref().map(|r| r.send(()));
+                if !matches!(sent, Some(Ok(()))) {
+                    return Err(StoreError("the flush thread is gone".to_string()));
+                }
+                let now = std::time::Instant::now();
+                self.flush.pending = Some(now);
+                now
             }
-            self.flush.pending = true;
-        }
-        match self.flush.done.recv_timeout(FLUSH_TIMEOUT) {
+        };
+        match self.flush.done.recv_timeout(wait) {
             Ok(result) => {
-                self.flush.pending = false;
-                result.map_err(|e| self.give_up(e))
+                self.flush.pending = None;
+                result.map(|()| true).map_err(|e| self.give_up(e))
             }
+            Err(mpsc::RecvTimeoutError::Timeout) if since.elapsed() < FLUSH_TIMEOUT => Ok(false),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(self.give_up(format!(
                 "a flush did not finish within {FLUSH_TIMEOUT:?} (is the disk full?)"
             ))),
@@ -529,6 +563,29 @@ mod tests {
             store.held("b").is_some(),
             "its hash is kept across a restart"
         );
+    }
+
+    /// The free-space margin follows the largest value held now, not the largest ever held
+    /// (one big value, released, must not make every later insert need 40 times its size).
+    #[test]
+    fn the_space_margin_follows_the_values_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SledStore::open(dir.path()).unwrap();
+        put(&mut store, "small", Value::Int(1));
+        let small = store.sizes.keys().next_back().copied().unwrap();
+        put(&mut store, "big", Value::Bytes(vec![0; 1 << 20].into()));
+        assert!(store.sizes.keys().next_back().copied().unwrap() > 1 << 20);
+        // Replaced by a small value, then removed: the margin is back to the small one.
+        put(&mut store, "big", Value::Int(2));
+        assert_eq!(store.sizes.keys().next_back().copied(), Some(small));
+        store.remove("big").unwrap();
+        store.remove("small").unwrap();
+        assert!(store.sizes.is_empty());
+        // Reopened, the sizes are read back.
+        put(&mut store, "again", Value::Bytes(vec![0; 1000].into()));
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.sizes.len(), 1);
     }
 
     /// A value an older zask wrote (plain msgpack, no hash) is still read, but it is not

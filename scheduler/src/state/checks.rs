@@ -24,6 +24,8 @@ pub(super) struct Checks {
     next_request: u64,
     /// When workers were last scanned for tasks due a check.
     last_scan: Option<Instant>,
+    /// When the stalled tasks were last looked at.
+    pub(super) stall_scan: Option<Instant>,
 }
 
 /// A `check_tasks` waiting for its `task_status`.
@@ -31,6 +33,9 @@ pub(super) struct Checks {
 struct PendingCheck {
     worker: WorkerId,
     sent: Instant,
+    /// The tasks asked about, with the assignment they were asked about (an answer counts
+    /// only for that one, not for a later one of the same task).
+    asked: HashMap<TaskId, u64>,
 }
 
 /// How often workers are scanned for tasks due a check.
@@ -75,23 +80,24 @@ impl SchedulerState {
                 continue;
             }
             let from = w.checked_upto;
-            let keys: Vec<String> = w
+            let due: Vec<(TaskId, &TaskState)> = w
                 .processing
                 .iter()
-                .filter_map(|tid| self.tasks.get(tid))
-                .filter(|t| {
+                .filter_map(|tid| Some((*tid, self.tasks.get(tid)?.as_ref())))
+                .filter(|(_, t)| {
                     t.status == TaskStatus::Processing(w.id)
                         && t.assigned > from
                         && t.assigned <= due_upto
                 })
-                .map(|t| String::from(&*t.key))
                 .collect();
             w.checked_upto = due_upto;
-            if !keys.is_empty() {
-                sends.push((w.id, w.route.clone(), keys));
+            if !due.is_empty() {
+                let keys: Vec<String> = due.iter().map(|(_, t)| String::from(&*t.key)).collect();
+                let asked = due.iter().map(|(tid, t)| (*tid, t.assigned)).collect();
+                sends.push((w.id, w.route.clone(), keys, asked));
             }
         }
-        for (wid, route, keys) in sends {
+        for (wid, route, keys, asked) in sends {
             let request = self.checks.next_request;
             self.checks.next_request += 1;
             log::debug!(
@@ -104,6 +110,7 @@ impl SchedulerState {
                 PendingCheck {
                     worker: wid,
                     sent: now,
+                    asked,
                 },
             );
             out.to_workers
@@ -119,12 +126,13 @@ impl SchedulerState {
         unknown: Vec<String>,
         out: &mut Outbox,
     ) {
-        match self.checks.pending.get(&request) {
-            Some(c) if c.worker == wid => {
-                self.checks.pending.remove(&request);
-            }
+        let asked = match self.checks.pending.get(&request) {
+            Some(c) if c.worker == wid => match self.checks.pending.remove(&request) {
+                Some(c) => c.asked,
+                None => return,
+            },
             _ => return,
-        }
+        };
         for key in unknown {
             let Some(&tid) = self.task_ids.get(key.as_str()) else {
                 continue;
@@ -132,7 +140,8 @@ impl SchedulerState {
             let Some(t) = self.tasks.get(&tid) else {
                 continue;
             };
-            if t.status != TaskStatus::Processing(wid) {
+            // Still the assignment asked about (not one made since).
+            if t.status != TaskStatus::Processing(wid) || asked.get(&tid) != Some(&t.assigned) {
                 continue;
             }
             log::warn!(
@@ -183,8 +192,10 @@ impl SchedulerState {
         self.checks.pending.retain(|_, c| c.worker != wid);
     }
 
-    /// `get_data`s not answered in time: that holder's copies count as lost (it is told to
-    /// drop them), and the values are asked of another holder or computed again.
+    /// `get_data`s not answered in time: the values are asked of another holder, or computed
+    /// again, and that holder is no longer counted on for them (it is not told to delete
+    /// them: it may only be slow, and a value only it holds that cannot be computed again is
+    /// asked of it again rather than given up).
     fn expire_gathers(&mut self, now: Instant, out: &mut Outbox) {
         let timeout = self.config.answer_timeout;
         let mut expired: Vec<u64> = Vec::new();
@@ -207,17 +218,15 @@ impl SchedulerState {
             );
             let mut again = Vec::new();
             for tid in g.keys {
-                let Some(key) = self.tasks.get(&tid).map(|t| String::from(&*t.key)) else {
+                let Some(t) = self.tasks.get(&tid) else {
                     continue;
                 };
-                if self
-                    .tasks
-                    .get(&tid)
-                    .is_some_and(|t| t.who_has.contains(&g.worker))
-                {
-                    self.remove_holder(tid, g.worker);
-                    self.send_release(g.worker, key, out);
+                let only_copy = t.who_has.len() <= 1 && t.who_has.contains(&g.worker);
+                if only_copy && t.lineage.is_none() {
+                    again.push(tid); // Nothing else to do: ask it again.
+                    continue;
                 }
+                self.remove_holder(tid, g.worker);
                 if self.tasks.get(&tid).is_some_and(|t| t.who_has.is_empty()) {
                     self.recompute_lost(tid, out);
                 } else {

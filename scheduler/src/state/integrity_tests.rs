@@ -27,6 +27,7 @@ fn state() -> SchedulerState {
 }
 
 fn send(s: &mut SchedulerState, route: &[u8], msg: FromWorker, now: Instant) -> Outbox {
+    let msg = super::tests::with_hashes(s, msg);
     let mut out = Outbox::default();
     s.on_worker_message(route, msg, now, &mut out);
     s.on_flushed(&mut out);
@@ -185,6 +186,7 @@ fn only_the_assigned_worker_is_believed() {
     // A failure from it: ignored too.
     let f = TaskFailed {
         key: "x".into(),
+        hash: None,
         kind: "task_failed".into(),
         function: Some("inc".into()),
         message: "made up".into(),
@@ -569,4 +571,205 @@ fn a_gather_not_answered_in_time_is_asked_elsewhere() {
         1,
         "the silent holder's copy is dropped"
     );
+}
+
+/// Tasks stalled when their function's only worker left, then queued again when a worker
+/// offering it registered, are not failed while they wait their turn on it.
+#[test]
+fn tasks_waiting_their_turn_on_a_new_capable_worker_do_not_fail() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"wa", &["add", "inc"], 1, t0);
+    register(&mut s, b"wb", &["special"], 1, t0);
+    let mut g = Graph::new();
+    let mut names = Vec::new();
+    for i in 0..10 {
+        g.insert(format!("s{i}").as_str(), task("special", (i as i64,)));
+        names.push(format!("s{i}"));
+    }
+    let keys = Keys::Many(names.iter().map(|k| Keys::One(k.clone())).collect());
+    get(&mut s, b"c1", 1, &g, keys, false, t0);
+    let goodbye = FromWorker::Goodbye {
+        worker_id: "id-wb".into(),
+    };
+    send(&mut s, b"wb", goodbye, t0);
+    heartbeat(&mut s, b"wa", t0 + secs(5));
+    tick(&mut s, t0 + secs(5));
+    let out = register(&mut s, b"wc", &["special"], 1, t0 + secs(21));
+    assert_eq!(compute_keys(&out, b"wc").len(), 2, "it fills its slots");
+    heartbeat(&mut s, b"wa", t0 + secs(36));
+    heartbeat(&mut s, b"wc", t0 + secs(36));
+    let out = tick(&mut s, t0 + secs(36));
+    assert!(error_of(&out, b"c1", 1).is_none(), "{out:?}");
+    // They run in turn on it.
+    let mut finished = 0;
+    let mut now = t0 + secs(36);
+    let mut running = compute_keys(&register(&mut s, b"wd", &[], 1, now), b"wc");
+    running.extend(
+        s.tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Processing(s.worker_by_route[&b"wc".to_vec()]))
+            .map(|t| t.key.to_string()),
+    );
+    running.sort();
+    running.dedup();
+    while let Some(k) = running.pop() {
+        now += secs(1);
+        let out = report(&mut s, b"wc", vec![done(&k, Value::Int(1))], now);
+        assert!(error_of(&out, b"c1", 1).is_none(), "{out:?}");
+        running.extend(compute_keys(&out, b"wc"));
+        finished += 1;
+    }
+    assert_eq!(finished, 10);
+}
+
+/// A worker's report of a task taken back from it, run all the same, is not taken for a new
+/// definition of that key given to it since (its result is another definition's value).
+#[test]
+fn a_late_result_of_another_definition_is_not_taken() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", &["inc"], 1, t0);
+    let mut g = Graph::new();
+    g.insert("d", task("inc", (1,)));
+    get(&mut s, b"c0", 1, &g, "d", true, t0);
+    report(&mut s, b"w1", vec![done("d", Value::Int(2))], t0);
+    register(&mut s, b"w2", &["inc", "add"], 1, t0);
+    let mut g = Graph::new();
+    g.insert("k", task("add", (key("d"), 1)));
+    let out = get(&mut s, b"c1", 1, &g, "k", false, t0);
+    assert_eq!(compute_keys(&out, b"w2"), vec!["k"]);
+    let old_k = hash_in(&s, "k");
+    // w2 runs k; w1 (d's holder) leaves: k is taken back from w2, which runs it all the
+    // same. Then c1 goes away: k is forgotten.
+    send(
+        &mut s,
+        b"w1",
+        FromWorker::Goodbye {
+            worker_id: "id-w1".into(),
+        },
+        t0,
+    );
+    s.on_client_gone(b"c1");
+    let mut out = Outbox::default();
+    s.on_flushed(&mut out);
+    // c2 defines k anew; it goes to w2.
+    let mut g = Graph::new();
+    g.insert("k", task("inc", (100,)));
+    let out = get(&mut s, b"c2", 1, &g, "k", false, t0);
+    assert_eq!(compute_keys(&out, b"w2"), vec!["k"]);
+    // w2's run of the old k ends: its report carries the old definition's hash.
+    let mut old = done("k", Value::Int(3));
+    old.hash = old_k;
+    let out = report(&mut s, b"w2", vec![old], t0);
+    assert_eq!(
+        value_of(&out, b"c2", 1, "k"),
+        None,
+        "the old value is not the answer"
+    );
+    assert_eq!(
+        compute_keys(&out, b"w2"),
+        vec!["k"],
+        "the new k is sent again"
+    );
+    let out = report(&mut s, b"w2", vec![done("k", Value::Int(101))], t0);
+    assert_eq!(value_of(&out, b"c2", 1, "k"), Some(Value::Int(101)));
+}
+
+/// After a restart, a resubmitted graph reuses an adopted value of the same definition; the
+/// graph's definition becomes its lineage, so it is recomputed (not "lost") if its holder
+/// goes away.
+#[test]
+fn an_adopted_value_reused_by_a_graph_can_be_recomputed() {
+    let mut s = state();
+    let t0 = Instant::now();
+    let b_hash = DefHash::combine(
+        DefHash::of_node(&task("mul", (key("a"), 10))).0,
+        [DefHash::of_value(&Value::Int(4))],
+    );
+    let msg = FromWorker::Register {
+        protocol: PROTOCOL_VERSION,
+        worker_id: "id-w1".into(),
+        address: "tcp://w1:9000".into(),
+        pid: 1,
+        nthreads: 1,
+        functions: MATH.iter().map(|f| f.to_string()).collect(),
+        has: vec![KeyInfo {
+            key: "b".into(),
+            nbytes: 8,
+            hash: b_hash,
+        }],
+    };
+    send(&mut s, b"w1", msg, t0);
+    register(&mut s, b"w2", MATH, 1, t0);
+    let out = get(&mut s, b"c1", 1, &abc(4), "c", false, t0);
+    assert!(error_of(&out, b"c1", 1).is_none(), "{out:?}");
+    let sent: Vec<String> = out
+        .compute
+        .values()
+        .flatten()
+        .map(|t| t.key.clone())
+        .collect();
+    assert_eq!(sent, vec!["c"], "b is reused, a not needed");
+    let out = send(
+        &mut s,
+        b"w1",
+        FromWorker::Goodbye {
+            worker_id: "id-w1".into(),
+        },
+        t0,
+    );
+    assert!(
+        error_of(&out, b"c1", 1).is_none(),
+        "b's definition was in the graph: {out:?}"
+    );
+    let mut sent: Vec<String> = out
+        .compute
+        .values()
+        .flatten()
+        .map(|t| t.key.clone())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, vec!["a"], "b is recomputed from its inputs");
+}
+
+/// With no worker left, a computation does not wait forever: it gets `no_workers` after
+/// `no_workers_timeout`, unless a worker comes back in time.
+#[test]
+fn a_computation_left_without_workers_is_told_in_time() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", MATH, 1, t0);
+    let mut g = Graph::new();
+    g.insert("x", task("inc", (1,)));
+    get(&mut s, b"c1", 1, &g, "x", false, t0);
+    let goodbye = FromWorker::Goodbye {
+        worker_id: "id-w1".into(),
+    };
+    send(&mut s, b"w1", goodbye, t0);
+    let mut told = None;
+    for i in 1..60u64 {
+        s.on_client_seen(b"c1", t0 + secs(i));
+        let out = tick(&mut s, t0 + secs(i));
+        if let Some(e) = error_of(&out, b"c1", 1) {
+            told = Some((i, e));
+            break;
+        }
+    }
+    let (after, e) = told.expect("told, not left waiting");
+    assert_eq!(e.kind, "no_workers", "{e:?}");
+    assert!((30..=32).contains(&after), "after {after} s");
+    // A worker coming back in time picks the work up instead.
+    register(&mut s, b"w1", MATH, 1, t0 + secs(100));
+    let mut g = Graph::new();
+    g.insert("y", task("inc", (1,)));
+    get(&mut s, b"c1", 2, &g, "y", false, t0 + secs(100));
+    let goodbye = FromWorker::Goodbye {
+        worker_id: "id-w1".into(),
+    };
+    send(&mut s, b"w1", goodbye, t0 + secs(100));
+    s.on_client_seen(b"c1", t0 + secs(110));
+    assert!(error_of(&tick(&mut s, t0 + secs(110)), b"c1", 2).is_none());
+    let out = register(&mut s, b"w2", MATH, 1, t0 + secs(111));
+    assert_eq!(compute_keys(&out, b"w2"), vec!["y"]);
 }

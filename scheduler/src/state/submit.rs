@@ -28,7 +28,8 @@ impl SchedulerState {
                 .map(|n| DefHash::of_node(n).0)
                 .collect();
         }
-        let plan = self.plan(&get.graph, &get.hashes, &outputs)?;
+        // (From here on `get.hashes` holds each reached node's definition hash.)
+        let plan = self.plan(&get.graph, &mut get.hashes, &outputs)?;
         // Values adopted after a restart that nobody claimed give way to a new definition.
         for &tid in &plan.replace {
             if let Some(key) = self.tasks.get(&tid).map(|t| t.key.clone()) {
@@ -103,10 +104,11 @@ impl SchedulerState {
                 key: Arc::from(key),
                 node: Arc::new(node),
                 deps: lineage_deps,
-                hash: plan.def.get(index).copied().unwrap_or_default(),
+                hash: get.hashes.get(index).copied().unwrap_or_default(),
             });
             created[index] = self.insert_task(lineage, deps, waiting_on, (g, position as u64));
         }
+        self.give_lineage(&get.graph, &get.hashes, &created, &plan.without_lineage);
         get.graph.nodes = Nodes::default();
         drop(plan);
         let mut output_ids = Vec::with_capacity(outputs.len());
@@ -159,16 +161,18 @@ impl SchedulerState {
     /// way. The second pass keeps the nodes the outputs need through nodes that are not
     /// reused (the post-order, filtered, is still inputs first), and checks their functions.
     /// One hash lookup per edge into the graph, one into the task table per key.
-    fn plan(&self, graph: &Graph, local: &[DefHash], outputs: &[String]) -> Result<Plan, Invalid> {
+    fn plan(
+        &self,
+        graph: &Graph,
+        defs: &mut [DefHash],
+        outputs: &[String],
+    ) -> Result<Plan, Invalid> {
         const NEW: u8 = 0;
         const VISITING: u8 = 1;
         const DONE: u8 = 2;
         let count = graph.nodes.len();
         let mut marks = vec![NEW; count];
-        let mut plan = Plan {
-            def: vec![DefHash::default(); count],
-            ..Plan::default()
-        };
+        let mut plan = Plan::default();
         let mut roots: Vec<usize> = Vec::new();
         for out_key in outputs {
             let Some((root, _, root_node)) = graph.nodes.get_full(out_key.as_str()) else {
@@ -198,7 +202,7 @@ impl SchedulerState {
                     marks[index] = DONE;
                     let mut resolved = std::mem::take(resolved);
                     stack.pop();
-                    self.define(graph, local, index, &mut resolved, &mut plan)?;
+                    self.define(graph, defs, index, &resolved, &mut plan)?;
                     plan.push(index, &mut resolved);
                     continue;
                 }
@@ -255,9 +259,9 @@ impl SchedulerState {
     fn define(
         &self,
         graph: &Graph,
-        local: &[DefHash],
+        defs: &mut [DefHash],
         index: usize,
-        resolved: &mut [PlannedRef],
+        resolved: &[PlannedRef],
         plan: &mut Plan,
     ) -> Result<(), Invalid> {
         let Some((key, _)) = graph.nodes.get_index(index) else {
@@ -266,16 +270,17 @@ impl SchedulerState {
         let mut dep_hashes = Vec::with_capacity(resolved.len());
         for r in resolved.iter() {
             let hash = match r.graph_index() {
-                Some(i) => plan.def.get(i).copied(),
+                Some(i) => defs.get(i).copied(),
                 None => self.hash_of(r.0),
             };
             dep_hashes.push(hash.unwrap_or_default());
         }
-        let own = local.get(index).copied().unwrap_or_default();
-        let def = DefHash::combine(own, dep_hashes);
-        if let Some(slot) = plan.def.get_mut(index) {
-            *slot = def;
-        }
+        // The node's own hash is replaced by its definition's (its dependents read that).
+        let Some(slot) = defs.get_mut(index) else {
+            return Ok(());
+        };
+        let def = DefHash::combine(*slot, dep_hashes);
+        *slot = def;
         let Some(&tid) = self.task_ids.get(key.as_str()) else {
             return Ok(());
         };
@@ -287,6 +292,9 @@ impl SchedulerState {
                 return Err((**e).clone());
             }
             plan.reuse.insert(index, tid);
+            if t.lineage.is_none() {
+                plan.without_lineage.push(index);
+            }
             return Ok(());
         }
         if t.waiters == 0 && self.adopted.contains_key(&tid) {
@@ -362,6 +370,82 @@ impl SchedulerState {
         Ok(())
     }
 
+    /// Gives the tasks reused for graph nodes `indices` (tasks without lineage: values adopted
+    /// after a restart, or scattered) the graph's definition as their lineage, so that they are
+    /// recomputed, not lost, if their holder goes away. Their inputs' lineages are those of
+    /// the tasks made or reused for them, or built from the graph (inputs no task was made
+    /// for: not needed, since the value was there).
+    fn give_lineage(
+        &mut self,
+        graph: &Graph,
+        defs: &[DefHash],
+        created: &[TaskId],
+        indices: &[usize],
+    ) {
+        let mut built: HashMap<usize, Arc<Lineage>> = HashMap::default();
+        for &root in indices {
+            // Iterative post-order over the graph below `root` (a long chain must not recurse).
+            let mut stack = vec![(root, false)];
+            while let Some((index, expanded)) = stack.pop() {
+                if built.contains_key(&index) {
+                    continue;
+                }
+                let task = created.get(index).copied().filter(|t| *t != NO_TASK);
+                if index != root {
+                    if let Some(l) = task.and_then(|t| self.tasks.get(&t)?.lineage.clone()) {
+                        built.insert(index, l);
+                        continue;
+                    }
+                }
+                let Some((key, node)) = graph.nodes.get_index(index) else {
+                    continue;
+                };
+                let refs = node.refs();
+                if !expanded {
+                    stack.push((index, true));
+                    for r in &refs {
+                        if let Some(i) = graph.nodes.get_index_of(*r) {
+                            stack.push((i, false));
+                        }
+                    }
+                    continue;
+                }
+                let mut deps: Vec<Arc<Lineage>> = Vec::new();
+                let mut seen: HashSet<&str> = HashSet::default();
+                for r in refs {
+                    if !seen.insert(r) {
+                        continue;
+                    }
+                    let lineage = match graph.nodes.get_index_of(r) {
+                        Some(i) => built.get(&i).cloned(),
+                        None => self
+                            .task_ids
+                            .get(r)
+                            .and_then(|t| self.tasks.get(t)?.lineage.clone()),
+                    };
+                    deps.extend(lineage);
+                }
+                let lineage = Arc::new(Lineage {
+                    key: Arc::from(key.as_str()),
+                    node: Arc::new(node.clone()),
+                    deps,
+                    hash: defs.get(index).copied().unwrap_or_default(),
+                });
+                built.insert(index, lineage.clone());
+                if index == root {
+                    if let Some(tid) = task {
+                        if let Some(t) = self.tasks.get_mut(&tid) {
+                            if t.lineage.is_none() {
+                                t.lineage = Some(lineage);
+                                self.given.remove(&tid);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The task of `key` if the scheduler already has it (so a new computation reuses it); an
     /// error if it has failed.
     fn known(&self, key: &str) -> Result<Option<TaskId>, Invalid> {
@@ -410,10 +494,11 @@ struct Plan {
     refs: Vec<PlannedRef>,
     /// Where each node's references start in `refs`.
     starts: Vec<usize>,
-    /// The definition hash of every node reached, by graph index.
-    def: Vec<DefHash>,
     /// Graph nodes whose key the scheduler has with the same definition: that task is used.
     reuse: HashMap<usize, TaskId>,
+    /// Those of them whose task has no lineage (an adopted or scattered value): the graph's
+    /// definition becomes its lineage, so that it can be recomputed if lost. In post-order.
+    without_lineage: Vec<usize>,
     /// Adopted values nobody claimed that a new definition of their key replaces.
     replace: Vec<TaskId>,
 }

@@ -79,7 +79,23 @@ pub(super) fn register(
     out
 }
 
+/// A worker message as a well-behaved worker sends it: finished tasks carry the definition
+/// hash they were given with (a test that leaves it blank means "the current one").
+pub(super) fn with_hashes(s: &SchedulerState, mut msg: FromWorker) -> FromWorker {
+    if let FromWorker::Report { done, .. } = &mut msg {
+        for d in done.iter_mut() {
+            if d.hash == DefHash::default() {
+                if let Some(h) = s.task_ids.get(d.key.as_str()).and_then(|&t| s.hash_of(t)) {
+                    d.hash = h;
+                }
+            }
+        }
+    }
+    msg
+}
+
 fn send(s: &mut SchedulerState, route: &[u8], msg: FromWorker, now: Instant) -> Outbox {
+    let msg = with_hashes(s, msg);
     let mut out = Outbox::default();
     s.on_worker_message(route, msg, now, &mut out);
     s.on_flushed(&mut out);
@@ -126,6 +142,8 @@ fn tick(s: &mut SchedulerState, now: Instant) -> Outbox {
 pub(super) fn done(key: &str, value: Value) -> TaskDone {
     TaskDone {
         key: key.to_string(),
+        // (Filled in by `send` with the hash the scheduler gave the task.)
+        hash: DefHash::default(),
         nbytes: value.nbytes(),
         duration_us: 10,
         data: Some(Data {
@@ -140,6 +158,7 @@ pub(super) fn done(key: &str, value: Value) -> TaskDone {
 fn done_held(key: &str, nbytes: u64) -> TaskDone {
     TaskDone {
         key: key.to_string(),
+        hash: DefHash::default(),
         nbytes,
         duration_us: 10,
         data: None,
@@ -163,6 +182,7 @@ pub(super) fn report(
 fn failed(key: &str, function: &str, message: &str) -> TaskFailed {
     TaskFailed {
         key: key.to_string(),
+        hash: None,
         kind: "task_failed".to_string(),
         function: Some(function.to_string()),
         message: message.to_string(),
@@ -550,6 +570,7 @@ impl Sim {
             let value = eval(&node, &mut |k| store[k].clone());
             done_list.push(TaskDone {
                 key: t.key.clone(),
+                hash: t.hash,
                 nbytes: value.nbytes(),
                 duration_us: 10,
                 data: t.send_value.then(|| Data {
@@ -792,6 +813,7 @@ fn result_leaves_before_the_releases_it_frees() {
         failed: Vec::new(),
         acquired: Vec::new(),
     };
+    let msg = with_hashes(&s, msg);
     s.on_worker_message(b"w1", msg, t0, &mut out);
     assert_eq!(result_of(&out, b"c1", 1), Some(ints(&[("total", 5)])));
     let mut early = released(&out, b"w1");
@@ -826,6 +848,7 @@ fn a_key_freed_in_a_turn_serves_a_get_of_the_same_turn() {
         failed: Vec::new(),
         acquired: Vec::new(),
     };
+    let msg = with_hashes(&s, msg);
     s.on_worker_message(b"w1", msg, t0, &mut out);
     let mut g2 = Graph::new();
     g2.insert("a", task("inc", (1,)));
@@ -1223,11 +1246,9 @@ fn failure_in_the_middle_releases_finished_inputs() {
     assert_eq!(e.kind, "dependency_failed");
     assert_eq!(e.key.as_deref(), Some("z"));
     assert_eq!(e.dependency.as_deref(), Some("y"));
-    assert_eq!(
-        released(&out, b"w1"),
-        vec!["x"],
-        "x is released with the failure"
-    );
+    // x is released with the failure (and y, the failed key, in case the worker kept
+    // something of it).
+    assert_eq!(released(&out, b"w1"), vec!["x", "y"]);
     assert!(out.compute.is_empty(), "z does not run");
     assert_eq!(s.task_count(), 0);
     assert_eq!(s.held_count(), 0);
@@ -1334,6 +1355,7 @@ fn missing_dependency_is_retried() {
     );
     let f = TaskFailed {
         key: "y".into(),
+        hash: None,
         kind: "missing_dependency".into(),
         function: None,
         message: "no holder had x".into(),
@@ -2000,6 +2022,7 @@ fn lost_key_needed_by_a_task_on_another_worker_is_recomputed() {
     sim.pending.remove(b"w2".as_slice());
     let f = TaskFailed {
         key: "y".into(),
+        hash: None,
         kind: "missing_dependency".into(),
         function: None,
         message: "w1 did not answer".into(),
@@ -2581,6 +2604,7 @@ fn missing_dependency_while_the_input_is_recomputed_runs_it_once() {
     // ... then w2 says it could not fetch x. x is already on its way: do not run it twice.
     let f = TaskFailed {
         key: "y".into(),
+        hash: None,
         kind: "missing_dependency".into(),
         function: None,
         message: "w1 did not answer".into(),
@@ -2614,6 +2638,7 @@ fn missing_dependency_retries_are_bounded() {
     assert_eq!(compute_keys(&out, b"w2"), vec!["y"]);
     let missing = || TaskFailed {
         key: "y".into(),
+        hash: None,
         kind: "missing_dependency".into(),
         function: None,
         message: "no holder answered".into(),
@@ -3062,6 +3087,7 @@ fn lost_input_of_a_task_fetching_it_elsewhere_is_recomputed() {
     // The worker that had y reports its fetch failed (late, after y was taken back).
     let f = TaskFailed {
         key: "y".into(),
+        hash: None,
         kind: "missing_dependency".into(),
         function: None,
         message: "w1 is gone".into(),
@@ -3691,6 +3717,7 @@ fn lost_scattered_input_fails_the_waiting_client_naming_the_key() {
     // Late report of t's fetch failing changes nothing.
     let f = TaskFailed {
         key: "t".into(),
+        hash: None,
         kind: "missing_dependency".into(),
         function: None,
         message: "gone".into(),
