@@ -967,7 +967,7 @@ impl SchedulerState {
         t.dependents.iter().any(|d| {
             self.tasks
                 .get(d)
-                .is_some_and(|dt| dt.status == TaskStatus::Processing(wid))
+                .is_some_and(|dt| matches!(dt.status, TaskStatus::Processing(w) if w == wid))
         }) || self.retiring.values().any(|r| {
             r.requested
                 .get(&tid)
@@ -1085,7 +1085,7 @@ impl SchedulerState {
         let Some(t) = self.tasks.get(&tid) else {
             return;
         };
-        if t.status != TaskStatus::Processing(wid) {
+        if !matches!(t.status, TaskStatus::Processing(w) if w == wid) {
             if !t.who_has.contains(&wid) {
                 log::warn!(
                     "worker {} reported task {:?}, which is not assigned to it; ignoring it",
@@ -1096,7 +1096,12 @@ impl SchedulerState {
             }
             return;
         }
-        if self.hash_of(tid) != Some(done.hash) {
+        let hash = match &t.lineage {
+            Some(l) => Some(l.hash),
+            None => self.given.get(&tid).copied(),
+        };
+        let signature = t.signature;
+        if hash != Some(done.hash) {
             // A run of another definition of the key (one taken back from this worker, which
             // ran it all the same): not this task's result. The task is given again.
             log::warn!(
@@ -1108,10 +1113,6 @@ impl SchedulerState {
             self.rewait(tid);
             return;
         }
-        let Some(t) = self.tasks.get(&tid) else {
-            return;
-        };
-        let signature = t.signature;
         let sample = done.duration_us as f64;
         let avg = self.durations.entry(signature).or_insert(sample);
         *avg = 0.8 * *avg + 0.2 * sample;

@@ -267,20 +267,19 @@ impl SchedulerState {
         let Some((key, _)) = graph.nodes.get_index(index) else {
             return Ok(());
         };
-        let mut dep_hashes = Vec::with_capacity(resolved.len());
-        for r in resolved.iter() {
-            let hash = match r.graph_index() {
-                Some(i) => defs.get(i).copied(),
-                None => self.hash_of(r.0),
-            };
-            dep_hashes.push(hash.unwrap_or_default());
-        }
-        // The node's own hash is replaced by its definition's (its dependents read that).
-        let Some(slot) = defs.get_mut(index) else {
+        let Some(&own) = defs.get(index) else {
             return Ok(());
         };
-        let def = DefHash::combine(*slot, dep_hashes);
-        *slot = def;
+        let dep_hashes = resolved.iter().map(|r| {
+            match r.graph_index() {
+                Some(i) => defs.get(i).copied(),
+                None => self.hash_of(r.0),
+            }
+            .unwrap_or_default()
+        });
+        let def = DefHash::combine(own, dep_hashes);
+        // The node's own hash is replaced by its definition's (its dependents read that).
+        defs[index] = def;
         let Some(&tid) = self.task_ids.get(key.as_str()) else {
             return Ok(());
         };
@@ -322,6 +321,16 @@ impl SchedulerState {
     /// nodes that are not reused, in the first pass's order, and checks that some worker
     /// offers their functions.
     fn keep_needed(&self, graph: &Graph, roots: &[usize], plan: &mut Plan) -> Result<(), Invalid> {
+        let mut functions = FunctionCheck::default();
+        if plan.reuse.is_empty() {
+            // Nothing reused: every node reached is needed (the usual case; no second walk).
+            for &index in &plan.order {
+                if let Some((key, node)) = graph.nodes.get_index(index) {
+                    functions.check(self, key, node)?;
+                }
+            }
+            return Ok(());
+        }
         let mut needed = vec![false; graph.nodes.len()];
         for &r in roots {
             if !plan.reuse.contains_key(&r) {
@@ -342,7 +351,6 @@ impl SchedulerState {
             }
         }
         // Keep the needed entries, compacting in place (entries only move down).
-        let mut functions = FunctionCheck::default();
         let (mut kept, mut kept_refs) = (0, 0);
         for position in 0..plan.order.len() {
             let index = plan.order[position];
