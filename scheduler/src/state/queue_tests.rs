@@ -197,3 +197,41 @@ fn a_worker_registering_again_gets_its_unfinished_work_again() {
     assert_eq!(compute_keys(&out, b"w1-again"), vec!["c1"]);
     assert_eq!(s.who_has("c0").len(), 1);
 }
+
+/// A tree's tasks are each sent once (no task sent again behind its inputs' backs).
+#[test]
+fn every_task_of_a_tree_is_sent_once() {
+    let mut sim = Sim::with(default_config());
+    sim.worker(b"w1", FUNCS, 1);
+    sim.worker(b"w2", FUNCS, 1);
+    let mut g = Graph::new();
+    let mut level: Vec<String> = (0..512).map(|i| format!("l{i}")).collect();
+    for (i, k) in level.iter().enumerate() {
+        g.insert(k.as_str(), task("inc", (i as i64,)));
+    }
+    let mut n = 0;
+    while level.len() > 1 {
+        let mut next = Vec::new();
+        for pair in level.chunks(2) {
+            let k = format!("a{n}");
+            n += 1;
+            g.insert(
+                k.as_str(),
+                task("add", (key(pair[0].as_str()), key(pair[1].as_str()))),
+            );
+            next.push(k);
+        }
+        level = next;
+    }
+    let root = level[0].clone();
+    sim.get(b"c1", 1, &g, root.as_str(), false);
+    sim.run();
+    assert_eq!(sim.result(b"c1", 1).len(), 1);
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    for (_, k) in &sim.dispatched {
+        *counts.entry(k.clone()).or_default() += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    assert_eq!(counts.len(), 1023);
+}
