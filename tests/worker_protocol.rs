@@ -890,3 +890,165 @@ fn a_second_signal_stops_a_retiring_worker_at_once() {
     let status = worker.proc.wait_exit(DEADLINE).expect("the worker exits");
     assert!(status.success(), "{status:?}");
 }
+
+/// An input asked for again under another definition (the scheduler now lists a new copy on
+/// other holders) while the first request is in flight: the first request's answer, whatever
+/// it holds, neither fails the tasks nor asks anyone again; the new request's answer is used.
+#[test]
+fn an_answer_to_an_earlier_request_does_not_fail_an_input_asked_anew() {
+    let fake = FakeScheduler::bind();
+    let b = fake.start_worker(1, &["--fetch-timeout", "30"]);
+    let (route_b, _) = fake.accept(&b);
+    let ctx = zmq::Context::new();
+    let fake_peer = || {
+        let peer = ctx.socket(zmq::ROUTER).unwrap();
+        peer.set_linger(0).unwrap();
+        peer.bind("tcp://127.0.0.1:*").unwrap();
+        let address = peer.get_last_endpoint().unwrap().unwrap();
+        (peer, address)
+    };
+    let (old_peer, old_address) = fake_peer();
+    let (new_peer, new_address) = fake_peer();
+    let asked = |peer: &zmq::Socket| {
+        let mut parts = recv_parts(peer, DEADLINE).expect("a get_data from the worker");
+        let route = parts.remove(0);
+        let PeerRequest::GetData { request, keys } = frames::decode(&parts[0]).unwrap();
+        assert_eq!(keys, vec!["x"]);
+        (route, request)
+    };
+    let answer = |peer: &zmq::Socket, route: &[u8], request: u64, value: i64, hash: DefHash| {
+        let reply = PeerReply::Data {
+            request,
+            items: vec![KeyData {
+                key: "x".into(),
+                data: zask_core::protocol::Data {
+                    value: Value::Int(value),
+                    frame: None,
+                    raw: false,
+                },
+                hash: Some(hash),
+            }],
+            missing: Vec::new(),
+        };
+        send_frames(
+            peer,
+            Some(route),
+            frames::encode(&reply, Vec::new()).unwrap(),
+        );
+    };
+
+    // s needs x of the old definition, held by the old peer only.
+    fake.compute(
+        &route_b,
+        vec![compute_from(
+            "s",
+            task("inc", (key("x"),)),
+            vec![("x".into(), vec![old_address])],
+        )],
+    );
+    let (old_route, old_request) = asked(&old_peer);
+    // Then x is redefined: t needs the new copy, held by the new peer only.
+    let new_hash = DefHash::of_value(&Value::from("x, redefined"));
+    let mut t = compute_task("t", task("inc", (key("x"),)), true);
+    t.who_has = vec![("x".into(), new_hash, vec![new_address.into()])];
+    fake.compute(&route_b, vec![t]);
+    let (new_route, new_request) = asked(&new_peer);
+    assert_ne!(old_request, new_request);
+
+    // The old peer answers the earlier request with the old copy: refused (another
+    // definition), and no reason to give up on x, asked of the new peer meanwhile.
+    answer(&old_peer, &old_route, old_request, 1, test_hash("x"));
+    let quiet_until = Instant::now() + Duration::from_secs(1);
+    while let Some(r) = fake.recv(quiet_until.saturating_duration_since(Instant::now())) {
+        if let FromWorker::Report { failed, .. } = &r.msg {
+            assert!(
+                failed.is_empty(),
+                "failed on the earlier answer: {failed:?}"
+            );
+        }
+    }
+    answer(&new_peer, &new_route, new_request, 10, new_hash);
+    let (outcome, acquired) = fake.outcome(&route_b, "t");
+    assert_eq!(done_value(outcome).1, Some(Value::Int(11)));
+    assert!(acquired.iter().any(|k| k == "x"), "{acquired:?}");
+    assert!(
+        recv_parts(&old_peer, Duration::from_millis(200)).is_none(),
+        "nothing more asked of the old peer"
+    );
+}
+
+/// A task queued behind a full look-ahead, then given anew with another definition that
+/// waits for an input: the old queue entry does not run the new task before its input is
+/// here (which would fail it for a "released" input), and the new task runs once it is.
+#[test]
+fn a_task_given_anew_while_queued_waits_for_its_inputs() {
+    let fake = FakeScheduler::bind();
+    let worker = fake.start_worker(1, &["--fetch-timeout", "30"]);
+    let (route, _) = fake.accept(&worker);
+    // One thread, and 64 tasks dispatched ahead (the first takes two seconds): what comes
+    // next waits in the worker's queue.
+    let mut busy = vec![compute_task("busy0", task("sleep", (2.0, 0)), false)];
+    busy.extend((1..64).map(|i| compute_task(&format!("busy{i}"), task("add", (i, 0)), false)));
+    fake.compute(&route, busy);
+    fake.compute(&route, vec![compute_task("k", task("add", (1, 2)), true)]);
+    // k given anew: now it needs x, which only a peer that has not answered yet holds.
+    let ctx = zmq::Context::new();
+    let peer = ctx.socket(zmq::ROUTER).unwrap();
+    peer.set_linger(0).unwrap();
+    peer.bind("tcp://127.0.0.1:*").unwrap();
+    let peer_address = peer.get_last_endpoint().unwrap().unwrap();
+    let mut k = compute_from(
+        "k",
+        task("inc", (key("x"),)),
+        vec![("x".into(), vec![peer_address])],
+    );
+    k.hash = DefHash::of_value(&Value::from("k, redefined"));
+    let new_hash = k.hash;
+    fake.compute(&route, vec![k]);
+    let mut parts = recv_parts(&peer, DEADLINE).expect("a get_data from the worker");
+    let peer_route = parts.remove(0);
+    let PeerRequest::GetData { request, .. } = frames::decode(&parts[0]).unwrap();
+    let quiet_deadline = Instant::now() + DEADLINE;
+    // The queue drains (the sleeping task ends): k must not run, nor fail, yet.
+    let mut drained: Option<Instant> = None;
+    while drained.is_none_or(|at| at.elapsed() < Duration::from_millis(500)) {
+        let Some(r) = fake.recv(Duration::from_millis(100)) else {
+            assert!(
+                drained.is_some() || Instant::now() < quiet_deadline,
+                "busy tasks hang"
+            );
+            continue;
+        };
+        if let FromWorker::Report { done, failed, .. } = &r.msg {
+            assert!(
+                failed.is_empty(),
+                "failed before its input came: {failed:?}"
+            );
+            assert!(!done.iter().any(|d| d.key == "k"), "k ran early: {done:?}");
+            if done.iter().any(|d| d.key == "busy63") {
+                drained = Some(Instant::now());
+            }
+        }
+    }
+    let reply = PeerReply::Data {
+        request,
+        items: vec![KeyData {
+            key: "x".into(),
+            data: zask_core::protocol::Data {
+                value: Value::Int(5),
+                frame: None,
+                raw: false,
+            },
+            hash: Some(test_hash("x")),
+        }],
+        missing: Vec::new(),
+    };
+    send_frames(
+        &peer,
+        Some(&peer_route),
+        frames::encode(&reply, Vec::new()).unwrap(),
+    );
+    let (done, value) = done_value(fake.outcome(&route, "k").0);
+    assert_eq!(done.hash, new_hash);
+    assert_eq!(value, Some(Value::Int(6)));
+}

@@ -82,8 +82,9 @@ struct Args {
     /// removes the worker; a request for data unanswered takes the data from elsewhere.
     #[arg(long, env = "ZASK_ANSWER_TIMEOUT", default_value_t = 10.0)]
     answer_timeout: f64,
-    /// Replies queued for one client at the most; a client that does not read past this has
-    /// its computations cancelled (and is told once it is heard from again).
+    /// Reply messages queued for one client at the most (a count of messages, whatever their
+    /// size; ZeroMQ's send high-water mark); a client that does not read past this has its
+    /// computations cancelled (and is told once it is heard from again).
     #[arg(long, env = "ZASK_CLIENT_QUEUE", default_value_t = 100_000)]
     client_queue: i32,
 }

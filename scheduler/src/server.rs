@@ -565,7 +565,9 @@ impl Loop {
     fn not_reading(&mut self, route: Vec<u8>, request: u64, _out: &mut Outbox) {
         let first = !self.unread.contains_key(&route);
         if first && self.unread.len() >= MAX_UNREAD_CLIENTS {
-            // (Clients that never spoke again: the oldest bookkeeping is given up.)
+            // (Mostly clients that never spoke again: some other client's bookkeeping, not
+            // necessarily the oldest, is given up; that client is then not told why its
+            // replies stopped.)
             if let Some(stale) = self.unread.keys().next().cloned() {
                 self.unread.remove(&stale);
             }

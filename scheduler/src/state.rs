@@ -1103,14 +1103,15 @@ impl SchedulerState {
         let signature = t.signature;
         if hash != Some(done.hash) {
             // A run of another definition of the key (one taken back from this worker, which
-            // ran it all the same): not this task's result. The task is given again.
+            // ran it all the same, and reported it before the task of the current definition
+            // reached it): not this task's result. The worker has that task now (it replaces
+            // the value of another definition when it takes it), so nothing is sent: a release
+            // could delete the current value, sent again the task would run twice.
             log::warn!(
                 "worker {} reported {:?} computed from another definition; ignoring it",
                 self.worker_address(wid),
                 done.key
             );
-            self.send_release(wid, done.key, out);
-            self.rewait(tid);
             return;
         }
         let sample = done.duration_us as f64;

@@ -152,6 +152,7 @@ impl Worker {
                 retire_timeout,
                 wake_pending,
                 report_since: None,
+                awaiting: None,
             }
             .run()
         })
@@ -470,13 +471,20 @@ struct LocalTask {
     /// Inputs not yet local.
     missing: usize,
     send_value: bool,
+    /// Given to an executor. (`ready` may hold a key twice, or a key whose task was dropped
+    /// and given anew, still waiting for inputs: only a task with all its inputs, not yet
+    /// dispatched, is run.)
+    dispatched: bool,
 }
 
-/// An input being fetched: the holders not tried yet, and the definition hash a copy must
-/// have (a peer's copy of another definition is refused like a bad value).
+/// An input being fetched: the holders not tried yet, the definition hash a copy must have
+/// (a peer's copy of another definition is refused like a bad value), and the request it is
+/// asked in now (an answer to an earlier request for it, before it was asked anew, does not
+/// count for it; 0: not asked yet).
 struct Fetching {
     untried: Vec<String>,
     hash: DefHash,
+    request: u64,
 }
 
 /// A fetch request in flight to a peer.
@@ -493,6 +501,16 @@ struct Report {
     values: Vec<Option<Value>>,
     failed: Vec<TaskFailed>,
     acquired: Vec<KeyInfo>,
+}
+
+impl Report {
+    fn is_empty(&self) -> bool {
+        self.done.is_empty() && self.failed.is_empty() && self.acquired.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.done.len() + self.failed.len() + self.acquired.len()
+    }
 }
 
 struct Loop {
@@ -525,7 +543,12 @@ struct Loop {
     /// The serial of the next task accepted.
     next_serial: u64,
     next_request: u64,
+    /// What finished since the last report was closed.
     report: Report,
+    /// A closed report held back until the store has made its first `.1` writes durable
+    /// (what it says is stored then survives a crash); later results go to `report`, so a
+    /// busy worker's flushes never chase a growing report.
+    awaiting: Option<(Report, u64)>,
     registered: bool,
     /// When the last register/heartbeat went out.
     last_sent: Option<Instant>,
@@ -652,6 +675,9 @@ impl Loop {
         let mut t = self.heartbeat_interval;
         if let Some(since) = self.report_since {
             t = t.min(REPORT_DELAY.saturating_sub(since.elapsed()));
+        }
+        if self.awaiting.is_some() {
+            t = t.min(REPORT_DELAY);
         }
         if let Some(last) = self.last_sent {
             t = t.min(self.heartbeat_interval.saturating_sub(last.elapsed()));
@@ -876,7 +902,7 @@ impl Loop {
                     .collect();
                 for request in dead {
                     if let Some(f) = self.fetches.remove(&request) {
-                        self.fetch_failed(f.keys);
+                        self.fetch_failed(f.keys, Some(request));
                     }
                 }
                 for f in self.fetching.values_mut() {
@@ -1021,6 +1047,16 @@ impl Loop {
                 Some((dep, hash, (first, others))) => {
                     self.add_waiter(dep, Some(dep), &waiter);
                     missing += 1;
+                    // The others, to try in order if the first fails (popped from the end).
+                    // (Recorded first: a full chunk is sent below, and sending marks them.)
+                    self.fetching.insert(
+                        dep.clone(),
+                        Fetching {
+                            untried: others.iter().rev().map(|p| p.to_string()).collect(),
+                            hash: *hash,
+                            request: 0,
+                        },
+                    );
                     match to_fetch.get_mut(&**first) {
                         Some(keys) => {
                             keys.push(dep.clone());
@@ -1041,14 +1077,6 @@ impl Loop {
                             to_fetch.insert(first.to_string(), vec![dep.clone()]);
                         }
                     }
-                    // The others, to try in order if the first fails (popped from the end).
-                    self.fetching.insert(
-                        dep.clone(),
-                        Fetching {
-                            untried: others.iter().rev().map(|p| p.to_string()).collect(),
-                            hash: *hash,
-                        },
-                    );
                 }
                 None => {
                     self.fail(
@@ -1075,6 +1103,7 @@ impl Loop {
                 serial,
                 missing,
                 send_value: t.send_value,
+                dispatched: false,
             },
         );
         if missing == 0 {
@@ -1173,7 +1202,14 @@ impl Loop {
         if let Some(first) = untried.pop() {
             let key: Arc<str> = Arc::from(key);
             to_fetch.entry(first).or_default().push(key.clone());
-            self.fetching.insert(key, Fetching { untried, hash });
+            self.fetching.insert(
+                key,
+                Fetching {
+                    untried,
+                    hash,
+                    request: 0,
+                },
+            );
         }
     }
 
@@ -1250,9 +1286,13 @@ impl Loop {
             let Some(key) = self.ready.pop_front() else {
                 break;
             };
-            let Some(task) = self.tasks.get(&key) else {
+            let Some(task) = self.tasks.get_mut(&key) else {
                 continue;
             };
+            if task.missing != 0 || task.dispatched {
+                continue; // A stale entry (see `LocalTask::dispatched`).
+            }
+            task.dispatched = true;
             let inputs = match gather_inputs(&*self.store, &task.node, None) {
                 Ok((inputs, _)) => inputs,
                 Err(dep) => {
@@ -1333,6 +1373,7 @@ impl Loop {
                 break; // Left to the usual path, which reports the lost input.
             };
             task.missing = 0;
+            task.dispatched = true;
             let node = task.node.clone();
             let serial = task.serial;
             if let Some(waiters) = self.waiting.get_mut(previous.as_str()) {
@@ -1454,19 +1495,23 @@ impl Loop {
     /// Sends what finished, unless (and `force` is false) tasks are still running here and
     /// the report is young and small: then it waits for company, up to `REPORT_DELAY`.
     fn send_report(&mut self, force: bool) {
-        if self.report.done.is_empty()
-            && self.report.failed.is_empty()
-            && self.report.acquired.is_empty()
-        {
-            return;
+        if self.awaiting.is_none() {
+            if self.report.is_empty() {
+                return;
+            }
+            let since = *self.report_since.get_or_insert_with(Instant::now);
+            let busy = self.running > 0 || !self.ready.is_empty();
+            let small = self.report.len() < REPORT_BATCH;
+            if !force && busy && small && since.elapsed() < REPORT_DELAY {
+                return;
+            }
+            self.report_since = None;
+            let report = std::mem::take(&mut self.report);
+            self.awaiting = Some((report, self.store.writes()));
         }
-        let since = *self.report_since.get_or_insert_with(Instant::now);
-        let busy = self.running > 0 || !self.ready.is_empty();
-        let small = self.report.done.len() + self.report.failed.len() + self.report.acquired.len()
-            < REPORT_BATCH;
-        if !force && busy && small && since.elapsed() < REPORT_DELAY {
+        let Some((_, upto)) = &self.awaiting else {
             return;
-        }
+        };
         // A value is reported stored once it is durable; a slow flush holds the report back
         // (the loop goes on serving, heartbeating, and asks again at its next turn).
         let wait = if force {
@@ -1474,13 +1519,22 @@ impl Loop {
         } else {
             FLUSH_WAIT
         };
-        match self.store.flush(wait) {
+        match self.store.flush(*upto, wait) {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => log::error!("cannot make stored results durable: {e}"),
         }
-        self.report_since = None;
-        let report = std::mem::take(&mut self.report);
+        if let Some((report, _)) = self.awaiting.take() {
+            self.send_a_report(report);
+        }
+        if force && !self.report.is_empty() {
+            // What came in while the closed report waited (it then waits no longer).
+            self.send_report(true);
+        }
+    }
+
+    /// Sends one report, durable or not.
+    fn send_a_report(&mut self, report: Report) {
         let mut blobs = Vec::new();
         let done = report
             .done
@@ -1501,7 +1555,6 @@ impl Loop {
 
     // ----- peers ---------------------------------------------------------------------------
 
-    /// The values of `keys` held here (packed into `blobs`), and the keys not held.
     /// The values of `keys` held here, each packed by `pack`, and the keys not held.
     fn lookup(
         &self,
@@ -1592,7 +1645,7 @@ impl Loop {
     fn send_fetch(&mut self, peer: String, keys: Vec<Arc<str>>) {
         if let Err(keys) = self.try_fetch(&peer, keys) {
             self.peer_sockets.remove(&peer);
-            self.fetch_failed(keys);
+            self.fetch_failed(keys, None);
         }
     }
 
@@ -1611,6 +1664,11 @@ impl Loop {
         match sent {
             Ok(()) => {
                 self.next_request += 1;
+                for k in &keys {
+                    if let Some(f) = self.fetching.get_mut(k) {
+                        f.request = request;
+                    }
+                }
                 self.fetches.insert(
                     request,
                     Fetch {
@@ -1681,7 +1739,7 @@ impl Loop {
                 Ok(PeerReply::Error { request, message }) => {
                     log::warn!("{addr} could not serve request {request}: {message}");
                     if let Some(f) = self.fetches.remove(&request) {
-                        self.fetch_failed(f.keys);
+                        self.fetch_failed(f.keys, Some(request));
                     }
                 }
                 Err(e) => log::warn!("dropping a malformed reply from {addr}: {e}"),
@@ -1745,21 +1803,24 @@ impl Loop {
             return;
         }
         // The keys of this fetch not stored now (said missing, left out of the answer, bad
-        // or unstorable): try the next holder.
-        let failed: Vec<Arc<str>> = fetch
-            .keys
-            .into_iter()
-            .filter(|k| self.fetching.contains_key(k))
-            .collect();
-        self.fetch_failed(failed);
+        // or unstorable): try the next holder (`fetch_failed` leaves those asked anew since).
+        self.fetch_failed(fetch.keys, Some(request));
     }
 
     /// These inputs could not be had from the holder asked: try the next, or fail the tasks
     /// that wait for them.
-    fn fetch_failed(&mut self, keys: Vec<Arc<str>>) {
+    ///
+    /// With `request`, only the keys still waited for under that request count: one dropped
+    /// and asked for anew since (under a later request, perhaps of another holder) is that
+    /// request's business, and its waiters must not fail because an older request did.
+    fn fetch_failed(&mut self, keys: Vec<Arc<str>>, request: Option<u64>) {
         let mut retry: ToFetch = HashMap::default();
         for key in keys {
-            let next = self.fetching.get_mut(&key).and_then(|f| f.untried.pop());
+            let next = match self.fetching.get_mut(&key) {
+                None => continue, // Stored already, or no longer wanted.
+                Some(f) if request.is_some_and(|r| r != f.request) => continue,
+                Some(f) => f.untried.pop(),
+            };
             match next {
                 Some(peer) => retry.entry(peer).or_default().push(key),
                 None => {
@@ -1787,13 +1848,32 @@ impl Loop {
                 log::warn!("{} did not answer within {:?}", f.peer, self.fetch_timeout);
                 // Start afresh with that peer next time (its queue may hold stale requests).
                 self.peer_sockets.remove(&f.peer);
-                self.fetch_failed(f.keys);
+                self.fetch_failed(f.keys, Some(request));
             }
         }
     }
 
     fn shut_down(&mut self) {
-        self.send_report(true);
+        // What finished is reported even if a flush does not end (a full disk): the goodbye
+        // that follows makes the scheduler forget this worker's copies anyway, and a client
+        // waiting for a value sent with the report gets it.
+        if self.awaiting.is_some() || !self.report.is_empty() {
+            match self
+                .store
+                .flush(self.store.writes(), Duration::from_secs(2))
+            {
+                Ok(true) => {}
+                Ok(false) => log::warn!("closing before stored results are durable"),
+                Err(e) => log::error!("cannot make stored results durable: {e}"),
+            }
+            if let Some((report, _)) = self.awaiting.take() {
+                self.send_a_report(report);
+            }
+            let report = std::mem::take(&mut self.report);
+            if !report.is_empty() {
+                self.send_a_report(report);
+            }
+        }
         let msg = FromWorker::Goodbye {
             worker_id: self.worker_id.clone(),
         };

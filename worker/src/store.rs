@@ -61,10 +61,15 @@ pub trait Store: Send {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Makes what was inserted durable (the worker calls it before reporting values stored,
-    /// so a reported key survives the worker's crash in a persistent store), waiting at most
-    /// `wait`: `Ok(false)` if it is still in progress (ask again later).
-    fn flush(&mut self, _wait: Duration) -> Result<bool, StoreError> {
+    /// How many writes (inserts and removals) the store has taken: `flush` makes them
+    /// durable up to such a count.
+    fn writes(&self) -> u64 {
+        0
+    }
+    /// Makes the first `upto` writes durable (the worker calls it before reporting values
+    /// stored, so a reported key survives the worker's crash in a persistent store), waiting
+    /// at most `wait`: `Ok(false)` if it is still in progress (ask again later).
+    fn flush(&mut self, _upto: u64, _wait: Duration) -> Result<bool, StoreError> {
         Ok(true)
     }
     /// Why the store takes no more values, if it failed for good (the worker then retires).
@@ -148,6 +153,10 @@ pub struct SledStore {
     /// Why the store was given up on, if it was.
     broken: Option<String>,
     flush: Flusher,
+    /// How many inserts and removals were made.
+    writes: u64,
+    /// How many of them a finished flush made durable.
+    durable: u64,
 }
 
 /// The thread that flushes a sled store (a flush may block forever on a full disk).
@@ -155,8 +164,9 @@ struct Flusher {
     /// Dropped to end the thread.
     requests: Option<mpsc::Sender<()>>,
     done: mpsc::Receiver<Result<(), String>>,
-    /// Since when a flush asked for has not answered.
-    pending: Option<std::time::Instant>,
+    /// Since when a flush asked for has not answered, and the write count it was asked at
+    /// (it makes durable those writes, not necessarily later ones).
+    pending: Option<(std::time::Instant, u64)>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Set when the store was given up on: the thread then never drops its handle on the
     /// database (a drop flushes, which may not end).
@@ -237,6 +247,8 @@ impl SledStore {
                 thread: Some(thread),
                 given_up,
             },
+            writes: 0,
+            durable: 0,
         })
     }
 
@@ -292,6 +304,17 @@ impl SledStore {
 }
 
 impl SledStore {
+    /// Asks the flush thread for a flush of the writes made so far.
+    fn request_flush(&mut self) -> Result<(std::time::Instant, u64), StoreError> {
+        let sent = self.flush.requests.as_ref().map(|r| r.send(()));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(StoreError("the flush thread is gone".to_string()));
+        }
+        let pending = (std::time::Instant::now(), self.writes);
+        self.flush.pending = Some(pending);
+        Ok(pending)
+    }
+
     /// A record of `len` bytes is no longer held.
     fn forget_size(&mut self, len: u64) {
         if let Some(n) = self.sizes.get_mut(&len) {
@@ -307,9 +330,19 @@ impl Drop for SledStore {
     fn drop(&mut self) {
         // The flush thread ends when its channel closes.
         self.flush.requests = None;
-        if self.broken.is_some() {
+        // A flush in flight is given a few seconds to end: one that does not may never (a
+        // full disk), and is then treated like a failure.
+        let stuck = self.flush.pending.is_some()
+            && !matches!(
+                self.flush.done.recv_timeout(Duration::from_secs(5)),
+                Ok(Ok(()))
+            );
+        if self.broken.is_some() || stuck {
             // sled's drop flushes, which may never end after a failure; the thread may be
             // stuck in one: neither is waited for.
+            self.flush
+                .given_up
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             std::mem::forget(self.db.take());
             return;
         }
@@ -389,6 +422,7 @@ impl Store for SledStore {
         self.check_space(len)?;
         match self.db()?.insert(key.as_bytes(), bytes) {
             Ok(old) => {
+                self.writes += 1;
                 *self.sizes.entry(len).or_insert(0) += 1;
                 if let Some(old) = old {
                     self.forget_size(old.len() as u64);
@@ -402,6 +436,7 @@ impl Store for SledStore {
         self.usable()?;
         match self.db()?.remove(key.as_bytes()) {
             Ok(old) => {
+                self.writes += 1;
                 if let Some(old) = &old {
                     self.forget_size(old.len() as u64);
                 }
@@ -438,24 +473,33 @@ impl Store for SledStore {
     fn len(&self) -> usize {
         self.db.as_ref().map_or(0, |db| db.len())
     }
-    fn flush(&mut self, wait: Duration) -> Result<bool, StoreError> {
+    fn writes(&self) -> u64 {
+        self.writes
+    }
+    fn flush(&mut self, upto: u64, wait: Duration) -> Result<bool, StoreError> {
         self.usable()?;
-        let since = match self.flush.pending {
-            Some(since) => since,
-            None => {
-                let sent = self.flush.requests.as_ref().map(|r| r.send(()));
-                if !matches!(sent, Some(Ok(()))) {
-                    return Err(StoreError("the flush thread is gone".to_string()));
-                }
-                let now = std::time::Instant::now();
-                self.flush.pending = Some(now);
-                now
-            }
+        if self.durable >= upto {
+            return Ok(true);
+        }
+        // A flush asked for earlier covers the writes made before it only: when it ends
+        // short of `upto`, another is asked for (next time).
+        let (since, asked_at) = match self.flush.pending {
+            Some(pending) => pending,
+            None => self.request_flush()?,
         };
         match self.flush.done.recv_timeout(wait) {
-            Ok(result) => {
+            Ok(Ok(())) => {
                 self.flush.pending = None;
-                result.map(|()| true).map_err(|e| self.give_up(e))
+                self.durable = self.durable.max(asked_at);
+                if self.durable >= upto {
+                    return Ok(true);
+                }
+                self.request_flush()?;
+                Ok(false)
+            }
+            Ok(Err(e)) => {
+                self.flush.pending = None;
+                Err(self.give_up(e))
             }
             Err(mpsc::RecvTimeoutError::Timeout) if since.elapsed() < FLUSH_TIMEOUT => Ok(false),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(self.give_up(format!(
@@ -586,6 +630,52 @@ mod tests {
         drop(store);
         let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(store.sizes.len(), 1);
+    }
+
+    /// A flush covers the writes made before it was asked for: one asked for before a write
+    /// does not vouch for it, even if it ends after the write.
+    #[test]
+    fn a_flush_vouches_only_for_the_writes_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SledStore::open(dir.path()).unwrap();
+        // A flush left in flight (asked for with no wait), then another write.
+        let mut attempts = 0;
+        loop {
+            put(&mut store, &format!("first{attempts}"), Value::Int(1));
+            let upto = store.writes();
+            if !store.flush(upto, Duration::ZERO).unwrap() {
+                break;
+            }
+            attempts += 1;
+            assert!(attempts < 100, "every flush ended before it was waited for");
+        }
+        let asked_at = store.writes();
+        put(&mut store, "second", Value::Int(2));
+        let upto = store.writes();
+        assert_eq!(upto, asked_at + 1);
+        // The flush in flight ends, short of the second write: not durable yet.
+        assert!(!store.flush(upto, Duration::from_secs(20)).unwrap());
+        assert_eq!(store.durable, asked_at);
+        // The next flush covers it.
+        assert!(store.flush(upto, Duration::from_secs(20)).unwrap());
+        assert_eq!(store.durable, upto);
+        // Nothing written since: no flush is needed.
+        assert!(store.flush(upto, Duration::ZERO).unwrap());
+        assert!(store.flush.pending.is_none());
+    }
+
+    /// A store dropped while a flush is in flight closes once it ends (the database can be
+    /// opened again at once), without waiting forever.
+    #[test]
+    fn a_store_dropped_during_a_flush_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SledStore::open(dir.path()).unwrap();
+        put(&mut store, "a", Value::Int(1));
+        let upto = store.writes();
+        let _ = store.flush(upto, Duration::ZERO).unwrap();
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("a").unwrap(), Some(Value::Int(1)));
     }
 
     /// A value an older zask wrote (plain msgpack, no hash) is still read, but it is not

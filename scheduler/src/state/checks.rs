@@ -193,9 +193,9 @@ impl SchedulerState {
     }
 
     /// `get_data`s not answered in time: the values are asked of another holder, or computed
-    /// again, and that holder is no longer counted on for them (it is not told to delete
-    /// them: it may only be slow, and a value only it holds that cannot be computed again is
-    /// asked of it again rather than given up).
+    /// again, and that holder's copies are given up (it is told to drop them). A value only it
+    /// holds that cannot be computed again (scattered data) is not given up: that request
+    /// stays open (its late answer is taken), and the wait starts over.
     fn expire_gathers(&mut self, now: Instant, out: &mut Outbox) {
         let timeout = self.config.answer_timeout;
         let mut expired: Vec<u64> = Vec::new();
@@ -207,31 +207,45 @@ impl SchedulerState {
         }
         let any = !expired.is_empty();
         for id in expired {
-            let Some(g) = self.gathers.remove(&id) else {
+            let Some(mut g) = self.gathers.remove(&id) else {
                 continue;
             };
-            log::warn!(
-                "worker {} did not send {} value(s) asked of it within {timeout:?}; taking \
-                 them from elsewhere",
-                self.worker_address(g.worker),
-                g.keys.len()
-            );
             let mut again = Vec::new();
-            for tid in g.keys {
+            let mut still = Vec::new();
+            for tid in std::mem::take(&mut g.keys) {
                 let Some(t) = self.tasks.get(&tid) else {
                     continue;
                 };
                 let only_copy = t.who_has.len() <= 1 && t.who_has.contains(&g.worker);
                 if only_copy && t.lineage.is_none() {
-                    again.push(tid); // Nothing else to do: ask it again.
+                    still.push(tid);
                     continue;
                 }
-                self.remove_holder(tid, g.worker);
+                let key = String::from(&*t.key);
+                if t.who_has.contains(&g.worker) {
+                    self.remove_holder(tid, g.worker);
+                    self.send_release(g.worker, key, out);
+                }
                 if self.tasks.get(&tid).is_some_and(|t| t.who_has.is_empty()) {
                     self.recompute_lost(tid, out);
                 } else {
                     again.push(tid);
                 }
+            }
+            log::warn!(
+                "worker {} did not send {} value(s) asked of it within {timeout:?}; {}",
+                self.worker_address(g.worker),
+                again.len() + still.len(),
+                if still.is_empty() {
+                    "taking them from elsewhere"
+                } else {
+                    "waiting on for those only it holds"
+                }
+            );
+            if !still.is_empty() {
+                g.keys = still;
+                g.sent = Some(now);
+                self.gathers.insert(id, g);
             }
             if !again.is_empty() {
                 self.gather(again, out);

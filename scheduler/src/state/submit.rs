@@ -53,6 +53,10 @@ impl SchedulerState {
                 *slot = tid;
             }
         }
+        // Before the new tasks are made, so that the lineage of a new task over such a value
+        // includes the lineage it is given here.
+        self.give_lineage(&get.graph, &get.hashes, &created, &plan.without_lineage);
+        let nodes = &mut get.graph.nodes;
         // For a wide task, its inputs met so far: graph nodes by index (`stamp[i]` is the
         // position of the last task that took node `i`, plus one), held tasks in a set.
         let mut stamp: Vec<usize> = Vec::new();
@@ -108,7 +112,6 @@ impl SchedulerState {
             });
             created[index] = self.insert_task(lineage, deps, waiting_on, (g, position as u64));
         }
-        self.give_lineage(&get.graph, &get.hashes, &created, &plan.without_lineage);
         get.graph.nodes = Nodes::default();
         drop(plan);
         let mut output_ids = Vec::with_capacity(outputs.len());
@@ -442,15 +445,29 @@ impl SchedulerState {
                 built.insert(index, lineage.clone());
                 if index == root {
                     if let Some(tid) = task {
-                        if let Some(t) = self.tasks.get_mut(&tid) {
-                            if t.lineage.is_none() {
-                                t.lineage = Some(lineage);
-                                self.given.remove(&tid);
-                            }
-                        }
+                        self.set_lineage(tid, lineage);
                     }
                 }
             }
+        }
+    }
+
+    /// Gives task `tid`, which has none, its `lineage`: its hash moves there, and its signature
+    /// becomes its node's (so that, recomputed, it goes to a worker offering its functions).
+    fn set_lineage(&mut self, tid: TaskId, lineage: Arc<Lineage>) {
+        let signature = self.signature_of(&lineage.node);
+        self.use_signature(signature);
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
+        };
+        if t.lineage.is_some() {
+            return;
+        }
+        let old = std::mem::replace(&mut t.signature, signature);
+        t.lineage = Some(lineage);
+        self.given.remove(&tid);
+        if let Some(n) = self.signature_users.get_mut(old as usize) {
+            *n = n.saturating_sub(1);
         }
     }
 
