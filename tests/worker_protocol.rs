@@ -893,9 +893,10 @@ fn a_second_signal_stops_a_retiring_worker_at_once() {
 
 /// An input asked for again under another definition (the scheduler now lists a new copy on
 /// other holders) while the first request is in flight: the first request's answer, whatever
-/// it holds, neither fails the tasks nor asks anyone again; the new request's answer is used.
+/// it holds, neither fails the tasks nor asks anyone again; the new request's answer is used,
+/// by the new task only (the task given with the old definition never runs on the new one).
 #[test]
-fn an_answer_to_an_earlier_request_does_not_fail_an_input_asked_anew() {
+fn an_input_asked_anew_under_another_definition() {
     let fake = FakeScheduler::bind();
     let b = fake.start_worker(1, &["--fetch-timeout", "30"]);
     let (route_b, _) = fake.accept(&b);
@@ -968,9 +969,43 @@ fn an_answer_to_an_earlier_request_does_not_fail_an_input_asked_anew() {
         }
     }
     answer(&new_peer, &new_route, new_request, 10, new_hash);
-    let (outcome, acquired) = fake.outcome(&route_b, "t");
-    assert_eq!(done_value(outcome).1, Some(Value::Int(11)));
+    // t runs on the new x. s, given with the old x, must not: its result would be stored (and
+    // offered) under s's definition, computed from another x.
+    let (mut t_done, mut s_outcome, mut acquired) = (None, None, Vec::new());
+    while t_done.is_none() || s_outcome.is_none() {
+        let r = fake.recv(DEADLINE).expect("reports on s and t");
+        if let FromWorker::Report {
+            done,
+            failed,
+            acquired: got,
+        } = &r.msg
+        {
+            acquired.extend(got.iter().map(|a| a.key.clone()));
+            for d in done {
+                let value = d
+                    .data
+                    .clone()
+                    .map(|data| frames::unpack(data, &r.blobs).unwrap());
+                match d.key.as_str() {
+                    "t" => t_done = Some(value),
+                    "s" => s_outcome = Some(Ok(value)),
+                    _ => {}
+                }
+            }
+            if let Some(f) = failed.iter().find(|f| f.key == "s") {
+                s_outcome = Some(Err(f.clone()));
+            }
+        }
+    }
+    assert_eq!(t_done, Some(Some(Value::Int(11))));
+    let s_failure = s_outcome
+        .unwrap()
+        .expect_err("s ran on an x of another definition");
+    assert_eq!(s_failure.kind, "missing_dependency", "{s_failure:?}");
     assert!(acquired.iter().any(|k| k == "x"), "{acquired:?}");
+    let (items, missing) = fake.get_data(&route_b, 1, &["s"]);
+    assert!(items.is_empty(), "s holds a value: {items:?}");
+    assert_eq!(missing, vec!["s".to_string()]);
     assert!(
         recv_parts(&old_peer, Duration::from_millis(200)).is_none(),
         "nothing more asked of the old peer"
@@ -1051,4 +1086,45 @@ fn a_task_given_anew_while_queued_waits_for_its_inputs() {
     let (done, value) = done_value(fake.outcome(&route, "k").0);
     assert_eq!(done.hash, new_hash);
     assert_eq!(value, Some(Value::Int(6)));
+}
+
+/// A task check names the definition asked about: a value held here of another definition
+/// does not answer for it (the task is unknown, and that value is not reported as its result);
+/// the value of that definition is reported again.
+#[test]
+fn a_task_check_counts_only_the_definition_asked_about() {
+    let fake = FakeScheduler::bind();
+    let worker = fake.start_worker(1, &[]);
+    let (route, _) = fake.accept(&worker);
+    fake.compute(&route, vec![compute_task("k", task("add", (1, 2)), false)]);
+    done_value(fake.outcome(&route, "k").0);
+    let other = DefHash::of_value(&Value::from("k, another definition"));
+    let check = |request: u64, hash: DefHash| {
+        fake.send(
+            &route,
+            &ToWorker::CheckTasks {
+                request,
+                keys: vec![("k".to_string(), hash)],
+            },
+        );
+        let mut reported = Vec::new();
+        let unknown = fake.recv_until("task_status", |r| match &r.msg {
+            FromWorker::Report { done, .. } => {
+                reported.extend(done.iter().map(|d| (d.key.clone(), d.hash)));
+                None
+            }
+            FromWorker::TaskStatus {
+                request: got,
+                unknown,
+            } if *got == request => Some(unknown.clone()),
+            _ => None,
+        });
+        (unknown, reported)
+    };
+    let (unknown, reported) = check(7, other);
+    assert_eq!(unknown, vec!["k".to_string()]);
+    assert!(reported.is_empty(), "{reported:?}");
+    let (unknown, reported) = check(8, test_hash("k"));
+    assert!(unknown.is_empty(), "{unknown:?}");
+    assert_eq!(reported, vec![("k".to_string(), test_hash("k"))]);
 }

@@ -327,9 +327,13 @@ pub enum ToWorker {
     Replicate {
         who_has: Vec<(String, DefHash, Vec<String>)>,
     },
-    /// Are these tasks (assigned a while ago and not reported) running, queued or held here?
+    /// Are these tasks (assigned a while ago and not reported; each key with the definition
+    /// hash it is assigned under) running, queued or held here, under that definition?
     /// Answered by `task_status`; held ones are reported again.
-    CheckTasks { request: u64, keys: Vec<String> },
+    CheckTasks {
+        request: u64,
+        keys: Vec<(String, DefHash)>,
+    },
     /// Retirement is complete (or was requested by an admin and is complete): leave now.
     Retired,
     /// The worker at `address` is gone: fail fetches from it at once, try other holders.

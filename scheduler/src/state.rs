@@ -359,8 +359,12 @@ struct Gather {
     worker: WorkerId,
     keys: Vec<TaskId>,
     /// When it was sent, as the first tick after it saw it (unanswered after
-    /// `answer_timeout`, the copies count as lost).
+    /// `answer_timeout`, plus time for its size, the copies count as lost).
     sent: Option<Instant>,
+    /// How many times it was sent again, unanswered (for values only that worker holds).
+    attempts: u32,
+    /// How much its values weigh, in bytes (worked out when `sent` is).
+    nbytes: u64,
 }
 
 /// The scheduler's whole state and policy.
@@ -2684,6 +2688,8 @@ impl SchedulerState {
                     worker: wid,
                     keys,
                     sent: None,
+                    attempts: 0,
+                    nbytes: 0,
                 },
             );
         }

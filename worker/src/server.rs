@@ -421,16 +421,34 @@ fn measure(value: Value, node: &Node) -> Result<(Value, u64), EvalError> {
     }
 }
 
+/// The inputs a task was accepted with, as one number: the definition hashes of its
+/// references, in node order, summed. A task runs only if the inputs it is given sum the
+/// same (see `LocalTask::inputs`). (A sum, not a hash: cheap, and one input of another
+/// definition, or several, changes it but for a chance of about 2^-120.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct InputsDigest(u128);
+
+impl InputsDigest {
+    fn add(&mut self, hash: &DefHash) {
+        self.0 = self.0.wrapping_add(u128::from_le_bytes(hash.0));
+    }
+}
+
+/// The inputs of a task gathered from the store: their values in the order evaluation takes
+/// them, the positions left blank, and the digest of the copies used.
+struct Gathered {
+    inputs: Vec<Value>,
+    blanks: Vec<usize>,
+    digest: InputsDigest,
+}
+
 /// The value of each reference of `node`, from `store`, in the order evaluation takes them.
 /// References to `blank` (the link before, in a chain, not computed yet) are left nil, and
 /// their positions returned. `Err`: an input the store does not hold.
-fn gather_inputs(
-    store: &dyn Store,
-    node: &Node,
-    blank: Option<&str>,
-) -> Result<(Vec<Value>, Vec<usize>), String> {
+fn gather_inputs(store: &dyn Store, node: &Node, blank: Option<&str>) -> Result<Gathered, String> {
     let mut inputs = Vec::new();
     let mut blanks = Vec::new();
+    let mut digest = InputsDigest::default();
     let mut lost = None;
     node.for_each_ref(&mut |dep| {
         if lost.is_some() {
@@ -441,14 +459,21 @@ fn gather_inputs(
             inputs.push(Value::Nil);
             return;
         }
-        match store.get(dep) {
-            Ok(Some(v)) => inputs.push(v),
+        match store.get_with(dep) {
+            Ok(Some((v, held))) => {
+                digest.add(&held.hash);
+                inputs.push(v)
+            }
             _ => lost = Some(dep.to_string()),
         }
     });
     match lost {
         Some(dep) => Err(dep),
-        None => Ok((inputs, blanks)),
+        None => Ok(Gathered {
+            inputs,
+            blanks,
+            digest,
+        }),
     }
 }
 
@@ -475,6 +500,11 @@ struct LocalTask {
     /// and given anew, still waiting for inputs: only a task with all its inputs, not yet
     /// dispatched, is run.)
     dispatched: bool,
+    /// The definitions of the inputs it was given with. An input here may be replaced by
+    /// another definition before the task runs (the task was taken back, unknown to this
+    /// worker, and the key redefined): the task then does not run on it, since its result
+    /// would be stored under a definition it is not the value of.
+    inputs: InputsDigest,
 }
 
 /// An input being fetched: the holders not tried yet, the definition hash a copy must have
@@ -827,11 +857,24 @@ impl Loop {
             }
             ToWorker::CheckTasks { request, keys } => {
                 let mut unknown = Vec::new();
-                for key in keys {
-                    if self.tasks.contains_key(&key) {
+                // Failures not sent yet are not unknown: they are reported next.
+                let failing: HashSet<String> = self
+                    .report
+                    .failed
+                    .iter()
+                    .chain(self.awaiting.iter().flat_map(|(r, _)| r.failed.iter()))
+                    .map(|f| f.key.clone())
+                    .collect();
+                for (key, hash) in keys {
+                    if failing.contains(&key) {
                         continue;
                     }
-                    match self.store.held(&key) {
+                    // Only the definition asked about counts (one of another definition here
+                    // is a task taken back, which the scheduler gives anew if it is unknown).
+                    if self.tasks.get(&key).is_some_and(|t| t.hash == hash) {
+                        continue;
+                    }
+                    match self.store.held(&key).filter(|held| held.hash == hash) {
                         // Done here, and its report lost: reported again.
                         Some(held) => {
                             self.report.done.push(TaskDone {
@@ -859,10 +902,10 @@ impl Loop {
                     t.node.for_each_ref(&mut |_| any = true);
                     any
                 };
-                let batch: HashSet<&str> = if tasks.iter().any(has_inputs) {
-                    tasks.iter().map(|t| t.key.as_str()).collect()
+                let batch: HashMap<&str, DefHash> = if tasks.iter().any(has_inputs) {
+                    tasks.iter().map(|t| (t.key.as_str(), t.hash)).collect()
                 } else {
-                    HashSet::default()
+                    HashMap::default()
                 };
                 let mut failed = Vec::new();
                 for t in &tasks {
@@ -900,13 +943,14 @@ impl Loop {
                     .filter(|(_, f)| f.peer == address)
                     .map(|(r, _)| *r)
                     .collect();
+                // (Not retried with the peer gone.)
+                for f in self.fetching.values_mut() {
+                    f.untried.retain(|p| p != &address);
+                }
                 for request in dead {
                     if let Some(f) = self.fetches.remove(&request) {
                         self.fetch_failed(f.keys, Some(request));
                     }
-                }
-                for f in self.fetching.values_mut() {
-                    f.untried.retain(|p| p != &address);
                 }
             }
             ToWorker::Release { keys } => {
@@ -927,20 +971,26 @@ impl Loop {
         }
     }
 
-    /// Takes one task of a `compute` batch (`batch`: the keys of the batch's tasks, when some
-    /// task of it has inputs): queue it, or wait for its inputs; false if it failed at once.
+    /// Takes one task of a `compute` batch (`batch`: the keys of the batch's tasks, with
+    /// their hashes, when some task of it has inputs): queue it, or wait for its inputs; false
+    /// if it failed at once.
     fn accept_task(
         &mut self,
         t: &ComputeTask,
-        batch: &HashSet<&str>,
+        batch: &HashMap<&str, DefHash>,
         to_fetch: &mut ToFetch,
     ) -> bool {
         match self.tasks.get(&t.key) {
-            Some(known) if known.hash == t.hash => return true,
-            Some(_) => {
+            // Running: it reports when done.
+            Some(known) if known.hash == t.hash && known.dispatched => return true,
+            Some(known) => {
                 // Given again with another definition: the old one is dropped (a run of it
-                // still going is not taken: its serial is stale).
-                log::info!("task {:?} is given anew with another definition", t.key);
+                // still going is not taken: its serial is stale). Given again with the same
+                // one, not running yet: taken anew, with the inputs as the scheduler lists
+                // them now (an input it waited for may have been redefined since).
+                if known.hash != t.hash {
+                    log::info!("task {:?} is given anew with another definition", t.key);
+                }
                 self.drop_task(&t.key);
             }
             None => {}
@@ -984,6 +1034,7 @@ impl Loop {
         let mut cursor = 0;
         let mut by_key: Option<HashMap<&str, Listed>> = None;
         let mut missing = 0;
+        let mut inputs = InputsDigest::default();
         for dep in refs {
             // (The listed key is shared by every table the input enters: no copy of it.)
             let listed = match t.who_has.get(cursor) {
@@ -1006,8 +1057,14 @@ impl Loop {
             });
             match (self.store.held(dep), listed) {
                 // Here, and the copy wanted (or any copy, when none is named).
-                (Some(held), Some((_, hash, _))) if held.hash == *hash => continue,
-                (Some(_), None) => continue,
+                (Some(held), Some((_, hash, _))) if held.hash == *hash => {
+                    inputs.add(hash);
+                    continue;
+                }
+                (Some(held), None) => {
+                    inputs.add(&held.hash);
+                    continue;
+                }
                 // Here, but of another definition: stale, fetched anew.
                 (Some(_), Some(_)) => {
                     log::info!("dropping a stale copy of input {dep:?} (another definition)");
@@ -1034,9 +1091,20 @@ impl Loop {
                     }
                 }
             }
+            // The definition waited for: the one named, or the one coming here.
+            let coming = listed.map(|(_, hash, _)| *hash).or_else(|| {
+                self.tasks
+                    .get(dep)
+                    .map(|local| local.hash)
+                    .or_else(|| self.fetching.get(dep).map(|f| f.hash))
+                    .or_else(|| batch.get(dep).copied())
+            });
+            if let Some(hash) = &coming {
+                inputs.add(hash);
+            }
             if self.tasks.contains_key(dep)
                 || self.fetching.contains_key(dep)
-                || batch.contains(dep)
+                || batch.contains_key(dep)
             {
                 if self.add_waiter(dep, None, &waiter) {
                     missing += 1;
@@ -1104,6 +1172,7 @@ impl Loop {
                 missing,
                 send_value: t.send_value,
                 dispatched: false,
+                inputs,
             },
         );
         if missing == 0 {
@@ -1277,6 +1346,24 @@ impl Loop {
         });
     }
 
+    /// An input of the task of `key` was replaced by another definition since it was given:
+    /// it fails (a task taken back, as this is, is not waited for; a current one is given
+    /// again by the scheduler), and so does whatever waits for it here.
+    fn inputs_replaced(&mut self, key: &str) {
+        let hash = self.tasks.remove(key).map(|t| t.hash);
+        log::warn!("an input of {key:?} was replaced by another definition; not running it");
+        self.fail(
+            key,
+            hash,
+            "missing_dependency",
+            None,
+            "an input was replaced by another definition on this worker before the task ran"
+                .to_string(),
+            None,
+        );
+        self.fail_waiters(key);
+    }
+
     /// Hands ready tasks to the executor threads: up to `DISPATCH_AHEAD` per thread, so a
     /// thread that finishes a task takes the next at once, without waiting for this loop.
     /// (Still at most `nthreads` run at once: there are that many executor threads.)
@@ -1294,7 +1381,11 @@ impl Loop {
             }
             task.dispatched = true;
             let inputs = match gather_inputs(&*self.store, &task.node, None) {
-                Ok((inputs, _)) => inputs,
+                Ok(gathered) if gathered.digest == task.inputs => gathered.inputs,
+                Ok(_) => {
+                    self.inputs_replaced(&key);
+                    continue;
+                }
                 Err(dep) => {
                     let hash = self.tasks.remove(&key).map(|t| t.hash);
                     self.fail(
@@ -1352,6 +1443,9 @@ impl Loop {
     fn take_chain(&mut self, key: &str, budget: u32) -> (Option<Box<Job>>, u32) {
         let mut links: Vec<Job> = Vec::new();
         let mut previous = key.to_string();
+        let Some(mut previous_hash) = self.tasks.get(key).map(|t| t.hash) else {
+            return (None, 0);
+        };
         while (links.len() as u32) < budget {
             let Some(waiters) = self.waiting.get(previous.as_str()) else {
                 break;
@@ -1367,11 +1461,17 @@ impl Loop {
                 break;
             };
             // Its other inputs are here (it misses only `previous`): take them now.
-            let Ok((inputs, from_previous)) =
-                gather_inputs(&*self.store, &task.node, Some(&previous))
-            else {
+            let Ok(mut gathered) = gather_inputs(&*self.store, &task.node, Some(&previous)) else {
                 break; // Left to the usual path, which reports the lost input.
             };
+            for _ in &gathered.blanks {
+                gathered.digest.add(&previous_hash);
+            }
+            if gathered.digest != task.inputs {
+                break; // An input of another definition: left to the usual path, which fails it.
+            }
+            previous_hash = task.hash;
+            let (inputs, from_previous) = (gathered.inputs, gathered.blanks);
             task.missing = 0;
             task.dispatched = true;
             let node = task.node.clone();

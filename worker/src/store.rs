@@ -328,16 +328,14 @@ impl SledStore {
 
 impl Drop for SledStore {
     fn drop(&mut self) {
+        // What is not durable yet is flushed now, for a few seconds at most: a flush that
+        // does not end by then may never (a full disk), and is treated like a failure. (A
+        // store given up on is not flushed at all.)
+        let durable = self.broken.is_none()
+            && matches!(self.flush(self.writes, Duration::from_secs(5)), Ok(true));
         // The flush thread ends when its channel closes.
         self.flush.requests = None;
-        // A flush in flight is given a few seconds to end: one that does not may never (a
-        // full disk), and is then treated like a failure.
-        let stuck = self.flush.pending.is_some()
-            && !matches!(
-                self.flush.done.recv_timeout(Duration::from_secs(5)),
-                Ok(Ok(()))
-            );
-        if self.broken.is_some() || stuck {
+        if !durable {
             // sled's drop flushes, which may never end after a failure; the thread may be
             // stuck in one: neither is waited for.
             self.flush
@@ -478,35 +476,38 @@ impl Store for SledStore {
     }
     fn flush(&mut self, upto: u64, wait: Duration) -> Result<bool, StoreError> {
         self.usable()?;
-        if self.durable >= upto {
-            return Ok(true);
-        }
-        // A flush asked for earlier covers the writes made before it only: when it ends
-        // short of `upto`, another is asked for (next time).
-        let (since, asked_at) = match self.flush.pending {
-            Some(pending) => pending,
-            None => self.request_flush()?,
-        };
-        match self.flush.done.recv_timeout(wait) {
-            Ok(Ok(())) => {
-                self.flush.pending = None;
-                self.durable = self.durable.max(asked_at);
-                if self.durable >= upto {
-                    return Ok(true);
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            if self.durable >= upto {
+                return Ok(true);
+            }
+            // A flush covers the writes made before it was asked for: one asked for earlier
+            // may end short of `upto`, and another is asked for then.
+            let (since, asked_at) = match self.flush.pending {
+                Some(pending) => pending,
+                None => self.request_flush()?,
+            };
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.flush.done.recv_timeout(left) {
+                Ok(Ok(())) => {
+                    self.flush.pending = None;
+                    self.durable = self.durable.max(asked_at);
                 }
-                self.request_flush()?;
-                Ok(false)
-            }
-            Ok(Err(e)) => {
-                self.flush.pending = None;
-                Err(self.give_up(e))
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) if since.elapsed() < FLUSH_TIMEOUT => Ok(false),
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(self.give_up(format!(
-                "a flush did not finish within {FLUSH_TIMEOUT:?} (is the disk full?)"
-            ))),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                Err(self.give_up("the flush thread is gone".to_string()))
+                Ok(Err(e)) => {
+                    self.flush.pending = None;
+                    return Err(self.give_up(e));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if since.elapsed() < FLUSH_TIMEOUT => {
+                    return Ok(false)
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(self.give_up(format!(
+                        "a flush did not finish within {FLUSH_TIMEOUT:?} (is the disk full?)"
+                    )))
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(self.give_up("the flush thread is gone".to_string()))
+                }
             }
         }
     }
@@ -653,10 +654,10 @@ mod tests {
         put(&mut store, "second", Value::Int(2));
         let upto = store.writes();
         assert_eq!(upto, asked_at + 1);
-        // The flush in flight ends, short of the second write: not durable yet.
-        assert!(!store.flush(upto, Duration::from_secs(20)).unwrap());
+        // The flush in flight covers the writes before it, not the second.
+        assert!(store.flush(asked_at, Duration::from_secs(20)).unwrap());
         assert_eq!(store.durable, asked_at);
-        // The next flush covers it.
+        // Another flush covers it (asked for and waited for within the one call).
         assert!(store.flush(upto, Duration::from_secs(20)).unwrap());
         assert_eq!(store.durable, upto);
         // Nothing written since: no flush is needed.

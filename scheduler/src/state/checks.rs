@@ -40,6 +40,9 @@ struct PendingCheck {
 
 /// How often workers are scanned for tasks due a check.
 const SCAN_EVERY: Duration = Duration::from_secs(1);
+/// Bytes per second a worker is given at the least to send values asked of it (on top of
+/// `--answer-timeout`): a gather of 1 GiB has 128 s more.
+const GATHER_MIN_RATE: u64 = 8 << 20;
 
 impl SchedulerState {
     /// Periodic: sends the checks due, and gives up on workers and holders that did not
@@ -92,7 +95,11 @@ impl SchedulerState {
                 .collect();
             w.checked_upto = due_upto;
             if !due.is_empty() {
-                let keys: Vec<String> = due.iter().map(|(_, t)| String::from(&*t.key)).collect();
+                // (A task being processed has a lineage: its definition.)
+                let keys: Vec<(String, DefHash)> = due
+                    .iter()
+                    .filter_map(|(_, t)| Some((String::from(&*t.key), t.lineage.as_ref()?.hash)))
+                    .collect();
                 let asked = due.iter().map(|(tid, t)| (*tid, t.assigned)).collect();
                 sends.push((w.id, w.route.clone(), keys, asked));
             }
@@ -192,15 +199,31 @@ impl SchedulerState {
         self.checks.pending.retain(|_, c| c.worker != wid);
     }
 
-    /// `get_data`s not answered in time: the values are asked of another holder, or computed
-    /// again, and that holder's copies are given up (it is told to drop them). A value only it
-    /// holds that cannot be computed again (scattered data) is not given up: that request
-    /// stays open (its late answer is taken), and the wait starts over.
+    /// `get_data`s not answered in time (`--answer-timeout`, plus a second per
+    /// `GATHER_MIN_RATE` bytes asked for, so that a large value on a slow link is not given up
+    /// while it travels): the values are asked of another holder, or computed again, and that
+    /// holder's copies are given up (it is told to drop them). A value only it holds that
+    /// cannot be computed again (scattered data) is not given up: that request stays open (a
+    /// late answer is taken) and is sent again, under the same id (the message or its answer
+    /// may have been lost), waiting twice as long each time, up to eight times.
     fn expire_gathers(&mut self, now: Instant, out: &mut Outbox) {
-        let timeout = self.config.answer_timeout;
+        let answer_timeout = self.config.answer_timeout;
         let mut expired: Vec<u64> = Vec::new();
         for (id, g) in self.gathers.iter_mut() {
-            let sent = *g.sent.get_or_insert(now);
+            let sent = match g.sent {
+                Some(sent) => sent,
+                None => {
+                    g.nbytes = g
+                        .keys
+                        .iter()
+                        .filter_map(|t| self.tasks.get(t))
+                        .map(|t| t.nbytes)
+                        .sum();
+                    *g.sent.insert(now)
+                }
+            };
+            let timeout = answer_timeout * (1 << g.attempts.min(3))
+                + Duration::from_secs(g.nbytes / GATHER_MIN_RATE);
             if now.saturating_duration_since(sent) > timeout {
                 expired.push(*id);
             }
@@ -233,7 +256,7 @@ impl SchedulerState {
                 }
             }
             log::warn!(
-                "worker {} did not send {} value(s) asked of it within {timeout:?}; {}",
+                "worker {} did not send {} value(s) asked of it in time; {}",
                 self.worker_address(g.worker),
                 again.len() + still.len(),
                 if still.is_empty() {
@@ -243,8 +266,17 @@ impl SchedulerState {
                 }
             );
             if !still.is_empty() {
+                if let Some(w) = self.workers.get(&g.worker) {
+                    let keys = still
+                        .iter()
+                        .filter_map(|t| self.tasks.get(t).map(|t| String::from(&*t.key)))
+                        .collect();
+                    out.to_workers
+                        .push((w.route.clone(), ToWorker::GetData { request: id, keys }));
+                }
                 g.keys = still;
-                g.sent = Some(now);
+                g.sent = None;
+                g.attempts += 1;
                 self.gathers.insert(id, g);
             }
             if !again.is_empty() {

@@ -490,7 +490,12 @@ fn a_task_its_worker_does_not_know_is_assigned_again() {
         }));
     }
     assert_eq!(checks.len(), 1, "{checks:?}");
-    assert_eq!(checks[0].1, vec!["x"]);
+    let x_hash = s.task_ids.get("x").and_then(|&t| s.hash_of(t)).unwrap();
+    assert_eq!(
+        checks[0].1,
+        vec![("x".to_string(), x_hash)],
+        "asked with its hash"
+    );
     let answer = FromWorker::TaskStatus {
         request: checks[0].0,
         unknown: vec!["x".into()],
@@ -791,22 +796,82 @@ fn the_only_copy_of_scattered_data_is_waited_for_and_its_late_answer_taken() {
             _ => None,
         })
         .expect("gathered");
-    for t in 1..=25 {
+    // (The test's answer timeout is 10 s: asked again at about 10 s, then 20 s later.)
+    let mut asked_again = Vec::new();
+    for t in 1..=35 {
         heartbeat(&mut s, b"w1", t0 + secs(t));
         let out = tick(&mut s, t0 + secs(t));
         assert!(released(&out, b"w1").is_empty(), "{out:?}");
-        assert!(
-            !out.to_workers
-                .iter()
-                .any(|(_, m)| matches!(m, ToWorker::GetData { .. })),
-            "asked again under another request: {out:?}"
-        );
+        for (route, m) in &out.to_workers {
+            if let ToWorker::GetData { request: r, keys } = m {
+                assert_eq!(route, b"w1");
+                assert_eq!(*r, request, "asked again under another request: {out:?}");
+                assert_eq!(keys, &vec!["big".to_string()]);
+                asked_again.push(t);
+            }
+        }
     }
+    assert_eq!(asked_again.len(), 2, "asked again at {asked_again:?}");
+    let gap = asked_again[1] - asked_again[0];
+    assert!(
+        (19..=22).contains(&gap),
+        "waits twice as long: {asked_again:?}"
+    );
     let late = FromWorker::Data {
         request,
         items: vec![KeyData::inline("big".into(), Value::Int(5))],
         missing: Vec::new(),
     };
-    let out = send(&mut s, b"w1", late, t0 + secs(26));
+    let out = send(&mut s, b"w1", late.clone(), t0 + secs(36));
     assert_eq!(value_of(&out, b"c1", 2, "big"), Some(Value::Int(5)));
+    // The answer to the same request sent again is not taken twice.
+    let out = send(&mut s, b"w1", late, t0 + secs(37));
+    assert_eq!(value_of(&out, b"c1", 2, "big"), None);
+}
+
+/// A large value gets time to travel: a gather is given up only after the answer timeout
+/// plus a second per 8 MiB asked for.
+#[test]
+fn a_large_value_has_time_to_travel() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", MATH, 1, t0);
+    register(&mut s, b"w2", MATH, 1, t0);
+    let mut g = Graph::new();
+    g.insert("x", task("inc", (1,)));
+    let out = get(&mut s, b"c1", 1, &g, "x", true, t0);
+    let worker = if compute_keys(&out, b"w1").is_empty() {
+        b"w2"
+    } else {
+        b"w1"
+    };
+    let mut big = done("x", Value::Int(2));
+    big.nbytes = 800 << 20; // 100 s at 8 MiB/s
+    report(&mut s, worker, vec![big], t0);
+    let mut g = Graph::new();
+    g.insert("x", task("inc", (1,)));
+    let out = get(&mut s, b"c1", 2, &g, "x", false, t0 + secs(1));
+    assert!(
+        out.to_workers
+            .iter()
+            .any(|(_, m)| matches!(m, ToWorker::GetData { .. })),
+        "gathered: {out:?}"
+    );
+    for t in 2..=105 {
+        heartbeat(&mut s, b"w1", t0 + secs(t));
+        heartbeat(&mut s, b"w2", t0 + secs(t));
+        let out = tick(&mut s, t0 + secs(t));
+        assert!(
+            released(&out, worker).is_empty(),
+            "given up at {t} s: {out:?}"
+        );
+    }
+    let mut given_up = false;
+    for t in 106..=125 {
+        heartbeat(&mut s, b"w1", t0 + secs(t));
+        heartbeat(&mut s, b"w2", t0 + secs(t));
+        let out = tick(&mut s, t0 + secs(t));
+        given_up |= !released(&out, worker).is_empty();
+    }
+    assert!(given_up, "a gather unanswered for good is given up");
 }

@@ -455,14 +455,14 @@ impl SchedulerState {
     /// Gives task `tid`, which has none, its `lineage`: its hash moves there, and its signature
     /// becomes its node's (so that, recomputed, it goes to a worker offering its functions).
     fn set_lineage(&mut self, tid: TaskId, lineage: Arc<Lineage>) {
+        if self.tasks.get(&tid).is_none_or(|t| t.lineage.is_some()) {
+            return;
+        }
         let signature = self.signature_of(&lineage.node);
         self.use_signature(signature);
         let Some(t) = self.tasks.get_mut(&tid) else {
             return;
         };
-        if t.lineage.is_some() {
-            return;
-        }
         let old = std::mem::replace(&mut t.signature, signature);
         t.lineage = Some(lineage);
         self.given.remove(&tid);
