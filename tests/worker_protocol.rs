@@ -1128,3 +1128,23 @@ fn a_task_check_counts_only_the_definition_asked_about() {
     assert!(unknown.is_empty(), "{unknown:?}");
     assert_eq!(reported, vec![("k".to_string(), test_hash("k"))]);
 }
+
+/// A batch that lists a task before the input it computes, while this worker holds a copy of
+/// that input of another definition: the task waits for the batch's input, not the old copy.
+#[test]
+fn a_batch_input_replaces_an_old_copy_for_the_tasks_that_use_it() {
+    let fake = FakeScheduler::bind();
+    let worker = fake.start_worker(1, &[]);
+    let (route, _) = fake.accept(&worker);
+    fake.compute(&route, vec![compute_task("d", task("add", (1, 2)), false)]);
+    done_value(fake.outcome(&route, "d").0);
+    // d redefined: the batch lists t (which uses d) first, then the new d.
+    let mut d = compute_task("d", task("add", (5, 5)), false);
+    d.hash = DefHash::of_value(&Value::from("d, redefined"));
+    fake.compute(
+        &route,
+        vec![compute_task("t", task("inc", (key("d"),)), true), d],
+    );
+    let (_, value) = done_value(fake.outcome(&route, "t").0);
+    assert_eq!(value, Some(Value::Int(11)));
+}

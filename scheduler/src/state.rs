@@ -1220,16 +1220,25 @@ impl SchedulerState {
 
     /// A worker could not fetch an input from any holder we named. Forget those copies
     /// (recomputing the input if no copy is left) and run the task again, a few times at most.
-    /// Returns false when the task should fail instead.
+    /// With no input named (the worker found one of another definition than it was given
+    /// with), the task is only given again. Returns false when the task should fail instead.
     fn retry_missing(&mut self, tid: TaskId, failed: &TaskFailed, out: &mut Outbox) -> bool {
         const MAX_FETCH_RETRIES: u32 = 3;
-        let Some(&dep) = failed.missing.as_deref().and_then(|k| self.task_ids.get(k)) else {
-            return false;
+        let dep = match failed.missing.as_deref() {
+            Some(k) => match self.task_ids.get(k) {
+                Some(&dep) => Some(dep),
+                None => return false,
+            },
+            None => None,
         };
         match self.tasks.get_mut(&tid) {
             Some(t) if t.fetch_retries < MAX_FETCH_RETRIES => t.fetch_retries += 1,
             _ => return false,
         }
+        let Some(dep) = dep else {
+            self.rewait(tid);
+            return true;
+        };
         // The worker tried every holder we named, and does not hold it itself: none of the
         // copies we know of could be had (even one we believed was on that worker).
         let holders: Vec<WorkerId> = self

@@ -858,15 +858,15 @@ impl Loop {
             ToWorker::CheckTasks { request, keys } => {
                 let mut unknown = Vec::new();
                 // Failures not sent yet are not unknown: they are reported next.
-                let failing: HashSet<String> = self
+                let failing: HashSet<(String, DefHash)> = self
                     .report
                     .failed
                     .iter()
                     .chain(self.awaiting.iter().flat_map(|(r, _)| r.failed.iter()))
-                    .map(|f| f.key.clone())
+                    .filter_map(|f| Some((f.key.clone(), f.hash?)))
                     .collect();
                 for (key, hash) in keys {
-                    if failing.contains(&key) {
+                    if failing.contains(&(key.clone(), hash)) {
                         continue;
                     }
                     // Only the definition asked about counts (one of another definition here
@@ -995,6 +995,15 @@ impl Loop {
             }
             None => {}
         }
+        // A fetch of another definition of this key in flight is not taken (its late answer
+        // would replace the value computed here); whoever waits for the key gets this one.
+        if self
+            .fetching
+            .get(t.key.as_str())
+            .is_some_and(|f| f.hash != t.hash)
+        {
+            self.fetching.remove(t.key.as_str());
+        }
         match self.store.held(&t.key) {
             Some(held) if held.hash == t.hash => {
                 // Computed (or fetched) here before: report it again.
@@ -1055,18 +1064,21 @@ impl Loop {
                     .get(dep)
                     .copied()
             });
+            // Computed in this batch: under that definition (the batch is the scheduler's word
+            // now; anything here of another is stale).
+            let in_batch = batch.get(dep);
             match (self.store.held(dep), listed) {
                 // Here, and the copy wanted (or any copy, when none is named).
                 (Some(held), Some((_, hash, _))) if held.hash == *hash => {
                     inputs.add(hash);
                     continue;
                 }
-                (Some(held), None) => {
+                (Some(held), None) if in_batch.is_none_or(|h| *h == held.hash) => {
                     inputs.add(&held.hash);
                     continue;
                 }
                 // Here, but of another definition: stale, fetched anew.
-                (Some(_), Some(_)) => {
+                (Some(_), _) => {
                     log::info!("dropping a stale copy of input {dep:?} (another definition)");
                     self.remove_stored(dep);
                 }
@@ -1093,11 +1105,12 @@ impl Loop {
             }
             // The definition waited for: the one named, or the one coming here.
             let coming = listed.map(|(_, hash, _)| *hash).or_else(|| {
-                self.tasks
-                    .get(dep)
-                    .map(|local| local.hash)
-                    .or_else(|| self.fetching.get(dep).map(|f| f.hash))
-                    .or_else(|| batch.get(dep).copied())
+                in_batch.copied().or_else(|| {
+                    self.tasks
+                        .get(dep)
+                        .map(|local| local.hash)
+                        .or_else(|| self.fetching.get(dep).map(|f| f.hash))
+                })
             });
             if let Some(hash) = &coming {
                 inputs.add(hash);
@@ -1347,8 +1360,9 @@ impl Loop {
     }
 
     /// An input of the task of `key` was replaced by another definition since it was given:
-    /// it fails (a task taken back, as this is, is not waited for; a current one is given
-    /// again by the scheduler), and so does whatever waits for it here.
+    /// it fails, with no input named (a task taken back, as this usually is, is not waited
+    /// for; a current one the scheduler gives again, a few times), and so does whatever
+    /// waits for it here.
     fn inputs_replaced(&mut self, key: &str) {
         let hash = self.tasks.remove(key).map(|t| t.hash);
         log::warn!("an input of {key:?} was replaced by another definition; not running it");

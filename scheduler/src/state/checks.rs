@@ -95,10 +95,18 @@ impl SchedulerState {
                 .collect();
             w.checked_upto = due_upto;
             if !due.is_empty() {
-                // (A task being processed has a lineage: its definition.)
+                // (A computed task's definition is its lineage's; a scattered value's, the
+                // hash it was given with.)
+                let given = &self.given;
                 let keys: Vec<(String, DefHash)> = due
                     .iter()
-                    .filter_map(|(_, t)| Some((String::from(&*t.key), t.lineage.as_ref()?.hash)))
+                    .filter_map(|(tid, t)| {
+                        let hash = match &t.lineage {
+                            Some(l) => l.hash,
+                            None => *given.get(tid)?,
+                        };
+                        Some((String::from(&*t.key), hash))
+                    })
                     .collect();
                 let asked = due.iter().map(|(tid, t)| (*tid, t.assigned)).collect();
                 sends.push((w.id, w.route.clone(), keys, asked));

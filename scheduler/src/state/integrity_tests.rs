@@ -506,6 +506,37 @@ fn a_task_its_worker_does_not_know_is_assigned_again() {
     assert_eq!(value_of(&out, b"c1", 1, "x"), Some(Value::Int(2)));
 }
 
+/// A scattered value whose `put_data` was lost: the check names it with the hash it was
+/// scattered with, and a worker that does not know it makes the scatter fail (not hang).
+#[test]
+fn a_scattered_value_that_never_arrived_is_checked_and_fails() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", MATH, 1, t0);
+    let mut out = Outbox::default();
+    s.on_scatter(b"c1", 1, vec![("sv".into(), Value::Int(5))], &mut out);
+    assert!(out.put_data.contains_key(&b"w1".to_vec()), "{out:?}");
+    let mut checks = Vec::new();
+    for t in 1..=31 {
+        heartbeat(&mut s, b"w1", t0 + secs(t));
+        let out = tick(&mut s, t0 + secs(t));
+        checks.extend(out.to_workers.into_iter().filter_map(|(_, m)| match m {
+            ToWorker::CheckTasks { request, keys } => Some((request, keys)),
+            _ => None,
+        }));
+    }
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    let hash = s.task_ids.get("sv").and_then(|&t| s.hash_of(t)).unwrap();
+    assert_eq!(checks[0].1, vec![("sv".to_string(), hash)]);
+    let answer = FromWorker::TaskStatus {
+        request: checks[0].0,
+        unknown: vec!["sv".into()],
+    };
+    let out = send(&mut s, b"w1", answer, t0 + secs(31));
+    let e = error_of(&out, b"c1", 1).expect("the scatter fails");
+    assert_eq!(e.kind, "lost", "{e:?}");
+}
+
 #[test]
 fn a_worker_that_does_not_answer_a_check_is_removed() {
     let mut s = state();

@@ -1376,6 +1376,38 @@ fn missing_dependency_is_retried() {
     assert_eq!(result_of(&out, b"c1", 1), Some(ints(&[("y", 4)])));
 }
 
+/// A worker that found an input of another definition than it was given with names no
+/// input: the task is given again (a few times), not failed at once.
+#[test]
+fn a_task_whose_inputs_were_replaced_is_given_again() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    let out = get(&mut s, b"c1", 1, &xyz(), "y", false, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["x"]);
+    let out = report(&mut s, b"w1", vec![done_held("x", 8)], t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["y"]);
+    let replaced = || TaskFailed {
+        key: "y".into(),
+        hash: None,
+        kind: "missing_dependency".into(),
+        function: None,
+        message: "an input was replaced by another definition".into(),
+        missing: None,
+    };
+    for _ in 0..3 {
+        let out = report_failed(&mut s, b"w1", replaced(), t0);
+        assert!(
+            out.to_clients.is_empty(),
+            "given again, not failed: {out:?}"
+        );
+        assert_eq!(compute_keys(&out, b"w1"), vec!["y"]);
+    }
+    // Bounded: the fourth time it fails.
+    let out = report_failed(&mut s, b"w1", replaced(), t0);
+    assert!(!out.to_clients.is_empty(), "{out:?}");
+}
+
 // ----- sharing -------------------------------------------------------------------------------
 
 #[test]
