@@ -515,7 +515,7 @@ fn a_scattered_value_that_never_arrived_is_checked_and_fails() {
     register(&mut s, b"w1", MATH, 1, t0);
     let mut out = Outbox::default();
     s.on_scatter(b"c1", 1, vec![("sv".into(), Value::Int(5))], &mut out);
-    assert!(out.put_data.contains_key(&b"w1".to_vec()), "{out:?}");
+    assert!(out.put_data.contains_key(b"w1".as_slice()), "{out:?}");
     let mut checks = Vec::new();
     for t in 1..=31 {
         heartbeat(&mut s, b"w1", t0 + secs(t));
