@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::{
     graph_json, port_of, raw_socket, recv_parts, run_command, scheduler_error, send_frames,
-    value_json, wait_until, zask_command, Cluster, Proc, SchedulerProc, WorkerBin, WorkerProc,
-    DEADLINE,
+    value_json, wait_until, zask_command, Cluster, FakeWorker, Proc, SchedulerProc, WorkerBin,
+    WorkerProc, DEADLINE,
 };
 use serde_json::json;
 use zask::{key, task, Graph, Keys, Value};
-use zask_core::protocol::{ErrorInfo, FromClient, FromWorker, KeyInfo, ToClient, PROTOCOL_VERSION};
+use zask_core::protocol::{ErrorInfo, FromClient, KeyInfo, ToClient};
 use zask_core::{frames, DefHash};
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -228,18 +228,14 @@ fn a_worker_that_takes_tasks_and_never_reports_is_timed_out() {
         .scheduler_args(&["--check-after", "1", "--answer-timeout", "1"])
         .start();
     let ctx = zmq::Context::new();
-    let fake = raw_socket(&ctx, zmq::DEALER, cluster.workers_address());
-    let send =
-        |msg: &FromWorker| send_frames(&fake, None, frames::encode(msg, Vec::new()).unwrap());
-    send(&FromWorker::Register {
-        protocol: PROTOCOL_VERSION,
-        worker_id: "black-hole".into(),
-        address: "tcp://127.0.0.1:1".into(),
-        pid: 1,
-        nthreads: 4,
-        functions: vec!["inc".into()],
-        has: Vec::new(),
-    });
+    let fake = FakeWorker::register(
+        &ctx,
+        cluster.workers_address(),
+        "black-hole",
+        4,
+        &["inc"],
+        Vec::new(),
+    );
     cluster.client().wait_for_workers(2, DEADLINE).unwrap();
     let client = cluster.client().clone();
     let answer = std::thread::spawn(move || {
@@ -253,9 +249,7 @@ fn a_worker_that_takes_tasks_and_never_reports_is_timed_out() {
     let deadline = Instant::now() + DEADLINE;
     while !answer.is_finished() {
         assert!(Instant::now() < deadline, "the computation hangs");
-        send(&FromWorker::Heartbeat {
-            worker_id: "black-hole".into(),
-        });
+        fake.heartbeat();
         std::thread::sleep(Duration::from_millis(200));
     }
     let expected: Vec<Value> = (1..=10).map(Value::Int).collect();
@@ -274,22 +268,12 @@ fn a_holder_that_never_answers_a_request_for_data_is_passed_over() {
     g.insert("x", task("inc", (1,)));
     assert_eq!(client.get_with(&g, "x", true).unwrap(), Value::Int(2));
     let ctx = zmq::Context::new();
-    let fake = raw_socket(&ctx, zmq::DEALER, cluster.workers_address());
-    let send =
-        |msg: &FromWorker| send_frames(&fake, None, frames::encode(msg, Vec::new()).unwrap());
-    send(&FromWorker::Register {
-        protocol: PROTOCOL_VERSION,
-        worker_id: "mute".into(),
-        address: "tcp://127.0.0.1:1".into(),
-        pid: 1,
-        nthreads: 1,
-        functions: Vec::new(),
-        has: vec![KeyInfo {
-            key: "x".into(),
-            nbytes: 8,
-            hash: DefHash::of_node(&task("inc", (1,))).0,
-        }],
-    });
+    let held = KeyInfo {
+        key: "x".into(),
+        nbytes: 8,
+        hash: DefHash::of_node(&task("inc", (1,))).0,
+    };
+    let fake = FakeWorker::register(&ctx, cluster.workers_address(), "mute", 1, &[], vec![held]);
     client.wait_for_workers(2, DEADLINE).unwrap();
     wait_until("the mute worker to be listed as a holder", DEADLINE, || {
         (client.workers().ok()?.iter().map(|w| w.keys).sum::<u64>() == 2).then_some(())
@@ -313,9 +297,7 @@ fn a_holder_that_never_answers_a_request_for_data_is_passed_over() {
     let deadline = Instant::now() + DEADLINE;
     while !gathered.is_finished() {
         assert!(Instant::now() < deadline, "the gather hangs");
-        send(&FromWorker::Heartbeat {
-            worker_id: "mute".into(),
-        });
+        fake.heartbeat();
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(

@@ -11,12 +11,12 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    port_of, run_command, scheduler_error, wait_until, zask_command, Cluster, SchedulerProc,
-    WorkerBin, WorkerProc, DEADLINE,
+    port_of, run_command, scheduler_error, wait_until, zask_command, Cluster, FakeWorker,
+    SchedulerProc, WorkerBin, WorkerProc, DEADLINE,
 };
 use zask::{key, task, Collection, Graph, Value};
-use zask_core::protocol::{FromWorker, KeyData, KeyInfo, TaskDone, TaskFailed, PROTOCOL_VERSION};
-use zask_core::{frames, DefHash};
+use zask_core::protocol::{FromWorker, KeyData, KeyInfo, TaskDone, TaskFailed};
+use zask_core::DefHash;
 
 /// `{a: sleep(s, n), b: mul(a, 10), c: add(b, 1)}`: the same key names, a different `a` per
 /// client.
@@ -199,20 +199,9 @@ fn a_worker_back_with_a_stale_copy_does_not_replace_the_new_value() {
 fn only_the_worker_given_a_task_is_believed() {
     let cluster = Cluster::start(1, 1);
     let ctx = zmq::Context::new();
-    let fake = common::raw_socket(&ctx, zmq::DEALER, cluster.workers_address());
-    let send = |msg: &FromWorker| {
-        common::send_frames(&fake, None, frames::encode(msg, Vec::new()).unwrap())
-    };
     // It offers no function, so it is never given a task.
-    send(&FromWorker::Register {
-        protocol: PROTOCOL_VERSION,
-        worker_id: "liar".into(),
-        address: "tcp://127.0.0.1:1".into(),
-        pid: 1,
-        nthreads: 1,
-        functions: Vec::new(),
-        has: Vec::new(),
-    });
+    let fake = FakeWorker::register(&ctx, cluster.workers_address(), "liar", 1, &[], Vec::new());
+    let send = |msg: &FromWorker| fake.send(msg);
     let client = cluster.client().clone();
     client.wait_for_workers(2, DEADLINE).unwrap();
     let answer = std::thread::spawn(move || {

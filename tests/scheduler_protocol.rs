@@ -5,104 +5,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{raw_socket, recv_parts, send_frames, wait_until, SchedulerProc, DEADLINE};
+use common::{
+    raw_socket, recv_parts, send_frames, wait_until, FakeWorker, SchedulerProc, DEADLINE,
+};
 use zask::{key, task, Graph, Value};
 use zask_core::frames;
-use zask_core::protocol::{
-    ComputeTask, Data, FromClient, FromWorker, TaskDone, TaskFailed, ToClient, ToWorker,
-    PROTOCOL_VERSION,
-};
-
-/// A fake worker: a DEALER registered with the scheduler.
-struct FakeWorker {
-    socket: zmq::Socket,
-    worker_id: String,
-}
-
-impl FakeWorker {
-    fn register(
-        ctx: &zmq::Context,
-        scheduler: &SchedulerProc,
-        name: &str,
-        nthreads: u32,
-        functions: &[&str],
-    ) -> FakeWorker {
-        let socket = raw_socket(ctx, zmq::DEALER, &scheduler.workers_address);
-        let w = FakeWorker {
-            socket,
-            worker_id: format!("fake-{name}"),
-        };
-        w.send(&FromWorker::Register {
-            protocol: PROTOCOL_VERSION,
-            worker_id: w.worker_id.clone(),
-            // Nobody fetches from it in these tests; the address only has to be unique.
-            address: format!("tcp://127.0.0.1:1/{name}"),
-            pid: std::process::id(),
-            nthreads,
-            functions: functions.iter().map(|f| f.to_string()).collect(),
-            has: vec![],
-        });
-        match w.recv(DEADLINE) {
-            Some(ToWorker::Welcome { .. }) => w,
-            other => panic!("expected welcome, got {other:?}"),
-        }
-    }
-
-    fn send(&self, msg: &FromWorker) {
-        send_frames(&self.socket, None, frames::encode(msg, Vec::new()).unwrap());
-    }
-
-    fn recv(&self, timeout: Duration) -> Option<ToWorker> {
-        let parts = recv_parts(&self.socket, timeout)?;
-        Some(frames::decode(&parts[0]).expect("a message the worker protocol can decode"))
-    }
-
-    /// The next `compute`, skipping other messages; panics after [`DEADLINE`].
-    fn next_compute(&self) -> Vec<ComputeTask> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no compute within {DEADLINE:?}");
-            if let Some(ToWorker::Compute { tasks }) = self.recv(left) {
-                return tasks;
-            }
-        }
-    }
-
-    /// Every message that arrives within `quiet` of the previous one.
-    fn drain(&self, quiet: Duration) -> Vec<ToWorker> {
-        let mut msgs = Vec::new();
-        while let Some(m) = self.recv(quiet) {
-            msgs.push(m);
-        }
-        msgs
-    }
-
-    /// Reports `t` done with `value` (under the definition hash it was given with).
-    fn report_done(&self, t: &ComputeTask, value: Value) {
-        self.send(&FromWorker::Report {
-            done: vec![TaskDone {
-                key: t.key.clone(),
-                hash: t.hash,
-                nbytes: value.nbytes(),
-                duration_us: 1,
-                data: Some(Data {
-                    value,
-                    frame: None,
-                    raw: false,
-                }),
-            }],
-            failed: vec![],
-            acquired: vec![],
-        });
-    }
-
-    fn heartbeat(&self) {
-        self.send(&FromWorker::Heartbeat {
-            worker_id: self.worker_id.clone(),
-        });
-    }
-}
+use zask_core::protocol::{ComputeTask, FromClient, FromWorker, TaskFailed, ToClient, ToWorker};
 
 fn raw_get(graph: &Graph, keys: &str, request: u64) -> frames::Frames {
     frames::encode(
@@ -122,7 +30,14 @@ fn tasks_reach_a_worker_and_results_reach_the_client() {
     // One task at a time (no dependents queued behind their inputs), to see each message.
     let scheduler = SchedulerProc::start(&["--no-queue-dependents"]);
     let ctx = zmq::Context::new();
-    let worker = FakeWorker::register(&ctx, &scheduler, "w", 1, &["add", "inc"]);
+    let worker = FakeWorker::register(
+        &ctx,
+        &scheduler.workers_address,
+        "w",
+        1,
+        &["add", "inc"],
+        vec![],
+    );
     let client = scheduler.client();
     let done = std::thread::spawn(move || {
         let mut g = Graph::new();
@@ -167,7 +82,7 @@ fn tasks_reach_a_worker_and_results_reach_the_client() {
 fn a_failure_reported_by_a_worker_reaches_the_client() {
     let scheduler = SchedulerProc::start(&[]);
     let ctx = zmq::Context::new();
-    let worker = FakeWorker::register(&ctx, &scheduler, "w", 1, &["inc"]);
+    let worker = FakeWorker::register(&ctx, &scheduler.workers_address, "w", 1, &["inc"], vec![]);
     let client = scheduler.client();
     let done = std::thread::spawn(move || {
         let mut g = Graph::new();
@@ -204,7 +119,7 @@ fn a_worker_gets_at_most_nthreads_times_saturation_tasks() {
     // Without the queue budget (which lets short tasks go in batches), saturation alone.
     let scheduler = SchedulerProc::start(&["--saturation", "2", "--queue-budget-ms", "0"]);
     let ctx = zmq::Context::new();
-    let worker = FakeWorker::register(&ctx, &scheduler, "w", 1, &["inc"]);
+    let worker = FakeWorker::register(&ctx, &scheduler.workers_address, "w", 1, &["inc"], vec![]);
     let client = scheduler.client();
     let done = std::thread::spawn(move || {
         let mut g = Graph::new();
@@ -244,7 +159,7 @@ fn a_worker_gets_at_most_nthreads_times_saturation_tasks() {
 fn a_silent_worker_is_pruned_and_asked_to_register_when_heard_again() {
     let scheduler = SchedulerProc::start(&["--heartbeat-timeout", "1"]);
     let ctx = zmq::Context::new();
-    let worker = FakeWorker::register(&ctx, &scheduler, "w", 1, &["inc"]);
+    let worker = FakeWorker::register(&ctx, &scheduler.workers_address, "w", 1, &["inc"], vec![]);
     let client = scheduler.client();
     assert_eq!(client.workers().unwrap().len(), 1);
     // Silence: pruned.
@@ -272,7 +187,7 @@ fn a_silent_worker_is_pruned_and_asked_to_register_when_heard_again() {
 fn a_key_released_and_recreated_in_one_turn_is_not_released_after_its_compute() {
     let scheduler = SchedulerProc::start(&[]);
     let ctx = zmq::Context::new();
-    let worker = FakeWorker::register(&ctx, &scheduler, "w", 4, &["add"]);
+    let worker = FakeWorker::register(&ctx, &scheduler.workers_address, "w", 4, &["add"], vec![]);
     let first = raw_socket(&ctx, zmq::DEALER, &scheduler.clients_address);
     let second = raw_socket(&ctx, zmq::DEALER, &scheduler.clients_address);
     let mut g = Graph::new();

@@ -187,6 +187,57 @@ fn test_hash(k: &str) -> DefHash {
     DefHash::of_value(&Value::from(k))
 }
 
+/// A ROUTER playing a peer worker that holds inputs: the test answers its fetches by hand.
+struct FakePeer {
+    socket: zmq::Socket,
+    address: String,
+}
+
+impl FakePeer {
+    fn bind(ctx: &zmq::Context) -> FakePeer {
+        let socket = ctx.socket(zmq::ROUTER).unwrap();
+        socket.set_linger(0).unwrap();
+        socket.bind("tcp://127.0.0.1:*").unwrap();
+        let address = socket.get_last_endpoint().unwrap().unwrap();
+        FakePeer { socket, address }
+    }
+
+    /// The next fetch asked of it: the asker's route, the request id and the keys.
+    fn asked(&self) -> (Vec<u8>, u64, Vec<String>) {
+        let mut parts = recv_parts(&self.socket, DEADLINE).expect("a get_data from the worker");
+        let route = parts.remove(0);
+        let PeerRequest::GetData { request, keys } = frames::decode(&parts[0]).unwrap();
+        (route, request, keys)
+    }
+
+    /// Answers fetch `request` of the worker at `route` with `items`.
+    fn answer(&self, route: &[u8], request: u64, items: Vec<KeyData>) {
+        let reply = PeerReply::Data {
+            request,
+            items,
+            missing: Vec::new(),
+        };
+        send_frames(
+            &self.socket,
+            Some(route),
+            frames::encode(&reply, Vec::new()).unwrap(),
+        );
+    }
+}
+
+/// A copy of `key` a peer serves, inline, with definition hash `hash`.
+fn peer_item(key: &str, value: Value, hash: DefHash) -> KeyData {
+    KeyData {
+        key: key.into(),
+        data: zask_core::protocol::Data {
+            value,
+            frame: None,
+            raw: false,
+        },
+        hash: Some(hash),
+    }
+}
+
 fn compute_task(k: &str, node: zask::Node, send_value: bool) -> ComputeTask {
     ComputeTask {
         key: k.to_string(),
@@ -626,10 +677,8 @@ fn a_bad_fetch_answer_retries_only_what_did_not_arrive() {
     done_value(fake.outcome(&route_a, "q").0);
 
     let ctx = zmq::Context::new();
-    let peer = ctx.socket(zmq::ROUTER).unwrap();
-    peer.set_linger(0).unwrap();
-    peer.bind("tcp://127.0.0.1:*").unwrap();
-    let peer_address = peer.get_last_endpoint().unwrap().unwrap();
+    let peer = FakePeer::bind(&ctx);
+    let peer_address = peer.address.clone();
     fake.compute(
         &route_b,
         vec![compute_from(
@@ -641,40 +690,24 @@ fn a_bad_fetch_answer_retries_only_what_did_not_arrive() {
             ],
         )],
     );
-    let mut parts = recv_parts(&peer, DEADLINE).expect("a get_data from B");
-    let route = parts.remove(0);
-    let PeerRequest::GetData { request, keys } = frames::decode(&parts[0]).unwrap();
+    let (route, request, keys) = peer.asked();
     assert_eq!(keys, vec!["p", "q"]);
-    let item = |key: &str, value: Value, frame: Option<u32>| KeyData {
-        key: key.into(),
-        data: zask_core::protocol::Data {
-            value,
-            frame,
-            raw: false,
-        },
-        hash: Some(test_hash(key)),
-    };
-    let reply = PeerReply::Data {
-        request,
-        items: vec![
-            item("q", Value::Int(40), None),
-            item("stranger", Value::Int(7), None),
-            item("p", Value::Nil, Some(3)),
-        ],
-        missing: Vec::new(),
-    };
-    send_frames(
-        &peer,
-        Some(&route),
-        frames::encode(&reply, Vec::new()).unwrap(),
-    );
+    let item = |key: &str, value: Value| peer_item(key, value, test_hash(key));
+    let mut p_elsewhere = item("p", Value::Nil);
+    p_elsewhere.data.frame = Some(3);
+    let items = vec![
+        item("q", Value::Int(40)),
+        item("stranger", Value::Int(7)),
+        p_elsewhere,
+    ];
+    peer.answer(&route, request, items);
     // q came (40, not A's 4); p is asked of A.
     let (outcome, acquired) = fake.outcome(&route_b, "s");
     assert_eq!(done_value(outcome).1, Some(Value::Int(42)));
     assert!(acquired.iter().any(|k| k == "q"), "{acquired:?}");
     assert!(!acquired.iter().any(|k| k == "stranger"), "{acquired:?}");
     assert!(
-        recv_parts(&peer, Duration::from_millis(200)).is_none(),
+        recv_parts(&peer.socket, Duration::from_millis(200)).is_none(),
         "nothing more asked of the bad peer"
     );
 }
@@ -901,40 +934,18 @@ fn an_input_asked_anew_under_another_definition() {
     let b = fake.start_worker(1, &["--fetch-timeout", "30"]);
     let (route_b, _) = fake.accept(&b);
     let ctx = zmq::Context::new();
-    let fake_peer = || {
-        let peer = ctx.socket(zmq::ROUTER).unwrap();
-        peer.set_linger(0).unwrap();
-        peer.bind("tcp://127.0.0.1:*").unwrap();
-        let address = peer.get_last_endpoint().unwrap().unwrap();
-        (peer, address)
-    };
-    let (old_peer, old_address) = fake_peer();
-    let (new_peer, new_address) = fake_peer();
-    let asked = |peer: &zmq::Socket| {
-        let mut parts = recv_parts(peer, DEADLINE).expect("a get_data from the worker");
-        let route = parts.remove(0);
-        let PeerRequest::GetData { request, keys } = frames::decode(&parts[0]).unwrap();
+    let old_peer = FakePeer::bind(&ctx);
+    let new_peer = FakePeer::bind(&ctx);
+    let asked = |peer: &FakePeer| {
+        let (route, request, keys) = peer.asked();
         assert_eq!(keys, vec!["x"]);
         (route, request)
     };
-    let answer = |peer: &zmq::Socket, route: &[u8], request: u64, value: i64, hash: DefHash| {
-        let reply = PeerReply::Data {
+    let answer = |peer: &FakePeer, route: &[u8], request: u64, value: i64, hash: DefHash| {
+        peer.answer(
+            route,
             request,
-            items: vec![KeyData {
-                key: "x".into(),
-                data: zask_core::protocol::Data {
-                    value: Value::Int(value),
-                    frame: None,
-                    raw: false,
-                },
-                hash: Some(hash),
-            }],
-            missing: Vec::new(),
-        };
-        send_frames(
-            peer,
-            Some(route),
-            frames::encode(&reply, Vec::new()).unwrap(),
+            vec![peer_item("x", Value::Int(value), hash)],
         );
     };
 
@@ -944,14 +955,14 @@ fn an_input_asked_anew_under_another_definition() {
         vec![compute_from(
             "s",
             task("inc", (key("x"),)),
-            vec![("x".into(), vec![old_address])],
+            vec![("x".into(), vec![old_peer.address.clone()])],
         )],
     );
     let (old_route, old_request) = asked(&old_peer);
     // Then x is redefined: t needs the new copy, held by the new peer only.
     let new_hash = DefHash::of_value(&Value::from("x, redefined"));
     let mut t = compute_task("t", task("inc", (key("x"),)), true);
-    t.who_has = vec![("x".into(), new_hash, vec![new_address.into()])];
+    t.who_has = vec![("x".into(), new_hash, vec![new_peer.address.clone().into()])];
     fake.compute(&route_b, vec![t]);
     let (new_route, new_request) = asked(&new_peer);
     assert_ne!(old_request, new_request);
@@ -1007,7 +1018,7 @@ fn an_input_asked_anew_under_another_definition() {
     assert!(items.is_empty(), "s holds a value: {items:?}");
     assert_eq!(missing, vec!["s".to_string()]);
     assert!(
-        recv_parts(&old_peer, Duration::from_millis(200)).is_none(),
+        recv_parts(&old_peer.socket, Duration::from_millis(200)).is_none(),
         "nothing more asked of the old peer"
     );
 }
@@ -1028,21 +1039,16 @@ fn a_task_given_anew_while_queued_waits_for_its_inputs() {
     fake.compute(&route, vec![compute_task("k", task("add", (1, 2)), true)]);
     // k given anew: now it needs x, which only a peer that has not answered yet holds.
     let ctx = zmq::Context::new();
-    let peer = ctx.socket(zmq::ROUTER).unwrap();
-    peer.set_linger(0).unwrap();
-    peer.bind("tcp://127.0.0.1:*").unwrap();
-    let peer_address = peer.get_last_endpoint().unwrap().unwrap();
+    let peer = FakePeer::bind(&ctx);
     let mut k = compute_from(
         "k",
         task("inc", (key("x"),)),
-        vec![("x".into(), vec![peer_address])],
+        vec![("x".into(), vec![peer.address.clone()])],
     );
     k.hash = DefHash::of_value(&Value::from("k, redefined"));
     let new_hash = k.hash;
     fake.compute(&route, vec![k]);
-    let mut parts = recv_parts(&peer, DEADLINE).expect("a get_data from the worker");
-    let peer_route = parts.remove(0);
-    let PeerRequest::GetData { request, .. } = frames::decode(&parts[0]).unwrap();
+    let (peer_route, request, _) = peer.asked();
     let quiet_deadline = Instant::now() + DEADLINE;
     // The queue drains (the sleeping task ends): k must not run, nor fail, yet.
     let mut drained: Option<Instant> = None;
@@ -1065,24 +1071,8 @@ fn a_task_given_anew_while_queued_waits_for_its_inputs() {
             }
         }
     }
-    let reply = PeerReply::Data {
-        request,
-        items: vec![KeyData {
-            key: "x".into(),
-            data: zask_core::protocol::Data {
-                value: Value::Int(5),
-                frame: None,
-                raw: false,
-            },
-            hash: Some(test_hash("x")),
-        }],
-        missing: Vec::new(),
-    };
-    send_frames(
-        &peer,
-        Some(&peer_route),
-        frames::encode(&reply, Vec::new()).unwrap(),
-    );
+    let x = peer_item("x", Value::Int(5), test_hash("x"));
+    peer.answer(&peer_route, request, vec![x]);
     let (done, value) = done_value(fake.outcome(&route, "k").0);
     assert_eq!(done.hash, new_hash);
     assert_eq!(value, Some(Value::Int(6)));

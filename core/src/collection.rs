@@ -100,7 +100,7 @@ impl Collection {
                 "a collection's \"meta\" is a map".to_string(),
             ));
         }
-        if let Err(e) = meta.measure(crate::value::MAX_NESTING) {
+        if let Err(e) = meta.nesting(crate::value::MAX_NESTING) {
             return Err(CollectionError(format!("a collection's \"meta\": {e}")));
         }
         Ok(Collection {

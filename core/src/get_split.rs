@@ -18,7 +18,7 @@ use crate::frames::{self, FrameError};
 use crate::graph::{Graph, Node, Nodes};
 use crate::graph_serde::{check_node, HashedGraph};
 use crate::hash::DefHash;
-use crate::msgpack::skip;
+use crate::msgpack::{skip, take_value};
 use crate::protocol::GetBody;
 use crate::value::Value;
 
@@ -51,9 +51,7 @@ fn split_decode(header: &[u8]) -> Option<GetBody> {
             graph = Some(read_graph(&mut rd)?);
             continue;
         }
-        let start = rd;
-        skip(&mut rd)?;
-        let value = start.get(..start.len() - rd.len())?;
+        let value = take_value(&mut rd)?;
         match name {
             "request" if request.is_none() => request = Some(rmp_serde::from_slice(value).ok()?),
             "keys" if keys.is_none() => keys = Some(rmp_serde::from_slice::<Value>(value).ok()?),

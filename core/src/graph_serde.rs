@@ -497,12 +497,17 @@ pub struct HashedGraph {
 impl HashedGraph {
     /// A graph built in code, hashed now.
     pub fn new(graph: Graph) -> HashedGraph {
-        let hashes = graph
+        let hashes = HashedGraph::hashes_of(&graph);
+        HashedGraph { graph, hashes }
+    }
+
+    /// The hash of each node of `graph`, alone, by index.
+    pub fn hashes_of(graph: &Graph) -> Vec<DefHash> {
+        graph
             .nodes
             .values()
             .map(|n| DefHash::of_node(n).0)
-            .collect();
-        HashedGraph { graph, hashes }
+            .collect()
     }
 }
 

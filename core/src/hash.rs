@@ -50,7 +50,9 @@ impl DefHash {
     }
 
     /// The hash of `node` alone (its inputs' definitions not included; see
-    /// [`DefHash::combine`]), and how deeply its wire form nests (see [`Node::nesting`]).
+    /// [`DefHash::combine`]), and how many levels of msgpack arrays and maps its wire form
+    /// (the node as a graph carries it: `{"ref": ...}`, `{"fn": ...}`, `{"lit": ...}` maps
+    /// included) nests.
     pub fn of_node(node: &Node) -> (DefHash, usize) {
         with_canon(|c| c.node(node))
     }
@@ -256,7 +258,7 @@ impl Canon {
         }
     }
 
-    /// Writes `node` and returns how deeply its wire form nests (see [`Node::nesting`]).
+    /// Writes `node` and returns how deeply its wire form nests (see [`DefHash::of_node`]).
     fn node(&mut self, node: &Node) -> usize {
         match node {
             Node::Literal(v) => {

@@ -47,19 +47,6 @@ impl Keys {
         }
     }
 
-    /// How many levels of lists the keys nest (a key alone: 0).
-    pub fn nesting(&self) -> usize {
-        let mut deepest = 0;
-        let mut stack: Vec<(&Keys, usize)> = vec![(self, 0)];
-        while let Some((k, level)) = stack.pop() {
-            deepest = deepest.max(level);
-            if let Keys::Many(l) = k {
-                stack.extend(l.iter().map(|k| (k, level + 1)));
-            }
-        }
-        deepest
-    }
-
     /// Builds the answer: the value of each key, in the keys' shape. A key missing from
     /// `values` gives nil (callers check completeness first).
     pub fn shape(&self, values: &HashMap<String, Value>) -> Value {
@@ -80,7 +67,7 @@ impl Keys {
     /// Parses the wire form; anything but strings and lists is an error, and so are lists
     /// nested deeper than [`crate::value::MAX_NESTING`].
     pub fn from_value(value: &Value) -> Result<Keys, String> {
-        if value.measure(crate::value::MAX_NESTING).is_err() {
+        if value.nesting(crate::value::MAX_NESTING).is_err() {
             return Err(format!(
                 "keys nest more than {} levels of lists",
                 crate::value::MAX_NESTING
@@ -142,7 +129,7 @@ mod tests {
         );
         assert_eq!(Keys::from_value(&keys.to_value()).unwrap(), keys);
         assert!(Keys::from_value(&Value::Int(1)).is_err());
-        assert_eq!(keys.nesting(), 2);
+        assert_eq!(keys.to_value().nesting(usize::MAX), Ok(2));
     }
 
     /// A million requested keys, half of them repeats, flatten in linear time (this took

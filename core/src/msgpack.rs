@@ -70,19 +70,25 @@ pub fn map_fields(bytes: &[u8]) -> Option<Vec<(Option<&str>, &[u8])>> {
     let count = rmp::decode::read_map_len(&mut rd).ok()?;
     let mut fields = Vec::with_capacity((count as usize).min(64));
     for _ in 0..count {
-        let name = match rmp::decode::read_str_from_slice(rd) {
-            Ok((name, rest)) => {
-                rd = rest;
-                Some(name)
-            }
-            Err(_) => {
-                skip(&mut rd)?;
-                None
-            }
-        };
+        let name = take_field_name(&mut rd)?;
         fields.push((name, take_value(&mut rd)?));
     }
     Some(fields)
+}
+
+/// Takes the name of a map field off the front of `rd`: `Some(None)` for a name that is not
+/// a string (skipped); `None` if `rd` does not start with a well-formed value.
+fn take_field_name<'a>(rd: &mut &'a [u8]) -> Option<Option<&'a str>> {
+    match rmp::decode::read_str_from_slice(*rd) {
+        Ok((name, rest)) => {
+            *rd = rest;
+            Some(Some(name))
+        }
+        Err(_) => {
+            skip(rd)?;
+            Some(None)
+        }
+    }
 }
 
 /// The value bytes of field `name` of the map at the start of `bytes` (its first occurrence).
@@ -91,6 +97,12 @@ pub fn field<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
         .into_iter()
         .find(|(n, _)| *n == Some(name))
         .map(|(_, v)| v)
+}
+
+/// The string value of field `name` of the map at the start of `bytes` (a message item's
+/// `key`, read from an item that does not decode whole).
+pub fn str_field<'a>(bytes: &'a [u8], name: &str) -> Option<&'a str> {
+    field(bytes, name).and_then(as_str)
 }
 
 /// The string at the start of `bytes`.
@@ -121,16 +133,7 @@ pub fn header_op(header: &[u8]) -> Result<&str, String> {
     let mut rd = header;
     let count = rmp::decode::read_map_len(&mut rd).map_err(|_| not_a_map())?;
     for _ in 0..count {
-        let name = match rmp::decode::read_str_from_slice(rd) {
-            Ok((name, rest)) => {
-                rd = rest;
-                Some(name)
-            }
-            Err(_) => {
-                skip(&mut rd).ok_or_else(not_a_map)?;
-                None
-            }
-        };
+        let name = take_field_name(&mut rd).ok_or_else(not_a_map)?;
         if name == Some("op") {
             return as_str(rd).ok_or_else(|| {
                 format!(

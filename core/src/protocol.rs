@@ -530,3 +530,31 @@ pub enum PeerReply {
     /// The request could not be read.
     Error { request: u64, message: String },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `CLIENT_OPS` names exactly `FromClient`'s variants (serde lists them when it meets an
+    /// op it does not know).
+    #[test]
+    fn client_ops_are_the_client_messages() {
+        #[derive(Serialize)]
+        struct Op {
+            op: &'static str,
+        }
+        let bytes = rmp_serde::to_vec_named(&Op { op: "no_such_op" }).unwrap();
+        let error = rmp_serde::from_slice::<FromClient>(&bytes)
+            .unwrap_err()
+            .to_string();
+        let expected = error
+            .split_once("expected one of ")
+            .unwrap_or_else(|| panic!("{error}"))
+            .1;
+        let mut variants: Vec<&str> = expected.split(", ").map(|v| v.trim_matches('`')).collect();
+        let mut ops = CLIENT_OPS.to_vec();
+        variants.sort_unstable();
+        ops.sort_unstable();
+        assert_eq!(variants, ops);
+    }
+}

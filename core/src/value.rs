@@ -117,6 +117,25 @@ impl Value {
             }
         }
         let mut total = own(self);
+        self.walk(max_nesting, |item| total = total.saturating_add(own(item)))?;
+        Ok(total)
+    }
+
+    /// How many levels of lists and maps the value nests (a scalar 0, `[1]` one), or an error
+    /// past `max_nesting`. Iterative, like [`Value::measure`].
+    pub fn nesting(&self, max_nesting: usize) -> Result<usize, TooDeep> {
+        self.walk(max_nesting, |_| {})
+    }
+
+    /// Walks the lists and maps inside the value without recursion, showing `item` every item
+    /// (map keys too) once; returns how deeply they nest (a scalar 0), or an error as soon as
+    /// a level past `max_nesting` is reached.
+    fn walk<'a>(
+        &'a self,
+        max_nesting: usize,
+        mut item: impl FnMut(&'a Value),
+    ) -> Result<usize, TooDeep> {
+        let mut deepest = 0;
         // Lists and maps still to open, with their nesting (the outermost is at level 1).
         let mut stack: smallvec::SmallVec<[(&Value, usize); 16]> = smallvec::SmallVec::new();
         if self.is_container() {
@@ -126,61 +145,19 @@ impl Value {
             if level > max_nesting {
                 return Err(TooDeep { limit: max_nesting });
             }
-            let mut add = |item: &'_ Value| {
-                total = total.saturating_add(own(item));
-                item.is_container()
+            deepest = deepest.max(level);
+            let mut visit = |x: &'a Value| {
+                item(x);
+                if x.is_container() {
+                    stack.push((x, level + 1));
+                }
             };
             match v {
-                Value::List(items) => {
-                    for item in items {
-                        if add(item) {
-                            stack.push((item, level + 1));
-                        }
-                    }
-                }
+                Value::List(items) => items.iter().for_each(&mut visit),
                 Value::Map(entries) => {
-                    for (k, item) in entries {
-                        if add(k) {
-                            stack.push((k, level + 1));
-                        }
-                        if add(item) {
-                            stack.push((item, level + 1));
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(total)
-    }
-
-    /// How many levels of lists and maps the value nests (a scalar 0, `[1]` one), or an error
-    /// past `max_nesting`. Iterative, like [`Value::measure`].
-    pub fn nesting(&self, max_nesting: usize) -> Result<usize, TooDeep> {
-        let mut deepest = 0;
-        let mut stack: smallvec::SmallVec<[(&Value, usize); 16]> = smallvec::SmallVec::new();
-        if self.is_container() {
-            stack.push((self, 1));
-        }
-        while let Some((v, level)) = stack.pop() {
-            if level > max_nesting {
-                return Err(TooDeep { limit: max_nesting });
-            }
-            deepest = deepest.max(level);
-            match v {
-                Value::List(items) => stack.extend(
-                    items
-                        .iter()
-                        .filter(|i| i.is_container())
-                        .map(|i| (i, level + 1)),
-                ),
-                Value::Map(entries) => {
-                    for (k, item) in entries {
-                        for x in [k, item] {
-                            if x.is_container() {
-                                stack.push((x, level + 1));
-                            }
-                        }
+                    for (k, x) in entries {
+                        visit(k);
+                        visit(x);
                     }
                 }
                 _ => {}

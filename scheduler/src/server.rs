@@ -190,9 +190,12 @@ struct Loop {
 /// The request id of a client message, read without decoding the rest (so one that cannot be
 /// decoded, nested too deep say, is still answered under its id); 0 if it has none.
 fn request_id(header: &[u8]) -> u64 {
-    msgpack::field(header, "request")
-        .and_then(|r| rmp_serde::from_slice(r).ok())
-        .unwrap_or(0)
+    read_request(header).unwrap_or(0)
+}
+
+/// The `request` field of a message header, if it has a readable one.
+fn read_request(header: &[u8]) -> Option<u64> {
+    rmp_serde::from_slice(msgpack::field(header, "request")?).ok()
 }
 
 impl Loop {
@@ -549,7 +552,7 @@ impl Loop {
             match sent {
                 Ok(()) => {}
                 Err(frames::FrameError::Zmq(zmq::Error::EAGAIN)) => {
-                    self.not_reading(route, request, out)
+                    self.not_reading(route, request)
                 }
                 Err(frames::FrameError::Zmq(zmq::Error::EHOSTUNREACH)) => {
                     log::debug!("a client left before its reply to request {request} was sent");
@@ -562,7 +565,7 @@ impl Loop {
     /// A client's reply queue is full: it does not read. Its computations are cancelled, and
     /// the dropped request is remembered (a bounded number), to be answered with an error
     /// once the client is heard from again.
-    fn not_reading(&mut self, route: Vec<u8>, request: u64, _out: &mut Outbox) {
+    fn not_reading(&mut self, route: Vec<u8>, request: u64) {
         let first = !self.unread.contains_key(&route);
         if first && self.unread.len() >= MAX_UNREAD_CLIENTS {
             // (Mostly clients that never spoke again: some other client's bookkeeping, not
@@ -717,7 +720,8 @@ fn decode_worker_message(header: &[u8], blobs: &[Bytes]) -> Result<FromWorker, f
             done.retain_mut(
                 |d| match d.data.as_mut().map(|data| frames::inline(data, blobs)) {
                     Some(Err(e)) => {
-                        unreadable.push(unreadable_result(&d.key, Some(d.hash), &e.to_string()));
+                        let why = e.to_string();
+                        unreadable.push(unreadable_report(&d.key, Some(d.hash), "result", &why));
                         false
                     }
                     _ => true,
@@ -743,14 +747,15 @@ fn decode_worker_message(header: &[u8], blobs: &[Bytes]) -> Result<FromWorker, f
     Ok(msg)
 }
 
-/// The failure reported in place of a finished task whose report cannot be read.
-fn unreadable_result(key: &str, hash: Option<DefHash>, why: &str) -> TaskFailed {
+/// The failure reported in place of a task whose report (of `what`: its result, or its
+/// failure) cannot be read.
+fn unreadable_report(key: &str, hash: Option<DefHash>, what: &str, why: &str) -> TaskFailed {
     TaskFailed {
         key: key.to_string(),
         hash,
         kind: "task_failed".to_string(),
         function: None,
-        message: format!("its worker's report of the result cannot be read: {why}"),
+        message: format!("its worker's report of the {what} cannot be read: {why}"),
         missing: None,
     }
 }
@@ -764,18 +769,13 @@ fn lenient_report(header: &[u8], why: &str) -> Option<FromWorker> {
             .and_then(msgpack::array_items)
             .unwrap_or_default()
     };
-    let key_of = |item: &[u8]| {
-        msgpack::field(item, "key")
-            .and_then(msgpack::as_str)
-            .map(str::to_string)
-    };
     let mut done = Vec::new();
     let mut failed = Vec::new();
     for item in items("done") {
         match rmp_serde::from_slice::<TaskDone>(item) {
             Ok(d) => done.push(d),
-            Err(e) => match key_of(item) {
-                Some(key) => failed.push(unreadable_result(&key, None, &e.to_string())),
+            Err(e) => match msgpack::str_field(item, "key") {
+                Some(key) => failed.push(unreadable_report(key, None, "result", &e.to_string())),
                 None => log::warn!("dropping a finished task of a report, without a key: {e}"),
             },
         }
@@ -783,15 +783,8 @@ fn lenient_report(header: &[u8], why: &str) -> Option<FromWorker> {
     for item in items("failed") {
         match rmp_serde::from_slice::<TaskFailed>(item) {
             Ok(f) => failed.push(f),
-            Err(e) => match key_of(item) {
-                Some(key) => failed.push(TaskFailed {
-                    key,
-                    hash: None,
-                    kind: "task_failed".to_string(),
-                    function: None,
-                    message: format!("its worker's report of the failure cannot be read: {e}"),
-                    missing: None,
-                }),
+            Err(e) => match msgpack::str_field(item, "key") {
+                Some(key) => failed.push(unreadable_report(key, None, "failure", &e.to_string())),
                 None => log::warn!("dropping a failed task of a report, without a key: {e}"),
             },
         }
@@ -811,7 +804,7 @@ fn lenient_report(header: &[u8], why: &str) -> Option<FromWorker> {
 /// cannot be read count as missing.
 fn lenient_data(header: &[u8], why: &str) -> Option<FromWorker> {
     log::warn!("a worker's data cannot be read whole ({why}); reading it item by item");
-    let request = rmp_serde::from_slice::<u64>(msgpack::field(header, "request")?).ok()?;
+    let request = read_request(header)?;
     let mut items = Vec::new();
     let mut missing: Vec<String> = msgpack::field(header, "missing")
         .and_then(|m| rmp_serde::from_slice(m).ok())
@@ -820,7 +813,7 @@ fn lenient_data(header: &[u8], why: &str) -> Option<FromWorker> {
         match rmp_serde::from_slice::<KeyData>(item) {
             Ok(i) => items.push(i),
             Err(_) => {
-                if let Some(key) = msgpack::field(item, "key").and_then(msgpack::as_str) {
+                if let Some(key) = msgpack::str_field(item, "key") {
                     missing.push(key.to_string());
                 }
             }

@@ -201,6 +201,15 @@ impl TaskState {
         self.dependents.push(dependent);
         self.status != TaskStatus::Memory
     }
+
+    /// Its definition hash: its lineage's, or for a value without lineage (this is task `tid`)
+    /// the one it was given with, in `given`.
+    fn definition(&self, tid: TaskId, given: &HashMap<TaskId, DefHash>) -> Option<DefHash> {
+        match &self.lineage {
+            Some(l) => Some(l.hash),
+            None => given.get(&tid).copied(),
+        }
+    }
 }
 
 /// How a key is computed: its node, and the lineage of the inputs it was computed from.
@@ -569,10 +578,7 @@ impl SchedulerState {
 
     /// The definition hash of task `tid`.
     fn hash_of(&self, tid: TaskId) -> Option<DefHash> {
-        match &self.tasks.get(&tid)?.lineage {
-            Some(l) => Some(l.hash),
-            None => self.given.get(&tid).copied(),
-        }
+        self.tasks.get(&tid)?.definition(tid, &self.given)
     }
 
     // ----- queries -------------------------------------------------------------------------
@@ -859,22 +865,28 @@ impl SchedulerState {
             if t.status != TaskStatus::Processing(wid) {
                 continue;
             }
-            if t.lineage.is_some() {
-                self.rewait(tid);
-            } else {
-                let error = ErrorInfo::new(
-                    "lost",
-                    format!(
-                        "scattered key {:?} did not reach its worker (it reconnected); scatter \
-                         it again",
-                        t.key
-                    ),
-                )
-                .with_key(&t.key);
-                self.fail_lost(tid, error, out);
-            }
+            self.assign_again(tid, "did not reach its worker (it reconnected)", out);
         }
         self.regather_from(wid, out);
+    }
+
+    /// A task its worker does not have (its message, or the worker's state, was lost): one
+    /// with a lineage is given again; a scattered value, which only its client has, fails as
+    /// `lost` (the message says it `why`).
+    fn assign_again(&mut self, tid: TaskId, why: &str, out: &mut Outbox) {
+        let Some(t) = self.tasks.get(&tid) else {
+            return;
+        };
+        if t.lineage.is_some() {
+            self.rewait(tid);
+            return;
+        }
+        let error = ErrorInfo::new(
+            "lost",
+            format!("scattered key {:?} {why}; scatter it again", t.key),
+        )
+        .with_key(&t.key);
+        self.fail_lost(tid, error, out);
     }
 
     /// Sends the gathers pending on worker `wid` again (to whichever holder is best now): it
@@ -918,10 +930,7 @@ impl SchedulerState {
         let Some(t) = self.tasks.get(&tid) else {
             return;
         };
-        let hash = match &t.lineage {
-            Some(l) => Some(l.hash),
-            None => self.given.get(&tid).copied(),
-        };
+        let hash = t.definition(tid, &self.given);
         if hash != Some(info.hash) {
             log::info!(
                 "worker {} holds a copy of {:?} from another definition; it drops it",
@@ -979,22 +988,32 @@ impl SchedulerState {
         })
     }
 
-    /// Takes in a value a registering worker holds under a key the scheduler does not know:
-    /// a task without lineage, held there and kept until `adopt_grace` from `now` (or until
-    /// a gather claims it).
-    fn adopt(&mut self, wid: WorkerId, info: KeyInfo, now: Instant) {
+    /// Records a value without lineage (scattered, or adopted from a worker) under `key`, with
+    /// the definition hash it was given: nothing to wait for, kept until released. One being
+    /// stored on a worker (`Processing`) counts as the latest assignment (it is checked).
+    fn insert_value(
+        &mut self,
+        key: Key,
+        hash: DefHash,
+        status: TaskStatus,
+        nbytes: u64,
+        signature: u32,
+    ) -> TaskId {
         let tid = self.next_task;
         self.next_task += 1;
-        let key: Key = Arc::from(info.key.as_str());
-        let signature = self.signature_of(&Node::Literal(Value::Nil));
         self.use_signature(signature);
         self.task_ids.insert(key.clone(), tid);
+        self.given.insert(tid, hash);
+        let assigned = match status {
+            TaskStatus::Processing(_) => self.assignments,
+            _ => 0,
+        };
         self.tasks.insert(
             tid,
             Box::new(TaskState {
                 key,
                 lineage: None,
-                status: TaskStatus::Memory,
+                status,
                 deps: Vec::new(),
                 dependents: Dependents::new(),
                 waiting_on: 0,
@@ -1003,15 +1022,24 @@ impl SchedulerState {
                 kept: true,
                 wanted_by: Vec::new(),
                 who_has: Holders::default(),
-                nbytes: info.nbytes,
+                nbytes,
                 signature,
                 priority: (0, 0),
                 fetch_retries: 0,
                 deaths: 0,
-                assigned: 0,
+                assigned,
             }),
         );
-        self.given.insert(tid, info.hash);
+        tid
+    }
+
+    /// Takes in a value a registering worker holds under a key the scheduler does not know:
+    /// a task without lineage, held there and kept until `adopt_grace` from `now` (or until
+    /// a gather claims it).
+    fn adopt(&mut self, wid: WorkerId, info: KeyInfo, now: Instant) {
+        let key: Key = Arc::from(info.key.as_str());
+        let signature = self.signature_of(&Node::Literal(Value::Nil));
+        let tid = self.insert_value(key, info.hash, TaskStatus::Memory, info.nbytes, signature);
         let until = now + self.config.adopt_grace;
         self.adopted.insert(tid, until);
         self.adopted_order.push_back((until, tid));
@@ -1100,10 +1128,7 @@ impl SchedulerState {
             }
             return;
         }
-        let hash = match &t.lineage {
-            Some(l) => Some(l.hash),
-            None => self.given.get(&tid).copied(),
-        };
+        let hash = t.definition(tid, &self.given);
         let signature = t.signature;
         if hash != Some(done.hash) {
             // A run of another definition of the key (one taken back from this worker, which
@@ -1417,9 +1442,7 @@ impl SchedulerState {
             return;
         };
         self.task_ids.remove(&t.key);
-        if let Some(n) = self.signature_users.get_mut(t.signature as usize) {
-            *n = n.saturating_sub(1);
-        }
+        self.unuse_signature(t.signature);
         if t.lineage.is_none() {
             self.given.remove(&tid);
             self.adopted.remove(&tid);
@@ -1936,14 +1959,8 @@ impl SchedulerState {
                 )
                 .with_key(&key)
             } else {
-                let functions: &[String] = self
-                    .signatures
-                    .get(t.signature as usize)
-                    .map_or(&[], |f| f.as_slice());
-                let missing = functions
-                    .iter()
-                    .find(|f| !self.function_counts.contains_key(f.as_str()))
-                    .cloned();
+                let functions = self.functions_of(t.signature);
+                let missing = self.missing_function(t.signature).cloned();
                 ErrorInfo {
                     kind: "unknown_function".to_string(),
                     message: format!(
@@ -1969,13 +1986,30 @@ impl SchedulerState {
 
     /// Whether some registered worker offers every function of `signature`.
     fn runnable(&self, signature: u32) -> bool {
-        let functions: &[String] = self
-            .signatures
-            .get(signature as usize)
-            .map_or(&[], |f| f.as_slice());
+        let functions = self.functions_of(signature);
         self.workers
             .values()
             .any(|w| functions.iter().all(|f| w.functions.contains(f)))
+    }
+
+    /// Whether task `tid` (`t`) is a value adopted after a restart that nobody waits for: a
+    /// new definition of its key replaces it.
+    fn replaceable(&self, tid: TaskId, t: &TaskState) -> bool {
+        t.waiters == 0 && self.adopted.contains_key(&tid)
+    }
+
+    /// The functions of signature `id`.
+    fn functions_of(&self, id: u32) -> &[String] {
+        self.signatures
+            .get(id as usize)
+            .map_or(&[], |f| f.as_slice())
+    }
+
+    /// A function of signature `id` that no registered worker offers, if there is one.
+    fn missing_function(&self, id: u32) -> Option<&String> {
+        self.functions_of(id)
+            .iter()
+            .find(|f| !self.function_counts.contains_key(f.as_str()))
     }
 
     /// A worker registered: the stalled tasks it makes runnable are queued again (the others
@@ -2151,8 +2185,8 @@ impl SchedulerState {
         items: Vec<(String, Value)>,
         out: &mut Outbox,
     ) {
-        let hashes = match self.check_scatter(&items) {
-            Ok(hashes) => hashes,
+        let checked = match self.check_scatter(&items) {
+            Ok(checked) => checked,
             Err(error) => {
                 out.to_clients
                     .push((client.to_vec(), ToClient::Error { request, error }));
@@ -2165,7 +2199,7 @@ impl SchedulerState {
         let mut pending = 0;
         let mut planned: HashMap<WorkerId, u64> = HashMap::default();
         let signature = self.signature_of(&Node::Literal(Value::Nil));
-        for ((key, value), hash) in items.into_iter().zip(hashes) {
+        for ((key, value), (hash, nbytes)) in items.into_iter().zip(checked) {
             if let Some(&tid) = self.task_ids.get(key.as_str()) {
                 if self.hash_of(tid) == Some(hash) {
                     // Held with the same value already: kept.
@@ -2186,37 +2220,11 @@ impl SchedulerState {
             else {
                 continue;
             };
-            let nbytes = value.nbytes();
             *planned.entry(wid).or_insert(0) += nbytes;
-            let tid = self.next_task;
-            self.next_task += 1;
             self.assignments += 1;
-            self.use_signature(signature);
             let shared: Key = Arc::from(key.as_str());
-            self.task_ids.insert(shared.clone(), tid);
-            self.given.insert(tid, hash);
-            self.tasks.insert(
-                tid,
-                Box::new(TaskState {
-                    key: shared,
-                    lineage: None,
-                    status: TaskStatus::Processing(wid),
-                    deps: Vec::new(),
-                    dependents: Dependents::new(),
-                    waiting_on: 0,
-                    waiters: 0,
-                    deps_done: true,
-                    kept: true,
-                    wanted_by: Vec::new(),
-                    who_has: Holders::default(),
-                    nbytes,
-                    signature,
-                    priority: (0, 0),
-                    fetch_retries: 0,
-                    deaths: 0,
-                    assigned: self.assignments,
-                }),
-            );
+            let status = TaskStatus::Processing(wid);
+            let tid = self.insert_value(shared, hash, status, nbytes, signature);
             if let Some(w) = self.workers.get_mut(&wid) {
                 w.processing.insert(tid);
                 let mut item = KeyData::inline(key, value);
@@ -2244,8 +2252,8 @@ impl SchedulerState {
 
     /// A scatter is valid when there are workers, its keys are distinct and non-empty, its
     /// values nest no deeper than `MAX_NESTING`, and each key is either new or held with
-    /// the same value (same key, same value). Returns each value's definition hash.
-    fn check_scatter(&self, items: &[(String, Value)]) -> Result<Vec<DefHash>, ErrorInfo> {
+    /// the same value (same key, same value). Returns each value's definition hash and size.
+    fn check_scatter(&self, items: &[(String, Value)]) -> Result<Vec<(DefHash, u64)>, ErrorInfo> {
         if self.workers.is_empty() {
             return Err(ErrorInfo::new(
                 "no_workers",
@@ -2253,7 +2261,7 @@ impl SchedulerState {
             ));
         }
         let mut seen = HashSet::default();
-        let mut hashes = Vec::with_capacity(items.len());
+        let mut checked = Vec::with_capacity(items.len());
         for (key, value) in items {
             if key.is_empty() {
                 return Err(ErrorInfo::new(
@@ -2268,15 +2276,18 @@ impl SchedulerState {
                 )
                 .with_key(key));
             }
-            if let Err(e) = value.measure(zask_core::value::MAX_NESTING) {
-                return Err(ErrorInfo::new(
-                    "bad_request",
-                    format!("the value scattered as {key:?} cannot be kept: {e}"),
-                )
-                .with_key(key));
-            }
+            let nbytes = match value.measure(zask_core::value::MAX_NESTING) {
+                Ok(nbytes) => nbytes,
+                Err(e) => {
+                    return Err(ErrorInfo::new(
+                        "bad_request",
+                        format!("the value scattered as {key:?} cannot be kept: {e}"),
+                    )
+                    .with_key(key))
+                }
+            };
             let hash = DefHash::of_value(value);
-            hashes.push(hash);
+            checked.push((hash, nbytes));
             let Some((&tid, t)) = self
                 .task_ids
                 .get(key.as_str())
@@ -2284,8 +2295,7 @@ impl SchedulerState {
             else {
                 continue;
             };
-            let replaceable = t.waiters == 0 && self.adopted.contains_key(&tid);
-            if self.hash_of(tid) != Some(hash) && !replaceable {
+            if self.hash_of(tid) != Some(hash) && !self.replaceable(tid, t) {
                 let what = if t.status == TaskStatus::Memory {
                     "held with another value"
                 } else {
@@ -2308,7 +2318,7 @@ impl SchedulerState {
                 .with_key(key));
             }
         }
-        Ok(hashes)
+        Ok(checked)
     }
 
     /// A scattered value `tid` is stored: answer its scatter when it was the last.
@@ -2824,6 +2834,13 @@ impl SchedulerState {
         }
     }
 
+    /// One task fewer uses signature `id`.
+    fn unuse_signature(&mut self, id: u32) {
+        if let Some(n) = self.signature_users.get_mut(id as usize) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
     /// Forgets the signatures no task uses (their ids are given again), so that the table is
     /// bounded by the signatures in use, not by every one ever seen.
     fn collect_signatures(&mut self) {
@@ -2935,16 +2952,10 @@ impl SchedulerState {
         let Some(t) = self.tasks.get(&tid) else {
             return Pick::Busy;
         };
-        let functions: &[String] = self
-            .signatures
-            .get(t.signature as usize)
-            .map_or(&[], |f| f.as_slice());
-        if let Some(f) = functions
-            .iter()
-            .find(|f| !self.function_counts.contains_key(f.as_str()))
-        {
+        if let Some(f) = self.missing_function(t.signature) {
             return Pick::Nobody(f.clone());
         }
+        let functions = self.functions_of(t.signature);
         let capable = |w: &&Worker| functions.iter().all(|f| w.functions.contains(f));
         // Bytes of this task's inputs that each holder already has.
         let mut local: HashMap<WorkerId, u64> = HashMap::default();
@@ -2975,7 +2986,7 @@ impl SchedulerState {
         match best {
             Some(w) => Pick::Worker(w.id),
             // Full, or nobody offers all of its functions together.
-            None if self.workers.values().any(|w| capable(&w)) => Pick::Busy,
+            None if self.runnable(t.signature) => Pick::Busy,
             None => Pick::Nobody(functions.join(", ")),
         }
     }
@@ -3040,10 +3051,7 @@ impl SchedulerState {
             .unwrap_or_else(|| Arc::new(Node::Literal(Value::Nil)));
         let send_value = !t.wanted_by.is_empty();
         let key = String::from(&*t.key);
-        let hash = match &t.lineage {
-            Some(l) => l.hash,
-            None => self.given.get(&tid).copied().unwrap_or_default(),
-        };
+        let hash = t.definition(tid, &self.given).unwrap_or_default();
         let mut who_has = Vec::new();
         if let Some(t) = self.tasks.get(&tid) {
             for d in &t.deps {
@@ -3059,10 +3067,7 @@ impl SchedulerState {
                     .iter()
                     .filter_map(|h| self.workers.get(h).map(|w| w.address.clone()))
                     .collect();
-                let dep_hash = match &dt.lineage {
-                    Some(l) => l.hash,
-                    None => self.given.get(d).copied().unwrap_or_default(),
-                };
+                let dep_hash = dt.definition(*d, &self.given).unwrap_or_default();
                 who_has.push((dt.key.clone(), dep_hash, addresses));
             }
         }

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use zask::{Client, ClientOptions, Graph, Keys, Value};
 use zask_core::frames;
-use zask_core::protocol::WorkerSummary;
+use zask_core::protocol::{
+    ComputeTask, Data, FromWorker, KeyInfo, TaskDone, ToWorker, WorkerSummary, PROTOCOL_VERSION,
+};
 
 /// How long a process may take to start and print its address.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -803,4 +805,102 @@ pub fn zask_command(args: &[&str]) -> Command {
     }
     command.args(args);
     command
+}
+
+/// A fake worker: a DEALER registered with a real scheduler, speaking the worker protocol by
+/// hand (it answers, or does not answer, as a test needs).
+pub struct FakeWorker {
+    pub socket: zmq::Socket,
+    pub worker_id: String,
+}
+
+impl FakeWorker {
+    /// Registers with the scheduler whose worker port is `workers_address`, as holding `has`,
+    /// and waits for its welcome.
+    pub fn register(
+        ctx: &zmq::Context,
+        workers_address: &str,
+        name: &str,
+        nthreads: u32,
+        functions: &[&str],
+        has: Vec<KeyInfo>,
+    ) -> FakeWorker {
+        let socket = raw_socket(ctx, zmq::DEALER, workers_address);
+        let w = FakeWorker {
+            socket,
+            worker_id: format!("fake-{name}"),
+        };
+        w.send(&FromWorker::Register {
+            protocol: PROTOCOL_VERSION,
+            worker_id: w.worker_id.clone(),
+            // Nobody fetches from it in these tests; the address only has to be unique.
+            address: format!("tcp://127.0.0.1:1/{name}"),
+            pid: std::process::id(),
+            nthreads,
+            functions: functions.iter().map(|f| f.to_string()).collect(),
+            has,
+        });
+        match w.recv(DEADLINE) {
+            Some(ToWorker::Welcome { .. }) => w,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    /// Sends `msg` to the scheduler.
+    pub fn send(&self, msg: &FromWorker) {
+        send_frames(&self.socket, None, frames::encode(msg, Vec::new()).unwrap());
+    }
+
+    /// The next message from the scheduler, within `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Option<ToWorker> {
+        let parts = recv_parts(&self.socket, timeout)?;
+        Some(frames::decode(&parts[0]).expect("a message the worker protocol can decode"))
+    }
+
+    /// The next `compute`, skipping other messages; panics after [`DEADLINE`].
+    pub fn next_compute(&self) -> Vec<ComputeTask> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no compute within {DEADLINE:?}");
+            if let Some(ToWorker::Compute { tasks }) = self.recv(left) {
+                return tasks;
+            }
+        }
+    }
+
+    /// Every message that arrives within `quiet` of the previous one.
+    pub fn drain(&self, quiet: Duration) -> Vec<ToWorker> {
+        let mut msgs = Vec::new();
+        while let Some(m) = self.recv(quiet) {
+            msgs.push(m);
+        }
+        msgs
+    }
+
+    /// Reports `t` done with `value` (under the definition hash it was given with).
+    pub fn report_done(&self, t: &ComputeTask, value: Value) {
+        self.send(&FromWorker::Report {
+            done: vec![TaskDone {
+                key: t.key.clone(),
+                hash: t.hash,
+                nbytes: value.nbytes(),
+                duration_us: 1,
+                data: Some(Data {
+                    value,
+                    frame: None,
+                    raw: false,
+                }),
+            }],
+            failed: vec![],
+            acquired: vec![],
+        });
+    }
+
+    /// Tells the scheduler it is alive.
+    pub fn heartbeat(&self) {
+        self.send(&FromWorker::Heartbeat {
+            worker_id: self.worker_id.clone(),
+        });
+    }
 }

@@ -534,6 +534,25 @@ struct Report {
 }
 
 impl Report {
+    /// Adds a task done (`value`: its value, when the scheduler wants it sent).
+    fn push_done(
+        &mut self,
+        key: String,
+        hash: DefHash,
+        nbytes: u64,
+        duration_us: u64,
+        value: Option<Value>,
+    ) {
+        self.done.push(TaskDone {
+            key,
+            hash,
+            nbytes,
+            duration_us,
+            data: None,
+        });
+        self.values.push(value);
+    }
+
     fn is_empty(&self) -> bool {
         self.done.is_empty() && self.failed.is_empty() && self.acquired.is_empty()
     }
@@ -811,7 +830,7 @@ impl Loop {
             match frames::decode::<ComputeTask>(item) {
                 Ok(task) => tasks.push(task),
                 Err(e) => {
-                    let key = msgpack::field(item, "key").and_then(msgpack::as_str);
+                    let key = msgpack::str_field(item, "key");
                     match key {
                         Some(key) => self.fail(
                             key,
@@ -876,16 +895,7 @@ impl Loop {
                     }
                     match self.store.held(&key).filter(|held| held.hash == hash) {
                         // Done here, and its report lost: reported again.
-                        Some(held) => {
-                            self.report.done.push(TaskDone {
-                                key,
-                                hash: held.hash,
-                                nbytes: held.nbytes,
-                                duration_us: 0,
-                                data: None,
-                            });
-                            self.report.values.push(None);
-                        }
+                        Some(held) => self.report.push_done(key, held.hash, held.nbytes, 0, None),
                         None => unknown.push(key),
                     }
                 }
@@ -1012,14 +1022,8 @@ impl Loop {
                 } else {
                     None
                 };
-                self.report.done.push(TaskDone {
-                    key: t.key.clone(),
-                    hash: held.hash,
-                    nbytes: held.nbytes,
-                    duration_us: 0,
-                    data: None,
-                });
-                self.report.values.push(value);
+                self.report
+                    .push_done(t.key.clone(), held.hash, held.nbytes, 0, value);
                 return true;
             }
             Some(_) => {
@@ -1103,22 +1107,19 @@ impl Loop {
                     }
                 }
             }
-            // The definition waited for: the one named, or the one coming here.
-            let coming = listed.map(|(_, hash, _)| *hash).or_else(|| {
-                in_batch.copied().or_else(|| {
-                    self.tasks
-                        .get(dep)
-                        .map(|local| local.hash)
-                        .or_else(|| self.fetching.get(dep).map(|f| f.hash))
-                })
+            // Coming here already (computed in this batch or before it, or being fetched):
+            // under which definition.
+            let coming = in_batch.copied().or_else(|| {
+                self.tasks
+                    .get(dep)
+                    .map(|local| local.hash)
+                    .or_else(|| self.fetching.get(dep).map(|f| f.hash))
             });
-            if let Some(hash) = &coming {
+            // The definition waited for: the one named, or the one coming.
+            if let Some(hash) = listed.map(|(_, hash, _)| hash).or(coming.as_ref()) {
                 inputs.add(hash);
             }
-            if self.tasks.contains_key(dep)
-                || self.fetching.contains_key(dep)
-                || batch.contains_key(dep)
-            {
+            if coming.is_some() {
                 if self.add_waiter(dep, None, &waiter) {
                     missing += 1;
                 }
@@ -1318,14 +1319,8 @@ impl Loop {
             });
         match stored {
             Ok(nbytes) => {
-                self.report.done.push(TaskDone {
-                    key: item.key.clone(),
-                    hash,
-                    nbytes,
-                    duration_us: 0,
-                    data: None,
-                });
-                self.report.values.push(None);
+                self.report
+                    .push_done(item.key.clone(), hash, nbytes, 0, None);
                 self.input_arrived(&item.key);
             }
             Err(e) => self.fail(
@@ -1547,14 +1542,9 @@ impl Loop {
                     self.fail_waiters(&done.key);
                     return;
                 }
-                self.report.done.push(TaskDone {
-                    key: done.key.clone(),
-                    hash: task.hash,
-                    nbytes,
-                    duration_us: done.duration.as_micros() as u64,
-                    data: None,
-                });
-                self.report.values.push(sent);
+                let duration_us = done.duration.as_micros() as u64;
+                self.report
+                    .push_done(done.key.clone(), task.hash, nbytes, duration_us, sent);
                 self.input_arrived(&done.key);
             }
             Err(e) => {
@@ -1938,9 +1928,8 @@ impl Loop {
             match next {
                 Some(peer) => retry.entry(peer).or_default().push(key),
                 None => {
-                    if self.fetching.remove(&key).is_some() {
-                        self.fail_waiters(&key);
-                    }
+                    self.fetching.remove(&key);
+                    self.fail_waiters(&key);
                 }
             }
         }

@@ -715,7 +715,7 @@ fn call1(registry: &Registry, name: &str, f: &str, i: usize, item: Value) -> Res
     let value = registry
         .call(f, Args::positional(vec![item]))
         .map_err(|e| format!("{name}: {f} failed on item {i}: {e}"))?;
-    match value.measure(MAX_NESTING) {
+    match value.nesting(MAX_NESTING) {
         Ok(_) => Ok(value),
         Err(e) => {
             value.dismantle();

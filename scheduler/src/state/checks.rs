@@ -95,17 +95,10 @@ impl SchedulerState {
                 .collect();
             w.checked_upto = due_upto;
             if !due.is_empty() {
-                // (A computed task's definition is its lineage's; a scattered value's, the
-                // hash it was given with.)
-                let given = &self.given;
                 let keys: Vec<(String, DefHash)> = due
                     .iter()
                     .filter_map(|(tid, t)| {
-                        let hash = match &t.lineage {
-                            Some(l) => l.hash,
-                            None => *given.get(tid)?,
-                        };
-                        Some((String::from(&*t.key), hash))
+                        Some((String::from(&*t.key), t.definition(*tid, &self.given)?))
                     })
                     .collect();
                 let asked = due.iter().map(|(tid, t)| (*tid, t.assigned)).collect();
@@ -163,19 +156,7 @@ impl SchedulerState {
                 "worker {} does not know task {key:?} it was given; assigning it again",
                 self.worker_address(wid)
             );
-            if t.lineage.is_some() {
-                self.rewait(tid);
-            } else {
-                let error = ErrorInfo::new(
-                    "lost",
-                    format!(
-                        "scattered key {key:?} never reached the worker it was sent to; \
-                         scatter it again"
-                    ),
-                )
-                .with_key(&key);
-                self.fail_lost(tid, error, out);
-            }
+            self.assign_again(tid, "never reached the worker it was sent to", out);
         }
         self.schedule(out);
     }

@@ -64,6 +64,51 @@ fn released(out: &Outbox, route: &[u8]) -> Vec<String> {
     out.release.get(route).cloned().unwrap_or_default()
 }
 
+/// Of workers w1 and w2, the one `out` gives tasks to, and the other.
+fn placement(out: &Outbox) -> (&'static [u8], &'static [u8]) {
+    if compute_keys(out, b"w1").is_empty() {
+        (b"w2", b"w1")
+    } else {
+        (b"w1", b"w2")
+    }
+}
+
+/// The request id of the first `get_data` in `out`.
+fn gather_request(out: &Outbox) -> Option<u64> {
+    out.to_workers.iter().find_map(|(_, m)| match m {
+        ToWorker::GetData { request, .. } => Some(*request),
+        _ => None,
+    })
+}
+
+/// A worker's answer to `get_data` `request`: `key` with `value`.
+fn data_reply(request: u64, key: &str, value: Value) -> FromWorker {
+    FromWorker::Data {
+        request,
+        items: vec![KeyData::inline(key.into(), value)],
+        missing: Vec::new(),
+    }
+}
+
+/// The task checks sent to w1 while it heartbeats, and the scheduler ticks, once a second
+/// for `seconds` from `t0`.
+fn checks_over(
+    s: &mut SchedulerState,
+    t0: Instant,
+    seconds: u64,
+) -> Vec<(u64, Vec<(String, DefHash)>)> {
+    let mut checks = Vec::new();
+    for t in 1..=seconds {
+        heartbeat(s, b"w1", t0 + secs(t));
+        let out = tick(s, t0 + secs(t));
+        checks.extend(out.to_workers.into_iter().filter_map(|(_, m)| match m {
+            ToWorker::CheckTasks { request, keys } => Some((request, keys)),
+            _ => None,
+        }));
+    }
+    checks
+}
+
 /// `{a: n, b: mul(a, 10), c: add(b, 1)}`: the graph six clients sent at once with the same
 /// key names and different `a`.
 fn abc(n: i64) -> Graph {
@@ -174,11 +219,7 @@ fn only_the_assigned_worker_is_believed() {
     let mut g = Graph::new();
     g.insert("x", task("inc", (4,)));
     let out = get(&mut s, b"c1", 1, &g, "x", false, t0);
-    let (on, other): (&[u8], &[u8]) = if compute_keys(&out, b"w1").is_empty() {
-        (b"w2", b"w1")
-    } else {
-        (b"w1", b"w2")
-    };
+    let (on, other) = placement(&out);
     // A result of 777 from the worker that was not given x: ignored, and it drops it.
     let out = report(&mut s, other, vec![done("x", Value::Int(777))], t0);
     assert!(out.to_clients.is_empty(), "{out:?}");
@@ -221,27 +262,11 @@ fn a_data_reply_counts_only_from_the_worker_asked_and_for_the_keys_asked() {
     let mut g = Graph::new();
     g.insert("x", task("inc", (4,)));
     let out = get(&mut s, b"c1", 1, &g, "x", true, t0);
-    let on: &[u8] = if compute_keys(&out, b"w1").is_empty() {
-        b"w2"
-    } else {
-        b"w1"
-    };
-    let other: &[u8] = if on == b"w1" { b"w2" } else { b"w1" };
+    let (on, other) = placement(&out);
     report(&mut s, on, vec![done("x", Value::Int(5))], t0);
     let out = get(&mut s, b"c1", 2, &Graph::new(), "x", false, t0);
-    let request = out
-        .to_workers
-        .iter()
-        .find_map(|(_, m)| match m {
-            ToWorker::GetData { request, .. } => Some(*request),
-            _ => None,
-        })
-        .expect("x is gathered");
-    let forged = FromWorker::Data {
-        request,
-        items: vec![KeyData::inline("x".into(), Value::Int(777))],
-        missing: Vec::new(),
-    };
+    let request = gather_request(&out).expect("x is gathered");
+    let forged = data_reply(request, "x", Value::Int(777));
     let out = send(&mut s, other, forged, t0);
     assert!(out.to_clients.is_empty(), "{out:?}");
     let extra = FromWorker::Data {
@@ -390,19 +415,8 @@ fn an_adopted_value_gathered_is_kept_until_released() {
     };
     send(&mut s, b"w1", msg, t0);
     let out = get(&mut s, b"c1", 1, &Graph::new(), "scattered", false, t0);
-    let request = out
-        .to_workers
-        .iter()
-        .find_map(|(_, m)| match m {
-            ToWorker::GetData { request, .. } => Some(*request),
-            _ => None,
-        })
-        .expect("gathered");
-    let data = FromWorker::Data {
-        request,
-        items: vec![KeyData::inline("scattered".into(), Value::Int(5))],
-        missing: Vec::new(),
-    };
+    let request = gather_request(&out).expect("gathered");
+    let data = data_reply(request, "scattered", Value::Int(5));
     let out = send(&mut s, b"w1", data, t0);
     assert_eq!(value_of(&out, b"c1", 1, "scattered"), Some(Value::Int(5)));
     // Claimed: past the grace period it is still held.
@@ -480,15 +494,7 @@ fn a_task_its_worker_does_not_know_is_assigned_again() {
     let out = get(&mut s, b"c1", 1, &g, "x", false, t0);
     assert_eq!(compute_keys(&out, b"w1"), vec!["x"]);
     // The worker heartbeats but never reports x (its compute was lost).
-    let mut checks = Vec::new();
-    for t in 1..=31 {
-        heartbeat(&mut s, b"w1", t0 + secs(t));
-        let out = tick(&mut s, t0 + secs(t));
-        checks.extend(out.to_workers.into_iter().filter_map(|(_, m)| match m {
-            ToWorker::CheckTasks { request, keys } => Some((request, keys)),
-            _ => None,
-        }));
-    }
+    let checks = checks_over(&mut s, t0, 31);
     assert_eq!(checks.len(), 1, "{checks:?}");
     let x_hash = s.task_ids.get("x").and_then(|&t| s.hash_of(t)).unwrap();
     assert_eq!(
@@ -516,15 +522,7 @@ fn a_scattered_value_that_never_arrived_is_checked_and_fails() {
     let mut out = Outbox::default();
     s.on_scatter(b"c1", 1, vec![("sv".into(), Value::Int(5))], &mut out);
     assert!(out.put_data.contains_key(b"w1".as_slice()), "{out:?}");
-    let mut checks = Vec::new();
-    for t in 1..=31 {
-        heartbeat(&mut s, b"w1", t0 + secs(t));
-        let out = tick(&mut s, t0 + secs(t));
-        checks.extend(out.to_workers.into_iter().filter_map(|(_, m)| match m {
-            ToWorker::CheckTasks { request, keys } => Some((request, keys)),
-            _ => None,
-        }));
-    }
+    let checks = checks_over(&mut s, t0, 31);
     assert_eq!(checks.len(), 1, "{checks:?}");
     let hash = s.task_ids.get("sv").and_then(|&t| s.hash_of(t)).unwrap();
     assert_eq!(checks[0].1, vec![("sv".to_string(), hash)]);
@@ -546,11 +544,7 @@ fn a_worker_that_does_not_answer_a_check_is_removed() {
     let mut g = Graph::new();
     g.insert("x", task("inc", (1,)));
     let out = get(&mut s, b"c1", 1, &g, "x", false, t0);
-    let (on, other): (&[u8], &[u8]) = if compute_keys(&out, b"w1").is_empty() {
-        (b"w2", b"w1")
-    } else {
-        (b"w1", b"w2")
-    };
+    let (on, other) = placement(&out);
     let mut moved = false;
     for t in 1..=45 {
         heartbeat(&mut s, b"w1", t0 + secs(t));
@@ -819,14 +813,7 @@ fn the_only_copy_of_scattered_data_is_waited_for_and_its_late_answer_taken() {
     s.on_scatter(b"c1", 1, vec![("big".into(), Value::Int(5))], &mut out);
     report(&mut s, b"w1", vec![done("big", Value::Int(5))], t0);
     let out = get(&mut s, b"c1", 2, &Graph::new(), "big", false, t0);
-    let request = out
-        .to_workers
-        .iter()
-        .find_map(|(_, m)| match m {
-            ToWorker::GetData { request, .. } => Some(*request),
-            _ => None,
-        })
-        .expect("gathered");
+    let request = gather_request(&out).expect("gathered");
     // (The test's answer timeout is 10 s: asked again at about 10 s, then 20 s later.)
     let mut asked_again = Vec::new();
     for t in 1..=35 {
@@ -848,11 +835,7 @@ fn the_only_copy_of_scattered_data_is_waited_for_and_its_late_answer_taken() {
         (19..=22).contains(&gap),
         "waits twice as long: {asked_again:?}"
     );
-    let late = FromWorker::Data {
-        request,
-        items: vec![KeyData::inline("big".into(), Value::Int(5))],
-        missing: Vec::new(),
-    };
+    let late = data_reply(request, "big", Value::Int(5));
     let out = send(&mut s, b"w1", late.clone(), t0 + secs(36));
     assert_eq!(value_of(&out, b"c1", 2, "big"), Some(Value::Int(5)));
     // The answer to the same request sent again is not taken twice.
@@ -871,11 +854,7 @@ fn a_large_value_has_time_to_travel() {
     let mut g = Graph::new();
     g.insert("x", task("inc", (1,)));
     let out = get(&mut s, b"c1", 1, &g, "x", true, t0);
-    let worker = if compute_keys(&out, b"w1").is_empty() {
-        b"w2"
-    } else {
-        b"w1"
-    };
+    let (worker, _) = placement(&out);
     let mut big = done("x", Value::Int(2));
     big.nbytes = 800 << 20; // 100 s at 8 MiB/s
     report(&mut s, worker, vec![big], t0);

@@ -21,12 +21,7 @@ impl SchedulerState {
         let gathering = get.graph.nodes.is_empty();
         if get.hashes.len() != get.graph.nodes.len() {
             // Not hashed while decoding (a graph built in code): hashed now.
-            get.hashes = get
-                .graph
-                .nodes
-                .values()
-                .map(|n| DefHash::of_node(n).0)
-                .collect();
+            get.hashes = zask_core::graph_serde::HashedGraph::hashes_of(&get.graph);
         }
         // (From here on `get.hashes` holds each reached node's definition hash.)
         let plan = self.plan(&get.graph, &mut get.hashes, &outputs)?;
@@ -37,8 +32,6 @@ impl SchedulerState {
                     "key {key:?} is defined anew; dropping the unclaimed copy adopted for it"
                 );
             }
-            self.adopted.remove(&tid);
-            self.given.remove(&tid);
             self.forget(tid, out);
         }
         let g = self.next_graph;
@@ -299,7 +292,7 @@ impl SchedulerState {
             }
             return Ok(());
         }
-        if t.waiters == 0 && self.adopted.contains_key(&tid) {
+        if self.replaceable(tid, t) {
             plan.replace.push(tid);
             return Ok(());
         }
@@ -411,7 +404,7 @@ impl SchedulerState {
                 let Some((key, node)) = graph.nodes.get_index(index) else {
                     continue;
                 };
-                let refs = node.refs();
+                let refs = node.dependency_refs();
                 if !expanded {
                     stack.push((index, true));
                     for r in &refs {
@@ -422,11 +415,7 @@ impl SchedulerState {
                     continue;
                 }
                 let mut deps: Vec<Arc<Lineage>> = Vec::new();
-                let mut seen: HashSet<&str> = HashSet::default();
                 for r in refs {
-                    if !seen.insert(r) {
-                        continue;
-                    }
                     let lineage = match graph.nodes.get_index_of(r) {
                         Some(i) => built.get(&i).cloned(),
                         None => self
@@ -466,9 +455,7 @@ impl SchedulerState {
         let old = std::mem::replace(&mut t.signature, signature);
         t.lineage = Some(lineage);
         self.given.remove(&tid);
-        if let Some(n) = self.signature_users.get_mut(old as usize) {
-            *n = n.saturating_sub(1);
-        }
+        self.unuse_signature(old);
     }
 
     /// The task of `key` if the scheduler already has it (so a new computation reuses it); an
