@@ -20,6 +20,7 @@ pub struct EvalError {
     pub kind: &'static str,
     /// The function that failed, if one did.
     pub function: Option<String>,
+    /// What went wrong, for the user.
     pub message: String,
 }
 

@@ -22,7 +22,9 @@ pub struct StoreError(pub String);
 /// (so a stale copy is told from the current one) and its size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
+    /// The definition hash the value was stored with.
     pub hash: DefHash,
+    /// Its size in bytes.
     pub nbytes: u64,
 }
 
@@ -519,7 +521,9 @@ impl Store for SledStore {
 /// Which store a worker uses, as given on the command line: `memory` or `sled:DIR`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreKind {
+    /// In memory: fast, gone with the process.
     Memory,
+    /// On disk with sled, in this directory: survives a restart.
     Sled(std::path::PathBuf),
 }
 
