@@ -14,9 +14,11 @@
 //! ```
 //!
 //! The pieces: `zask-core` (values, graphs, protocol), `zask-scheduler`, `zask-worker`,
-//! `zask-client`. The `zask` binary (src/main.rs) is the command line.
+//! `zask-client`. The `zask` binary (src/main.rs) is the command line, with `zask bench`
+//! (src/bench.rs, part of the binary, not of this library's API).
 
-pub mod bench;
+#![warn(missing_docs)]
+
 pub mod local;
 
 pub use local::{Error, LocalCluster};

@@ -12,10 +12,13 @@ use zask_worker::{Registry, Worker, WorkerOptions};
 /// Why a local cluster could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The scheduler did not start.
     #[error("scheduler: {0}")]
     Scheduler(#[from] zask_scheduler::Error),
+    /// A worker did not start.
     #[error("worker: {0}")]
     Worker(#[from] zask_worker::Error),
+    /// The client could not connect.
     #[error("client: {0}")]
     Client(#[from] zask_client::Error),
 }

@@ -1,5 +1,7 @@
 //! `zask`: the command line for clients, and `zask local` to run a whole cluster at once.
 
+mod bench;
+
 use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -108,10 +110,10 @@ enum Command {
         graph: GraphArgs,
     },
     /// Run the benchmark workloads W1-W7 on a local cluster of separate processes.
-    Bench(zask::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// A worker process for `zask bench` (internal).
     #[command(hide = true)]
-    BenchWorker(zask::bench::BenchWorkerArgs),
+    BenchWorker(bench::BenchWorkerArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -233,8 +235,8 @@ fn run(command: Command) -> Result<String, String> {
             cluster.close();
             Ok(result?.to_json().to_string())
         }
-        Command::Bench(args) => zask::bench::run(args),
-        Command::BenchWorker(args) => zask::bench::run_worker(args),
+        Command::Bench(args) => bench::run(args),
+        Command::BenchWorker(args) => bench::run_worker(args),
     }
 }
 
