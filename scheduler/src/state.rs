@@ -3170,6 +3170,8 @@ mod checks;
 mod submit;
 
 #[cfg(test)]
+mod cluster_tests;
+#[cfg(test)]
 mod integrity_tests;
 #[cfg(test)]
 mod queue_tests;

@@ -10,8 +10,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::*;
+use zask_core::frames;
 use zask_core::graph::{key, list, task};
-use zask_core::protocol::Data;
+use zask_core::protocol::{Data, PeerRequest};
+use zask_worker::executor::run_now;
+use zask_worker::state::FetchRequest;
+use zask_worker::{MemoryStore, Registry, WorkerConfig, WorkerState};
 
 // ----- low-level helpers ---------------------------------------------------------------------
 
@@ -327,60 +331,51 @@ fn keys_of(names: &[&str]) -> Keys {
     Keys::Many(names.iter().map(|k| Keys::from(*k)).collect())
 }
 
+/// Lets `d` pass in `sim`: every live worker heartbeats at the end of it (a dead one does
+/// not), the workers notice their overdue fetches, and the scheduler ticks.
+pub(super) fn heartbeat_all(sim: &mut Sim, d: Duration) {
+    sim.now += d;
+    let routes: Vec<Route> = sim.workers.keys().cloned().collect();
+    for route in routes {
+        let out = heartbeat(&mut sim.s, &route, sim.now);
+        sim.absorb(out);
+    }
+    let out = tick(&mut sim.s, sim.now);
+    sim.absorb(out);
+}
+
 // ----- a simulated cluster -------------------------------------------------------------------
 
-/// Evaluates a node like a worker would, with the functions the tests use.
-fn eval(node: &Node, lookup: &mut dyn FnMut(&str) -> Value) -> Value {
-    match node {
-        Node::Literal(v) => v.clone(),
-        Node::Ref(k) => lookup(k),
-        Node::List(items) => Value::List(items.iter().map(|n| eval(n, lookup)).collect()),
-        Node::Map(entries) => Value::Map(
-            entries
-                .iter()
-                .map(|(k, n)| (k.clone(), eval(n, lookup)))
-                .collect(),
-        ),
-        Node::Task(t) => {
-            let args: Vec<Value> = t.args.iter().map(|n| eval(n, lookup)).collect();
-            apply(&t.func, &args)
-        }
-    }
+/// The functions simulated workers run: the standard library, plus `big` (a value of `n`
+/// bytes) and `special` (`inc` under another name, for workers that alone offer it).
+pub(super) fn sim_registry() -> Registry {
+    let mut registry = Registry::with_stdlib();
+    registry.register("big", |n: i64| {
+        Value::Bytes(vec![7u8; n.max(0) as usize].into())
+    });
+    registry.register("special", |x: i64| x + 1);
+    registry
 }
 
-fn int(v: &Value) -> i64 {
-    v.as_int()
-        .unwrap_or_else(|| panic!("expected an int, got {v:?}"))
-}
-
-fn apply(func: &str, args: &[Value]) -> Value {
-    match func {
-        "add" => Value::Int(args.iter().map(int).sum()),
-        "inc" | "special" => Value::Int(int(&args[0]) + 1),
-        "sum" => Value::Int(
-            args[0]
-                .as_list()
-                .expect("sum takes a list")
-                .iter()
-                .map(int)
-                .sum(),
-        ),
-        // A value of `n` bytes.
-        "big" => Value::Bytes(vec![7; int(&args[0]) as usize].into()),
-        other => panic!("the simulated worker has no function {other:?}"),
-    }
-}
-
-/// A scheduler plus simulated workers that do whatever they are told.
+/// A scheduler plus real worker state machines ([`WorkerState`], with memory stores), joined
+/// by message passing on this thread: no sockets, no clock, deterministic. The scheduler's
+/// messages to a worker are delivered at once, but for `compute`s, which wait in `pending`
+/// until the worker's turn comes (`step`), and `get_data`s, answered at the next step.
+/// Fetches between workers are served by the peer's state machine on the spot; a fetch from a
+/// dead peer is never answered (the fetching worker's timeout decides).
 pub(super) struct Sim {
     pub(super) s: SchedulerState,
     pub(super) now: Instant,
-    /// The keys each live worker holds, by route.
-    stores: BTreeMap<Route, HashMap<String, Value>>,
-    /// Tasks sent and not yet run, per worker.
+    /// The live workers, by route.
+    workers: BTreeMap<Route, WorkerState>,
+    /// What every worker runs.
+    registry: Registry,
+    /// `compute`s sent and not yet delivered, per worker.
     pending: BTreeMap<Route, Vec<ComputeTask>>,
-    /// `get_data` requests not yet answered.
+    /// `get_data` requests not yet delivered.
     get_data: Vec<(Route, u64, Vec<String>)>,
+    /// Messages workers sent that the scheduler has not taken in yet.
+    outgoing: BTreeMap<Route, Vec<(FromWorker, Vec<Vec<u8>>)>>,
     /// Everything sent to clients.
     pub(super) to_clients: Vec<(Route, ToClient)>,
     /// Every task sent, in order.
@@ -400,9 +395,11 @@ impl Sim {
         Sim {
             s: state_with(config),
             now: Instant::now(),
-            stores: BTreeMap::new(),
+            workers: BTreeMap::new(),
+            registry: sim_registry(),
             pending: BTreeMap::new(),
             get_data: Vec::new(),
+            outgoing: BTreeMap::new(),
             to_clients: Vec::new(),
             dispatched: Vec::new(),
             released: Vec::new(),
@@ -410,10 +407,25 @@ impl Sim {
         }
     }
 
+    /// Starts a worker on `route` offering `functions`: it registers at once.
     pub(super) fn worker(&mut self, route: &[u8], functions: &[&str], nthreads: u32) {
-        self.stores.insert(route.to_vec(), HashMap::new());
-        let out = register(&mut self.s, route, functions, nthreads, self.now);
-        self.absorb(out);
+        let config = WorkerConfig {
+            worker_id: format!("id-{}", name(route)),
+            address: addr(route),
+            pid: 4242,
+            nthreads,
+            functions: functions.iter().map(|f| f.to_string()).collect(),
+            // Liveness is the tests' to decide (`heartbeat`): simulated workers never
+            // heartbeat on their own.
+            heartbeat_interval: Duration::from_secs(1 << 30),
+            fetch_timeout: Duration::from_secs(10),
+            retire_timeout: Duration::from_secs(60),
+        };
+        let mut worker = WorkerState::new(config, Box::new(MemoryStore::new()));
+        worker.on_start(self.now);
+        self.workers.insert(route.to_vec(), worker);
+        self.pump(route);
+        self.deliver_outgoing(route);
     }
 
     pub(super) fn get(
@@ -428,33 +440,89 @@ impl Sim {
         self.absorb(out);
     }
 
-    /// The worker on `route` dies silently: its data and queued tasks are gone.
+    /// The worker on `route` dies silently: its data, queued tasks and unsent messages are
+    /// gone.
     pub(super) fn kill(&mut self, route: &[u8]) {
-        self.stores.remove(route);
+        self.workers.remove(route);
         self.pending.remove(route);
+        self.outgoing.remove(route);
         self.get_data.retain(|(r, _, _)| r != route);
     }
 
+    /// The worker on `route` restarts on its store (a disk store survives a restart): a new
+    /// state machine, called `worker_id`, with the old values and nothing else, which has
+    /// not registered yet (the test sends its registration).
+    pub(super) fn restart_on_store(&mut self, route: &[u8], worker_id: &str) {
+        let Some(old) = self.workers.remove(route) else {
+            return;
+        };
+        let config = WorkerConfig {
+            worker_id: worker_id.to_string(),
+            ..old.config().clone()
+        };
+        let store = old.into_store();
+        self.kill(route);
+        self.workers
+            .insert(route.to_vec(), WorkerState::new(config, store));
+    }
+
+    /// The worker on `route`, restarted (`restart_on_store`), registers as it would at its
+    /// start, offering what its store holds.
+    pub(super) fn rejoin(&mut self, route: &[u8]) {
+        if let Some(w) = self.workers.get_mut(route) {
+            w.on_start(self.now);
+            self.pump(route);
+            self.deliver_outgoing(route);
+        }
+    }
+
+    /// Whether the worker on `route` holds `key`.
+    pub(super) fn holds(&self, route: &[u8], key: &str) -> bool {
+        self.workers
+            .get(route)
+            .is_some_and(|w| w.store().contains(key))
+    }
+
+    /// The worker on `route` loses every value it holds (its store is wiped under it).
+    pub(super) fn wipe(&mut self, route: &[u8]) {
+        if let Some(w) = self.workers.get_mut(route) {
+            for held in w.store().all_held() {
+                w.on_scheduler_message(
+                    ToWorker::Release {
+                        keys: vec![held.key],
+                    },
+                    &[],
+                    self.now,
+                );
+            }
+        }
+    }
+
     fn route_of(&self, address: &str) -> Option<Route> {
-        self.stores.keys().find(|r| addr(r) == address).cloned()
+        self.workers.keys().find(|r| addr(r) == address).cloned()
     }
 
     /// Takes in what the scheduler sent, checking each task can run where it was sent.
     pub(super) fn absorb(&mut self, mut out: Outbox) {
-        for (route, keys) in out.release.drain() {
-            for k in keys {
-                if let Some(store) = self.stores.get_mut(&route) {
-                    store.remove(&k);
-                }
-                self.released.push((route.clone(), k));
+        let mut release: Vec<(Route, Vec<String>)> = out.release.drain().collect();
+        release.sort();
+        for (route, keys) in release {
+            for k in &keys {
+                self.released.push((route.clone(), k.clone()));
             }
+            self.deliver(&route, ToWorker::Release { keys });
+        }
+        let mut put_data: Vec<(Route, Vec<KeyData>)> = out.put_data.drain().collect();
+        put_data.sort_by(|a, b| a.0.cmp(&b.0));
+        for (route, items) in put_data {
+            self.deliver(&route, ToWorker::PutData { items });
         }
         let mut compute: Vec<(Route, Vec<ComputeTask>)> = out.compute.drain().collect();
         compute.sort_by(|a, b| a.0.cmp(&b.0));
         for (route, tasks) in compute {
             for t in tasks {
                 self.dispatched.push((route.clone(), t.key.clone()));
-                if !self.stores.contains_key(&route) {
+                if !self.workers.contains_key(&route) {
                     continue; // a dead worker: the message is lost
                 }
                 self.check_inputs(&route, &t);
@@ -464,17 +532,29 @@ impl Sim {
         for (route, msg) in out.to_workers.drain(..) {
             match msg {
                 ToWorker::GetData { request, keys } => self.get_data.push((route, request, keys)),
-                other => self.to_workers.push((route, other)),
+                other => {
+                    self.to_workers.push((route.clone(), other.clone()));
+                    self.deliver(&route, other);
+                }
             }
         }
         self.to_clients.append(&mut out.to_clients);
     }
 
-    /// Every input of `t` is on `route` or on a live worker the scheduler named for it.
+    /// Hands a message to a live worker (what it answers waits in `outgoing`).
+    fn deliver(&mut self, route: &Route, msg: ToWorker) {
+        if let Some(w) = self.workers.get_mut(route) {
+            w.on_scheduler_message(msg, &[], self.now);
+            self.pump(route);
+        }
+    }
+
+    /// Every input of `t` is on `route`, coming there (a task it was given, or one sent to it
+    /// ahead of this one), or on a live worker the scheduler named for it.
     fn check_inputs(&self, route: &Route, t: &ComputeTask) {
         let node = (*t.node).clone();
         for dep in node.dependencies() {
-            if self.stores[route].contains_key(&dep) {
+            if self.holds(route, &dep) || self.workers[route].has_task(&dep) {
                 continue;
             }
             // Queued on the same worker ahead of it: the worker runs it first.
@@ -491,10 +571,9 @@ impl Sim {
                 .find(|(k, _, _)| **k == *dep)
                 .map(|(_, _, a)| a.clone())
                 .unwrap_or_default();
-            let found = holders.iter().any(|a| {
-                self.route_of(a)
-                    .is_some_and(|r| self.stores[&r].contains_key(&dep))
-            });
+            let found = holders
+                .iter()
+                .any(|a| self.route_of(a).is_some_and(|r| self.holds(&r, &dep)));
             assert!(
                 found,
                 "{} was sent to {} but its input {dep} is not held there nor by any named \
@@ -505,9 +584,96 @@ impl Sim {
         }
     }
 
-    /// Answers pending `get_data`s, then runs the queued tasks of one worker and reports them.
-    /// Returns false when there was nothing to do.
-    fn step(&mut self) -> bool {
+    /// Lets the worker on `route` act until it has nothing more to do now: runs the jobs it
+    /// dispatches (for real), serves its fetches from the peers' state machines, and keeps
+    /// what it sends the scheduler in `outgoing`. Returns whether it did anything.
+    fn pump(&mut self, route: &[u8]) -> bool {
+        let mut did = false;
+        loop {
+            let Some(w) = self.workers.get_mut(route) else {
+                return did;
+            };
+            w.on_tick(self.now);
+            let out = w.take_outbox();
+            let busy = !out.jobs.is_empty() || !out.fetches.is_empty();
+            did |= busy || !out.to_scheduler.is_empty();
+            self.outgoing
+                .entry(route.to_vec())
+                .or_default()
+                .extend(out.to_scheduler);
+            for batch in out.jobs {
+                let results = run_now(batch, &self.registry);
+                if let Some(w) = self.workers.get_mut(route) {
+                    w.on_jobs_done(results);
+                }
+            }
+            for fetch in out.fetches {
+                self.serve_fetch(route, fetch);
+            }
+            if !busy {
+                return did;
+            }
+        }
+    }
+
+    /// The peer a fetch asks (if alive) answers it from its store, at once.
+    fn serve_fetch(&mut self, route: &[u8], fetch: FetchRequest) {
+        let Some(peer_route) = self.route_of(&fetch.peer) else {
+            return; // A dead peer never answers.
+        };
+        let Some(peer) = self.workers.get_mut(&peer_route) else {
+            return;
+        };
+        let request = PeerRequest::GetData {
+            request: fetch.request,
+            keys: fetch.keys.iter().map(|k| k.to_string()).collect(),
+        };
+        peer.on_peer_request(route.to_vec(), Ok(request));
+        let out = peer.take_outbox();
+        assert!(
+            out.jobs.is_empty() && out.fetches.is_empty() && out.to_scheduler.is_empty(),
+            "serving a peer only answers it"
+        );
+        for reply in out.peer_replies {
+            if let Some(w) = self.workers.get_mut(&reply.route) {
+                w.on_peer_reply(&fetch.peer, reply.reply, &reply.blobs, self.now);
+            }
+        }
+    }
+
+    /// Hands the scheduler what the worker on `route` sent, as its loop would (values inline,
+    /// durations fixed at 10 µs so that policy does not depend on this machine's speed).
+    /// Returns whether there was anything.
+    fn deliver_outgoing(&mut self, route: &[u8]) -> bool {
+        let messages = self.outgoing.remove(route).unwrap_or_default();
+        let any = !messages.is_empty();
+        for (mut msg, blobs) in messages {
+            match &mut msg {
+                FromWorker::Report { done, .. } => {
+                    for d in done.iter_mut() {
+                        d.duration_us = 10;
+                        if let Some(data) = &mut d.data {
+                            frames::inline(data, &blobs).expect("a report's value");
+                        }
+                    }
+                }
+                FromWorker::Data { items, .. } => {
+                    for item in items.iter_mut() {
+                        frames::inline(&mut item.data, &blobs).expect("a data value");
+                    }
+                }
+                _ => {}
+            }
+            let out = send(&mut self.s, route, msg, self.now);
+            self.absorb(out);
+        }
+        any
+    }
+
+    /// One step: delivers pending `get_data`s, or else hands the scheduler what some worker
+    /// sent, or else gives one worker its pending tasks and lets it run them. Returns false
+    /// when there was nothing to do.
+    pub(super) fn step(&mut self) -> bool {
         // (Small states only: the scan would make the big simulations quadratic.)
         if self.s.task_count() <= 5_000 {
             assert_eq!(
@@ -518,76 +684,24 @@ impl Sim {
         }
         if !self.get_data.is_empty() {
             for (route, request, keys) in std::mem::take(&mut self.get_data) {
-                let store = &self.stores[&route];
-                let mut items = Vec::new();
-                let mut missing = Vec::new();
-                for k in keys {
-                    match store.get(&k) {
-                        Some(v) => items.push(KeyData::inline(k, v.clone())),
-                        None => missing.push(k),
-                    }
-                }
-                let msg = FromWorker::Data {
-                    request,
-                    items,
-                    missing,
-                };
-                let out = send(&mut self.s, &route, msg, self.now);
-                self.absorb(out);
+                self.deliver(&route, ToWorker::GetData { request, keys });
+                self.deliver_outgoing(&route);
             }
             return true;
+        }
+        let routes: Vec<Route> = self.workers.keys().cloned().collect();
+        for route in &routes {
+            self.pump(route);
+            if self.deliver_outgoing(route) {
+                return true;
+            }
         }
         let Some(route) = self.pending.keys().next().cloned() else {
             return false;
         };
         let tasks = self.pending.remove(&route).unwrap_or_default();
-        let mut done_list = Vec::new();
-        let mut acquired = Vec::new();
-        for t in tasks {
-            let node = (*t.node).clone();
-            // Fetch inputs from the holders named (as a worker would).
-            for dep in node.dependencies() {
-                if self.stores[&route].contains_key(&dep) {
-                    continue;
-                }
-                let listed = t.who_has.iter().find(|(k, _, _)| **k == *dep);
-                let value = listed
-                    .iter()
-                    .flat_map(|(_, _, a)| a.iter())
-                    .filter_map(|a| self.route_of(a))
-                    .find_map(|r| self.stores[&r].get(&dep).cloned())
-                    .unwrap_or_else(|| {
-                        panic!("{}: input {dep} vanished before the task ran", t.key)
-                    });
-                acquired.push(KeyInfo {
-                    key: dep.clone(),
-                    nbytes: value.nbytes(),
-                    hash: listed.map(|(_, h, _)| *h).unwrap_or_default(),
-                });
-                self.stores.get_mut(&route).unwrap().insert(dep, value);
-            }
-            let store = &self.stores[&route];
-            let value = eval(&node, &mut |k| store[k].clone());
-            done_list.push(TaskDone {
-                key: t.key.clone(),
-                hash: t.hash,
-                nbytes: value.nbytes(),
-                duration_us: 10,
-                data: t.send_value.then(|| Data {
-                    value: value.clone(),
-                    frame: None,
-                    raw: false,
-                }),
-            });
-            self.stores.get_mut(&route).unwrap().insert(t.key, value);
-        }
-        let msg = FromWorker::Report {
-            done: done_list,
-            failed: Vec::new(),
-            acquired,
-        };
-        let out = send(&mut self.s, &route, msg, self.now);
-        self.absorb(out);
+        self.deliver(&route, ToWorker::Compute { tasks });
+        self.deliver_outgoing(&route);
         true
     }
 
@@ -623,9 +737,9 @@ impl Sim {
     /// Keys held by any simulated worker, sorted.
     pub(super) fn held_anywhere(&self) -> Vec<String> {
         let mut keys: Vec<String> = self
-            .stores
+            .workers
             .values()
-            .flat_map(|s| s.keys().cloned())
+            .flat_map(|w| w.store().all_held().into_iter().map(|k| k.key))
             .collect();
         keys.sort();
         keys
@@ -636,7 +750,7 @@ impl Sim {
     }
 
     /// Nothing is left in the scheduler nor on any worker.
-    fn assert_clean(&self) {
+    pub(super) fn assert_clean(&self) {
         assert_eq!(self.s.graph_count(), 0, "computations left in flight");
         let held = self.held_anywhere();
         assert!(
@@ -886,7 +1000,7 @@ fn keep_results_leaves_outputs_on_workers() {
     sim.run();
     assert_eq!(sim.result(b"c1", 1), ints(&[("y", 4)]));
     assert_eq!(sim.s.who_has("y"), vec![addr(b"w1")]);
-    assert!(sim.stores[b"w1".as_slice()].contains_key("y"));
+    assert!(sim.holds(b"w1", "y"));
     assert!(!sim.was_released("y"));
     assert_eq!(sim.s.graph_count(), 0);
 }
@@ -1051,7 +1165,7 @@ fn held_key_missing_on_its_worker_is_recomputed() {
     sim.get(b"c1", 1, &independent(1), "a0", true);
     sim.run();
     // The worker lost it (say, its store was wiped) without telling anyone.
-    sim.stores.get_mut(b"w1".as_slice()).unwrap().clear();
+    sim.wipe(b"w1");
     sim.get(b"c2", 2, &Graph::new(), "a0", false);
     sim.run();
     assert_eq!(sim.result(b"c2", 2), ints(&[("a0", 1)]));
@@ -3672,10 +3786,8 @@ fn worker_back_with_a_new_identity_while_others_recompute_its_data() {
     sim.get(b"c1", 1, &chain_abc(), "c", true);
     sim.run();
     sim.worker(b"w2", FUNCS, 1);
-    let kept = sim.stores[b"w1".as_slice()].clone();
     // w1 restarts: its store survives (sled), its route and id do not.
-    sim.kill(b"w1");
-    sim.stores.insert(b"w1".to_vec(), kept);
+    sim.restart_on_store(b"w1", "id-w1-reborn");
     let msg = FromWorker::Register {
         protocol: PROTOCOL_VERSION,
         worker_id: "id-w1-reborn".into(),

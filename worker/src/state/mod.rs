@@ -158,6 +158,11 @@ impl WorkerState {
         &*self.store
     }
 
+    /// The store, for a worker that restarts on it (a disk store outlives its process).
+    pub fn into_store(self) -> Box<dyn Store> {
+        self.store
+    }
+
     /// Whether the scheduler has welcomed this worker.
     pub fn is_registered(&self) -> bool {
         self.registered
@@ -166,6 +171,11 @@ impl WorkerState {
     /// Tasks given to this worker and not finished.
     pub fn task_count(&self) -> usize {
         self.tasks.len()
+    }
+
+    /// Whether a task of `key` was given to this worker and has not finished.
+    pub fn has_task(&self, key: &str) -> bool {
+        self.tasks.contains_key(key)
     }
 
     /// Inputs being fetched from peers.
