@@ -357,6 +357,9 @@ pub(super) fn sim_registry() -> Registry {
     registry
 }
 
+/// A message a worker sent, with its blobs.
+type Sent = (FromWorker, Vec<Vec<u8>>);
+
 /// A scheduler plus real worker state machines ([`WorkerState`], with memory stores), joined
 /// by message passing on this thread: no sockets, no clock, deterministic. The scheduler's
 /// messages to a worker are delivered at once, but for `compute`s, which wait in `pending`
@@ -375,7 +378,7 @@ pub(super) struct Sim {
     /// `get_data` requests not yet delivered.
     get_data: Vec<(Route, u64, Vec<String>)>,
     /// Messages workers sent that the scheduler has not taken in yet.
-    outgoing: BTreeMap<Route, Vec<(FromWorker, Vec<Vec<u8>>)>>,
+    outgoing: BTreeMap<Route, Vec<Sent>>,
     /// Everything sent to clients.
     pub(super) to_clients: Vec<(Route, ToClient)>,
     /// Every task sent, in order.
