@@ -3,6 +3,7 @@
 //! after a restart, tasks waiting for a worker that can run them, bounded signatures, and the
 //! checks of unreported tasks and unanswered requests.
 
+use super::functions::SIGNATURES_KEPT;
 use super::tests::{
     compute_keys, done, get, hash_in, heartbeat, info, register, report, Sim, FUNCS,
 };

@@ -569,3 +569,6 @@ impl<'g> FunctionCheck<'g> {
         }
     }
 }
+
+/// A submitted graph failed validation.
+pub(super) type Invalid = ErrorInfo;
