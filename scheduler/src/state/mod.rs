@@ -79,10 +79,6 @@ mod tasks;
 mod workers;
 
 #[cfg(test)]
-mod integrity_tests;
-#[cfg(test)]
-mod queue_tests;
-#[cfg(test)]
 mod tests;
 
 use assign::{ReadyEntry, ReadyQueue};
