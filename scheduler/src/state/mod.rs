@@ -91,12 +91,45 @@ use scatter::PendingScatter;
 pub use tasks::{Dependents, Holders, Lineage, TaskState, TaskStatus};
 pub use workers::Worker;
 
+/// A task's id inside this scheduler (never reused). A newtype, as the other ids are, so that
+/// one kind of id cannot be passed for another; hashed and compared as the `u64` it wraps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(pub(crate) u64);
+
 /// A worker's id inside this scheduler (dense, never reused).
-pub type WorkerId = u64;
-/// A task's id inside this scheduler (never reused).
-pub type TaskId = u64;
-/// A computation's (one `get`'s) id inside this scheduler.
-pub type GraphId = u64;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerId(pub(crate) u64);
+
+/// A computation's (one `get`'s) id inside this scheduler, in submission order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GraphId(pub(crate) u64);
+
+impl TaskId {
+    /// The id given after this one.
+    fn next(self) -> TaskId {
+        TaskId(self.0 + 1)
+    }
+}
+
+impl WorkerId {
+    /// The id given after this one.
+    fn next(self) -> WorkerId {
+        WorkerId(self.0 + 1)
+    }
+}
+
+impl GraphId {
+    /// The id given after this one.
+    fn next(self) -> GraphId {
+        GraphId(self.0 + 1)
+    }
+}
+
+impl std::fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 /// A ZeroMQ routing id: who sent a message on a ROUTER socket, and where to answer.
 pub type Route = Vec<u8>;
 
@@ -266,12 +299,12 @@ impl SchedulerState {
             config,
             workers: HashMap::default(),
             worker_by_route: HashMap::default(),
-            next_worker: 1,
+            next_worker: WorkerId(1),
             tasks: HashMap::default(),
             task_ids: HashMap::default(),
-            next_task: 1,
+            next_task: TaskId(1),
             graphs: HashMap::default(),
-            next_graph: 1,
+            next_graph: GraphId(1),
             ready: HashMap::default(),
             signatures: Vec::new(),
             signature_ids: HashMap::default(),

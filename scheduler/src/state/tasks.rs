@@ -187,7 +187,7 @@ impl SchedulerState {
         signature: u32,
     ) -> TaskId {
         let tid = self.next_task;
-        self.next_task += 1;
+        self.next_task = tid.next();
         self.use_signature(signature);
         self.task_ids.insert(key.clone(), tid);
         self.given.insert(tid, hash);
@@ -281,7 +281,7 @@ impl SchedulerState {
         priority: (u64, u64),
     ) -> TaskId {
         let tid = self.next_task;
-        self.next_task += 1;
+        self.next_task = tid.next();
         let signature = self.signature_of(&lineage.node);
         self.use_signature(signature);
         let status = if waiting_on == 0 {

@@ -211,7 +211,7 @@ impl SchedulerState {
             .collect();
         let address = reg.address.clone();
         let wid = self.next_worker;
-        self.next_worker += 1;
+        self.next_worker = wid.next();
         let mut reg = reg;
         reg.functions.sort();
         reg.functions.dedup();

@@ -114,9 +114,9 @@ fn a_queued_dependent_goes_back_to_waiting_when_its_worker_dies() {
 #[test]
 fn the_ready_queue_pops_in_priority_order_whatever_the_push_order() {
     let mut q = ReadyQueue::default();
-    let entry = |g: u64, p: u64, task: TaskId| ReadyEntry {
+    let entry = |g: u64, p: u64, task: u64| ReadyEntry {
         priority: (g, p),
-        task,
+        task: TaskId(task),
     };
     // In order (the fast path), then out of order (the heap), then in order again.
     for (p, t) in [(1, 1), (2, 2), (5, 5)] {
@@ -126,8 +126,8 @@ fn the_ready_queue_pops_in_priority_order_whatever_the_push_order() {
         q.push(entry(1, p, t));
     }
     q.push(entry(2, 0, 20));
-    assert_eq!(q.peek().map(|e| e.task), Some(10));
-    let order: Vec<TaskId> = std::iter::from_fn(|| q.pop()).map(|e| e.task).collect();
+    assert_eq!(q.peek().map(|e| e.task.0), Some(10));
+    let order: Vec<u64> = std::iter::from_fn(|| q.pop()).map(|e| e.task.0).collect();
     assert_eq!(order, vec![10, 1, 2, 3, 4, 5, 20]);
     assert!(q.is_empty());
 }
