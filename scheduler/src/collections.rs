@@ -22,7 +22,9 @@ struct Stored {
 
 /// The collections, by name.
 pub enum CollectionStore {
+    /// In memory: gone when the scheduler stops (no `--state-dir`).
     Memory(BTreeMap<String, Vec<u8>>),
+    /// In a sled database under `--state-dir`: kept across restarts.
     Sled(sled::Db),
 }
 

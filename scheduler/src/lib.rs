@@ -12,6 +12,8 @@
 //!
 //! The binary `zask-scheduler` (src/main.rs) is a command line around [`Scheduler`].
 
+#![warn(missing_docs)]
+
 pub mod collections;
 pub mod error;
 pub mod server;

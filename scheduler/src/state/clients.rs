@@ -19,10 +19,12 @@ pub(super) struct GraphState {
 pub struct GetRequest {
     /// The client's request id, for the reply.
     pub request: u64,
+    /// The graph to compute from (empty for a `gather`: the keys are held already).
     pub graph: Graph,
     /// Each node's own hash, by index, as the decoder computed them (empty: computed at
     /// submission).
     pub hashes: Vec<DefHash>,
+    /// The keys wanted: one key, or (nested) lists of keys.
     pub keys: Keys,
     /// Leave the results on the workers.
     pub keep_results: bool,

@@ -88,8 +88,8 @@ use gather::Gather;
 use held::Claim;
 use retire::Retirement;
 use scatter::PendingScatter;
-pub use tasks::{Dependents, Holders, Lineage, TaskState, TaskStatus};
-pub use workers::Worker;
+pub(crate) use tasks::{Lineage, TaskState, TaskStatus};
+pub(crate) use workers::Worker;
 
 /// A task's id inside this scheduler (never reused). A newtype, as the other ids are, so that
 /// one kind of id cannot be passed for another; hashed and compared as the `u64` it wraps.
@@ -134,7 +134,7 @@ impl std::fmt::Display for WorkerId {
 pub type Route = Vec<u8>;
 
 /// A key's name, shared by the task table, the task and its lineage (one copy each).
-pub type Key = Arc<str>;
+pub(crate) type Key = Arc<str>;
 
 /// Tunables of the scheduler's policy.
 #[derive(Debug, Clone)]
@@ -226,7 +226,7 @@ impl Outbox {
 /// The scheduler's whole state and policy.
 pub struct SchedulerState {
     /// Unique per scheduler start; clients and workers notice restarts by it.
-    pub id: String,
+    pub(crate) id: String,
     config: Config,
     workers: HashMap<WorkerId, Worker>,
     worker_by_route: HashMap<Route, WorkerId>,

@@ -6,7 +6,7 @@ use super::*;
 
 /// Where a task is in its life.
 #[derive(Debug, Clone, PartialEq)]
-pub enum TaskStatus {
+pub(crate) enum TaskStatus {
     /// Some dependencies are not in memory yet.
     Waiting,
     /// All dependencies are in memory; queued for a worker.
@@ -22,45 +22,45 @@ pub enum TaskStatus {
 
 /// One key the scheduler knows.
 #[derive(Debug)]
-pub struct TaskState {
-    pub key: Key,
+pub(crate) struct TaskState {
+    pub(crate) key: Key,
     /// How it is computed, and how its inputs are (None for scattered data).
-    pub lineage: Option<Arc<Lineage>>,
-    pub status: TaskStatus,
+    pub(crate) lineage: Option<Arc<Lineage>>,
+    pub(crate) status: TaskStatus,
     /// Distinct dependencies.
-    pub deps: Vec<TaskId>,
+    pub(crate) deps: Vec<TaskId>,
     /// Tasks that listed this one as a dependency (may include finished or forgotten ones).
     /// Usually one or two, kept inline (no allocation per task of a wide fan-in).
-    pub dependents: Dependents,
+    pub(crate) dependents: Dependents,
     /// Dependencies not yet in memory.
-    pub waiting_on: u32,
+    pub(crate) waiting_on: u32,
     /// Unfinished dependents needing the value, plus computations wanting it as an output.
-    pub waiters: u32,
+    pub(crate) waiters: u32,
     /// Whether this task's own claims on its dependencies were dropped already.
-    pub deps_done: bool,
+    pub(crate) deps_done: bool,
     /// Keep the data even when nothing waits on it (`keep_results`).
-    pub kept: bool,
+    pub(crate) kept: bool,
     /// Computations that want this key as an output.
-    pub wanted_by: Vec<GraphId>,
+    pub(crate) wanted_by: Vec<GraphId>,
     /// Workers holding the value.
-    pub who_has: Holders,
+    pub(crate) who_has: Holders,
     /// Size of the value, once known.
-    pub nbytes: u64,
+    pub(crate) nbytes: u64,
     /// Which set of functions the node calls (an index into the scheduler's signature
     /// table; a worker must offer all of them). Ready tasks queue per signature.
-    pub signature: u32,
+    pub(crate) signature: u32,
     /// Lower runs first: (computation sequence, position in it).
-    pub priority: (u64, u64),
+    pub(crate) priority: (u64, u64),
     /// How often a worker failed to fetch this task's inputs (bounded retries).
-    pub fetch_retries: u32,
+    pub(crate) fetch_retries: u32,
     /// How many workers died while running it (past `Config::allowed_failures`, it fails).
-    pub deaths: u32,
+    pub(crate) deaths: u32,
     /// When it was last assigned (a counter), to tell running tasks from queued ones.
-    pub assigned: u64,
+    pub(crate) assigned: u64,
 }
 
 /// The tasks depending on one task (see `TaskState::dependents`).
-pub type Dependents = SmallVec<[TaskId; 2]>;
+pub(crate) type Dependents = SmallVec<[TaskId; 2]>;
 
 impl TaskState {
     /// Records that task `dependent` needs this one's value; true if it has to wait for it.
@@ -90,12 +90,12 @@ impl TaskState {
 /// even when its inputs were released long ago: they are re-created from here, recursively.
 /// Inputs without lineage (scattered data) are not listed; losing them is an error.
 #[derive(Debug)]
-pub struct Lineage {
-    pub key: Key,
-    pub node: Arc<Node>,
-    pub deps: Vec<Arc<Lineage>>,
+pub(crate) struct Lineage {
+    pub(crate) key: Key,
+    pub(crate) node: Arc<Node>,
+    pub(crate) deps: Vec<Arc<Lineage>>,
     /// The key's definition hash (its node's, combined with its inputs').
-    pub hash: DefHash,
+    pub(crate) hash: DefHash,
 }
 
 impl Lineage {
@@ -122,11 +122,11 @@ impl Drop for Lineage {
 /// The workers holding a key: usually one or two, kept inline (no allocation for each of a
 /// million keys; a hash set would cost several times the memory).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Holders(SmallVec<[WorkerId; 2]>);
+pub(crate) struct Holders(SmallVec<[WorkerId; 2]>);
 
 impl Holders {
     /// Adds `w`; false if it was there already.
-    pub fn insert(&mut self, w: WorkerId) -> bool {
+    pub(crate) fn insert(&mut self, w: WorkerId) -> bool {
         if self.0.contains(&w) {
             return false;
         }
@@ -134,7 +134,7 @@ impl Holders {
         true
     }
     /// Removes `w`; false if it was not there.
-    pub fn remove(&mut self, w: &WorkerId) -> bool {
+    pub(crate) fn remove(&mut self, w: &WorkerId) -> bool {
         match self.0.iter().position(|x| x == w) {
             Some(i) => {
                 self.0.swap_remove(i);
@@ -144,19 +144,19 @@ impl Holders {
         }
     }
     /// Whether `w` holds the key.
-    pub fn contains(&self, w: &WorkerId) -> bool {
+    pub(crate) fn contains(&self, w: &WorkerId) -> bool {
         self.0.contains(w)
     }
     /// Whether nobody holds the key.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
     /// How many workers hold the key.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
     /// The holders, in no particular order.
-    pub fn iter(&self) -> std::slice::Iter<'_, WorkerId> {
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, WorkerId> {
         self.0.iter()
     }
 }

@@ -7,27 +7,27 @@ use super::*;
 
 /// A registered worker.
 #[derive(Debug)]
-pub struct Worker {
-    pub id: WorkerId,
-    pub route: Route,
-    pub worker_id: String,
+pub(crate) struct Worker {
+    pub(crate) id: WorkerId,
+    pub(crate) route: Route,
+    pub(crate) worker_id: String,
     /// Shared: listed in `who_has` for every input a task fetches from this worker.
-    pub address: Arc<str>,
-    pub pid: u32,
-    pub nthreads: u32,
-    pub functions: HashSet<String>,
-    pub last_seen: Instant,
+    pub(crate) address: Arc<str>,
+    pub(crate) pid: u32,
+    pub(crate) nthreads: u32,
+    pub(crate) functions: HashSet<String>,
+    pub(crate) last_seen: Instant,
     /// Tasks assigned and not reported.
-    pub processing: HashSet<TaskId>,
+    pub(crate) processing: HashSet<TaskId>,
     /// Keys held.
-    pub has: HashSet<TaskId>,
+    pub(crate) has: HashSet<TaskId>,
     /// Total size of the keys held.
-    pub nbytes: u64,
+    pub(crate) nbytes: u64,
     /// Leaving gracefully: no new tasks; its unique data is moving to other workers.
-    pub retiring: bool,
+    pub(crate) retiring: bool,
     /// Its tasks assigned up to this assignment count were asked about already (see
     /// `checks.rs`).
-    pub checked_upto: u64,
+    pub(crate) checked_upto: u64,
 }
 
 /// Threads a worker may declare (more is taken as this many).
