@@ -39,6 +39,31 @@ pub(super) struct Parked {
 }
 
 impl SchedulerState {
+    /// A client says hello in `protocol`: welcomed, with this scheduler's id (by which it
+    /// notices a restart), when that is the protocol spoken here; refused with
+    /// `version_mismatch` otherwise.
+    pub fn on_hello(&mut self, client: &[u8], request: u64, protocol: u32, out: &mut Outbox) {
+        let reply = if protocol == PROTOCOL_VERSION {
+            ToClient::Welcome {
+                request,
+                protocol: PROTOCOL_VERSION,
+                scheduler_id: self.id.clone(),
+            }
+        } else {
+            ToClient::Error {
+                request,
+                error: ErrorInfo::new(
+                    "version_mismatch",
+                    format!(
+                        "client speaks protocol {protocol}, scheduler speaks \
+                         {PROTOCOL_VERSION}; use the same zask version"
+                    ),
+                ),
+            }
+        };
+        out.to_clients.push((client.to_vec(), reply));
+    }
+
     /// The client on `route` is alive (any message counts).
     pub fn on_client_seen(&mut self, route: &[u8], now: Instant) {
         match self.clients_seen.get_mut(route) {
@@ -135,6 +160,26 @@ impl SchedulerState {
                 .to_clients
                 .push((client.to_vec(), ToClient::Error { request, error })),
         }
+    }
+
+    /// A client gathers held `keys` (scattered, or kept by `keep_results`): a `get` with no
+    /// graph, answered with their values.
+    pub fn on_gather(
+        &mut self,
+        client: &[u8],
+        request: u64,
+        keys: Vec<String>,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let get = GetRequest {
+            request,
+            graph: Graph::new(),
+            hashes: Vec::new(),
+            keys: Keys::Many(keys.into_iter().map(Keys::One).collect()),
+            keep_results: false,
+        };
+        self.on_get(client, get, now, out);
     }
 
     /// A worker registered: the parked gets are submitted.

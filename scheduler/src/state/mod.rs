@@ -6,7 +6,7 @@
 //! whole policy is tested deterministically (see `tests/`).
 //!
 //! # Model
-//! Every key the scheduler knows is a [`TaskState`] with an id: computed or in flight, with its
+//! Every key the scheduler knows is a `TaskState` with an id: computed or in flight, with its
 //! node (its lineage) when it came from a graph. `who_has` is per task; `Worker::has` is its
 //! inverse. A task stays while something still needs it: `waiters` counts the unfinished
 //! dependents that need its value plus the computations (graphs) that want it as an output.
@@ -28,7 +28,7 @@
 //! | file | what it decides |
 //! | --- | --- |
 //! | `mod.rs` | the state ([`SchedulerState`]), [`Config`], [`Outbox`], ids; tick, shutdown |
-//! | `tasks.rs` | what a task is ([`TaskState`], [`Lineage`], [`Holders`]); making tasks |
+//! | `tasks.rs` | what a task is (`TaskState`, `Lineage`, `Holders`); making tasks |
 //! | `release.rs` | reference counts: when a task is forgotten, its data released; extra copies |
 //! | `submit.rs` | a computation's graph: validation, reuse of held keys (`key_conflict`), tasks |
 //! | `assign.rs` | ready queues, priority, placement (locality, load, slots), `compute` batches |

@@ -58,6 +58,33 @@ impl SchedulerState {
         self.held
     }
 
+    /// A client asks how the scheduler is doing (`zask status`, and the ping of a client
+    /// waiting for results): answered with its id and counts.
+    pub fn on_status(&self, client: &[u8], request: u64, out: &mut Outbox) {
+        out.to_clients.push((
+            client.to_vec(),
+            ToClient::Status {
+                request,
+                scheduler_id: self.id.clone(),
+                workers: self.workers.len() as u64,
+                tasks: self.task_count() as u64,
+                graphs: self.graph_count() as u64,
+                keys: self.held_count() as u64,
+            },
+        ));
+    }
+
+    /// A client asks for the registered workers (`zask workers`).
+    pub fn on_list_workers(&self, client: &[u8], request: u64, now: Instant, out: &mut Outbox) {
+        out.to_clients.push((
+            client.to_vec(),
+            ToClient::Workers {
+                request,
+                workers: self.workers(now),
+            },
+        ));
+    }
+
     /// `held_count` counted the slow way, to check the counter in tests.
     #[cfg(test)]
     pub(super) fn held_by_scan(&self) -> usize {

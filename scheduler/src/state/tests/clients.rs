@@ -304,3 +304,102 @@ fn silent_client_with_a_parked_get_is_forgotten() {
     );
     assert_eq!(s.task_count(), 0);
 }
+
+// ----- decisions the loop hands over -----------------------------------------------------------
+
+#[test]
+fn hello_in_the_scheduler_protocol_is_welcomed_with_its_id() {
+    let mut s = state();
+    let mut out = Outbox::default();
+    s.on_hello(b"c1", 7, PROTOCOL_VERSION, &mut out);
+    assert!(matches!(
+        out.to_clients.as_slice(),
+        [(c, ToClient::Welcome { request: 7, protocol, scheduler_id })]
+            if c == b"c1" && *protocol == PROTOCOL_VERSION && scheduler_id == "sched-test"
+    ));
+}
+
+#[test]
+fn hello_in_another_protocol_is_a_version_mismatch() {
+    let mut s = state();
+    let mut out = Outbox::default();
+    s.on_hello(b"c1", 7, PROTOCOL_VERSION + 1, &mut out);
+    let e = error_of(&out, b"c1", 7).expect("refused");
+    assert_eq!(e.kind, "version_mismatch");
+    assert!(
+        e.message.contains("use the same zask version"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn gather_answers_the_values_of_held_keys() {
+    let mut sim = Sim::new();
+    sim.worker(b"w1", FUNCS, 1);
+    sim.get(b"c1", 1, &xyz(), "y", true);
+    sim.run();
+    let mut out = Outbox::default();
+    sim.s
+        .on_gather(b"c2", 2, vec!["y".to_string()], sim.now, &mut out);
+    sim.absorb(out);
+    sim.run();
+    assert_eq!(sim.result(b"c2", 2), ints(&[("y", 4)]));
+    assert_eq!(sim.times_dispatched("y"), 1, "gathered, not computed again");
+}
+
+#[test]
+fn gather_of_a_key_nobody_holds_is_an_error() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    let mut out = Outbox::default();
+    s.on_gather(b"c1", 3, vec!["nope".to_string()], t0, &mut out);
+    let e = error_of(&out, b"c1", 3).expect("refused");
+    assert_eq!(e.key.as_deref(), Some("nope"), "{e:?}");
+    assert_eq!(s.task_count(), 0);
+}
+
+#[test]
+fn status_counts_workers_tasks_computations_and_held_keys() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    register(&mut s, b"w2", FUNCS, 1, t0);
+    get(&mut s, b"c1", 1, &xyz(), "y", false, t0);
+    let mut out = Outbox::default();
+    s.on_status(b"c1", 9, &mut out);
+    assert!(
+        matches!(
+            out.to_clients.as_slice(),
+            [(c, ToClient::Status { request: 9, scheduler_id, workers: 2, tasks: 2, graphs: 1, keys: 0 })]
+                if c == b"c1" && scheduler_id == "sched-test"
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn workers_are_listed_on_request() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 3, t0);
+    let mut out = Outbox::default();
+    s.on_list_workers(b"c1", 4, t0, &mut out);
+    let [(
+        c,
+        ToClient::Workers {
+            request: 4,
+            workers,
+        },
+    )] = out.to_clients.as_slice()
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!(c, b"c1");
+    assert_eq!(workers, &s.workers(t0));
+    assert_eq!(
+        (workers[0].address.as_str(), workers[0].nthreads),
+        ("tcp://w1:9000", 3)
+    );
+}
