@@ -1,16 +1,17 @@
-//! [`CollectionStore`]: the named graphs clients store on the scheduler.
+//! Collections: the named graphs clients store on the scheduler.
 //!
-//! In memory by default; with `--state-dir DIR` in a sled database under DIR, so collections
-//! survive a scheduler restart. Only graphs are stored, never data. This is plain storage: the
-//! loop (`server.rs`) validates requests and answers them; the task state machine never sees
-//! collections.
+//! [`CollectionStore`] is plain storage: in memory by default; with `--state-dir DIR` in a sled
+//! database under DIR, so collections survive a scheduler restart. Only graphs are stored, never
+//! data. `Collections` answers the clients' requests about them (validation, the size limit,
+//! the replies), so the loop (`server.rs`) only passes them on. The task state machine never
+//! sees collections.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use zask_core::protocol::CollectionSummary;
-use zask_core::{Collection, Value};
+use zask_core::protocol::{CollectionSummary, ErrorInfo, ToClient};
+use zask_core::{collection, Collection, Value};
 
 /// What is stored per name: the collection's wire form and what a listing shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,7 +23,9 @@ struct Stored {
 
 /// The collections, by name.
 pub enum CollectionStore {
+    /// In memory: gone when the scheduler stops (no `--state-dir`).
     Memory(BTreeMap<String, Vec<u8>>),
+    /// In a sled database under `--state-dir`: kept across restarts.
     Sled(sled::Db),
 }
 
@@ -133,6 +136,118 @@ impl CollectionStore {
     }
 }
 
+/// The answers to clients' collection requests: a store, and the largest collection it takes.
+pub(crate) struct Collections {
+    store: CollectionStore,
+    max_size: usize,
+}
+
+impl Collections {
+    /// Requests answered from `store`, refusing collections over `max_size` bytes (stored form).
+    pub(crate) fn new(store: CollectionStore, max_size: usize) -> Collections {
+        Collections { store, max_size }
+    }
+
+    /// `set_collection`: validates and stores a collection; the reply says whether one was
+    /// replaced.
+    pub(crate) fn on_set(&mut self, request: u64, name: String, collection: &Value) -> ToClient {
+        let error = |kind: &str, message: String| ToClient::Error {
+            request,
+            error: ErrorInfo::new(kind, message),
+        };
+        if let Err(e) = collection::check_name(&name) {
+            return error("bad_request", e.0);
+        }
+        let parsed = match Collection::from_value(collection) {
+            Ok(c) => c,
+            Err(e) => return error("invalid_graph", format!("collection {name:?}: {e}")),
+        };
+        let encoded = match CollectionStore::encode(&parsed) {
+            Ok(b) => b,
+            Err(e) => return storage_error(request, e),
+        };
+        if encoded.len() > self.max_size {
+            return error(
+                "too_large",
+                format!(
+                    "collection {name:?} takes {} bytes, over the limit of {} \
+                     (zask-scheduler --max-collection-size)",
+                    encoded.len(),
+                    self.max_size
+                ),
+            );
+        }
+        match self.store.set(&name, encoded) {
+            Ok(replaced) => {
+                log::info!(
+                    "collection {name:?} ({}) {}",
+                    parsed.kind,
+                    if replaced { "replaced" } else { "stored" }
+                );
+                ToClient::CollectionStored {
+                    request,
+                    name,
+                    replaced,
+                }
+            }
+            Err(e) => storage_error(request, e),
+        }
+    }
+
+    /// `get_collection`: the collection stored under `name`.
+    pub(crate) fn on_get(&self, request: u64, name: String) -> ToClient {
+        match self.store.get(&name) {
+            Ok(Some(collection)) => ToClient::Collection {
+                request,
+                name,
+                collection,
+            },
+            Ok(None) => unknown_collection(request, &name),
+            Err(e) => storage_error(request, e),
+        }
+    }
+
+    /// `list_collections`: every collection's summary.
+    pub(crate) fn on_list(&self, request: u64) -> ToClient {
+        match self.store.list() {
+            Ok(collections) => ToClient::Collections {
+                request,
+                collections,
+            },
+            Err(e) => storage_error(request, e),
+        }
+    }
+
+    /// `delete_collection`: deletes the collection stored under `name`.
+    pub(crate) fn on_delete(&mut self, request: u64, name: String) -> ToClient {
+        match self.store.delete(&name) {
+            Ok(true) => ToClient::CollectionDeleted { request, name },
+            Ok(false) => unknown_collection(request, &name),
+            Err(e) => storage_error(request, e),
+        }
+    }
+}
+
+/// The answer to a request naming a collection that is not stored.
+fn unknown_collection(request: u64, name: &str) -> ToClient {
+    ToClient::Error {
+        request,
+        error: ErrorInfo::new(
+            "unknown_collection",
+            format!("no collection named {name:?}; `zask collections list` shows the stored ones"),
+        ),
+    }
+}
+
+/// The answer to a request the store failed (logged: the disk, a corrupt entry).
+fn storage_error(request: u64, e: StorageError) -> ToClient {
+    log::error!("{e}");
+    ToClient::Error {
+        request,
+        error: ErrorInfo::new("storage", e.to_string()),
+    }
+}
+
 /// The kind a listing shows for an entry that cannot be read (it is listed all the same, so
 /// one bad entry never breaks the list, and can be deleted by name).
 pub const UNREADABLE: &str = "unreadable";
@@ -176,6 +291,91 @@ mod tests {
         );
         assert!(store.delete("a").unwrap());
         assert!(!store.delete("a").unwrap());
+    }
+
+    /// The error kind of a reply, if it is one.
+    fn error_kind(reply: &ToClient) -> Option<&str> {
+        match reply {
+            ToClient::Error { error, .. } => Some(error.kind.as_str()),
+            _ => None,
+        }
+    }
+
+    fn collections(max_size: usize) -> Collections {
+        Collections::new(CollectionStore::open(None).unwrap(), max_size)
+    }
+
+    #[test]
+    fn a_collection_is_stored_replaced_fetched_listed_and_deleted() {
+        let mut c = collections(1 << 20);
+        let value = sample().to_value();
+        let stored = |replaced| ToClient::CollectionStored {
+            request: 1,
+            name: "a".to_string(),
+            replaced,
+        };
+        assert_eq!(c.on_set(1, "a".to_string(), &value), stored(false));
+        assert_eq!(c.on_set(1, "a".to_string(), &value), stored(true));
+        let ToClient::Collection {
+            request: 2,
+            name,
+            collection,
+        } = c.on_get(2, "a".to_string())
+        else {
+            panic!("not fetched");
+        };
+        assert_eq!(name, "a");
+        assert_eq!(Collection::from_value(&collection).unwrap(), sample());
+        let ToClient::Collections {
+            request: 3,
+            collections,
+        } = c.on_list(3)
+        else {
+            panic!("not listed");
+        };
+        assert_eq!(collections.len(), 1);
+        assert_eq!(
+            c.on_delete(4, "a".to_string()),
+            ToClient::CollectionDeleted {
+                request: 4,
+                name: "a".to_string()
+            }
+        );
+        assert_eq!(
+            error_kind(&c.on_delete(5, "a".to_string())),
+            Some("unknown_collection")
+        );
+        assert_eq!(
+            error_kind(&c.on_get(6, "a".to_string())),
+            Some("unknown_collection")
+        );
+    }
+
+    #[test]
+    fn a_collection_with_a_bad_name_is_refused() {
+        let mut c = collections(1 << 20);
+        let reply = c.on_set(1, "has space".to_string(), &sample().to_value());
+        assert_eq!(error_kind(&reply), Some("bad_request"));
+        assert_eq!(c.store.list().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_collection_that_is_not_one_is_refused() {
+        let mut c = collections(1 << 20);
+        let reply = c.on_set(1, "a".to_string(), &Value::Int(3));
+        assert_eq!(error_kind(&reply), Some("invalid_graph"));
+        assert_eq!(c.store.list().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_collection_over_the_size_limit_is_refused() {
+        let value = sample().to_value();
+        let size = CollectionStore::encode(&sample()).unwrap().len();
+        let mut c = collections(size - 1);
+        let reply = c.on_set(1, "a".to_string(), &value);
+        assert_eq!(error_kind(&reply), Some("too_large"));
+        let mut c = collections(size);
+        assert_eq!(error_kind(&c.on_set(1, "a".to_string(), &value)), None);
     }
 
     #[test]

@@ -5,12 +5,16 @@
 //!
 //! - [`state`]: the sans-I/O brain, [`SchedulerState`], with `on_*` event methods and an
 //!   [`Outbox`] of messages to send; all policy (validation, ordering, data locality, release
-//!   of intermediates, failures, lost workers) lives and is unit-tested there.
+//!   of intermediates, failures, lost workers, the answers to clients) lives and is
+//!   unit-tested there, one file per concept (its module doc maps them).
 //! - [`server`]: [`Scheduler`], the thin ZeroMQ loop around the state.
-//! - [`collections`]: [`collections::CollectionStore`], named graphs in memory or in sled.
+//! - [`collections`]: named graphs clients store, in memory or in sled
+//!   ([`collections::CollectionStore`]), and the answers to clients' requests about them.
 //! - [`error`]: [`Error`], why a scheduler could not start.
 //!
 //! The binary `zask-scheduler` (src/main.rs) is a command line around [`Scheduler`].
+
+#![warn(missing_docs)]
 
 pub mod collections;
 pub mod error;

@@ -3,7 +3,8 @@
 //! One thread owns the two ROUTER sockets (workers, clients) and a wake-up socket. Each turn
 //! it drains every message waiting, feeds them to the state machine, then sends what the
 //! [`Outbox`] collected, one `compute` and one `release` per worker. Decoding, size limits and
-//! replies to malformed messages live here; every decision lives in `state.rs`.
+//! replies to malformed messages live here; every decision lives in the state machine
+//! (`state/`), or for collections in `collections.rs`: the loop only moves bytes.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,17 +13,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zask_core::frames;
-use zask_core::graph::Graph;
 use zask_core::protocol::{
     ErrorInfo, FromClient, FromWorker, KeyData, KeyInfo, ReportBody, TaskDone, TaskFailed,
-    ToClient, ToWorker, CLIENT_OPS, PROTOCOL_VERSION,
+    ToClient, ToWorker, CLIENT_OPS,
 };
 use zask_core::service::Service;
 use zask_core::value::MAX_NESTING;
-use zask_core::{collection, net, Bytes, Collection, Keys, Value};
 use zask_core::{graph_serde, msgpack, DefHash};
+use zask_core::{net, Bytes, Keys};
 
-use crate::collections::{CollectionStore, StorageError};
+use crate::collections::{CollectionStore, Collections};
 use crate::error::Error;
 use crate::state::{Config, GetRequest, Outbox, SchedulerState};
 
@@ -108,8 +108,7 @@ impl Scheduler {
                 wake: wake.socket,
                 stop: wake.stop,
                 max_message_size,
-                collections,
-                max_collection_size,
+                collections: Collections::new(collections, max_collection_size),
                 unread: HashMap::new(),
                 client_queue,
                 _ctx: service_ctx,
@@ -177,8 +176,8 @@ struct Loop {
     wake: zmq::Socket,
     stop: Arc<AtomicBool>,
     max_message_size: usize,
-    collections: CollectionStore,
-    max_collection_size: usize,
+    /// Answers the collection requests.
+    collections: Collections,
     /// Clients whose replies were dropped because they did not read them: the request ids
     /// dropped (a bounded number), answered with an error once the client is heard from.
     unread: HashMap<Vec<u8>, Vec<u64>>,
@@ -346,6 +345,8 @@ impl Loop {
         }
     }
 
+    /// Hands a decoded client message to whoever decides its answer: the state machine, or
+    /// the collections.
     fn on_client_message(
         &mut self,
         route: Vec<u8>,
@@ -355,25 +356,7 @@ impl Loop {
     ) {
         match msg {
             FromClient::Hello { request, protocol } => {
-                let reply = if protocol == PROTOCOL_VERSION {
-                    ToClient::Welcome {
-                        request,
-                        protocol: PROTOCOL_VERSION,
-                        scheduler_id: self.state.id.clone(),
-                    }
-                } else {
-                    ToClient::Error {
-                        request,
-                        error: ErrorInfo::new(
-                            "version_mismatch",
-                            format!(
-                                "client speaks protocol {protocol}, scheduler speaks \
-                                 {PROTOCOL_VERSION}; use the same zask version"
-                            ),
-                        ),
-                    }
-                };
-                out.to_clients.push((route, reply));
+                self.state.on_hello(&route, request, protocol, out)
             }
             FromClient::Get {
                 request,
@@ -400,61 +383,29 @@ impl Loop {
                         .push((route, ToClient::Error { request, error })),
                 }
             }
-            FromClient::Status { request } => out.to_clients.push((
-                route,
-                ToClient::Status {
-                    request,
-                    scheduler_id: self.state.id.clone(),
-                    workers: self.state.workers(now).len() as u64,
-                    tasks: self.state.task_count() as u64,
-                    graphs: self.state.graph_count() as u64,
-                    keys: self.state.held_count() as u64,
-                },
-            )),
-            FromClient::Workers { request } => out.to_clients.push((
-                route,
-                ToClient::Workers {
-                    request,
-                    workers: self.state.workers(now),
-                },
-            )),
+            FromClient::Status { request } => self.state.on_status(&route, request, out),
+            FromClient::Workers { request } => {
+                self.state.on_list_workers(&route, request, now, out)
+            }
             FromClient::Goodbye => self.state.on_client_gone(&route),
             FromClient::SetCollection {
                 request,
                 name,
                 collection,
             } => {
-                let reply = self.set_collection(request, name, &collection);
+                let reply = self.collections.on_set(request, name, &collection);
                 out.to_clients.push((route, reply));
             }
             FromClient::GetCollection { request, name } => {
-                let reply = match self.collections.get(&name) {
-                    Ok(Some(collection)) => ToClient::Collection {
-                        request,
-                        name,
-                        collection,
-                    },
-                    Ok(None) => unknown_collection(request, &name),
-                    Err(e) => storage_error(request, e),
-                };
+                let reply = self.collections.on_get(request, name);
                 out.to_clients.push((route, reply));
             }
             FromClient::ListCollections { request } => {
-                let reply = match self.collections.list() {
-                    Ok(collections) => ToClient::Collections {
-                        request,
-                        collections,
-                    },
-                    Err(e) => storage_error(request, e),
-                };
+                let reply = self.collections.on_list(request);
                 out.to_clients.push((route, reply));
             }
             FromClient::DeleteCollection { request, name } => {
-                let reply = match self.collections.delete(&name) {
-                    Ok(true) => ToClient::CollectionDeleted { request, name },
-                    Ok(false) => unknown_collection(request, &name),
-                    Err(e) => storage_error(request, e),
-                };
+                let reply = self.collections.on_delete(request, name);
                 out.to_clients.push((route, reply));
             }
             FromClient::Scatter { request, items } => {
@@ -462,14 +413,7 @@ impl Loop {
                 self.state.on_scatter(&route, request, items, out);
             }
             FromClient::Gather { request, keys } => {
-                let get = GetRequest {
-                    request,
-                    graph: Graph::new(),
-                    hashes: Vec::new(),
-                    keys: Keys::Many(keys.into_iter().map(Keys::One).collect()),
-                    keep_results: false,
-                };
-                self.state.on_get(&route, get, now, out);
+                self.state.on_gather(&route, request, keys, now, out)
             }
             FromClient::Release { request, keys } => {
                 self.state.on_release(&route, request, keys, out);
@@ -477,51 +421,6 @@ impl Loop {
             FromClient::Retire { request, address } => {
                 self.state.on_retire(&route, request, &address, now, out);
             }
-        }
-    }
-
-    /// Validates and stores a collection; the reply says whether one was replaced.
-    fn set_collection(&mut self, request: u64, name: String, collection: &Value) -> ToClient {
-        let error = |kind: &str, message: String| ToClient::Error {
-            request,
-            error: ErrorInfo::new(kind, message),
-        };
-        if let Err(e) = collection::check_name(&name) {
-            return error("bad_request", e.0);
-        }
-        let parsed = match Collection::from_value(collection) {
-            Ok(c) => c,
-            Err(e) => return error("invalid_graph", format!("collection {name:?}: {e}")),
-        };
-        let encoded = match CollectionStore::encode(&parsed) {
-            Ok(b) => b,
-            Err(e) => return storage_error(request, e),
-        };
-        if encoded.len() > self.max_collection_size {
-            return error(
-                "too_large",
-                format!(
-                    "collection {name:?} takes {} bytes, over the limit of {} \
-                     (zask-scheduler --max-collection-size)",
-                    encoded.len(),
-                    self.max_collection_size
-                ),
-            );
-        }
-        match self.collections.set(&name, encoded) {
-            Ok(replaced) => {
-                log::info!(
-                    "collection {name:?} ({}) {}",
-                    parsed.kind,
-                    if replaced { "replaced" } else { "stored" }
-                );
-                ToClient::CollectionStored {
-                    request,
-                    name,
-                    replaced,
-                }
-            }
-            Err(e) => storage_error(request, e),
         }
     }
 
@@ -587,24 +486,6 @@ impl Loop {
             );
             self.state.on_client_gone(&route);
         }
-    }
-}
-
-fn unknown_collection(request: u64, name: &str) -> ToClient {
-    ToClient::Error {
-        request,
-        error: ErrorInfo::new(
-            "unknown_collection",
-            format!("no collection named {name:?}; `zask collections list` shows the stored ones"),
-        ),
-    }
-}
-
-fn storage_error(request: u64, e: StorageError) -> ToClient {
-    log::error!("{e}");
-    ToClient::Error {
-        request,
-        error: ErrorInfo::new("storage", e.to_string()),
     }
 }
 

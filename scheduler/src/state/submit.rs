@@ -35,7 +35,7 @@ impl SchedulerState {
             self.forget(tid, out);
         }
         let g = self.next_graph;
-        self.next_graph += 1;
+        self.next_graph = g.next();
         // Create the new tasks, dependencies first, each node moved out of the graph where it
         // lies (a million-entry table is not copied); the emptied graph is dropped after.
         let nodes = &mut get.graph.nodes;
@@ -79,8 +79,8 @@ impl SchedulerState {
                         (created[i], mark == Some(position + 1))
                     }
                     Some(i) => (created[i], deps.contains(&created[i])),
-                    None if wide => (r.0, !seen.insert(r.0)),
-                    None => (r.0, deps.contains(&r.0)),
+                    None if wide => (r.task(), !seen.insert(r.task())),
+                    None => (r.task(), deps.contains(&r.task())),
                 };
                 if id == NO_TASK || repeated {
                     continue;
@@ -103,7 +103,7 @@ impl SchedulerState {
                 deps: lineage_deps,
                 hash: get.hashes.get(index).copied().unwrap_or_default(),
             });
-            created[index] = self.insert_task(lineage, deps, waiting_on, (g, position as u64));
+            created[index] = self.insert_task(lineage, deps, waiting_on, (g.0, position as u64));
         }
         get.graph.nodes = Nodes::default();
         drop(plan);
@@ -207,7 +207,7 @@ impl SchedulerState {
                 let Some((dep_index, _, dep_node)) = graph.nodes.get_full(dep) else {
                     // Not in the graph: a key the scheduler holds or computes.
                     if let Some(tid) = self.known(dep)? {
-                        resolved.push(PlannedRef(tid));
+                        resolved.push(PlannedRef::of_task(tid));
                         continue;
                     }
                     let key = graph.nodes.get_index(index).map_or("", |(k, _)| k.as_str());
@@ -269,7 +269,7 @@ impl SchedulerState {
         let dep_hashes = resolved.iter().map(|r| {
             match r.graph_index() {
                 Some(i) => defs.get(i).copied(),
-                None => self.hash_of(r.0),
+                None => self.hash_of(r.task()),
             }
             .unwrap_or_default()
         });
@@ -476,7 +476,7 @@ impl SchedulerState {
 }
 
 /// No task (a graph node not created).
-const NO_TASK: TaskId = TaskId::MAX;
+const NO_TASK: TaskId = TaskId(u64::MAX);
 
 /// What a node refers to, resolved by `plan`: a task the scheduler has, or (top bit set) the
 /// index of a node of the submitted graph, whose task is made first.
@@ -486,12 +486,23 @@ struct PlannedRef(u64);
 impl PlannedRef {
     const GRAPH: u64 = 1 << 63;
 
+    /// A reference to the node at `index` of the submitted graph.
     fn graph(index: usize) -> PlannedRef {
         PlannedRef(index as u64 | Self::GRAPH)
     }
 
+    /// A reference to task `tid`, which the scheduler has.
+    fn of_task(tid: TaskId) -> PlannedRef {
+        PlannedRef(tid.0)
+    }
+
     fn graph_index(self) -> Option<usize> {
         (self.0 & Self::GRAPH != 0).then_some((self.0 & !Self::GRAPH) as usize)
+    }
+
+    /// The task referred to (when it is not a graph node: see `graph_index`).
+    fn task(self) -> TaskId {
+        TaskId(self.0)
     }
 }
 
@@ -569,3 +580,6 @@ impl<'g> FunctionCheck<'g> {
         }
     }
 }
+
+/// A submitted graph failed validation.
+pub(super) type Invalid = ErrorInfo;

@@ -11,7 +11,7 @@ use zask_core::{Keys, Value};
 use zask_worker::eval::evaluate;
 use zask_worker::Registry;
 
-use super::tests::{heartbeat_all, sim_registry, Sim};
+use super::sim::{heartbeat_all, sim_registry, Sim};
 
 /// Every function the simulated workers have.
 fn all_functions() -> Vec<String> {

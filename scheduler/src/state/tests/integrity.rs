@@ -3,10 +3,8 @@
 //! after a restart, tasks waiting for a worker that can run them, bounded signatures, and the
 //! checks of unreported tasks and unanswered requests.
 
-use super::tests::{
-    compute_keys, done, get, hash_in, heartbeat, info, register, report, Sim, FUNCS,
-};
 use super::*;
+use crate::state::functions::SIGNATURES_KEPT;
 use zask_core::graph::{key, task};
 use zask_core::protocol::TaskFailed;
 
@@ -27,7 +25,7 @@ fn state() -> SchedulerState {
 }
 
 fn send(s: &mut SchedulerState, route: &[u8], msg: FromWorker, now: Instant) -> Outbox {
-    let msg = super::tests::with_hashes(s, msg);
+    let msg = super::with_hashes(s, msg);
     let mut out = Outbox::default();
     s.on_worker_message(route, msg, now, &mut out);
     s.on_flushed(&mut out);
@@ -572,7 +570,7 @@ fn a_gather_not_answered_in_time_is_asked_elsewhere() {
     get(&mut s, b"c1", 1, &g, "x", true, t0);
     report(&mut s, b"w1", vec![done("x", Value::Int(2))], t0);
     // A second holder, and a gather that the first never answers.
-    let mut msg = super::tests::register_msg(b"w2", MATH, 1);
+    let mut msg = super::register_msg(b"w2", MATH, 1);
     if let FromWorker::Register { has, .. } = &mut msg {
         has.push(info(&s, "x", 8));
     }

@@ -1,8 +1,7 @@
 //! Tests of the policy that keeps workers busy without round trips: dependents queued behind
 //! their only missing input on the same worker, and deeper queues for tasks known to be short.
-//! (The main suite in tests.rs turns both off, to check the rest one message at a time.)
+//! (The other suites turn both off, to check the rest one message at a time.)
 
-use super::tests::{compute_keys, done, get, info, ints, register, report, Sim, FUNCS};
 use super::*;
 use zask_core::graph::{key, task};
 
@@ -101,7 +100,7 @@ fn a_queued_dependent_goes_back_to_waiting_when_its_worker_dies() {
     register(&mut s, b"w2", FUNCS, 1, t0 + Duration::from_secs(9));
     // w1 (holding c0 and c1 queued) goes silent; c0 is ready again, c1 waits for it.
     let mut out = Outbox::default();
-    super::tests::heartbeat(&mut s, b"w2", t0 + Duration::from_secs(15));
+    super::heartbeat(&mut s, b"w2", t0 + Duration::from_secs(15));
     s.on_tick(t0 + Duration::from_secs(11), &mut out);
     s.on_flushed(&mut out);
     let sent = compute_keys(&out, b"w2");
@@ -115,9 +114,9 @@ fn a_queued_dependent_goes_back_to_waiting_when_its_worker_dies() {
 #[test]
 fn the_ready_queue_pops_in_priority_order_whatever_the_push_order() {
     let mut q = ReadyQueue::default();
-    let entry = |g: u64, p: u64, task: TaskId| ReadyEntry {
+    let entry = |g: u64, p: u64, task: u64| ReadyEntry {
         priority: (g, p),
-        task,
+        task: TaskId(task),
     };
     // In order (the fast path), then out of order (the heap), then in order again.
     for (p, t) in [(1, 1), (2, 2), (5, 5)] {
@@ -127,15 +126,15 @@ fn the_ready_queue_pops_in_priority_order_whatever_the_push_order() {
         q.push(entry(1, p, t));
     }
     q.push(entry(2, 0, 20));
-    assert_eq!(q.peek().map(|e| e.task), Some(10));
-    let order: Vec<TaskId> = std::iter::from_fn(|| q.pop()).map(|e| e.task).collect();
+    assert_eq!(q.peek().map(|e| e.task.0), Some(10));
+    let order: Vec<u64> = std::iter::from_fn(|| q.pop()).map(|e| e.task.0).collect();
     assert_eq!(order, vec![10, 1, 2, 3, 4, 5, 20]);
     assert!(q.is_empty());
 }
 
 #[test]
 fn tasks_queued_behind_a_task_taken_back_are_taken_back_too() {
-    use super::tests::heartbeat;
+    use super::heartbeat;
     // x is held on w2; chain y = inc(x), z = inc(y) goes to w1 (z queued behind y). w2 dies
     // before w1 fetched x: x is recomputed, and both y and z go back to waiting, none left
     // stranded on w1.

@@ -1,0 +1,262 @@
+//! Clients: the handshake, the computations they ask for (`get`, and `gather`, a `get` of held
+//! keys; parked while no worker is registered), the keys they let go (`release`), and clients
+//! going away or falling silent (their computations are cancelled).
+
+use super::*;
+
+/// One `get` in flight.
+#[derive(Debug)]
+pub(super) struct GraphState {
+    pub(super) client: Route,
+    pub(super) request: u64,
+    pub(super) outputs: Vec<TaskId>,
+    pub(super) values: HashMap<String, Value>,
+    pub(super) keep_results: bool,
+}
+
+/// A client's request to compute `keys` of `graph` (a `get`, parsed).
+#[derive(Debug, Clone)]
+pub struct GetRequest {
+    /// The client's request id, for the reply.
+    pub request: u64,
+    /// The graph to compute from (empty for a `gather`: the keys are held already).
+    pub graph: Graph,
+    /// Each node's own hash, by index, as the decoder computed them (empty: computed at
+    /// submission).
+    pub hashes: Vec<DefHash>,
+    /// The keys wanted: one key, or (nested) lists of keys.
+    pub keys: Keys,
+    /// Leave the results on the workers.
+    pub keep_results: bool,
+}
+
+/// A `get` waiting for the first worker to register.
+#[derive(Debug)]
+pub(super) struct Parked {
+    pub(super) client: Route,
+    pub(super) get: GetRequest,
+    pub(super) deadline: Instant,
+}
+
+impl SchedulerState {
+    /// A client says hello in `protocol`: welcomed, with this scheduler's id (by which it
+    /// notices a restart), when that is the protocol spoken here; refused with
+    /// `version_mismatch` otherwise.
+    pub fn on_hello(&mut self, client: &[u8], request: u64, protocol: u32, out: &mut Outbox) {
+        let reply = if protocol == PROTOCOL_VERSION {
+            ToClient::Welcome {
+                request,
+                protocol: PROTOCOL_VERSION,
+                scheduler_id: self.id.clone(),
+            }
+        } else {
+            ToClient::Error {
+                request,
+                error: ErrorInfo::new(
+                    "version_mismatch",
+                    format!(
+                        "client speaks protocol {protocol}, scheduler speaks \
+                         {PROTOCOL_VERSION}; use the same zask version"
+                    ),
+                ),
+            }
+        };
+        out.to_clients.push((client.to_vec(), reply));
+    }
+
+    /// The client on `route` is alive (any message counts).
+    pub fn on_client_seen(&mut self, route: &[u8], now: Instant) {
+        match self.clients_seen.get_mut(route) {
+            Some(t) => *t = now,
+            None => {
+                self.clients_seen.insert(route.to_vec(), now);
+            }
+        }
+    }
+
+    /// Cancels the computations of clients silent for longer than `client_timeout`, telling
+    /// them (a client that does not ping, but still reads, learns why nothing came).
+    pub(super) fn expire_clients(&mut self, now: Instant, out: &mut Outbox) {
+        let timeout = self.config.client_timeout;
+        let silent = |seen: Option<&Instant>| {
+            seen.is_some_and(|t| now.saturating_duration_since(*t) > timeout)
+        };
+        let mut gone: Vec<Route> = self
+            .graphs
+            .values()
+            .map(|g| &g.client)
+            .chain(self.parked.iter().map(|p| &p.client))
+            .filter(|c| silent(self.clients_seen.get(*c)))
+            .cloned()
+            .collect();
+        gone.sort();
+        gone.dedup();
+        for client in gone {
+            log::warn!("a client silent for over {timeout:?} is gone; cancelling its computations");
+            let error = ErrorInfo::new(
+                "cancelled",
+                format!(
+                    "cancelled: the scheduler heard nothing from this client for over \
+                     {timeout:?} (zask-scheduler --client-timeout); a client waiting for results \
+                     must send a message (a `status` ping) more often than that"
+                ),
+            );
+            self.cancel_client(&client, Some(error), out);
+        }
+        // Forget clients with nothing in flight that have been silent a while.
+        let busy: HashSet<&Route> = self.graphs.values().map(|g| &g.client).collect();
+        let stale: Vec<Route> = self
+            .clients_seen
+            .iter()
+            .filter(|(c, t)| !busy.contains(c) && now.saturating_duration_since(**t) > timeout)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for c in stale {
+            self.clients_seen.remove(&c);
+        }
+    }
+
+    /// A client lets `keys` go: they are no longer kept, and are released once nothing else
+    /// needs them.
+    pub fn on_release(&mut self, client: &[u8], request: u64, keys: Vec<String>, out: &mut Outbox) {
+        let mut unknown = Vec::new();
+        for key in &keys {
+            let Some(&tid) = self.task_ids.get(key.as_str()) else {
+                unknown.push(key.clone());
+                continue;
+            };
+            if let Some(t) = self.tasks.get_mut(&tid) {
+                t.kept = false;
+            }
+            self.adopted.remove(&tid);
+            self.check_release(tid, out);
+        }
+        out.to_clients.push((
+            client.to_vec(),
+            ToClient::Released {
+                request,
+                keys,
+                unknown,
+            },
+        ));
+    }
+
+    /// A client asks for `keys` of `graph` (already parsed).
+    pub fn on_get(&mut self, client: &[u8], get: GetRequest, now: Instant, out: &mut Outbox) {
+        if self.workers.is_empty() {
+            log::info!("no workers yet; request {} waits for one", get.request);
+            self.parked.push(Parked {
+                client: client.to_vec(),
+                get,
+                deadline: now + self.config.no_workers_timeout,
+            });
+            return;
+        }
+        let request = get.request;
+        let mut get = get;
+        match self.submit(client, &mut get, out) {
+            Ok(()) => self.schedule(out),
+            Err(error) => out
+                .to_clients
+                .push((client.to_vec(), ToClient::Error { request, error })),
+        }
+    }
+
+    /// A client gathers held `keys` (scattered, or kept by `keep_results`): a `get` with no
+    /// graph, answered with their values.
+    pub fn on_gather(
+        &mut self,
+        client: &[u8],
+        request: u64,
+        keys: Vec<String>,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let get = GetRequest {
+            request,
+            graph: Graph::new(),
+            hashes: Vec::new(),
+            keys: Keys::Many(keys.into_iter().map(Keys::One).collect()),
+            keep_results: false,
+        };
+        self.on_get(client, get, now, out);
+    }
+
+    /// A worker registered: the parked gets are submitted.
+    pub(super) fn unpark(&mut self, now: Instant, out: &mut Outbox) {
+        for p in std::mem::take(&mut self.parked) {
+            self.on_get(&p.client, p.get, now, out);
+        }
+    }
+
+    /// Fails the parked gets that waited `no_workers_timeout` for a worker.
+    pub(super) fn expire_parked(&mut self, now: Instant, out: &mut Outbox) {
+        let (expired, kept): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|p| now >= p.deadline);
+        self.parked = kept;
+        for p in expired {
+            out.to_clients.push((
+                p.client,
+                ToClient::Error {
+                    request: p.get.request,
+                    error: ErrorInfo::new(
+                        "no_workers",
+                        format!(
+                            "no worker registered within {:?}; start zask-worker pointing at \
+                             the scheduler's address_to_workers",
+                            self.config.no_workers_timeout
+                        ),
+                    ),
+                },
+            ));
+        }
+    }
+
+    /// A client went away: cancel what only it wanted.
+    pub fn on_client_gone(&mut self, client: &[u8]) {
+        let mut out = Outbox::default();
+        self.cancel_client(client, None, &mut out);
+    }
+
+    /// Cancels the computations of `client` (what only they wanted is released), answering
+    /// each with `error` when there is one to give.
+    fn cancel_client(&mut self, client: &[u8], error: Option<ErrorInfo>, out: &mut Outbox) {
+        self.clients_seen.remove(client);
+        let mine: Vec<GraphId> = self
+            .graphs
+            .iter()
+            .filter(|(_, g)| g.client == client)
+            .map(|(id, _)| *id)
+            .collect();
+        for g in mine {
+            if let Some(graph) = self.graphs.remove(&g) {
+                if let Some(error) = &error {
+                    out.to_clients.push((
+                        graph.client.clone(),
+                        ToClient::Error {
+                            request: graph.request,
+                            error: error.clone(),
+                        },
+                    ));
+                }
+                self.drop_graph_claims(g, &graph.outputs, false);
+            }
+        }
+        let (theirs, others): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|p| p.client == client);
+        self.parked = others;
+        if let Some(error) = &error {
+            for p in theirs {
+                out.to_clients.push((
+                    p.client,
+                    ToClient::Error {
+                        request: p.get.request,
+                        error: error.clone(),
+                    },
+                ));
+            }
+        }
+    }
+}
