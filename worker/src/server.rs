@@ -234,10 +234,12 @@ impl Loop {
             if self.stop.load(Ordering::SeqCst) || self.leaving {
                 return self.close();
             }
+            self.poll_once();
+            // (Checked after the poll: a signal that came during it starts the retirement
+            // in this turn.)
             if self.retire.load(Ordering::SeqCst) {
                 self.state.on_retire();
             }
-            self.poll_once();
             self.state.on_tick(Instant::now());
             self.carry_out();
         }

@@ -192,7 +192,7 @@ impl WorkerState {
             request,
             keys: keys.clone(),
         });
-        let deadline = now + self.config.fetch_timeout;
+        let deadline = super::later(now, self.config.fetch_timeout);
         self.fetches.insert(
             request,
             Fetch {

@@ -51,6 +51,14 @@ use tasks::{LocalTask, Waiters};
 /// still running on this worker; an idle worker reports at once).
 const REPORT_DELAY: Duration = Duration::from_millis(1);
 
+/// `d` after `t`, or as late as can be told (a duration of years means "never"; adding it
+/// must not panic).
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(1 << 32)))
+        .unwrap_or(t)
+}
+
 /// Who this worker is and how it behaves: fixed for its life.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -173,9 +181,9 @@ impl WorkerState {
         self.tasks.len()
     }
 
-    /// Whether a task of `key` was given to this worker and has not finished.
-    pub fn has_task(&self, key: &str) -> bool {
-        self.tasks.contains_key(key)
+    /// The definition of the task of `key` this worker was given and has not finished.
+    pub fn task_hash(&self, key: &str) -> Option<zask_core::DefHash> {
+        self.tasks.get(key).map(|t| t.hash)
     }
 
     /// Inputs being fetched from peers.
@@ -280,21 +288,21 @@ impl WorkerState {
     /// When [`on_tick`](Self::on_tick) must be called next at the latest.
     pub fn next_deadline(&self, now: Instant) -> Instant {
         let heartbeat = self.config.heartbeat_interval;
-        let mut at = now + heartbeat;
+        let mut at = later(now, heartbeat);
         if let Some(since) = self.report_since {
-            at = at.min(since + REPORT_DELAY);
+            at = at.min(later(since, REPORT_DELAY));
         }
         if self.awaiting.is_some() {
-            at = at.min(now + REPORT_DELAY);
+            at = at.min(later(now, REPORT_DELAY));
         }
         if let Some(last) = self.last_sent {
-            at = at.min(last + heartbeat);
+            at = at.min(later(last, heartbeat));
         }
         if let Some(first) = self.fetches.values().map(|f| f.deadline).min() {
             at = at.min(first);
         }
         if let Some(since) = self.retiring_since {
-            at = at.min(since + self.config.retire_timeout);
+            at = at.min(later(since, self.config.retire_timeout));
         }
         at
     }

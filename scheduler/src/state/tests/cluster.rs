@@ -134,6 +134,8 @@ fn run_through_failures(graph: &Graph, keys: &[String], victim: usize, kill_afte
     let functions: Vec<&str> = functions.iter().map(String::as_str).collect();
     let routes: [&[u8]; 3] = [b"w1", b"w2", b"w3"];
     let mut sim = Sim::new();
+    // (A worker's fetch from the victim fails: the scheduler is told, and deals with it.)
+    sim.lost_inputs_expected = true;
     for w in routes {
         sim.worker(w, &functions, 2);
     }

@@ -57,6 +57,13 @@ pub(super) struct Sim {
     registry: Registry,
     /// `compute`s sent and not yet delivered, per worker.
     pub(super) pending: BTreeMap<Route, Vec<ComputeTask>>,
+    /// Messages for a worker that wait behind its pending `compute`s (a connection delivers
+    /// in order).
+    held_back: BTreeMap<Route, Vec<ToWorker>>,
+    /// Whether a worker may report a task failed for a lost input (`missing_dependency`):
+    /// only where the test kills workers. Anywhere else it means the scheduler sent a task
+    /// before its inputs were where it said, and the test fails.
+    pub(super) lost_inputs_expected: bool,
     /// `get_data` requests not yet delivered.
     pub(super) get_data: Vec<(Route, u64, Vec<String>)>,
     /// Messages workers sent that the scheduler has not taken in yet.
@@ -83,6 +90,8 @@ impl Sim {
             workers: BTreeMap::new(),
             registry: sim_registry(),
             pending: BTreeMap::new(),
+            held_back: BTreeMap::new(),
+            lost_inputs_expected: false,
             get_data: Vec::new(),
             outgoing: BTreeMap::new(),
             to_clients: Vec::new(),
@@ -130,6 +139,7 @@ impl Sim {
     pub(super) fn kill(&mut self, route: &[u8]) {
         self.workers.remove(route);
         self.pending.remove(route);
+        self.held_back.remove(route);
         self.outgoing.remove(route);
         self.get_data.retain(|(r, _, _)| r != route);
     }
@@ -189,6 +199,17 @@ impl Sim {
 
     /// Takes in what the scheduler sent, checking each task can run where it was sent.
     pub(super) fn absorb(&mut self, mut out: Outbox) {
+        // In the order the scheduler's loop sends them: other messages, releases, scattered
+        // values, tasks.
+        for (route, msg) in out.to_workers.drain(..) {
+            match msg {
+                ToWorker::GetData { request, keys } => self.get_data.push((route, request, keys)),
+                other => {
+                    self.to_workers.push((route.clone(), other.clone()));
+                    self.deliver(&route, other);
+                }
+            }
+        }
         let mut release: Vec<(Route, Vec<String>)> = out.release.drain().collect();
         release.sort();
         for (route, keys) in release {
@@ -214,20 +235,20 @@ impl Sim {
                 self.pending.entry(route.clone()).or_default().push(t);
             }
         }
-        for (route, msg) in out.to_workers.drain(..) {
-            match msg {
-                ToWorker::GetData { request, keys } => self.get_data.push((route, request, keys)),
-                other => {
-                    self.to_workers.push((route.clone(), other.clone()));
-                    self.deliver(&route, other);
-                }
-            }
-        }
         self.to_clients.append(&mut out.to_clients);
     }
 
-    /// Hands a message to a live worker (what it answers waits in `outgoing`).
+    /// Hands a message to a live worker (what it answers waits in `outgoing`), or holds it
+    /// back behind the worker's pending `compute`s.
     fn deliver(&mut self, route: &Route, msg: ToWorker) {
+        if self.pending.get(route).is_some_and(|p| !p.is_empty()) {
+            self.held_back.entry(route.clone()).or_default().push(msg);
+            return;
+        }
+        self.deliver_now(route, msg);
+    }
+
+    fn deliver_now(&mut self, route: &Route, msg: ToWorker) {
         if let Some(w) = self.workers.get_mut(route) {
             w.on_scheduler_message(msg, &[], self.now);
             self.pump(route);
@@ -239,7 +260,11 @@ impl Sim {
     fn check_inputs(&self, route: &Route, t: &ComputeTask) {
         let node = (*t.node).clone();
         for dep in node.dependencies() {
-            if self.holds(route, &dep) || self.workers[route].has_task(&dep) {
+            // (Of the definition the scheduler has for it now.)
+            let hash = hash_in(&self.s, &dep);
+            let worker = &self.workers[route];
+            let held = worker.store().held(&dep).is_some_and(|h| h.hash == hash);
+            if held || worker.task_hash(&dep) == Some(hash) {
                 continue;
             }
             // Queued on the same worker ahead of it: the worker runs it first.
@@ -256,9 +281,12 @@ impl Sim {
                 .find(|(k, _, _)| **k == *dep)
                 .map(|(_, _, a)| a.clone())
                 .unwrap_or_default();
-            let found = holders
-                .iter()
-                .any(|a| self.route_of(a).is_some_and(|r| self.holds(&r, &dep)));
+            let found = holders.iter().any(|a| {
+                self.route_of(a).is_some_and(|r| {
+                    let held = self.workers[&r].store().held(&dep);
+                    held.is_some_and(|h| h.hash == hash)
+                })
+            });
             assert!(
                 found,
                 "{} was sent to {} but its input {dep} is not held there nor by any named \
@@ -294,6 +322,20 @@ impl Sim {
             }
             for fetch in out.fetches {
                 self.serve_fetch(route, fetch);
+            }
+            if out.leave {
+                // It leaves (retired, or refused): goodbye, and it is gone.
+                if let Some(mut w) = self.workers.remove(route) {
+                    w.on_close();
+                    let out = w.take_outbox();
+                    self.outgoing
+                        .entry(route.to_vec())
+                        .or_default()
+                        .extend(out.to_scheduler);
+                }
+                self.pending.remove(route);
+                self.held_back.remove(route);
+                return true;
             }
             if !busy {
                 return did;
@@ -334,7 +376,16 @@ impl Sim {
         let any = !messages.is_empty();
         for (mut msg, blobs) in messages {
             match &mut msg {
-                FromWorker::Report { done, .. } => {
+                FromWorker::Report { done, failed, .. } => {
+                    for f in failed.iter() {
+                        assert!(
+                            f.kind != "missing_dependency" || self.lost_inputs_expected,
+                            "{} was sent to {} before its inputs were there: {}",
+                            f.key,
+                            name(route),
+                            f.message
+                        );
+                    }
                     for d in done.iter_mut() {
                         d.duration_us = 10;
                         if let Some(data) = &mut d.data {
@@ -377,15 +428,34 @@ impl Sim {
         let routes: Vec<Route> = self.workers.keys().cloned().collect();
         for route in &routes {
             self.pump(route);
+        }
+        let routes: Vec<Route> = self.outgoing.keys().cloned().collect();
+        for route in &routes {
             if self.deliver_outgoing(route) {
                 return true;
             }
+        }
+        // Messages held back behind tasks that were lost on the way (a test took them).
+        let unblocked = self
+            .held_back
+            .keys()
+            .find(|r| !self.pending.contains_key(*r))
+            .cloned();
+        if let Some(route) = unblocked {
+            for msg in self.held_back.remove(&route).unwrap_or_default() {
+                self.deliver_now(&route, msg);
+            }
+            self.deliver_outgoing(&route);
+            return true;
         }
         let Some(route) = self.pending.keys().next().cloned() else {
             return false;
         };
         let tasks = self.pending.remove(&route).unwrap_or_default();
-        self.deliver(&route, ToWorker::Compute { tasks });
+        self.deliver_now(&route, ToWorker::Compute { tasks });
+        for msg in self.held_back.remove(&route).unwrap_or_default() {
+            self.deliver_now(&route, msg);
+        }
         self.deliver_outgoing(&route);
         true
     }
@@ -436,6 +506,14 @@ impl Sim {
 
     /// Nothing is left in the scheduler nor on any worker.
     pub(super) fn assert_clean(&self) {
+        for (route, w) in &self.workers {
+            assert_eq!(
+                (w.task_count(), w.fetch_count()),
+                (0, 0),
+                "{} still has tasks or fetches",
+                name(route)
+            );
+        }
         assert_eq!(self.s.graph_count(), 0, "computations left in flight");
         let held = self.held_anywhere();
         assert!(

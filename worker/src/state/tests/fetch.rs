@@ -218,9 +218,12 @@ fn a_peer_that_does_not_answer_in_time_is_dropped_and_the_next_holder_asked() {
         node("inc", (key("a"),)),
         &[("a", &["tcp://p:1", "tcp://q:1"])],
     )]);
+    // (Heartbeats rarer than the timeout, so the deadline is the fetch's.)
+    w.state.config.heartbeat_interval = Duration::from_secs(3600);
+    let asked_at = w.now;
     let (outbox, _) = w.settle();
-    let deadline = w.now + w.state.config.fetch_timeout;
-    assert!(w.state.next_deadline(w.now) <= deadline);
+    let deadline = asked_at + w.state.config.fetch_timeout;
+    assert_eq!(w.state.next_deadline(w.now), deadline);
     w.advance(w.state.config.fetch_timeout - Duration::from_millis(100));
     let early = w.state.take_outbox();
     assert!(
@@ -440,4 +443,165 @@ fn a_request_that_cannot_be_read_is_answered_with_an_error() {
         }
         other => panic!("not an error: {other:?}"),
     }
+}
+
+#[test]
+fn a_fetch_that_cannot_be_sent_to_the_last_holder_fails_the_waiting_task() {
+    let mut w = Harness::new();
+    w.compute(vec![task_from(
+        "b",
+        node("inc", (key("a"),)),
+        &[("a", &["tcp://p:1"])],
+    )]);
+    let (outbox, _) = w.settle();
+    w.state.on_fetch_unsent(outbox.fetches[0].request, w.now);
+    let (_, reported) = w.settle();
+    assert_eq!(reported.failure("b").missing.as_deref(), Some("a"));
+    assert_eq!(w.state.task_count(), 0);
+}
+
+#[test]
+fn a_stale_unsent_notice_does_not_fail_a_key_asked_anew() {
+    let mut w = Harness::new();
+    w.compute(vec![task_from(
+        "b",
+        node("inc", (key("a"),)),
+        &[("a", &["tcp://p:1", "tcp://q:1"])],
+    )]);
+    let (first, _) = w.settle();
+    // p does not answer in time: q is asked.
+    w.advance(w.state.config.fetch_timeout);
+    let second = w.state.take_outbox();
+    assert_eq!(fetched(&second), vec![(s("tcp://q:1"), vec![s("a")])]);
+    // A late word that p's request could not be sent is about a request given up.
+    w.state.on_fetch_unsent(first.fetches[0].request, w.now);
+    let (_, reported) = w.settle();
+    assert_eq!(reported.failed, vec![]);
+    assert_eq!(w.state.fetch_count(), 1);
+    w.answer(&second.fetches[0], vec![item("a", int(1), h("a"))]);
+    w.settle();
+    assert_eq!(w.held("b"), Some((int(2), h("b"))));
+}
+
+/// A task over `FETCH_CHUNK + 10` inputs, all on p.
+fn wide_task() -> (ComputeTask, Vec<String>) {
+    let n = FETCH_CHUNK + 10;
+    let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+    let node = zask_core::graph::task("sum", (zask_core::graph::list(keys.iter().map(key)),));
+    let who_has = keys
+        .iter()
+        .map(|k| {
+            (
+                Arc::from(k.as_str()),
+                h(k),
+                vec![Arc::from("tcp://p:1"), Arc::from("tcp://q:1")],
+            )
+        })
+        .collect();
+    let t = ComputeTask {
+        who_has,
+        ..task("total", node)
+    };
+    (t, keys)
+}
+
+#[test]
+fn a_wide_task_runs_once_every_chunk_is_answered() {
+    let mut w = Harness::new();
+    let (t, keys) = wide_task();
+    let mut early = Vec::new();
+    w.state
+        .on_compute(vec![t], w.now, &mut |outbox: &mut Outbox| {
+            early.append(&mut outbox.fetches);
+        });
+    early.extend(w.state.take_outbox().fetches);
+    assert_eq!(early.len(), 2);
+    // The second chunk's answer first, then the first's.
+    for fetch in early.iter().rev() {
+        let items = fetch
+            .keys
+            .iter()
+            .map(|k| {
+                let i: i64 = k[1..].parse().expect("k<i>");
+                item(k, int(i), h(k))
+            })
+            .collect();
+        w.answer(fetch, items);
+    }
+    let (_, reported) = w.settle();
+    assert_eq!(reported.acquired.len(), keys.len());
+    assert_eq!(reported.done_keys(), vec!["total"]);
+    let n = keys.len() as i64;
+    assert_eq!(w.held("total"), Some((int(n * (n - 1) / 2), h("total"))));
+}
+
+#[test]
+fn an_early_chunk_that_cannot_be_sent_goes_to_the_next_holder() {
+    let mut w = Harness::new();
+    let (t, _) = wide_task();
+    let mut early = Vec::new();
+    w.state
+        .on_compute(vec![t], w.now, &mut |outbox: &mut Outbox| {
+            early.append(&mut outbox.fetches);
+        });
+    w.state.take_outbox();
+    assert_eq!(early.len(), 1);
+    w.state.on_fetch_unsent(early[0].request, w.now);
+    let retry = w.state.take_outbox();
+    assert_eq!(retry.fetches.len(), 1);
+    assert_eq!(retry.fetches[0].peer, "tcp://q:1");
+    assert_eq!(retry.fetches[0].keys.len(), FETCH_CHUNK);
+}
+
+#[test]
+fn replication_gives_up_quietly_when_no_holder_has_the_key() {
+    let mut w = Harness::new();
+    w.msg(ToWorker::Replicate {
+        who_has: vec![(s("x"), h("x"), vec![s("tcp://p:1")])],
+    });
+    let (outbox, _) = w.settle();
+    w.answer(&outbox.fetches[0], vec![]);
+    let (after, reported) = w.settle();
+    assert!(after.fetches.is_empty());
+    assert_eq!((reported.acquired.len(), reported.failed.len()), (0, 0));
+    assert_eq!(w.state.fetch_count(), 0);
+}
+
+#[test]
+fn replication_of_a_key_already_being_fetched_asks_for_it_once() {
+    let mut w = Harness::new();
+    w.compute(vec![task_from(
+        "b",
+        node("inc", (key("x"),)),
+        &[("x", &["tcp://p:1"])],
+    )]);
+    let (outbox, _) = w.settle();
+    w.msg(ToWorker::Replicate {
+        who_has: vec![(s("x"), h("x"), vec![s("tcp://q:1")])],
+    });
+    let (again, _) = w.settle();
+    assert!(again.fetches.is_empty(), "already on its way");
+    w.answer(&outbox.fetches[0], vec![item("x", int(1), h("x"))]);
+    let (_, reported) = w.settle();
+    assert_eq!(reported.acquired.len(), 1);
+    assert_eq!(reported.done_keys(), vec!["b"]);
+}
+
+#[test]
+fn a_peer_dropped_and_asked_again_in_one_turn_is_dropped_first() {
+    let mut w = Harness::new();
+    // a from p; b from q, then p. Both requests time out together: p's socket is dropped,
+    // and b is asked of p, on a fresh socket (the outbox lists drops before fetches).
+    w.compute(vec![task_from(
+        "c",
+        add("a", "b"),
+        &[("a", &["tcp://p:1"]), ("b", &["tcp://q:1", "tcp://p:1"])],
+    )]);
+    w.settle();
+    w.advance(w.state.config.fetch_timeout);
+    let outbox = w.state.take_outbox();
+    let mut dropped = outbox.drop_peers.clone();
+    dropped.sort();
+    assert_eq!(dropped, vec![s("tcp://p:1"), s("tcp://q:1")]);
+    assert_eq!(fetched(&outbox), vec![(s("tcp://p:1"), vec![s("b")])]);
 }

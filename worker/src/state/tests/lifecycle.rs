@@ -274,11 +274,13 @@ fn a_retiring_worker_says_so_and_leaves_when_told() {
 #[test]
 fn a_retiring_worker_leaves_when_retirement_takes_too_long() {
     let mut w = Harness::new();
+    // (Heartbeats rarer than the timeout, so the deadline is the retirement's.)
+    w.state.config.heartbeat_interval = Duration::from_secs(3600);
     w.state.on_retire();
     w.advance(Duration::ZERO);
     w.state.take_outbox();
     let timeout = w.state.config.retire_timeout;
-    assert!(w.state.next_deadline(w.now) <= w.now + timeout);
+    assert_eq!(w.state.next_deadline(w.now), w.now + timeout);
     w.advance(timeout);
     assert!(!w.state.take_outbox().leave);
     w.advance(Duration::from_millis(1));
@@ -298,13 +300,49 @@ fn an_unregistered_worker_asked_to_retire_leaves_at_once() {
 fn a_store_that_failed_for_good_retires_the_worker() {
     let mut w = Harness::with_store(Box::new(FailingStore::default()));
     w.compute(vec![task("a", node("inc", (lit(int(1)),)))]);
-    w.settle();
-    w.advance(Duration::ZERO);
-    let outbox = w.state.take_outbox();
+    let (outbox, reported) = w.settle();
+    assert_eq!(reported.failure("a").kind, "task_failed");
     let retiring = others(&outbox)
         .iter()
-        .any(|m| matches!(m, FromWorker::Retiring { .. }));
-    assert!(retiring || w.state.retiring_since.is_some());
+        .filter(|m| matches!(m, FromWorker::Retiring { .. }))
+        .count();
+    assert_eq!(retiring, 1, "it retires, once");
+}
+
+#[test]
+fn a_worker_retiring_when_the_scheduler_goes_away_waits_for_it_until_its_timeout() {
+    let mut w = Harness::new();
+    w.state.on_retire();
+    w.advance(Duration::ZERO);
+    w.state.take_outbox();
+    w.msg(ToWorker::Closing);
+    // Its data can only be handed over through a scheduler: it registers again meanwhile.
+    w.advance(w.state.config.heartbeat_interval);
+    let outbox = w.state.take_outbox();
+    assert_eq!(registers(&outbox), 1);
+    assert!(!outbox.leave);
+    w.advance(w.state.config.retire_timeout);
+    assert!(w.state.take_outbox().leave, "but not for ever");
+}
+
+#[test]
+fn durations_of_years_mean_never_and_do_not_overflow() {
+    let mut w = Harness::new();
+    w.state.config.heartbeat_interval = Duration::MAX;
+    w.state.config.retire_timeout = Duration::MAX;
+    w.state.config.fetch_timeout = Duration::MAX;
+    w.state.on_retire();
+    w.advance(Duration::ZERO);
+    w.compute(vec![task_from(
+        "b",
+        node("inc", (key("a"),)),
+        &[("a", &["tcp://p:1"])],
+    )]);
+    w.settle();
+    assert!(w.state.next_deadline(w.now) > w.now + Duration::from_secs(1 << 30));
+    w.advance(Duration::from_secs(1 << 30));
+    assert!(!w.state.take_outbox().leave);
+    assert_eq!(w.state.fetch_count(), 1, "still waiting");
 }
 
 #[test]

@@ -337,25 +337,21 @@ fn an_input_replaced_by_another_definition_before_the_task_runs_fails_it() {
 #[test]
 fn a_scattered_value_is_stored_reported_and_wakes_its_waiters() {
     let mut w = Harness::new();
-    w.compute(vec![
-        task("b", inc("a")),
-        task("a", node("fail", (lit("x"),))),
-    ]);
-    // (a fails, so b fails: given again, b waits for the scattered a.)
-    w.settle();
-    w.compute(vec![ComputeTask {
-        who_has: vec![],
-        ..task("b", inc("a"))
-    }]);
-    let (_, reported) = w.settle();
-    assert_eq!(reported.failure("b").missing.as_deref(), Some("a"));
+    // b waits for a, asked of p; a is scattered here before p answers.
+    w.compute(vec![task_from("b", inc("a"), &[("a", &["tcp://p:1"])])]);
+    let (outbox, _) = w.settle();
+    assert_eq!(w.state.tasks["b"].missing, 1);
     w.msg(ToWorker::PutData {
         items: vec![item("a", int(5), h("a"))],
     });
-    w.compute(vec![task("b", inc("a"))]);
     let (_, reported) = w.settle();
     assert_eq!(reported.done_keys(), vec!["a", "b"]);
     assert_eq!(w.held("b"), Some((int(6), h("b"))));
+    // p's answer, late, changes nothing.
+    w.answer(&outbox.fetches[0], vec![item("a", int(5), h("a"))]);
+    let (_, reported) = w.settle();
+    assert_eq!(reported.done, vec![]);
+    assert_eq!(w.held("a"), Some((int(5), h("a"))));
 }
 
 #[test]
