@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use zask_core::graph::{Graph, Node, Nodes};
 use zask_core::protocol::{
-    ComputeTask, ErrorInfo, FromWorker, KeyData, KeyInfo, TaskDone, TaskFailed, ToClient, ToWorker,
-    WorkerSummary, PROTOCOL_VERSION,
+    ComputeTask, DataBody, ErrorInfo, ErrorKind, FromWorker, GetDataBody, KeyData, KeyInfo,
+    ReportBody, TaskDone, TaskFailed, ToClient, ToWorker, WorkerSummary, PROTOCOL_VERSION,
 };
 use zask_core::{DefHash, Keys, Value};
 
@@ -694,11 +694,11 @@ impl SchedulerState {
         }
         match msg {
             FromWorker::Register { .. } | FromWorker::Heartbeat { .. } => {}
-            FromWorker::Report {
+            FromWorker::Report(ReportBody {
                 done,
                 failed,
                 acquired,
-            } => {
+            }) => {
                 for info in acquired {
                     self.on_held(wid, info, Claim::Fetched, now, out);
                 }
@@ -711,11 +711,11 @@ impl SchedulerState {
                 self.check_retirements(now, out);
                 self.schedule(out);
             }
-            FromWorker::Data {
+            FromWorker::Data(DataBody {
                 request,
                 items,
                 missing,
-            } => self.on_data(wid, request, items, missing, out),
+            }) => self.on_data(wid, request, items, missing, out),
             FromWorker::TaskStatus { request, unknown } => {
                 self.on_task_status(wid, request, unknown, out)
             }
@@ -882,7 +882,7 @@ impl SchedulerState {
             return;
         }
         let error = ErrorInfo::new(
-            "lost",
+            ErrorKind::Lost,
             format!("scattered key {:?} {why}; scatter it again", t.key),
         )
         .with_key(&t.key);
@@ -1226,7 +1226,7 @@ impl SchedulerState {
         if let Some(w) = self.workers.get_mut(&wid) {
             w.processing.remove(&tid);
         }
-        if failed.kind == "missing_dependency" && self.retry_missing(tid, &failed, out) {
+        if failed.kind == ErrorKind::MissingDependency && self.retry_missing(tid, &failed, out) {
             return;
         }
         let error = ErrorInfo {
@@ -1538,7 +1538,7 @@ impl SchedulerState {
                 }
                 if deaths >= self.config.allowed_failures.max(1) {
                     let error = ErrorInfo::new(
-                        "worker_died",
+                        ErrorKind::WorkerDied,
                         format!(
                             "task {key:?} was running on {deaths} workers that died; it may be \
                              what kills them, so it is not retried"
@@ -1557,7 +1557,7 @@ impl SchedulerState {
             } else {
                 // A scattered value that never got stored: only the client had it.
                 let error = ErrorInfo::new(
-                    "lost",
+                    ErrorKind::Lost,
                     format!(
                         "the worker receiving scattered key {:?} went away before storing it; \
                          scatter it again",
@@ -1604,7 +1604,7 @@ impl SchedulerState {
         let key = t.key.clone();
         if t.lineage.is_none() {
             let error = ErrorInfo::new(
-                "lost",
+                ErrorKind::Lost,
                 format!(
                     "key {key:?} was lost with the worker holding it and cannot be recomputed \
                      (it was scattered data, not computed from a graph); scatter it again"
@@ -1951,7 +1951,7 @@ impl SchedulerState {
             let key = t.key.to_string();
             let error = if self.workers.is_empty() {
                 ErrorInfo::new(
-                    "no_workers",
+                    ErrorKind::NoWorkers,
                     format!(
                         "key {key:?} waited {timeout:?} with no worker registered; start \
                          zask-worker pointing at the scheduler's address_to_workers"
@@ -1962,7 +1962,7 @@ impl SchedulerState {
                 let functions = self.functions_of(t.signature);
                 let missing = self.missing_function(t.signature).cloned();
                 ErrorInfo {
-                    kind: "unknown_function".to_string(),
+                    kind: ErrorKind::UnknownFunction,
                     message: format!(
                         "key {key:?} calls {}, which no registered worker has offered for \
                          {timeout:?} (its workers went away); start a worker that offers it",
@@ -2063,7 +2063,7 @@ impl SchedulerState {
                 ToClient::Error {
                     request: p.get.request,
                     error: ErrorInfo::new(
-                        "no_workers",
+                        ErrorKind::NoWorkers,
                         format!(
                             "no worker registered within {:?}; start zask-worker pointing at \
                              the scheduler's address_to_workers",
@@ -2105,7 +2105,7 @@ impl SchedulerState {
         for client in gone {
             log::warn!("a client silent for over {timeout:?} is gone; cancelling its computations");
             let error = ErrorInfo::new(
-                "cancelled",
+                ErrorKind::Cancelled,
                 format!(
                     "cancelled: the scheduler heard nothing from this client for over \
                      {timeout:?} (zask-scheduler --client-timeout); a client waiting for results \
@@ -2148,7 +2148,10 @@ impl SchedulerState {
                 g.client,
                 ToClient::Error {
                     request: g.request,
-                    error: ErrorInfo::new("shutting_down", "the scheduler is shutting down"),
+                    error: ErrorInfo::new(
+                        ErrorKind::ShuttingDown,
+                        "the scheduler is shutting down",
+                    ),
                 },
             ));
         }
@@ -2157,7 +2160,10 @@ impl SchedulerState {
                 p.client,
                 ToClient::Error {
                     request: p.get.request,
-                    error: ErrorInfo::new("shutting_down", "the scheduler is shutting down"),
+                    error: ErrorInfo::new(
+                        ErrorKind::ShuttingDown,
+                        "the scheduler is shutting down",
+                    ),
                 },
             ));
         }
@@ -2166,7 +2172,10 @@ impl SchedulerState {
                 sc.client,
                 ToClient::Error {
                     request: sc.request,
-                    error: ErrorInfo::new("shutting_down", "the scheduler is shutting down"),
+                    error: ErrorInfo::new(
+                        ErrorKind::ShuttingDown,
+                        "the scheduler is shutting down",
+                    ),
                 },
             ));
         }
@@ -2256,7 +2265,7 @@ impl SchedulerState {
     fn check_scatter(&self, items: &[(String, Value)]) -> Result<Vec<(DefHash, u64)>, ErrorInfo> {
         if self.workers.is_empty() {
             return Err(ErrorInfo::new(
-                "no_workers",
+                ErrorKind::NoWorkers,
                 "no worker is registered to hold scattered data; start zask-worker first",
             ));
         }
@@ -2265,13 +2274,13 @@ impl SchedulerState {
         for (key, value) in items {
             if key.is_empty() {
                 return Err(ErrorInfo::new(
-                    "bad_request",
+                    ErrorKind::BadRequest,
                     "scattered keys must not be empty",
                 ));
             }
             if !seen.insert(key.as_str()) {
                 return Err(ErrorInfo::new(
-                    "bad_request",
+                    ErrorKind::BadRequest,
                     format!("key {key:?} is scattered twice"),
                 )
                 .with_key(key));
@@ -2280,7 +2289,7 @@ impl SchedulerState {
                 Ok(nbytes) => nbytes,
                 Err(e) => {
                     return Err(ErrorInfo::new(
-                        "bad_request",
+                        ErrorKind::BadRequest,
                         format!("the value scattered as {key:?} cannot be kept: {e}"),
                     )
                     .with_key(key))
@@ -2302,7 +2311,7 @@ impl SchedulerState {
                     "being computed"
                 };
                 return Err(ErrorInfo::new(
-                    "key_conflict",
+                    ErrorKind::KeyConflict,
                     format!(
                         "key {key:?} is already {what}; a key names one value, so scatter \
                          under another key, or release the held one first"
@@ -2312,7 +2321,7 @@ impl SchedulerState {
             }
             if t.status != TaskStatus::Memory {
                 return Err(ErrorInfo::new(
-                    "bad_request",
+                    ErrorKind::BadRequest,
                     format!("key {key:?} is being stored; scatter under another key"),
                 )
                 .with_key(key));
@@ -2438,7 +2447,7 @@ impl SchedulerState {
             .map(|w| w.id)
         else {
             let error = ErrorInfo::new(
-                "unknown_worker",
+                ErrorKind::UnknownWorker,
                 format!("no worker at {address:?}; `zask workers` lists them"),
             );
             out.to_clients
@@ -2696,10 +2705,10 @@ impl SchedulerState {
                 .collect();
             out.to_workers.push((
                 w.route.clone(),
-                ToWorker::GetData {
+                ToWorker::GetData(GetDataBody {
                     request,
                     keys: names,
-                },
+                }),
             ));
             self.gathers.insert(
                 request,
@@ -3102,7 +3111,7 @@ fn batch_of<'a, T>(map: &'a mut HashMap<Route, Vec<T>>, route: &[u8]) -> Option<
 fn dependency_failed(key: &str, root: &ErrorInfo) -> ErrorInfo {
     let input = root.key.as_deref().unwrap_or("?");
     ErrorInfo {
-        kind: "dependency_failed".to_string(),
+        kind: ErrorKind::DependencyFailed,
         message: format!(
             "key {key:?} could not be computed: it depends on {input:?}, which failed: {}",
             root.message
@@ -3116,7 +3125,7 @@ fn dependency_failed(key: &str, root: &ErrorInfo) -> ErrorInfo {
 /// The error for a lost key whose inputs were defined anew since it was computed.
 fn redefined_input(key: &str) -> ErrorInfo {
     ErrorInfo::new(
-        "lost",
+        ErrorKind::Lost,
         format!(
             "key {key:?} was lost and cannot be recomputed: a key it was computed from has been \
              released and defined anew since; submit its graph again"
@@ -3128,7 +3137,7 @@ fn redefined_input(key: &str) -> ErrorInfo {
 /// The error for a lost key whose input `dep` is gone for good (data without lineage).
 fn gone_input(key: &str, dep: &str) -> ErrorInfo {
     ErrorInfo::new(
-        "lost",
+        ErrorKind::Lost,
         format!(
             "key {key:?} was lost and cannot be recomputed: its input {dep:?} was scattered \
              data that is gone too; scatter it again"

@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 use zask_core::frames;
 use zask_core::graph::Node;
 use zask_core::protocol::{
-    ComputeBody, ComputeTask, Data, DataBody, FromWorker, GetDataBody, KeyData, KeyInfo, PeerReply,
-    PeerRequest, ReleaseBody, TaskDone, TaskFailed, ToWorker, PROTOCOL_VERSION,
+    ComputeBody, ComputeTask, Data, DataBody, ErrorKind, FromWorker, GetDataBody, KeyData, KeyInfo,
+    Message, PeerReply, PeerRequest, ReleaseBody, ReportBody, Tagged, TaskDone, TaskFailed,
+    ToWorker, PROTOCOL_VERSION,
 };
 use zask_core::service::Service;
 use zask_core::value::MAX_NESTING;
@@ -228,15 +229,6 @@ const DISPATCH_AHEAD: u32 = 64;
 /// chunks, the first on its way while the rest of the task is being taken in.
 const FETCH_CHUNK: usize = 65_536;
 
-/// A `PeerRequest::GetData` encoded from borrowed keys (a fetch of 50,000 inputs is not
-/// copied to be sent).
-#[derive(serde::Serialize)]
-struct GetDataRef<'a> {
-    op: &'static str,
-    request: u64,
-    keys: &'a [Arc<str>],
-}
-
 /// How long an executor may hold finished results of a batch before sending them back.
 const RESULTS_DELAY: Duration = Duration::from_micros(200);
 
@@ -361,7 +353,7 @@ fn run_batch(batch: Vec<Job>, registry: &Registry, sender: &mut ResultSender) ->
                     let message = format!("input {input:?} failed");
                     failed_input = Some(input);
                     Err(EvalError {
-                        kind: "missing_dependency",
+                        kind: ErrorKind::MissingDependency,
                         function: None,
                         message,
                     })
@@ -410,7 +402,7 @@ fn measure(value: Value, node: &Node) -> Result<(Value, u64), EvalError> {
                 _ => None,
             };
             Err(EvalError {
-                kind: "task_failed",
+                kind: ErrorKind::TaskFailed,
                 message: format!(
                     "its result cannot be kept: {too_deep} (build flatter results, or split \
                      the work into more tasks)"
@@ -796,14 +788,7 @@ impl Loop {
             let Some(header) = parts.first() else {
                 continue;
             };
-            let decoded = match frames::peek_op(header) {
-                Some("compute") => frames::decode::<ComputeBody>(header)
-                    .map(|body| ToWorker::Compute { tasks: body.tasks }),
-                Some("release") => frames::decode::<ReleaseBody>(header)
-                    .map(|body| ToWorker::Release { keys: body.keys }),
-                _ => frames::decode::<ToWorker>(header),
-            };
-            match decoded {
+            match ToWorker::decode(header) {
                 Ok(msg) => self.on_scheduler_message(msg, &parts[1..]),
                 Err(e) => {
                     if !self.fail_malformed_tasks(header) {
@@ -835,7 +820,7 @@ impl Loop {
                         Some(key) => self.fail(
                             key,
                             None,
-                            "bad_task",
+                            ErrorKind::BadTask,
                             None,
                             format!("the task cannot be read: {e}"),
                             None,
@@ -845,7 +830,7 @@ impl Loop {
                 }
             }
         }
-        self.on_scheduler_message(ToWorker::Compute { tasks }, &[]);
+        self.on_scheduler_message(ToWorker::Compute(ComputeBody { tasks }), &[]);
         true
     }
 
@@ -904,7 +889,7 @@ impl Loop {
                 let msg = FromWorker::TaskStatus { request, unknown };
                 self.send_to_scheduler(&msg, Vec::new());
             }
-            ToWorker::Compute { tasks } => {
+            ToWorker::Compute(ComputeBody { tasks }) => {
                 let mut to_fetch: ToFetch = HashMap::default();
                 // A task may depend on one listed after it in the same batch.
                 let has_inputs = |t: &ComputeTask| {
@@ -963,19 +948,19 @@ impl Loop {
                     }
                 }
             }
-            ToWorker::Release { keys } => {
+            ToWorker::Release(ReleaseBody { keys }) => {
                 for k in keys {
                     self.remove_stored(&k);
                 }
             }
-            ToWorker::GetData { request, keys } => {
+            ToWorker::GetData(GetDataBody { request, keys }) => {
                 let mut blobs = Vec::new();
                 let (items, missing) = self.lookup(keys, |v| frames::pack(v, &mut blobs));
-                let msg = FromWorker::Data {
+                let msg = FromWorker::Data(DataBody {
                     request,
                     items,
                     missing,
-                };
+                });
                 self.send_to_scheduler(&msg, blobs);
             }
         }
@@ -1164,7 +1149,7 @@ impl Loop {
                     self.fail(
                         &t.key,
                         Some(t.hash),
-                        "missing_dependency",
+                        ErrorKind::MissingDependency,
                         None,
                         format!("input {dep:?} is neither on this worker nor on any peer named"),
                         Some(dep.to_string()),
@@ -1302,7 +1287,7 @@ impl Loop {
             return self.fail(
                 &item.key,
                 None,
-                "task_failed",
+                ErrorKind::TaskFailed,
                 None,
                 "a scattered value came without its definition hash".to_string(),
                 None,
@@ -1326,7 +1311,7 @@ impl Loop {
             Err(e) => self.fail(
                 &item.key,
                 Some(hash),
-                "task_failed",
+                ErrorKind::TaskFailed,
                 None,
                 format!("cannot store scattered value: {e}"),
                 None,
@@ -1339,7 +1324,7 @@ impl Loop {
         &mut self,
         key: &str,
         hash: Option<DefHash>,
-        kind: &str,
+        kind: ErrorKind,
         function: Option<String>,
         message: String,
         missing: Option<String>,
@@ -1347,7 +1332,7 @@ impl Loop {
         self.report.failed.push(TaskFailed {
             key: key.to_string(),
             hash,
-            kind: kind.to_string(),
+            kind,
             function,
             message,
             missing,
@@ -1364,7 +1349,7 @@ impl Loop {
         self.fail(
             key,
             hash,
-            "missing_dependency",
+            ErrorKind::MissingDependency,
             None,
             "an input was replaced by another definition on this worker before the task ran"
                 .to_string(),
@@ -1400,7 +1385,7 @@ impl Loop {
                     self.fail(
                         &key,
                         hash,
-                        "missing_dependency",
+                        ErrorKind::MissingDependency,
                         None,
                         format!("input {dep:?} was released from this worker before the task ran"),
                         Some(dep),
@@ -1538,7 +1523,14 @@ impl Loop {
                     // (A link chained behind this task ran with the value all the same: its
                     // result is right, and it is reported as usual.)
                     let hash = Some(task.hash);
-                    self.fail(&done.key, hash, "task_failed", None, e.to_string(), None);
+                    self.fail(
+                        &done.key,
+                        hash,
+                        ErrorKind::TaskFailed,
+                        None,
+                        e.to_string(),
+                        None,
+                    );
                     self.fail_waiters(&done.key);
                     return;
                 }
@@ -1585,7 +1577,7 @@ impl Loop {
                     self.fail(
                         &waiter,
                         Some(task.hash),
-                        "missing_dependency",
+                        ErrorKind::MissingDependency,
                         None,
                         format!("input {key:?} could not be computed or fetched"),
                         Some(key.clone()),
@@ -1649,11 +1641,11 @@ impl Loop {
                 d
             })
             .collect();
-        let msg = FromWorker::Report {
+        let msg = FromWorker::Report(ReportBody {
             done,
             failed: report.failed,
             acquired: report.acquired,
-        };
+        });
         self.send_to_scheduler(&msg, blobs);
     }
 
@@ -1699,25 +1691,16 @@ impl Loop {
             }
             let route = parts[0].to_vec();
             let mut blobs = Vec::new();
-            let request = match frames::peek_op(&parts[1]) {
-                Some("get_data") => {
-                    frames::decode::<GetDataBody>(&parts[1]).map(|b| PeerRequest::GetData {
-                        request: b.request,
-                        keys: b.keys,
-                    })
-                }
-                _ => frames::decode::<PeerRequest>(&parts[1]),
-            };
-            let reply = match request {
-                Ok(PeerRequest::GetData { request, keys }) => {
+            let reply = match PeerRequest::decode(&parts[1]) {
+                Ok(PeerRequest::GetData(GetDataBody { request, keys })) => {
                     // Large values are served from the store as they are (no copy).
                     let (items, missing) =
                         self.lookup(keys, |v| frames::pack_shared(v, &mut blobs));
-                    PeerReply::Data {
+                    PeerReply::Data(DataBody {
                         request,
                         items,
                         missing,
-                    }
+                    })
                 }
                 Err(e) => PeerReply::Error {
                     request: 0,
@@ -1757,11 +1740,11 @@ impl Loop {
     fn try_fetch(&mut self, peer: &str, keys: Vec<Arc<str>>) -> Result<(), Vec<Arc<str>>> {
         let request = self.next_request;
         let sent = self.peer_socket(peer).and_then(|socket| {
-            let msg = GetDataRef {
-                op: "get_data",
+            // Written from the keys as they are (a fetch of 50,000 inputs is not copied).
+            let msg = Tagged(GetDataBody {
                 request,
-                keys: &keys,
-            };
+                keys: &keys[..],
+            });
             let f = frames::encode(&msg, Vec::new()).map_err(|e| e.to_string())?;
             frames::send(socket, None, f).map_err(|e| e.to_string())
         });
@@ -1822,20 +1805,12 @@ impl Loop {
             let Some(header) = parts.next() else {
                 continue;
             };
-            let reply = match frames::peek_op(&header) {
-                Some("data") => frames::decode::<DataBody>(&header).map(|b| PeerReply::Data {
-                    request: b.request,
-                    items: b.items,
-                    missing: b.missing,
-                }),
-                _ => frames::decode::<PeerReply>(&header),
-            };
-            match reply {
-                Ok(PeerReply::Data {
+            match PeerReply::decode(&header) {
+                Ok(PeerReply::Data(DataBody {
                     request,
                     items,
                     missing: _,
-                }) => {
+                })) => {
                     // Large values become `Bytes` owning the received frames: no copy.
                     let blobs: Vec<Bytes> = parts.map(frames::to_bytes).collect();
                     self.on_fetched(request, items, &blobs)

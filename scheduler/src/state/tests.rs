@@ -82,7 +82,7 @@ pub(super) fn register(
 /// A worker message as a well-behaved worker sends it: finished tasks carry the definition
 /// hash they were given with (a test that leaves it blank means "the current one").
 pub(super) fn with_hashes(s: &SchedulerState, mut msg: FromWorker) -> FromWorker {
-    if let FromWorker::Report { done, .. } = &mut msg {
+    if let FromWorker::Report(ReportBody { done, .. }) = &mut msg {
         for d in done.iter_mut() {
             if d.hash == DefHash::default() {
                 if let Some(h) = s.task_ids.get(d.key.as_str()).and_then(|&t| s.hash_of(t)) {
@@ -171,11 +171,11 @@ pub(super) fn report(
     done: Vec<TaskDone>,
     now: Instant,
 ) -> Outbox {
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done,
         failed: Vec::new(),
         acquired: Vec::new(),
-    };
+    });
     send(s, route, msg, now)
 }
 
@@ -183,7 +183,7 @@ fn failed(key: &str, function: &str, message: &str) -> TaskFailed {
     TaskFailed {
         key: key.to_string(),
         hash: None,
-        kind: "task_failed".to_string(),
+        kind: "task_failed".into(),
         function: Some(function.to_string()),
         message: message.to_string(),
         missing: None,
@@ -191,11 +191,11 @@ fn failed(key: &str, function: &str, message: &str) -> TaskFailed {
 }
 
 fn report_failed(s: &mut SchedulerState, route: &[u8], f: TaskFailed, now: Instant) -> Outbox {
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: Vec::new(),
         failed: vec![f],
         acquired: Vec::new(),
-    };
+    });
     send(s, route, msg, now)
 }
 
@@ -463,7 +463,9 @@ impl Sim {
         }
         for (route, msg) in out.to_workers.drain(..) {
             match msg {
-                ToWorker::GetData { request, keys } => self.get_data.push((route, request, keys)),
+                ToWorker::GetData(GetDataBody { request, keys }) => {
+                    self.get_data.push((route, request, keys))
+                }
                 other => self.to_workers.push((route, other)),
             }
         }
@@ -527,11 +529,11 @@ impl Sim {
                         None => missing.push(k),
                     }
                 }
-                let msg = FromWorker::Data {
+                let msg = FromWorker::Data(DataBody {
                     request,
                     items,
                     missing,
-                };
+                });
                 let out = send(&mut self.s, &route, msg, self.now);
                 self.absorb(out);
             }
@@ -581,11 +583,11 @@ impl Sim {
             });
             self.stores.get_mut(&route).unwrap().insert(t.key, value);
         }
-        let msg = FromWorker::Report {
+        let msg = FromWorker::Report(ReportBody {
             done: done_list,
             failed: Vec::new(),
             acquired,
-        };
+        });
         let out = send(&mut self.s, &route, msg, self.now);
         self.absorb(out);
         true
@@ -808,11 +810,11 @@ fn result_leaves_before_the_releases_it_frees() {
         t0,
     );
     let mut out = Outbox::default();
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: vec![done("total", Value::Int(5))],
         failed: Vec::new(),
         acquired: Vec::new(),
-    };
+    });
     let msg = with_hashes(&s, msg);
     s.on_worker_message(b"w1", msg, t0, &mut out);
     assert_eq!(result_of(&out, b"c1", 1), Some(ints(&[("total", 5)])));
@@ -843,11 +845,11 @@ fn a_key_freed_in_a_turn_serves_a_get_of_the_same_turn() {
     get(&mut s, b"c1", 1, &g, "b", false, t0);
     report(&mut s, b"w1", vec![done_held("a", 8)], t0);
     let mut out = Outbox::default();
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: vec![done("b", Value::Int(3))],
         failed: Vec::new(),
         acquired: Vec::new(),
-    };
+    });
     let msg = with_hashes(&s, msg);
     s.on_worker_message(b"w1", msg, t0, &mut out);
     let mut g2 = Graph::new();
@@ -929,17 +931,19 @@ fn held_key_is_reused_not_recomputed() {
         .to_workers
         .iter()
         .filter_map(|(route, msg)| match msg {
-            ToWorker::GetData { request, keys } if route == b"w1" => Some((*request, keys.clone())),
+            ToWorker::GetData(GetDataBody { request, keys }) if route == b"w1" => {
+                Some((*request, keys.clone()))
+            }
             _ => None,
         })
         .collect();
     assert_eq!(requests.len(), 1, "one get_data to y's holder: {out:?}");
     assert_eq!(requests[0].1, vec!["y"]);
-    let data = FromWorker::Data {
+    let data = FromWorker::Data(DataBody {
         request: requests[0].0,
         items: vec![KeyData::inline("y".into(), Value::Int(4))],
         missing: Vec::new(),
-    };
+    });
     let out = send(&mut s, b"w1", data, t0);
     assert!(out.to_clients.is_empty(), "w is not done yet");
     let out = report(&mut s, b"w1", vec![done("w", Value::Int(14))], t0);
@@ -1455,23 +1459,25 @@ fn output_computed_without_value_is_gathered_for_a_late_client() {
         .to_workers
         .iter()
         .find_map(|(r, m)| match m {
-            ToWorker::GetData { request, keys } if r == b"w1" && keys == &["x"] => Some(*request),
+            ToWorker::GetData(GetDataBody { request, keys }) if r == b"w1" && keys == &["x"] => {
+                Some(*request)
+            }
             _ => None,
         })
         .expect("x is gathered from w1");
-    let data = FromWorker::Data {
+    let data = FromWorker::Data(DataBody {
         request,
         items: vec![KeyData::inline("x".into(), Value::Int(3))],
         missing: Vec::new(),
-    };
+    });
     let out = send(&mut s, b"w1", data, t0);
     assert_eq!(result_of(&out, b"c2", 2), Some(ints(&[("x", 3)])));
     // An answer to an unknown request is ignored.
-    let stale = FromWorker::Data {
+    let stale = FromWorker::Data(DataBody {
         request: request + 100,
         items: Vec::new(),
         missing: vec!["x".into()],
-    };
+    });
     assert!(send(&mut s, b"w1", stale, t0).is_empty());
 }
 
@@ -2400,11 +2406,11 @@ fn acquired_copies_are_tracked_and_released() {
     g.insert("t", task("add", (key("y"), key("y2"))));
     get(&mut s, b"c1", 1, &g, "t", false, t0);
     report(&mut s, b"w1", vec![done_held("x", 8)], t0);
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: vec![done_held("y", 8)],
         failed: Vec::new(),
         acquired: vec![info(&s, "x", 8)],
-    };
+    });
     send(&mut s, b"w2", msg, t0);
     assert_eq!(s.who_has("x"), vec![addr(b"w1"), addr(b"w2")]);
     let out = report(&mut s, b"w2", vec![done_held("y2", 8)], t0);
@@ -2755,16 +2761,16 @@ fn gather_missing_on_one_holder_asks_another() {
         .to_workers
         .iter()
         .find_map(|(r, m)| match m {
-            ToWorker::GetData { request, .. } => Some((r.clone(), *request)),
+            ToWorker::GetData(GetDataBody { request, .. }) => Some((r.clone(), *request)),
             _ => None,
         })
         .expect("a get_data");
     let other: &[u8] = if route == b"w1" { b"w2" } else { b"w1" };
-    let answer = FromWorker::Data {
+    let answer = FromWorker::Data(DataBody {
         request,
         items: Vec::new(),
         missing: vec!["a0".into()],
-    };
+    });
     let out = send(&mut s, &route, answer, t0);
     assert!(
         out.compute.is_empty(),
@@ -2774,16 +2780,18 @@ fn gather_missing_on_one_holder_asks_another() {
         .to_workers
         .iter()
         .find_map(|(r, m)| match m {
-            ToWorker::GetData { request, keys } if r == other && keys == &["a0"] => Some(*request),
+            ToWorker::GetData(GetDataBody { request, keys }) if r == other && keys == &["a0"] => {
+                Some(*request)
+            }
             _ => None,
         })
         .expect("asked the other holder");
     assert_eq!(s.who_has("a0"), vec![addr(other)]);
-    let answer = FromWorker::Data {
+    let answer = FromWorker::Data(DataBody {
         request,
         items: vec![KeyData::inline("a0".into(), Value::Int(1))],
         missing: Vec::new(),
-    };
+    });
     let out = send(&mut s, other, answer, t0);
     assert_eq!(result_of(&out, b"c1", 2), Some(ints(&[("a0", 1)])));
 }
@@ -2884,11 +2892,11 @@ fn retiring(s: &mut SchedulerState, route: &[u8], now: Instant) -> Outbox {
 }
 
 fn acquired(s: &mut SchedulerState, route: &[u8], key: &str, nbytes: u64, now: Instant) -> Outbox {
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: Vec::new(),
         failed: Vec::new(),
         acquired: vec![info(s, key, nbytes)],
-    };
+    });
     send(s, route, msg, now)
 }
 
@@ -3415,10 +3423,10 @@ fn retiring_worker_hands_its_unique_data_over_then_is_let_go() {
         out.to_workers,
         vec![(
             b"w2".to_vec(),
-            ToWorker::GetData {
+            ToWorker::GetData(GetDataBody {
                 request: 1,
                 keys: vec!["a0".into()]
-            }
+            })
         )]
     );
 }
@@ -3830,11 +3838,11 @@ fn lost_worker_keys_with_other_holders_are_kept_not_recomputed() {
     g.insert("t", task("add", (key("y"), key("y2"))));
     get(&mut s, b"c1", 1, &g, "t", false, t0);
     report(&mut s, b"w1", vec![done_held("x", 8)], t0);
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: vec![done_held("y", 8)],
         failed: Vec::new(),
         acquired: vec![info(&s, "x", 8)],
-    };
+    });
     send(&mut s, b"w2", msg, t0);
     assert_eq!(s.who_has("x"), vec![addr(b"w1"), addr(b"w2")]);
     // w1 dies: x is still on w2, so nothing is recomputed and y2 (on w2) is not disturbed.
