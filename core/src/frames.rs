@@ -35,9 +35,6 @@ pub enum FrameError {
     /// Sending or receiving failed.
     #[error("zmq: {0}")]
     Zmq(#[from] zmq::Error),
-    /// The message is not what the protocol allows (the message says what is wrong).
-    #[error("{0}")]
-    Malformed(String),
 }
 
 /// An encoded message: the header and its blob frames, ready to send.

@@ -8,7 +8,8 @@
 //! - [`collection`]: [`Collection`], a named graph stored on the scheduler.
 //! - [`token`]: [`token::tokenize`], stable names for values (deterministic keys).
 //! - [`msgpack`]: msgpack read without decoding (skipping, fields and items as bytes).
-//! - [`protocol`]: every message, as serde types, named by direction.
+//! - [`protocol`]: every message, as serde types, named by direction, and how each direction's
+//!   headers are decoded ([`protocol::Message`]); error kinds ([`ErrorKind`]).
 //! - [`frames`]: how messages become ZeroMQ frames (header + blobs for large values).
 //! - [`get_split`]: a `get` read field by field, a big graph on two threads (its halves at
 //!   once).

@@ -1145,6 +1145,35 @@ mod tests {
         assert!(kind == "quota_exceeded");
     }
 
+    /// Each body's `OP` is the op its variant is written with (`Message::decode` reads the
+    /// body straight from the bytes of that op).
+    #[test]
+    fn bodies_know_their_op() {
+        fn op_of<T: Serialize>(message: &T) -> String {
+            let header = rmp_serde::to_vec_named(message).unwrap();
+            msgpack::header_op(&header).unwrap().to_string()
+        }
+        let get = GetBody {
+            request: 1,
+            graph: HashedGraph::default(),
+            keys: Value::Nil,
+            keep_results: false,
+        };
+        assert_eq!(op_of(&FromClient::Get(get)), <GetBody>::OP);
+        let report = FromWorker::Report(ReportBody::default());
+        assert_eq!(op_of(&report), ReportBody::OP);
+        assert_eq!(op_of(&FromWorker::Data(DataBody::default())), DataBody::OP);
+        assert_eq!(op_of(&PeerReply::Data(DataBody::default())), DataBody::OP);
+        let compute = ToWorker::Compute(ComputeBody::default());
+        assert_eq!(op_of(&compute), ComputeBody::OP);
+        let release = ToWorker::Release(ReleaseBody::default());
+        assert_eq!(op_of(&release), ReleaseBody::OP);
+        let get_data = ToWorker::GetData(GetDataBody::default());
+        assert_eq!(op_of(&get_data), <GetDataBody>::OP);
+        let get_data = PeerRequest::GetData(GetDataBody::default());
+        assert_eq!(op_of(&get_data), <GetDataBody>::OP);
+    }
+
     /// A hot message is read straight into its body wherever its `op` is, and an unknown op
     /// or a header that is not a message is told apart.
     #[test]

@@ -659,12 +659,10 @@ fn decode_client_message(header: &[u8], blobs: &[zmq::Message]) -> Result<FromCl
             "unknown op {op:?}; a client sends one of {} (see docs/protocol.md)",
             CLIENT_OPS.join(", ")
         )),
-        DecodeError::InvalidGraph(error) => {
-            let key = error.key().map(str::to_string);
-            let mut info = ErrorInfo::new(ErrorKind::InvalidGraph, error.to_string());
-            info.key = key;
-            info
-        }
+        DecodeError::InvalidGraph(error) => ErrorInfo {
+            key: error.key().map(str::to_string),
+            ..ErrorInfo::new(ErrorKind::InvalidGraph, error.to_string())
+        },
         DecodeError::TooDeep => bad(format!(
             "the {:?} request nests too deeply for the decoder; values, keys and graph nodes \
              may nest at most {MAX_NESTING} levels of lists and maps",
