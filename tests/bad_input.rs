@@ -12,8 +12,8 @@ use serde_json::json;
 use zask::{Graph, Value};
 use zask_core::frames;
 use zask_core::protocol::{
-    ErrorInfo, FromClient, FromWorker, KeyData, KeyInfo, TaskDone, TaskFailed, ToClient, ToWorker,
-    PROTOCOL_VERSION,
+    DataBody, ErrorInfo, FromClient, FromWorker, KeyData, KeyInfo, ReportBody, TaskDone,
+    TaskFailed, ToClient, ToWorker, PROTOCOL_VERSION,
 };
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -309,7 +309,7 @@ fn garbage_to_the_worker_port() {
     let unknown = value_json(json!({"op": "frobnicate", "worker_id": "w"}));
     send_frames(&socket, None, frames::encode(&unknown, Vec::new()).unwrap());
     // A report whose value points at a blob frame it does not have.
-    let dangling = FromWorker::Report {
+    let dangling = FromWorker::Report(ReportBody {
         done: vec![TaskDone {
             key: "x".into(),
             hash: zask_core::DefHash::default(),
@@ -323,7 +323,7 @@ fn garbage_to_the_worker_port() {
         }],
         failed: vec![],
         acquired: vec![],
-    };
+    });
     send_frames(
         &socket,
         None,
@@ -406,7 +406,7 @@ fn nonsense_from_a_registered_worker() {
     assert_eq!(cluster.list_workers().len(), 3);
 
     // Reports about tasks nobody asked for, data nobody requested, garbage.
-    let report = FromWorker::Report {
+    let report = FromWorker::Report(ReportBody {
         done: vec![TaskDone {
             key: "never-submitted".into(),
             hash: zask_core::DefHash::default(),
@@ -427,13 +427,13 @@ fn nonsense_from_a_registered_worker() {
             nbytes: 8,
             hash: zask_core::DefHash::of_value(&Value::Int(1)),
         }],
-    };
+    });
     send_frames(&socket, None, frames::encode(&report, Vec::new()).unwrap());
-    let data = FromWorker::Data {
+    let data = FromWorker::Data(DataBody {
         request: 987_654,
         items: vec![KeyData::inline("phantom".into(), Value::Int(1))],
         missing: vec!["other".into()],
-    };
+    });
     send_frames(&socket, None, frames::encode(&data, Vec::new()).unwrap());
     socket.send(&b"\xc1 garbage"[..], 0).unwrap();
     // Then it leaves.

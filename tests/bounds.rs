@@ -15,7 +15,7 @@ use common::{
 };
 use serde_json::json;
 use zask::{key, task, Graph, Keys, Value};
-use zask_core::protocol::{ErrorInfo, FromClient, KeyInfo, ToClient};
+use zask_core::protocol::{ErrorInfo, FromClient, GetBody, KeyInfo, ToClient};
 use zask_core::{frames, DefHash};
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -396,12 +396,12 @@ fn a_client_that_never_pings_is_told_its_computation_was_cancelled() {
     let mut g = Graph::new();
     g.insert("slow", task("sleep", (5, 1)));
     let f = frames::encode(
-        &FromClient::Get {
+        &FromClient::Get(GetBody {
             request: 7,
             graph: g.into(),
             keys: Value::from("slow"),
             keep_results: false,
-        },
+        }),
         Vec::new(),
     )
     .unwrap();

@@ -15,7 +15,9 @@ use common::{
     SchedulerProc, WorkerBin, WorkerProc, DEADLINE,
 };
 use zask::{key, task, Collection, Graph, Value};
-use zask_core::protocol::{FromWorker, KeyData, KeyInfo, TaskDone, TaskFailed};
+use zask_core::protocol::{
+    DataBody, FromWorker, KeyData, KeyInfo, ReportBody, TaskDone, TaskFailed,
+};
 use zask_core::DefHash;
 
 /// `{a: sleep(s, n), b: mul(a, 10), c: add(b, 1)}`: the same key names, a different `a` per
@@ -218,7 +220,7 @@ fn only_the_worker_given_a_task_is_believed() {
         frame: None,
         raw: false,
     };
-    send(&FromWorker::Report {
+    send(&FromWorker::Report(ReportBody {
         done: vec![TaskDone {
             key: "x".into(),
             hash: DefHash::of_node(&task("sleep", (1.5, 5))).0,
@@ -239,13 +241,13 @@ fn only_the_worker_given_a_task_is_believed() {
             nbytes: 8,
             hash: DefHash::of_value(&Value::Int(777)),
         }],
-    });
+    }));
     for request in 1..50 {
-        send(&FromWorker::Data {
+        send(&FromWorker::Data(DataBody {
             request,
             items: vec![KeyData::inline("x".into(), Value::Int(777))],
             missing: Vec::new(),
-        });
+        }));
     }
     assert_eq!(
         answer.join().unwrap().unwrap(),

@@ -10,16 +10,19 @@ use common::{
 };
 use zask::{key, task, Graph, Value};
 use zask_core::frames;
-use zask_core::protocol::{ComputeTask, FromClient, FromWorker, TaskFailed, ToClient, ToWorker};
+use zask_core::protocol::{
+    ComputeBody, ComputeTask, FromClient, FromWorker, GetBody, ReleaseBody, ReportBody, TaskFailed,
+    ToClient, ToWorker,
+};
 
 fn raw_get(graph: &Graph, keys: &str, request: u64) -> frames::Frames {
     frames::encode(
-        &FromClient::Get {
+        &FromClient::Get(GetBody {
             request,
             graph: graph.clone().into(),
             keys: Value::Str(keys.to_string()),
             keep_results: false,
-        },
+        }),
         Vec::new(),
     )
     .unwrap()
@@ -70,7 +73,9 @@ fn tasks_reach_a_worker_and_results_reach_the_client() {
     // Then the worker is told to release both.
     let mut released = Vec::new();
     wait_until("x and y to be released", DEADLINE, || {
-        if let Some(ToWorker::Release { keys }) = worker.recv(Duration::from_millis(100)) {
+        if let Some(ToWorker::Release(ReleaseBody { keys })) =
+            worker.recv(Duration::from_millis(100))
+        {
             released.extend(keys);
         }
         released.sort();
@@ -92,7 +97,7 @@ fn a_failure_reported_by_a_worker_reaches_the_client() {
     });
     let tasks = worker.next_compute();
     assert_eq!(tasks[0].key, "a");
-    worker.send(&FromWorker::Report {
+    worker.send(&FromWorker::Report(ReportBody {
         done: vec![],
         failed: vec![TaskFailed {
             key: "a".into(),
@@ -103,7 +108,7 @@ fn a_failure_reported_by_a_worker_reaches_the_client() {
             missing: None,
         }],
         acquired: vec![],
-    });
+    }));
     // The client asked for b: its error names b, the input that failed (a), a's function
     // and message.
     let info = common::scheduler_error(done.join().unwrap());
@@ -137,7 +142,7 @@ fn a_worker_gets_at_most_nthreads_times_saturation_tasks() {
         }
         // Anything more sent right away would show up here.
         for m in worker.drain(Duration::from_millis(100)) {
-            if let ToWorker::Compute { tasks } = m {
+            if let ToWorker::Compute(ComputeBody { tasks }) = m {
                 outstanding.extend(tasks);
             }
         }
@@ -207,13 +212,15 @@ fn a_key_released_and_recreated_in_one_turn_is_not_released_after_its_compute() 
         let deadline = Instant::now() + DEADLINE;
         while answered != [true, true] {
             assert!(Instant::now() < deadline, "round {round}: no results");
-            if let Some(ToWorker::Compute { tasks }) = worker.recv(Duration::from_millis(10)) {
+            if let Some(ToWorker::Compute(ComputeBody { tasks })) =
+                worker.recv(Duration::from_millis(10))
+            {
                 assert!(tasks.iter().all(|t| t.key == "x"), "{tasks:?}");
                 // What the scheduler sent along with this compute, before we answer it (both
                 // leave in one flush, so they arrive together).
                 let with_it = worker.drain(Duration::from_millis(20));
                 if with_it.iter().any(
-                    |m| matches!(m, ToWorker::Release { keys } if keys.iter().any(|k| k == "x")),
+                    |m| matches!(m, ToWorker::Release(ReleaseBody { keys }) if keys.iter().any(|k| k == "x")),
                 ) {
                     bad_rounds.push(round);
                 }

@@ -10,8 +10,8 @@ use common::{free_port, raw_socket, recv_parts, send_frames, WorkerBin, WorkerPr
 use zask::{key, list, task, Node, Value};
 use zask_core::frames;
 use zask_core::protocol::{
-    ComputeTask, FromWorker, KeyData, PeerReply, PeerRequest, TaskDone, TaskFailed, ToWorker,
-    PROTOCOL_VERSION,
+    ComputeBody, ComputeTask, DataBody, FromWorker, GetDataBody, KeyData, PeerReply, PeerRequest,
+    ReleaseBody, ReportBody, TaskDone, TaskFailed, ToWorker, PROTOCOL_VERSION,
 };
 use zask_core::DefHash;
 
@@ -116,7 +116,7 @@ impl FakeScheduler {
     }
 
     fn compute(&self, route: &[u8], tasks: Vec<ComputeTask>) {
-        self.send(route, &ToWorker::Compute { tasks });
+        self.send(route, &ToWorker::Compute(ComputeBody { tasks }));
     }
 
     /// Waits for the report of `key` from the worker at `route`: done (with its value, when
@@ -127,11 +127,11 @@ impl FakeScheduler {
             if r.route != route {
                 return None;
             }
-            let FromWorker::Report {
+            let FromWorker::Report(ReportBody {
                 done,
                 failed,
                 acquired,
-            } = &r.msg
+            }) = &r.msg
             else {
                 return None;
             };
@@ -157,17 +157,17 @@ impl FakeScheduler {
     ) -> (Vec<(String, Value)>, Vec<String>) {
         self.send(
             route,
-            &ToWorker::GetData {
+            &ToWorker::GetData(GetDataBody {
                 request,
                 keys: keys.iter().map(|k| k.to_string()).collect(),
-            },
+            }),
         );
         self.recv_until("data", |r| match &r.msg {
-            FromWorker::Data {
+            FromWorker::Data(DataBody {
                 request: got,
                 items,
                 missing,
-            } if *got == request && r.route == route => Some((
+            }) if *got == request && r.route == route => Some((
                 items
                     .iter()
                     .map(|KeyData { key, data, .. }| {
@@ -206,17 +206,18 @@ impl FakePeer {
     fn asked(&self) -> (Vec<u8>, u64, Vec<String>) {
         let mut parts = recv_parts(&self.socket, DEADLINE).expect("a get_data from the worker");
         let route = parts.remove(0);
-        let PeerRequest::GetData { request, keys } = frames::decode(&parts[0]).unwrap();
+        let PeerRequest::GetData(GetDataBody { request, keys }) =
+            frames::decode(&parts[0]).unwrap();
         (route, request, keys)
     }
 
     /// Answers fetch `request` of the worker at `route` with `items`.
     fn answer(&self, route: &[u8], request: u64, items: Vec<KeyData>) {
-        let reply = PeerReply::Data {
+        let reply = PeerReply::Data(DataBody {
             request,
             items,
             missing: Vec::new(),
-        };
+        });
         send_frames(
             &self.socket,
             Some(route),
@@ -363,9 +364,9 @@ fn registers_computes_reports_and_serves_data() {
     // Release, then the keys are missing.
     fake.send(
         &route,
-        &ToWorker::Release {
+        &ToWorker::Release(ReleaseBody {
             keys: vec!["x".into(), "big".into()],
-        },
+        }),
     );
     let (items, missing) = fake.get_data(&route, 7, &["x", "big", "y"]);
     assert_eq!(items, vec![("y".to_string(), Value::Int(4))]);
@@ -473,7 +474,7 @@ fn task_failures_are_reported_with_their_kind() {
     // (Both may come in one report: collected together.)
     let (mut deep, mut fine) = (None, None);
     fake.recv_until("reports on both tasks", |r| {
-        if let FromWorker::Report { done, failed, .. } = &r.msg {
+        if let FromWorker::Report(ReportBody { done, failed, .. }) = &r.msg {
             deep = deep
                 .take()
                 .or(failed.iter().find(|f| f.key == "deep").cloned());
@@ -602,9 +603,9 @@ fn a_fetch_from_a_dead_holder_retries_the_next_holder() {
     // Release both from B: B no longer has them, A still has x.
     fake.send(
         &route_b,
-        &ToWorker::Release {
+        &ToWorker::Release(ReleaseBody {
             keys: vec!["x".into(), "y".into()],
-        },
+        }),
     );
     let (items, missing) = fake.get_data(&route_b, 2, &["x", "y"]);
     assert!(items.is_empty());
@@ -759,18 +760,18 @@ fn the_peer_port_answers_get_data_and_garbage() {
     let peer = raw_socket(&ctx, zmq::DEALER, &worker.address);
     let timeout = Duration::from_secs(20);
 
-    let request = PeerRequest::GetData {
+    let request = PeerRequest::GetData(GetDataBody {
         request: 9,
         keys: vec!["nope".into(), "x".into()],
-    };
+    });
     send_frames(&peer, None, frames::encode(&request, Vec::new()).unwrap());
     let parts = recv_parts(&peer, timeout).expect("an answer to get_data");
     match frames::decode::<PeerReply>(&parts[0]).unwrap() {
-        PeerReply::Data {
+        PeerReply::Data(DataBody {
             request,
             items,
             missing,
-        } => {
+        }) => {
             assert_eq!(request, 9);
             assert_eq!(missing, vec!["nope".to_string()]);
             assert_eq!(items.len(), 1);
@@ -783,18 +784,18 @@ fn the_peer_port_answers_get_data_and_garbage() {
         other => panic!("expected data, got {other:?}"),
     }
 
-    let request = PeerRequest::GetData {
+    let request = PeerRequest::GetData(GetDataBody {
         request: 10,
         keys: vec!["nothing-here".into()],
-    };
+    });
     send_frames(&peer, None, frames::encode(&request, Vec::new()).unwrap());
     let parts = recv_parts(&peer, timeout).expect("an answer for a missing key");
     match frames::decode::<PeerReply>(&parts[0]).unwrap() {
-        PeerReply::Data {
+        PeerReply::Data(DataBody {
             request,
             items,
             missing,
-        } => {
+        }) => {
             assert_eq!(request, 10);
             assert!(items.is_empty());
             assert_eq!(missing, vec!["nothing-here".to_string()]);
@@ -972,7 +973,7 @@ fn an_input_asked_anew_under_another_definition() {
     answer(&old_peer, &old_route, old_request, 1, test_hash("x"));
     let quiet_until = Instant::now() + Duration::from_secs(1);
     while let Some(r) = fake.recv(quiet_until.saturating_duration_since(Instant::now())) {
-        if let FromWorker::Report { failed, .. } = &r.msg {
+        if let FromWorker::Report(ReportBody { failed, .. }) = &r.msg {
             assert!(
                 failed.is_empty(),
                 "failed on the earlier answer: {failed:?}"
@@ -985,11 +986,11 @@ fn an_input_asked_anew_under_another_definition() {
     let (mut t_done, mut s_outcome, mut acquired) = (None, None, Vec::new());
     while t_done.is_none() || s_outcome.is_none() {
         let r = fake.recv(DEADLINE).expect("reports on s and t");
-        if let FromWorker::Report {
+        if let FromWorker::Report(ReportBody {
             done,
             failed,
             acquired: got,
-        } = &r.msg
+        }) = &r.msg
         {
             acquired.extend(got.iter().map(|a| a.key.clone()));
             for d in done {
@@ -1060,7 +1061,7 @@ fn a_task_given_anew_while_queued_waits_for_its_inputs() {
             );
             continue;
         };
-        if let FromWorker::Report { done, failed, .. } = &r.msg {
+        if let FromWorker::Report(ReportBody { done, failed, .. }) = &r.msg {
             assert!(
                 failed.is_empty(),
                 "failed before its input came: {failed:?}"
@@ -1099,7 +1100,7 @@ fn a_task_check_counts_only_the_definition_asked_about() {
         );
         let mut reported = Vec::new();
         let unknown = fake.recv_until("task_status", |r| match &r.msg {
-            FromWorker::Report { done, .. } => {
+            FromWorker::Report(ReportBody { done, .. }) => {
                 reported.extend(done.iter().map(|d| (d.key.clone(), d.hash)));
                 None
             }

@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use zask_core::frames;
 use zask_core::graph::Graph;
 use zask_core::protocol::{
-    CollectionSummary, FromClient, KeyData, ToClient, WorkerSummary, PROTOCOL_VERSION,
+    CollectionSummary, FromClient, GetBody, KeyData, Message, Tagged, ToClient, WorkerSummary,
+    PROTOCOL_VERSION,
 };
-use zask_core::{net, Collection, Keys, Value};
+use zask_core::{net, Collection, ErrorKind, Keys, Value};
 
 use crate::error::Error;
 
@@ -60,9 +61,13 @@ impl Default for ClientOptions {
 pub struct Status {
     /// The scheduler's unique id (changes when it restarts).
     pub scheduler_id: String,
+    /// Registered workers.
     pub workers: u64,
+    /// Tasks the scheduler tracks (waiting, running or held).
     pub tasks: u64,
+    /// Computations in flight.
     pub graphs: u64,
+    /// Keys held on workers.
     pub keys: u64,
 }
 
@@ -193,13 +198,12 @@ impl Client {
             // Encoded from the caller's graph as it is (no copy of a big graph).
             let result = self.inner.request_encoded(
                 |request| {
-                    let msg = GetRef {
-                        op: "get",
+                    let msg = Tagged(GetBody {
                         request,
                         graph,
                         keys: &keys_value,
                         keep_results,
-                    };
+                    });
                     frames::encode(&msg, Vec::new())
                 },
                 timeout,
@@ -209,7 +213,7 @@ impl Client {
                 Err(e) if e.is_lost_request() && attempt < self.inner.options.resubmit_attempts => {
                     attempt += 1;
                     log::warn!("{e}; submitting the computation again (attempt {attempt})");
-                    if e.kind() == Some("shutting_down") {
+                    if e.error_kind() == Some(&ErrorKind::ShuttingDown) {
                         // The scheduler is going away: give its successor a moment to come.
                         std::thread::sleep(self.inner.options.heartbeat_interval);
                     }
@@ -431,16 +435,6 @@ impl Client {
     }
 }
 
-/// A `get` message borrowing its graph (the same wire form as `FromClient::Get`).
-#[derive(serde::Serialize)]
-struct GetRef<'a> {
-    op: &'static str,
-    request: u64,
-    graph: &'a Graph,
-    keys: &'a Value,
-    keep_results: bool,
-}
-
 /// An error or reply that does not answer the request.
 fn unexpected(reply: ToClient) -> Error {
     match reply {
@@ -623,7 +617,7 @@ impl Io {
             let Some(header) = parts.next() else {
                 continue;
             };
-            let msg: ToClient = match frames::decode(&header) {
+            let msg = match ToClient::decode(&header) {
                 Ok(m) => m,
                 Err(e) => {
                     log::warn!("dropping a malformed message from the scheduler: {e}");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use zask_core::ErrorInfo;
+use zask_core::{ErrorInfo, ErrorKind};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -11,34 +11,59 @@ pub enum Error {
     /// is missing, ... `kind()` says which (see `docs/protocol.md` for the kinds).
     #[error("{0}")]
     Scheduler(ErrorInfo),
+    /// The address cannot be connected to (it is not `tcp://host:port`, say).
     #[error("cannot connect to {0:?} (expected tcp://host:port): {1}")]
     Connect(String, zmq::Error),
+    /// No scheduler answered the handshake at the address, within the time given.
     #[error("no zask scheduler answered at {0} within {1:?}; is zask-scheduler running, and is this its address_to_clients?")]
     NoScheduler(String, Duration),
+    /// The call was not answered in time.
     #[error("timed out after {after:?} {what}")]
-    Timeout { what: String, after: Duration },
+    Timeout {
+        /// What the call was doing.
+        what: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The scheduler went silent while the call waited (retryable).
     #[error(
         "the scheduler stopped answering for {0:?}; it may have died or the network may be down"
     )]
     SchedulerUnreachable(Duration),
+    /// The scheduler restarted while the call waited, and forgot it (retryable).
     #[error("the scheduler restarted and forgot this request; submit it again")]
     SchedulerRestarted,
+    /// The request is larger than the client sends (`ClientOptions::max_message_size`).
     #[error("request of {size} bytes exceeds the client's limit of {limit} bytes; scatter large data instead of embedding it in the graph")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        /// The request's size, in bytes.
+        size: usize,
+        /// `ClientOptions::max_message_size`.
+        limit: usize,
+    },
+    /// The scheduler's answer is not what the protocol allows.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The client was closed.
     #[error("the client is closed")]
     Closed,
+    /// ZeroMQ failed.
     #[error("ZeroMQ error: {0}")]
     Zmq(#[from] zmq::Error),
+    /// The client's I/O thread could not be started.
     #[error("cannot start the client thread: {0}")]
     Thread(std::io::Error),
 }
 
 impl Error {
-    /// The scheduler's error kind (`task_failed`, `missing_key`, `cycle`, ...), when the
-    /// scheduler reported the error.
+    /// The name of the scheduler's error kind (`task_failed`, `missing_key`, `cycle`, ...),
+    /// when the scheduler reported the error.
     pub fn kind(&self) -> Option<&str> {
+        self.error_kind().map(ErrorKind::as_str)
+    }
+
+    /// The scheduler's error kind, when the scheduler reported the error.
+    pub fn error_kind(&self) -> Option<&ErrorKind> {
         match self {
             Error::Scheduler(info) => Some(&info.kind),
             _ => None,
@@ -60,7 +85,7 @@ impl Error {
         matches!(
             self,
             Error::SchedulerRestarted | Error::SchedulerUnreachable(_)
-        ) || self.kind() == Some("shutting_down")
+        ) || self.error_kind() == Some(&ErrorKind::ShuttingDown)
     }
 
     /// Whether submitting the same request again may succeed (the scheduler restarted or was
@@ -69,6 +94,6 @@ impl Error {
         matches!(
             self,
             Error::SchedulerRestarted | Error::SchedulerUnreachable(_) | Error::Timeout { .. }
-        ) || self.kind() == Some("shutting_down")
+        ) || self.error_kind() == Some(&ErrorKind::ShuttingDown)
     }
 }

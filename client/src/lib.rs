@@ -17,6 +17,8 @@
 //!   collection.
 //! - [`error`]: [`Error`], what can go wrong, with the scheduler's error kind when it answered.
 
+#![warn(missing_docs)]
+
 pub mod bag;
 pub mod client;
 pub mod error;

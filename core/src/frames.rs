@@ -16,27 +16,33 @@ pub const INLINE_LIMIT: u64 = 16 * 1024;
 /// Encoding or decoding frames failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
+    /// A message without its header frame.
     #[error("message has no header frame")]
     NoHeader,
+    /// The header is not the message expected (see [`crate::protocol::Message::decode`] for
+    /// errors that tell the cases apart).
     #[error("cannot decode message header: {0}")]
     Decode(#[from] rmp_serde::decode::Error),
+    /// The message cannot be encoded (a value serde cannot write as msgpack).
     #[error("cannot encode message: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
+    /// A [`Data`] names a blob frame the message does not have.
     #[error("message refers to blob frame {0}, which it does not have")]
     MissingFrame(u32),
+    /// The value in a blob frame cannot be decoded.
     #[error("cannot decode value in blob frame {0}: {1}")]
     Blob(u32, rmp_serde::decode::Error),
+    /// Sending or receiving failed.
     #[error("zmq: {0}")]
     Zmq(#[from] zmq::Error),
-    /// The message is not what the protocol allows (the message says what is wrong).
-    #[error("{0}")]
-    Malformed(String),
 }
 
 /// An encoded message: the header and its blob frames, ready to send.
 #[derive(Debug, Default)]
 pub struct Frames {
+    /// The header: the message, msgpack-encoded.
     pub header: Vec<u8>,
+    /// The blob frames, in the order [`Data::frame`] numbers them.
     pub blobs: Vec<Vec<u8>>,
 }
 
@@ -229,8 +235,8 @@ pub fn decode<T: DeserializeOwned>(header: &[u8]) -> Result<T, FrameError> {
 }
 
 /// The `op` of a message header when it is the map's first entry (as zask writes it), without
-/// decoding the rest. Hot messages (`report`, `compute`) then decode straight into their
-/// fields, skipping the buffering serde needs for an `op` that could be anywhere.
+/// decoding the rest (a cheap look; [`crate::protocol::Message::decode`] finds the `op`
+/// anywhere).
 pub fn peek_op(header: &[u8]) -> Option<&str> {
     let mut rd: &[u8] = header;
     rmp::decode::read_map_len(&mut rd).ok()?;

@@ -1,4 +1,4 @@
-//! A big `get` read on two threads.
+//! A `get` read field by field: its graph with typed errors, on two threads when it is big.
 //!
 //! While a large graph is submitted the scheduler has nothing else to do, and on a machine
 //! with few cores one of them sits idle: decoding the graph is the largest single step of a
@@ -7,73 +7,161 @@
 //! where the second begins (no values are built), a helper thread decodes the second half
 //! while this thread decodes the first, and the halves are joined in order.
 //!
-//! The result is exactly the one [`frames::decode`] gives. Anything unusual (a key that is
-//! not a string, a key twice, a malformed node, a field twice, an extension type, ...) makes
-//! the split reader step aside and the whole message is decoded the ordinary way, which then
-//! gives its usual error message.
+//! The result is exactly the one [`frames::decode`](crate::frames::decode) gives. Anything
+//! unusual (a key that is not a string, a key twice, a malformed node, a field twice, an
+//! extension type, ...) makes the split reader step aside and the message is read again on
+//! one thread, which says what is wrong: a [`GraphError`] naming the key for the graph (which
+//! serde could only give as text), a [`DecodeError::Malformed`] for the other fields.
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::frames::{self, FrameError};
 use crate::graph::{Graph, Node, Nodes};
-use crate::graph_serde::{check_node, HashedGraph};
+use crate::graph_serde::{check_node, GraphError, HashedGraph};
 use crate::hash::DefHash;
-use crate::msgpack::{skip, take_value};
-use crate::protocol::GetBody;
+use crate::msgpack::{self, skip, take_value};
+use crate::protocol::{DecodeError, GetBody};
 use crate::value::Value;
+
+#[cfg(test)]
+use crate::frames;
 
 /// Graphs with fewer nodes are decoded on one thread (a thread costs more than it saves).
 pub const SPLIT_MIN_NODES: usize = 20_000;
 
 /// Decodes a `get` header, its graph on two threads when it is big.
-pub fn decode_get(header: &[u8]) -> Result<GetBody, FrameError> {
+pub fn decode_get(header: &[u8]) -> Result<GetBody, DecodeError> {
     match split_decode(header) {
         Some(body) => Ok(body),
-        None => frames::decode(header),
+        None => read_get(header, |rd| Ok(read_graph(rd)?)),
     }
 }
 
-/// The split read; `None` to leave the message to the ordinary decoder.
+/// The split read; `None` to leave the message to the one-thread reader.
 fn split_decode(header: &[u8]) -> Option<GetBody> {
+    // (The error is never looked at: the one-thread reader finds it again, and says it.)
+    let step_aside = || DecodeError::Malformed(String::new());
+    read_get(header, |rd| split_graph(rd).ok_or_else(step_aside)).ok()
+}
+
+/// Reads a `get`'s fields as serde reads [`GetBody`] (in any order, each at most once, fields
+/// it does not know ignored), the graph with `read_graph`.
+fn read_get(
+    header: &[u8],
+    mut read_graph: impl FnMut(&mut &[u8]) -> Result<HashedGraph, DecodeError>,
+) -> Result<GetBody, DecodeError> {
     let mut rd = header;
-    let fields = rmp::decode::read_map_len(&mut rd).ok()?;
+    let fields = rmp::decode::read_map_len(&mut rd)
+        .map_err(|_| DecodeError::Malformed("a message header is a msgpack map".into()))?;
     let mut request = None;
     let mut graph = None;
     let mut keys = None;
     let mut keep_results = None;
     for _ in 0..fields {
-        let (name, rest) = rmp::decode::read_str_from_slice(rd).ok()?;
-        rd = rest;
-        if name == "graph" {
-            if graph.is_some() {
-                return None;
-            }
-            graph = Some(read_graph(&mut rd)?);
-            continue;
-        }
-        let value = take_value(&mut rd)?;
+        let name = msgpack::take_field_name(&mut rd).ok_or_else(truncated)?;
         match name {
-            "request" if request.is_none() => request = Some(rmp_serde::from_slice(value).ok()?),
-            "keys" if keys.is_none() => keys = Some(rmp_serde::from_slice::<Value>(value).ok()?),
-            "keep_results" if keep_results.is_none() => {
-                keep_results = Some(rmp_serde::from_slice(value).ok()?)
+            Some("graph") => {
+                once(&graph, "graph")?;
+                graph = Some(read_graph(&mut rd)?);
             }
-            "request" | "keys" | "keep_results" => return None,
-            _ => {} // `op`, or a field this version does not know (ignored, as serde does).
+            Some("request") => {
+                once(&request, "request")?;
+                request = Some(field(&mut rd, "request")?);
+            }
+            Some("keys") => {
+                once(&keys, "keys")?;
+                keys = Some(field::<Value>(&mut rd, "keys")?);
+            }
+            Some("keep_results") => {
+                once(&keep_results, "keep_results")?;
+                keep_results = Some(field(&mut rd, "keep_results")?);
+            }
+            // `op`, or a field this version does not know.
+            _ => skip(&mut rd).ok_or_else(truncated)?,
         }
     }
-    Some(GetBody {
-        request: request?,
-        graph: graph?,
-        keys: keys?,
+    let missing = |name: &str| DecodeError::Malformed(format!("missing field `{name}`"));
+    Ok(GetBody {
+        request: request.ok_or_else(|| missing("request"))?,
+        graph: graph.ok_or_else(|| missing("graph"))?,
+        keys: keys.ok_or_else(|| missing("keys"))?,
         keep_results: keep_results.unwrap_or(false),
     })
 }
 
+/// The error for a header that ends before its last field does (or holds a msgpack
+/// extension type, which no zask message does).
+fn truncated() -> DecodeError {
+    DecodeError::Malformed("the message is truncated (or holds a msgpack extension type)".into())
+}
+
+/// An error if the field `name` was read already.
+fn once<T>(read: &Option<T>, name: &str) -> Result<(), DecodeError> {
+    match read {
+        Some(_) => Err(DecodeError::Malformed(format!("duplicate field `{name}`"))),
+        None => Ok(()),
+    }
+}
+
+/// Decodes the field `name`, at the start of `rd` (and moves `rd` past it).
+fn field<T: DeserializeOwned>(rd: &mut &[u8], name: &str) -> Result<T, DecodeError> {
+    let bytes = take_value(rd).ok_or_else(truncated)?;
+    rmp_serde::from_slice(bytes).map_err(|e| match DecodeError::from(e) {
+        DecodeError::Malformed(message) => {
+            DecodeError::Malformed(format!("field `{name}`: {message}"))
+        }
+        other => other,
+    })
+}
+
+/// Reads the graph map at `rd` (and moves `rd` past it) on this thread.
+fn read_graph(rd: &mut &[u8]) -> Result<HashedGraph, GraphError> {
+    let count = graph_len(rd)?;
+    let mut hashes = vec![DefHash::default(); count];
+    let mut nodes = Nodes::with_capacity_and_hasher(count, Default::default());
+    // (A reader over `rd` itself, which it moves past what it reads.)
+    let mut de = rmp_serde::Deserializer::new(&mut *rd);
+    read_entries(&mut de, &mut hashes, |key, node| {
+        insert(&mut nodes, key, node)
+    })?;
+    Ok(HashedGraph {
+        graph: Graph { nodes },
+        hashes,
+    })
+}
+
+/// The number of entries of the graph map at `rd` (and moves `rd` past the map's header).
+fn graph_len(rd: &mut &[u8]) -> Result<usize, GraphError> {
+    let start = *rd;
+    let count = rmp::decode::read_map_len(rd)
+        .map_err(|_| GraphError::NotAMap(msgpack::describe(start).to_string()))?;
+    // Each entry takes two bytes at least: a count beyond what is left is a truncated graph
+    // (and no table is made for it).
+    if count as usize > rd.len() / 2 {
+        return Err(GraphError::Unreadable(
+            "the message ends inside the graph".into(),
+        ));
+    }
+    Ok(count as usize)
+}
+
+/// Adds a node to `nodes`; a key twice is an error.
+fn insert(nodes: &mut Nodes, key: String, node: Node) -> Result<(), GraphError> {
+    match nodes.entry(key) {
+        indexmap::map::Entry::Occupied(e) => Err(GraphError::Twice {
+            key: e.key().clone(),
+        }),
+        indexmap::map::Entry::Vacant(e) => {
+            e.insert(node);
+            Ok(())
+        }
+    }
+}
+
 /// Reads the graph map at `rd` (and moves `rd` past it), the second half of its entries on a
 /// helper thread; `None` for a small graph or anything unusual.
-fn read_graph(rd: &mut &[u8]) -> Option<HashedGraph> {
-    let count = rmp::decode::read_map_len(rd).ok()? as usize;
+fn split_graph(rd: &mut &[u8]) -> Option<HashedGraph> {
+    let count = graph_len(rd).ok()?;
     if count < SPLIT_MIN_NODES {
         return None;
     }
@@ -89,14 +177,14 @@ fn read_graph(rd: &mut &[u8]) -> Option<HashedGraph> {
     let mut hashes = vec![DefHash::default(); count];
     let (my_hashes, their_hashes) = hashes.split_at_mut(first_count);
     std::thread::scope(|scope| {
-        // (No thread to be had: the ordinary decoder does it all.)
+        // (No thread to be had: the one-thread reader does it all.)
         let helper = std::thread::Builder::new()
             .name("zask-decode".into())
             // Nested nodes are decoded recursively: the same stack as the scheduler's loop.
             .stack_size(crate::service::STACK_SIZE)
-            .spawn_scoped(scope, || read_entries(second, their_hashes))
+            .spawn_scoped(scope, || read_half(second, their_hashes))
             .ok()?;
-        let mine = read_entries(first, my_hashes);
+        let mine = read_half(first, my_hashes);
         // Where the graph ends (the helper reads the same bytes; this pass is much cheaper).
         let mut end = second;
         let skipped = (0..(count - first_count) * 2).try_for_each(|_| skip(&mut end));
@@ -106,29 +194,50 @@ fn read_graph(rd: &mut &[u8]) -> Option<HashedGraph> {
         *rd = end;
         let mut nodes = Nodes::with_capacity_and_hasher(count, Default::default());
         for (key, node) in mine.into_iter().chain(theirs) {
-            if nodes.insert(key, node).is_some() {
-                return None; // A key twice: the ordinary decoder says which.
-            }
+            // A key twice: the one-thread reader says which.
+            insert(&mut nodes, key, node).ok()?;
         }
         Some(Graph { nodes })
     })
     .map(|graph| HashedGraph { graph, hashes })
 }
 
-/// Decodes as many graph entries (a string key, then a node) as `hashes` has room for, from
-/// the start of `bytes`, each checked and hashed (into `hashes`) as [`check_node`] does.
-fn read_entries(bytes: &[u8], hashes: &mut [DefHash]) -> Option<Vec<(String, Node)>> {
+/// Decodes as many graph entries as `hashes` has room for, from the start of `bytes`.
+fn read_half(bytes: &[u8], hashes: &mut [DefHash]) -> Option<Vec<(String, Node)>> {
     let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
     let mut entries = Vec::with_capacity(hashes.len());
-    for slot in hashes.iter_mut() {
-        let Value::Str(key) = Value::deserialize(&mut de).ok()? else {
-            return None;
-        };
-        let node = Node::deserialize(&mut de).ok()?;
-        *slot = check_node(&key, &node).ok()?;
+    read_entries(&mut de, hashes, |key, node| {
         entries.push((key, node));
-    }
+        Ok(())
+    })
+    .ok()?;
     Some(entries)
+}
+
+/// Decodes as many graph entries (a string key, then a node) as `hashes` has room for, each
+/// checked and hashed (into `hashes`) as [`check_node`] does, and handed to `take`.
+fn read_entries<'de, R: rmp_serde::decode::ReadSlice<'de>>(
+    de: &mut rmp_serde::Deserializer<R>,
+    hashes: &mut [DefHash],
+    mut take: impl FnMut(String, Node) -> Result<(), GraphError>,
+) -> Result<(), GraphError> {
+    for slot in hashes.iter_mut() {
+        let key = match Value::deserialize(&mut *de) {
+            Ok(Value::Str(key)) => key,
+            Ok(other) => return Err(GraphError::KeyNotAString(other.to_string())),
+            Err(e) => return Err(GraphError::Unreadable(e.to_string())),
+        };
+        let node = match Node::deserialize(&mut *de) {
+            Ok(node) => node,
+            Err(e) => {
+                let message = e.to_string();
+                return Err(GraphError::BadNode { key, message });
+            }
+        };
+        *slot = check_node(&key, &node)?;
+        take(key, node)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -524,7 +524,7 @@ impl Graph {
                 return Err(NodeError(format!("graph keys must be strings, got {k}")));
             };
             let node = Node::from_value(v).map_err(|e| NodeError(format!("key {k:?}: {}", e.0)))?;
-            crate::graph_serde::check_node(k, &node).map_err(NodeError)?;
+            crate::graph_serde::check_node(k, &node).map_err(|e| NodeError(e.to_string()))?;
             if nodes.insert(k.clone(), node).is_some() {
                 return Err(NodeError(format!("key {k:?} appears twice")));
             }

@@ -16,9 +16,65 @@ use crate::graph::{bytes_literal, float_literal, form_of, Form, Graph, Node, Tas
 use crate::hash::DefHash;
 use crate::value::{Value, MAX_NESTING};
 
-/// Errors about a graph's content start with this, so a receiver can tell them from other
-/// decoding errors.
+/// Errors about a graph's content start with this (see [`GraphError`]), so that people
+/// reading them can tell them from other decoding errors.
 pub const INVALID_GRAPH: &str = "invalid graph";
+
+/// What is wrong with a graph's content: the scheduler answers it with `invalid_graph`,
+/// naming the key ([`GraphError::key`]). Readers that go through serde (which carries errors
+/// as text) give its message; the `get` reader (`get_split`) gives it typed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GraphError {
+    /// The graph is not a map (it is what the string says).
+    #[error("{INVALID_GRAPH}: a graph is a map of keys to nodes, got {0}")]
+    NotAMap(String),
+    /// A key of the graph is not a string (it is the value shown).
+    #[error("{INVALID_GRAPH}: graph keys must be strings, got {0}")]
+    KeyNotAString(String),
+    /// The node of `key` is malformed (`message` says how).
+    #[error("{INVALID_GRAPH}: key {}: {message}", key_in_message(.key))]
+    BadNode {
+        /// The node's key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The node of `key` nests deeper than [`MAX_NESTING`].
+    #[error(
+        "{INVALID_GRAPH}: key {}: the node nests {nesting} levels of lists, maps and tasks; \
+         the limit is {MAX_NESTING}",
+        key_in_message(.key)
+    )]
+    TooDeep {
+        /// The node's key.
+        key: String,
+        /// How many levels it nests.
+        nesting: usize,
+    },
+    /// The graph has `key` twice.
+    #[error("{INVALID_GRAPH}: key {} appears twice", key_in_message(.key))]
+    Twice {
+        /// The key.
+        key: String,
+    },
+    /// The graph's bytes cannot be read at all (truncated, say).
+    #[error("{INVALID_GRAPH}: {0}")]
+    Unreadable(String),
+}
+
+impl GraphError {
+    /// The key whose node is wrong, when the error is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            GraphError::BadNode { key, .. }
+            | GraphError::TooDeep { key, .. }
+            | GraphError::Twice { key } => Some(key),
+            GraphError::NotAMap(_) | GraphError::KeyNotAString(_) | GraphError::Unreadable(_) => {
+                None
+            }
+        }
+    }
+}
 
 impl Serialize for Node {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -531,32 +587,21 @@ impl<'de> Deserialize<'de> for HashedGraph {
 
 /// Checks a decoded node (it must not nest deeper than [`MAX_NESTING`]) and hashes it; the
 /// error is the one a graph reader reports for that node's key.
-pub(crate) fn check_node(key: &str, node: &Node) -> Result<DefHash, String> {
+pub(crate) fn check_node(key: &str, node: &Node) -> Result<DefHash, GraphError> {
     let (hash, nesting) = DefHash::of_node(node);
     if nesting > MAX_NESTING {
-        return Err(format!(
-            "{INVALID_GRAPH}: key {}: the node nests {nesting} levels of lists, maps and tasks; \
-             the limit is {MAX_NESTING}",
-            key_in_message(key)
-        ));
+        return Err(GraphError::TooDeep {
+            key: key.to_string(),
+            nesting,
+        });
     }
     Ok(hash)
 }
 
-/// A key as error messages about graphs quote it: as a JSON string, so that a receiver can
-/// read it back ([`key_of_message`]).
+/// A key as error messages about graphs quote it: as a JSON string (a key may hold quotes,
+/// newlines, anything).
 pub fn key_in_message(key: &str) -> String {
     serde_json::to_string(key).unwrap_or_else(|_| format!("{key:?}"))
-}
-
-/// The key an `invalid graph: key "..."` message names, if it names one.
-pub fn key_of_message(message: &str) -> Option<String> {
-    let at = message.find(INVALID_GRAPH)?;
-    let rest = message[at + INVALID_GRAPH.len()..].strip_prefix(": key ")?;
-    serde_json::Deserializer::from_str(rest)
-        .into_iter::<String>()
-        .next()?
-        .ok()
 }
 
 struct GraphVisitor;
@@ -599,22 +644,23 @@ impl<'de> Visitor<'de> for GraphVisitor {
         let mut hashes = Vec::with_capacity(capacity);
         while let Some(k) = map.next_key::<Value>()? {
             let Value::Str(key) = k else {
-                return Err(de::Error::custom(format!(
-                    "{INVALID_GRAPH}: graph keys must be strings, got {k}"
-                )));
+                return Err(de::Error::custom(GraphError::KeyNotAString(k.to_string())));
             };
             let node = map.next_value_seed(NodeSeed).map_err(|e| {
-                de::Error::custom(format!(
-                    "{INVALID_GRAPH}: key {}: {e}",
-                    key_in_message(&key)
-                ))
+                de::Error::custom(GraphError::BadNode {
+                    key: key.clone(),
+                    message: e.to_string(),
+                })
             })?;
             hashes.push(check_node(&key, &node).map_err(de::Error::custom)?);
-            if nodes.insert(key.clone(), node).is_some() {
-                return Err(de::Error::custom(format!(
-                    "{INVALID_GRAPH}: key {} appears twice",
-                    key_in_message(&key)
-                )));
+            match nodes.entry(key) {
+                indexmap::map::Entry::Occupied(e) => {
+                    let key = e.key().clone();
+                    return Err(de::Error::custom(GraphError::Twice { key }));
+                }
+                indexmap::map::Entry::Vacant(e) => {
+                    e.insert(node);
+                }
             }
         }
         Ok(HashedGraph {
@@ -641,9 +687,7 @@ impl<'de> Deserialize<'de> for Graph {
 }
 
 fn not_a_map<E: de::Error>(got: &str) -> E {
-    E::custom(format!(
-        "{INVALID_GRAPH}: a graph is a map of keys to nodes, got {got}"
-    ))
+    E::custom(GraphError::NotAMap(got.to_string()))
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use crate::value::Value;
 /// One key, or a (nested) list of keys.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Keys {
+    /// A key.
     One(String),
+    /// A list of keys, or of lists.
     Many(Vec<Keys>),
 }
 

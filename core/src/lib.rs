@@ -8,11 +8,15 @@
 //! - [`collection`]: [`Collection`], a named graph stored on the scheduler.
 //! - [`token`]: [`token::tokenize`], stable names for values (deterministic keys).
 //! - [`msgpack`]: msgpack read without decoding (skipping, fields and items as bytes).
-//! - [`protocol`]: every message, as serde types, named by direction.
+//! - [`protocol`]: every message, as serde types, named by direction, and how each direction's
+//!   headers are decoded ([`protocol::Message`]); error kinds ([`ErrorKind`]).
 //! - [`frames`]: how messages become ZeroMQ frames (header + blobs for large values).
-//! - [`get_split`]: a big `get` read on two threads (its graph's halves at once).
+//! - [`get_split`]: a `get` read field by field, a big graph on two threads (its halves at
+//!   once).
 //! - [`net`]: small ZeroMQ helpers every process uses (addresses, socket options).
 //! - [`service`]: [`service::Service`], a stoppable event-loop thread (scheduler, worker).
+
+#![warn(missing_docs)]
 
 pub mod collection;
 pub mod frames;
@@ -32,5 +36,5 @@ pub use collection::Collection;
 pub use graph::{key, list, lit, task, Graph, Node, Task};
 pub use hash::DefHash;
 pub use keys::Keys;
-pub use protocol::{ErrorInfo, PROTOCOL_VERSION};
+pub use protocol::{ErrorInfo, ErrorKind, PROTOCOL_VERSION};
 pub use value::{from_value, to_value, Bytes, Value};

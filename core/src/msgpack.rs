@@ -78,7 +78,7 @@ pub fn map_fields(bytes: &[u8]) -> Option<Vec<(Option<&str>, &[u8])>> {
 
 /// Takes the name of a map field off the front of `rd`: `Some(None)` for a name that is not
 /// a string (skipped); `None` if `rd` does not start with a well-formed value.
-fn take_field_name<'a>(rd: &mut &'a [u8]) -> Option<Option<&'a str>> {
+pub(crate) fn take_field_name<'a>(rd: &mut &'a [u8]) -> Option<Option<&'a str>> {
     match rmp::decode::read_str_from_slice(*rd) {
         Ok((name, rest)) => {
             *rd = rest;

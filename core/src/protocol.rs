@@ -9,14 +9,27 @@
 //! socket, [`FromClient`] / [`ToClient`] on its client socket, [`PeerRequest`] / [`PeerReply`]
 //! between workers. Messages that carry many tasks carry them in batches (`compute`, `report`)
 //! so that the hot path never needs one message per task.
+//!
+//! Each message is defined once. Most are struct variants of their direction's enum; the hot
+//! ones (`get`, `compute`, `release`, `report`, `get_data`, `data`) are a struct of their
+//! own (a [`Body`]) that the variant wraps: the receiver reads their bytes straight into it
+//! ([`Message::decode`], without the buffering serde needs for an `op` that could be
+//! anywhere), and a sender that borrows the fields writes them with [`Tagged`]. Both give the
+//! bytes the enum gives; `core/tests/golden.rs` pins every message's bytes, and checks the
+//! examples in `docs/protocol.md` against them.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeOwned, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
 use std::sync::Arc;
 
 use crate::graph::Node;
-use crate::graph_serde::HashedGraph;
+use crate::graph_serde::{GraphError, HashedGraph};
 use crate::hash::DefHash;
+use crate::msgpack;
 use crate::value::Value;
+
+mod op_first;
 
 /// The protocol version. Registration (`register`) and the client handshake (`hello`) carry it;
 /// a scheduler refuses a peer with another version, saying both versions. Version 2 added
@@ -41,7 +54,9 @@ pub struct Data {
 /// A key with its value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyData {
+    /// The key.
     pub key: String,
+    /// Its value, inline or in a blob frame.
     pub data: Data,
     /// The definition hash of the value, where the receiver keeps it: a scattered value sent
     /// to a worker (`put_data`), a value a peer serves (`data` between workers).
@@ -68,19 +83,191 @@ impl KeyData {
 /// hash it was stored with (so a stale copy is told from the current one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyInfo {
+    /// The key.
     pub key: String,
+    /// The size of its value (`Value::nbytes`).
     pub nbytes: u64,
+    /// The definition hash the value was stored with.
     pub hash: DefHash,
+}
+
+/// What kind of failure an [`ErrorInfo`] or a [`TaskFailed`] reports: the part of an error
+/// that programs act on (a client submits again after `shutting_down`, the scheduler gives a
+/// task again after `missing_dependency`). On the wire it is its name, a snake_case string
+/// (`"task_failed"`); [`ErrorKind::as_str`] and `Display` give that name.
+///
+/// Decoding is lenient, as everywhere in the protocol (`docs/protocol.md`): a name this
+/// version does not know, from a newer peer, becomes [`ErrorKind::Other`] with the name kept,
+/// so the message carrying it is still read, and the name is passed on as it came (the
+/// scheduler hands a worker's failure kind on to the client).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A task's function returned an error or panicked, or its result could not be kept
+    /// (nested too deep, a full disk), or its worker's report of it could not be read.
+    TaskFailed,
+    /// The key asked for could not be computed because a key it depends on failed:
+    /// [`ErrorInfo::dependency`] names that key, and the message gives its failure.
+    DependencyFailed,
+    /// A function the graph calls is offered by no registered worker (from a worker: it is
+    /// not registered there).
+    UnknownFunction,
+    /// A reference to a key that is neither in the graph nor held.
+    MissingKey,
+    /// The graph defines (or a scatter stores) a key the scheduler holds or computes with
+    /// another definition; [`ErrorInfo::key`] names it.
+    KeyConflict,
+    /// The graph has a cycle (the message shows its path).
+    Cycle,
+    /// A graph node is malformed, or a graph is not a map of keys to nodes;
+    /// [`ErrorInfo::key`] names the node when there is one.
+    InvalidGraph,
+    /// A request that cannot be decoded, or is not what its op allows.
+    BadRequest,
+    /// The peer speaks another protocol version (the message says both).
+    VersionMismatch,
+    /// A message or a collection exceeds the scheduler's size limit.
+    TooLarge,
+    /// No worker registered in time to run the computation.
+    NoWorkers,
+    /// The only copy of a key was lost and the key cannot be computed again.
+    Lost,
+    /// The computation was cancelled: the client was silent past `--client-timeout`, or left
+    /// more than `--client-queue` replies unread.
+    Cancelled,
+    /// A worker could not have an input of a task (no holder could provide it, or it was
+    /// replaced by another definition); the scheduler gives the task again a few times.
+    MissingDependency,
+    /// A worker could not read a task it was given (a malformed node, one nested too deep).
+    BadTask,
+    /// The scheduler is shutting down; the request may be sent again to its successor.
+    ShuttingDown,
+    /// No stored collection has that name.
+    UnknownCollection,
+    /// The scheduler's collection storage failed.
+    Storage,
+    /// The task was running on `--allowed-failures` workers that died.
+    WorkerDied,
+    /// No registered worker has that address (`retire`).
+    UnknownWorker,
+    /// A kind this version does not know (from a newer peer), by its name.
+    Other(String),
+}
+
+impl ErrorKind {
+    /// Every kind this version knows (all but [`ErrorKind::Other`]).
+    pub const KNOWN: [ErrorKind; 20] = [
+        ErrorKind::TaskFailed,
+        ErrorKind::DependencyFailed,
+        ErrorKind::UnknownFunction,
+        ErrorKind::MissingKey,
+        ErrorKind::KeyConflict,
+        ErrorKind::Cycle,
+        ErrorKind::InvalidGraph,
+        ErrorKind::BadRequest,
+        ErrorKind::VersionMismatch,
+        ErrorKind::TooLarge,
+        ErrorKind::NoWorkers,
+        ErrorKind::Lost,
+        ErrorKind::Cancelled,
+        ErrorKind::MissingDependency,
+        ErrorKind::BadTask,
+        ErrorKind::ShuttingDown,
+        ErrorKind::UnknownCollection,
+        ErrorKind::Storage,
+        ErrorKind::WorkerDied,
+        ErrorKind::UnknownWorker,
+    ];
+
+    /// The kind's name, as the wire carries it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorKind::TaskFailed => "task_failed",
+            ErrorKind::DependencyFailed => "dependency_failed",
+            ErrorKind::UnknownFunction => "unknown_function",
+            ErrorKind::MissingKey => "missing_key",
+            ErrorKind::KeyConflict => "key_conflict",
+            ErrorKind::Cycle => "cycle",
+            ErrorKind::InvalidGraph => "invalid_graph",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::VersionMismatch => "version_mismatch",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::NoWorkers => "no_workers",
+            ErrorKind::Lost => "lost",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::MissingDependency => "missing_dependency",
+            ErrorKind::BadTask => "bad_task",
+            ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::UnknownCollection => "unknown_collection",
+            ErrorKind::Storage => "storage",
+            ErrorKind::WorkerDied => "worker_died",
+            ErrorKind::UnknownWorker => "unknown_worker",
+            ErrorKind::Other(name) => name,
+        }
+    }
+
+    /// The kind named `name` ([`ErrorKind::Other`] if this version does not know it).
+    pub fn from_name(name: &str) -> ErrorKind {
+        ErrorKind::KNOWN
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .unwrap_or_else(|| ErrorKind::Other(name.to_string()))
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for ErrorKind {
+    fn from(name: &str) -> ErrorKind {
+        ErrorKind::from_name(name)
+    }
+}
+
+/// A kind equals its name (`kind == "lost"`).
+impl PartialEq<str> for ErrorKind {
+    fn eq(&self, name: &str) -> bool {
+        self.as_str() == name
+    }
+}
+
+/// A kind equals its name (`kind == "lost"`).
+impl PartialEq<&str> for ErrorKind {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
+impl Serialize for ErrorKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ErrorKind, D::Error> {
+        /// Reads the kind's name.
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = ErrorKind;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an error kind's name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<ErrorKind, E> {
+                Ok(ErrorKind::from_name(name))
+            }
+        }
+        d.deserialize_str(Name)
+    }
 }
 
 /// Why a request failed: a machine-readable kind and a message for people.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorInfo {
-    /// One of the kinds listed in `docs/protocol.md`: `task_failed`, `dependency_failed`,
-    /// `invalid_graph`, `missing_key`, `key_conflict`, `cycle`, `unknown_function`,
-    /// `no_workers`, `bad_request`, `version_mismatch`, `too_large`, `cancelled`,
-    /// `shutting_down`, ...
-    pub kind: String,
+    /// What kind of failure it is.
+    pub kind: ErrorKind,
     /// What went wrong and, where it helps, what to do about it.
     pub message: String,
     /// The key concerned, when there is one (with `dependency_failed`: the key asked for).
@@ -97,9 +284,9 @@ pub struct ErrorInfo {
 
 impl ErrorInfo {
     /// An error of `kind` with `message` and no key or function.
-    pub fn new(kind: &str, message: impl Into<String>) -> ErrorInfo {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ErrorInfo {
         ErrorInfo {
-            kind: kind.to_string(),
+            kind,
             message: message.into(),
             key: None,
             function: None,
@@ -114,8 +301,8 @@ impl ErrorInfo {
     }
 }
 
-impl std::fmt::Display for ErrorInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for ErrorInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.message)
     }
 }
@@ -148,6 +335,7 @@ pub struct ComputeTask {
 /// A task a worker finished.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskDone {
+    /// The task's key.
     pub key: String,
     /// The definition hash of the task run (as `compute` gave it): a result is taken only for
     /// the definition the key has now.
@@ -164,71 +352,138 @@ pub struct TaskDone {
 /// A task a worker could not finish.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskFailed {
+    /// The task's key.
     pub key: String,
     /// The definition hash of the task that failed, when the worker could read it: a failure
     /// counts only for the definition the key has now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<DefHash>,
-    /// `task_failed` (the function returned an error or panicked), `unknown_function`,
-    /// `missing_dependency` (no holder could provide an input), `bad_task` (malformed node).
-    pub kind: String,
+    /// [`ErrorKind::TaskFailed`] (the function returned an error or panicked),
+    /// [`ErrorKind::UnknownFunction`], [`ErrorKind::MissingDependency`] (no holder could
+    /// provide an input), [`ErrorKind::BadTask`] (malformed node).
+    pub kind: ErrorKind,
     /// The function that failed, when there is one.
     #[serde(default)]
     pub function: Option<String>,
+    /// What went wrong.
     pub message: String,
     /// With `missing_dependency`: the input that could not be fetched.
     #[serde(default)]
     pub missing: Option<String>,
 }
 
-/// The fields of a `report` (decoded directly when `op` comes first; see `frames::peek_op`).
+/// The fields of a message, as a struct of their own: the message's one definition, which
+/// its variant wraps (`FromWorker::Report(ReportBody)`). Bodies are the hot messages: read
+/// straight from their bytes by [`Message::decode`], and written from borrowed fields by
+/// [`Tagged`].
+pub trait Body {
+    /// The message's `op`, as its variant is named on the wire.
+    const OP: &'static str;
+}
+
+/// A message written from its [`Body`] alone: `{"op": B::OP, ...the body's fields}`, the same
+/// bytes as the variant that wraps the body. For senders whose fields are borrowed (a client's
+/// `get` of the caller's graph, a worker's `get_data` of 50,000 keys it keeps): nothing is
+/// copied to be sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tagged<B>(pub B);
+
+impl<B: Body + Serialize> Serialize for Tagged<B> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(op_first::OpFirst::new(s, B::OP))
+    }
+}
+
+/// `report`: a batch of finished and failed tasks, plus keys fetched from peers (now held by
+/// the sender too).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ReportBody {
+    /// Tasks finished.
     #[serde(default)]
     pub done: Vec<TaskDone>,
+    /// Tasks that failed.
     #[serde(default)]
     pub failed: Vec<TaskFailed>,
+    /// Keys fetched from peers (an input of a task given here, or a `replicate`).
     #[serde(default)]
     pub acquired: Vec<KeyInfo>,
 }
 
-/// The fields of a `get` (decoded directly when `op` comes first: a big graph is then read
-/// once, straight into nodes).
+impl Body for ReportBody {
+    const OP: &'static str = "report";
+}
+
+/// `get`: compute `keys` of `graph`. Read on two threads when the graph is big (see
+/// `get_split`). The graph is a [`HashedGraph`] where it is received; a client writes its
+/// own [`crate::Graph`] by reference (`GetBody<&Graph, &Value>` in a [`Tagged`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GetBody {
+pub struct GetBody<G = HashedGraph, K = Value> {
+    /// The client's id for the request (the reply carries it).
     pub request: u64,
-    pub graph: HashedGraph,
-    pub keys: Value,
+    /// The graph (see `docs/graph-format.md`).
+    pub graph: G,
+    /// A key or nested lists of keys (the answer has their shape).
+    pub keys: K,
+    /// Keep the results on the workers after answering (until released).
     #[serde(default)]
     pub keep_results: bool,
 }
 
-/// The fields of a `compute` (decoded directly when `op` comes first).
+impl<G, K> Body for GetBody<G, K> {
+    const OP: &'static str = "get";
+}
+
+/// `compute`: run these tasks (a worker runs at most `nthreads` at once and queues the rest).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ComputeBody {
+    /// The tasks.
     pub tasks: Vec<ComputeTask>,
 }
 
-/// The fields of a worker's `release` (decoded directly when `op` comes first).
+impl Body for ComputeBody {
+    const OP: &'static str = "compute";
+}
+
+/// A worker's `release`: delete these keys from the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ReleaseBody {
+    /// The keys.
     pub keys: Vec<String>,
 }
 
-/// The fields of a peer's `get_data` (decoded directly when `op` comes first).
+impl Body for ReleaseBody {
+    const OP: &'static str = "release";
+}
+
+/// `get_data`: send the values of these keys (answered by `data`). The scheduler asks it of a
+/// worker, a worker of a peer; a worker writes the keys it keeps by reference
+/// (`GetDataBody<&[Arc<str>]>` in a [`Tagged`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct GetDataBody {
+pub struct GetDataBody<K = Vec<String>> {
+    /// The asker's id for the request (the answer carries it).
     pub request: u64,
-    pub keys: Vec<String>,
+    /// The keys.
+    pub keys: K,
 }
 
-/// The fields of a peer's `data` answer (decoded directly when `op` comes first).
+impl<K> Body for GetDataBody<K> {
+    const OP: &'static str = "get_data";
+}
+
+/// `data`: the answer to `get_data`, to the scheduler or to a peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct DataBody {
+    /// The `get_data` answered.
     pub request: u64,
+    /// The keys found, with their values.
     pub items: Vec<KeyData>,
+    /// The keys asked for and not held.
     #[serde(default)]
     pub missing: Vec<String>,
+}
+
+impl Body for DataBody {
+    const OP: &'static str = "data";
 }
 
 /// Facts about a registered worker, for clients.
@@ -238,12 +493,15 @@ pub struct WorkerSummary {
     pub address: String,
     /// The worker process's unique id (new at every start).
     pub worker_id: String,
+    /// The worker's process id.
     pub pid: u32,
+    /// How many tasks it runs at once.
     pub nthreads: u32,
     /// Names of the functions it can run, sorted.
     pub functions: Vec<String>,
-    /// How many keys it holds, and their total size.
+    /// How many keys it holds.
     pub keys: u64,
+    /// The total size of the values it holds.
     pub nbytes: u64,
     /// Tasks assigned to it and not yet reported.
     pub processing: u64,
@@ -257,48 +515,51 @@ pub struct WorkerSummary {
 pub enum FromWorker {
     /// Join (or rejoin) the cluster; sent at start and whenever the scheduler asks.
     Register {
+        /// [`PROTOCOL_VERSION`].
         protocol: u32,
         /// Unique per worker process start.
         worker_id: String,
         /// Where peers reach this worker, `tcp://host:port`.
         address: String,
+        /// The worker's process id.
         pid: u32,
+        /// How many tasks it runs at once.
         nthreads: u32,
+        /// The functions it can run.
         functions: Vec<String>,
         /// Keys already held (on re-registration).
         #[serde(default)]
         has: Vec<KeyInfo>,
     },
     /// Still alive (sent every heartbeat interval).
-    Heartbeat { worker_id: String },
+    Heartbeat {
+        /// The sender's `worker_id`.
+        worker_id: String,
+    },
     /// Answer to `check_tasks`: the keys asked about that this worker neither runs, queues
     /// nor holds (those it holds were reported again, in a `report` sent just before).
     TaskStatus {
+        /// The `check_tasks` answered.
         request: u64,
+        /// The keys unknown here.
         #[serde(default)]
         unknown: Vec<String>,
     },
     /// A batch of finished and failed tasks, plus keys fetched from peers (now held here too).
-    Report {
-        #[serde(default)]
-        done: Vec<TaskDone>,
-        #[serde(default)]
-        failed: Vec<TaskFailed>,
-        #[serde(default)]
-        acquired: Vec<KeyInfo>,
-    },
+    Report(ReportBody),
     /// Answer to `get_data`: the keys found, and those not held.
-    Data {
-        request: u64,
-        items: Vec<KeyData>,
-        #[serde(default)]
-        missing: Vec<String>,
-    },
+    Data(DataBody),
     /// The worker is closing; forget it and what it holds.
-    Goodbye { worker_id: String },
+    Goodbye {
+        /// The sender's `worker_id`.
+        worker_id: String,
+    },
     /// The worker wants to leave gracefully (SIGTERM): stop giving it tasks, move the data
     /// only it holds to other workers, then answer `retired`.
-    Retiring { worker_id: String },
+    Retiring {
+        /// The sender's `worker_id`.
+        worker_id: String,
+    },
 }
 
 /// Scheduler → worker.
@@ -306,38 +567,55 @@ pub enum FromWorker {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ToWorker {
     /// Registration accepted.
-    Welcome { protocol: u32, scheduler_id: String },
+    Welcome {
+        /// [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// The scheduler's unique id (new at every start).
+        scheduler_id: String,
+    },
     /// Registration refused (for example another protocol version); the worker exits.
-    Rejected { message: String },
+    Rejected {
+        /// Why.
+        message: String,
+    },
     /// The scheduler does not know this worker (it restarted, or dropped the worker): register.
     PleaseRegister,
     /// Run these tasks (a worker runs at most `nthreads` at once and queues the rest).
-    Compute { tasks: Vec<ComputeTask> },
+    Compute(ComputeBody),
     /// Delete these keys from the store.
-    Release { keys: Vec<String> },
+    Release(ReleaseBody),
     /// Store these values (scattered by a client); each is then reported as a finished task
     /// in `report` (`done`).
-    PutData { items: Vec<KeyData> },
+    PutData {
+        /// The values, each with its hash.
+        items: Vec<KeyData>,
+    },
     /// Send the values of these keys (answered by `data`).
-    GetData { request: u64, keys: Vec<String> },
+    GetData(GetDataBody),
     /// The scheduler is shutting down; the worker keeps its data and waits for a scheduler.
     Closing,
     /// Fetch these keys (each with its definition hash) from the peers named and keep them
     /// (data moving off a retiring worker); each is reported as `acquired`.
     Replicate {
+        /// Each key, its hash, and the peers holding it.
         who_has: Vec<(String, DefHash, Vec<String>)>,
     },
     /// Are these tasks (assigned a while ago and not reported; each key with the definition
     /// hash it is assigned under) running, queued or held here, under that definition?
     /// Answered by `task_status`; held ones are reported again.
     CheckTasks {
+        /// The scheduler's id for the question (the answer carries it).
         request: u64,
+        /// Each key with its hash.
         keys: Vec<(String, DefHash)>,
     },
     /// Retirement is complete (or was requested by an admin and is complete): leave now.
     Retired,
     /// The worker at `address` is gone: fail fetches from it at once, try other holders.
-    PeerGone { address: String },
+    PeerGone {
+        /// The gone worker's address.
+        address: String,
+    },
 }
 
 /// Client → scheduler, on the scheduler's client socket. Every request carries a `request` id
@@ -346,42 +624,82 @@ pub enum ToWorker {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum FromClient {
     /// Handshake: answered by `welcome` or, on a version mismatch, `error`.
-    Hello { request: u64, protocol: u32 },
-    /// Compute `keys` (a key or nested lists of keys) of `graph`.
-    Get {
+    Hello {
+        /// The request id.
         request: u64,
-        graph: HashedGraph,
-        keys: Value,
-        #[serde(default)]
-        keep_results: bool,
+        /// [`PROTOCOL_VERSION`].
+        protocol: u32,
     },
+    /// Compute `keys` (a key or nested lists of keys) of `graph`.
+    Get(GetBody),
     /// Ping: answered by `status`.
-    Status { request: u64 },
+    Status {
+        /// The request id.
+        request: u64,
+    },
     /// List the registered workers: answered by `workers`.
-    Workers { request: u64 },
+    Workers {
+        /// The request id.
+        request: u64,
+    },
     /// Store a collection under `name` (replacing any): answered by `collection_stored`.
     SetCollection {
+        /// The request id.
         request: u64,
+        /// The collection's name.
         name: String,
         /// `{"kind": str, "graph": graph, "keys": keys, "meta": map}`.
         collection: Value,
     },
     /// Fetch a stored collection: answered by `collection`.
-    GetCollection { request: u64, name: String },
+    GetCollection {
+        /// The request id.
+        request: u64,
+        /// The collection's name.
+        name: String,
+    },
     /// List the stored collections: answered by `collections`.
-    ListCollections { request: u64 },
+    ListCollections {
+        /// The request id.
+        request: u64,
+    },
     /// Delete a stored collection: answered by `collection_deleted`.
-    DeleteCollection { request: u64, name: String },
+    DeleteCollection {
+        /// The request id.
+        request: u64,
+        /// The collection's name.
+        name: String,
+    },
     /// Put these values on workers (spread across them), held until released: answered by
     /// `scattered` once every value is stored.
-    Scatter { request: u64, items: Vec<KeyData> },
+    Scatter {
+        /// The request id.
+        request: u64,
+        /// The keys and their values (large ones in blob frames).
+        items: Vec<KeyData>,
+    },
     /// The values of held keys: answered by `result`.
-    Gather { request: u64, keys: Vec<String> },
+    Gather {
+        /// The request id.
+        request: u64,
+        /// The keys.
+        keys: Vec<String>,
+    },
     /// Let these keys go (scattered or kept ones): answered by `released`.
-    Release { request: u64, keys: Vec<String> },
+    Release {
+        /// The request id.
+        request: u64,
+        /// The keys.
+        keys: Vec<String>,
+    },
     /// Retire the worker at `address` gracefully (its unique data moves to other workers,
     /// then it exits): answered by `retired` once it is gone.
-    Retire { request: u64, address: String },
+    Retire {
+        /// The request id.
+        request: u64,
+        /// The worker's address.
+        address: String,
+    },
     /// The client is going away: cancel its computations.
     Goodbye,
 }
@@ -390,24 +708,36 @@ pub enum FromClient {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ToClient {
+    /// The handshake's answer.
     Welcome {
+        /// The `hello` answered.
         request: u64,
+        /// [`PROTOCOL_VERSION`].
         protocol: u32,
+        /// The scheduler's unique id (new at every start).
         scheduler_id: String,
     },
     /// The values of a `get`'s keys (each once, in any order; the client shapes them).
     Result {
+        /// The request answered.
         request: u64,
+        /// The keys and their values (large ones in blob frames).
         items: Vec<KeyData>,
     },
     /// A request failed.
     Error {
+        /// The request answered (0 if it could not be read).
         request: u64,
+        /// What went wrong.
         error: ErrorInfo,
     },
+    /// The scheduler's counters (the answer to a `status` ping).
     Status {
+        /// The request answered.
         request: u64,
+        /// The scheduler's unique id (new at every start).
         scheduler_id: String,
+        /// Registered workers.
         workers: u64,
         /// Tasks the scheduler tracks (waiting, running or held).
         tasks: u64,
@@ -416,45 +746,66 @@ pub enum ToClient {
         /// Keys held on workers.
         keys: u64,
     },
+    /// The registered workers.
     Workers {
+        /// The request answered.
         request: u64,
+        /// One summary per worker.
         workers: Vec<WorkerSummary>,
     },
     /// A collection was stored; `replaced` says whether one of that name was overwritten.
     CollectionStored {
+        /// The request answered.
         request: u64,
+        /// The collection's name.
         name: String,
+        /// Whether a collection of that name was overwritten.
         replaced: bool,
     },
     /// A stored collection, in its wire form.
     Collection {
+        /// The request answered.
         request: u64,
+        /// The collection's name.
         name: String,
+        /// The collection.
         collection: Value,
     },
     /// The stored collections, sorted by name.
     Collections {
+        /// The request answered.
         request: u64,
+        /// One summary per collection.
         collections: Vec<CollectionSummary>,
     },
+    /// A collection was deleted.
     CollectionDeleted {
+        /// The request answered.
         request: u64,
+        /// The collection's name.
         name: String,
     },
     /// The scattered values are stored on workers, under these keys.
     Scattered {
+        /// The request answered.
         request: u64,
+        /// The keys, in the order scattered.
         keys: Vec<String>,
     },
     /// The worker retired: its data moved and it left.
     Retired {
+        /// The request answered.
         request: u64,
+        /// The worker's address.
         address: String,
     },
     /// The keys were let go; `unknown` lists those the scheduler did not know.
     Released {
+        /// The request answered.
         request: u64,
+        /// The keys let go.
         keys: Vec<String>,
+        /// The keys the scheduler did not know.
         #[serde(default)]
         unknown: Vec<String>,
     },
@@ -500,7 +851,9 @@ pub const CLIENT_OPS: [&str; 13] = [
 /// A stored collection, for listings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionSummary {
+    /// The collection's name.
     pub name: String,
+    /// Its kind (`graph`, `bag`, ...).
     pub kind: String,
     /// Keys in its graph.
     pub tasks: u64,
@@ -513,7 +866,7 @@ pub struct CollectionSummary {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum PeerRequest {
     /// Send these keys' values.
-    GetData { request: u64, keys: Vec<String> },
+    GetData(GetDataBody),
 }
 
 /// Worker → worker: the answer from a peer.
@@ -521,19 +874,215 @@ pub enum PeerRequest {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum PeerReply {
     /// The values found, and the keys not held.
-    Data {
-        request: u64,
-        items: Vec<KeyData>,
-        #[serde(default)]
-        missing: Vec<String>,
-    },
+    Data(DataBody),
     /// The request could not be read.
-    Error { request: u64, message: String },
+    Error {
+        /// The request answered (0 if it could not be read).
+        request: u64,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Why a message header could not be decoded, as receivers tell the cases apart: the
+/// scheduler answers a client's `InvalidGraph` with `invalid_graph` naming the key, the rest
+/// with `bad_request`.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The header is not a msgpack map with an `op` string (the message says what it is).
+    #[error("{0}")]
+    NotAMessage(String),
+    /// The `op` names no message this receiver takes.
+    #[error("unknown op {op:?}; expected one of {}", expected.join(", "))]
+    UnknownOp {
+        /// The op received.
+        op: String,
+        /// The ops this receiver takes.
+        expected: &'static [&'static str],
+    },
+    /// A graph in the message is not a map of keys to well-formed nodes.
+    #[error(transparent)]
+    InvalidGraph(#[from] GraphError),
+    /// The message nests deeper than the decoder goes (1,024 levels from its root).
+    #[error("the message nests deeper than the decoder goes (depth limit exceeded)")]
+    TooDeep,
+    /// Anything else: a field missing, twice, or of the wrong type; a truncated message.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl From<rmp_serde::decode::Error> for DecodeError {
+    fn from(e: rmp_serde::decode::Error) -> DecodeError {
+        match e {
+            rmp_serde::decode::Error::DepthLimitExceeded => DecodeError::TooDeep,
+            other => DecodeError::Malformed(other.to_string()),
+        }
+    }
+}
+
+/// The messages of one direction (an enum with one variant per `op`), and how its headers
+/// are decoded.
+pub trait Message: Serialize + DeserializeOwned {
+    /// The ops of this direction (the enum's variants, as they are named on the wire).
+    const OPS: &'static [&'static str];
+
+    /// Decodes a header. It must be a map with an `op` string naming one of [`Message::OPS`]
+    /// (anywhere in the map: `op` first, as zask writes it, costs nothing to find); a hot
+    /// message is read straight into its [`Body`], the others through serde's tagged enum
+    /// (which buffers the fields before it knows the variant: fine for small messages, twice
+    /// the work for a `compute` of 500,000 inputs).
+    fn decode(header: &[u8]) -> Result<Self, DecodeError>;
+}
+
+/// The op of `header`, which must be one of `ops`.
+fn op_of<'a>(header: &'a [u8], ops: &'static [&'static str]) -> Result<&'a str, DecodeError> {
+    let op = msgpack::header_op(header).map_err(DecodeError::NotAMessage)?;
+    if !ops.contains(&op) {
+        return Err(DecodeError::UnknownOp {
+            op: op.to_string(),
+            expected: ops,
+        });
+    }
+    Ok(op)
+}
+
+/// Decodes a whole header as `T` (a body, or a direction's enum).
+fn decode_as<T: DeserializeOwned>(header: &[u8]) -> Result<T, DecodeError> {
+    Ok(rmp_serde::from_slice(header)?)
+}
+
+impl Message for FromWorker {
+    const OPS: &'static [&'static str] = &[
+        "register",
+        "heartbeat",
+        "task_status",
+        "report",
+        "data",
+        "goodbye",
+        "retiring",
+    ];
+
+    fn decode(header: &[u8]) -> Result<FromWorker, DecodeError> {
+        match op_of(header, Self::OPS)? {
+            ReportBody::OP => decode_as(header).map(FromWorker::Report),
+            DataBody::OP => decode_as(header).map(FromWorker::Data),
+            _ => decode_as(header),
+        }
+    }
+}
+
+impl Message for ToWorker {
+    const OPS: &'static [&'static str] = &[
+        "welcome",
+        "rejected",
+        "please_register",
+        "compute",
+        "release",
+        "put_data",
+        "get_data",
+        "closing",
+        "replicate",
+        "check_tasks",
+        "retired",
+        "peer_gone",
+    ];
+
+    fn decode(header: &[u8]) -> Result<ToWorker, DecodeError> {
+        match op_of(header, Self::OPS)? {
+            ComputeBody::OP => decode_as(header).map(ToWorker::Compute),
+            ReleaseBody::OP => decode_as(header).map(ToWorker::Release),
+            <GetDataBody>::OP => decode_as(header).map(ToWorker::GetData),
+            _ => decode_as(header),
+        }
+    }
+}
+
+impl Message for FromClient {
+    const OPS: &'static [&'static str] = &CLIENT_OPS;
+
+    /// As [`Message::decode`]; a `get`'s graph is read on two threads when it is big, and
+    /// what is wrong with it is told apart ([`DecodeError::InvalidGraph`], naming the key).
+    fn decode(header: &[u8]) -> Result<FromClient, DecodeError> {
+        match op_of(header, Self::OPS)? {
+            <GetBody>::OP => crate::get_split::decode_get(header).map(FromClient::Get),
+            _ => decode_as(header),
+        }
+    }
+}
+
+impl Message for ToClient {
+    const OPS: &'static [&'static str] = &[
+        "welcome",
+        "result",
+        "error",
+        "status",
+        "workers",
+        "collection_stored",
+        "collection",
+        "collections",
+        "collection_deleted",
+        "scattered",
+        "retired",
+        "released",
+    ];
+
+    fn decode(header: &[u8]) -> Result<ToClient, DecodeError> {
+        op_of(header, Self::OPS)?;
+        decode_as(header)
+    }
+}
+
+impl Message for PeerRequest {
+    const OPS: &'static [&'static str] = &["get_data"];
+
+    fn decode(header: &[u8]) -> Result<PeerRequest, DecodeError> {
+        op_of(header, Self::OPS)?;
+        decode_as(header).map(PeerRequest::GetData)
+    }
+}
+
+impl Message for PeerReply {
+    const OPS: &'static [&'static str] = &["data", "error"];
+
+    fn decode(header: &[u8]) -> Result<PeerReply, DecodeError> {
+        match op_of(header, Self::OPS)? {
+            DataBody::OP => decode_as(header).map(PeerReply::Data),
+            _ => decode_as(header),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The variants serde knows for `T` (it lists them when it meets an op it does not know).
+    fn variants<T: DeserializeOwned + fmt::Debug>() -> Vec<String> {
+        #[derive(Serialize)]
+        struct Op {
+            op: &'static str,
+        }
+        let bytes = rmp_serde::to_vec_named(&Op { op: "no_such_op" }).unwrap();
+        let error = rmp_serde::from_slice::<T>(&bytes).unwrap_err().to_string();
+        let expected = error
+            .split_once("expected one of ")
+            .or_else(|| error.split_once("expected "))
+            .unwrap_or_else(|| panic!("{error}"))
+            .1;
+        let mut variants: Vec<String> = expected
+            .split(", ")
+            .flat_map(|v| v.split(" or "))
+            .map(|v| v.trim_matches('`').to_string())
+            .collect();
+        variants.sort_unstable();
+        variants
+    }
+
+    fn sorted(ops: &[&str]) -> Vec<String> {
+        let mut ops: Vec<String> = ops.iter().map(|op| op.to_string()).collect();
+        ops.sort_unstable();
+        ops
+    }
 
     /// `CLIENT_OPS` names exactly `FromClient`'s variants (serde lists them when it meets an
     /// op it does not know).
@@ -556,5 +1105,110 @@ mod tests {
         variants.sort_unstable();
         ops.sort_unstable();
         assert_eq!(variants, ops);
+    }
+
+    /// Each direction's `OPS` names exactly its enum's variants.
+    #[test]
+    fn ops_are_the_messages_of_each_direction() {
+        assert_eq!(variants::<FromWorker>(), sorted(FromWorker::OPS));
+        assert_eq!(variants::<ToWorker>(), sorted(ToWorker::OPS));
+        assert_eq!(variants::<FromClient>(), sorted(FromClient::OPS));
+        assert_eq!(variants::<ToClient>(), sorted(ToClient::OPS));
+        assert_eq!(variants::<PeerRequest>(), sorted(PeerRequest::OPS));
+        assert_eq!(variants::<PeerReply>(), sorted(PeerReply::OPS));
+    }
+
+    /// Every kind's name is its variant's name in snake_case, and reads back as the kind; a
+    /// name this version does not know is kept.
+    #[test]
+    fn error_kinds_are_named_in_snake_case() {
+        for kind in ErrorKind::KNOWN {
+            let snake: String = format!("{kind:?}")
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let sep = (i > 0 && c.is_ascii_uppercase()).then_some('_');
+                    sep.into_iter()
+                        .chain(std::iter::once(c.to_ascii_lowercase()))
+                })
+                .collect();
+            assert_eq!(kind.as_str(), snake);
+            assert_eq!(ErrorKind::from_name(&snake), kind);
+            let bytes = rmp_serde::to_vec(&kind).unwrap();
+            assert_eq!(bytes, rmp_serde::to_vec(&snake).unwrap());
+            assert_eq!(rmp_serde::from_slice::<ErrorKind>(&bytes).unwrap(), kind);
+        }
+        let newer = rmp_serde::to_vec("quota_exceeded").unwrap();
+        let kind: ErrorKind = rmp_serde::from_slice(&newer).unwrap();
+        assert_eq!(kind, ErrorKind::Other("quota_exceeded".into()));
+        assert_eq!(rmp_serde::to_vec(&kind).unwrap(), newer);
+        assert!(kind == "quota_exceeded");
+    }
+
+    /// Each body's `OP` is the op its variant is written with (`Message::decode` reads the
+    /// body straight from the bytes of that op).
+    #[test]
+    fn bodies_know_their_op() {
+        fn op_of<T: Serialize>(message: &T) -> String {
+            let header = rmp_serde::to_vec_named(message).unwrap();
+            msgpack::header_op(&header).unwrap().to_string()
+        }
+        let get = GetBody {
+            request: 1,
+            graph: HashedGraph::default(),
+            keys: Value::Nil,
+            keep_results: false,
+        };
+        assert_eq!(op_of(&FromClient::Get(get)), <GetBody>::OP);
+        let report = FromWorker::Report(ReportBody::default());
+        assert_eq!(op_of(&report), ReportBody::OP);
+        assert_eq!(op_of(&FromWorker::Data(DataBody::default())), DataBody::OP);
+        assert_eq!(op_of(&PeerReply::Data(DataBody::default())), DataBody::OP);
+        let compute = ToWorker::Compute(ComputeBody::default());
+        assert_eq!(op_of(&compute), ComputeBody::OP);
+        let release = ToWorker::Release(ReleaseBody::default());
+        assert_eq!(op_of(&release), ReleaseBody::OP);
+        let get_data = ToWorker::GetData(GetDataBody::default());
+        assert_eq!(op_of(&get_data), <GetDataBody>::OP);
+        let get_data = PeerRequest::GetData(GetDataBody::default());
+        assert_eq!(op_of(&get_data), <GetDataBody>::OP);
+    }
+
+    /// A hot message is read straight into its body wherever its `op` is, and an unknown op
+    /// or a header that is not a message is told apart.
+    #[test]
+    fn decoding_tells_what_is_wrong() {
+        let release = ToWorker::Release(ReleaseBody {
+            keys: vec!["x".into()],
+        });
+        let header = rmp_serde::to_vec_named(&release).unwrap();
+        assert_eq!(ToWorker::decode(&header).unwrap(), release);
+        let op_last = rmp_serde::to_vec_named(&Value::Map(vec![
+            (Value::from("keys"), Value::from(vec!["x"])),
+            (Value::from("op"), Value::from("release")),
+        ]))
+        .unwrap();
+        assert_eq!(ToWorker::decode(&op_last).unwrap(), release);
+        assert!(matches!(
+            FromWorker::decode(&header),
+            Err(DecodeError::UnknownOp { op, .. }) if op == "release"
+        ));
+        assert!(matches!(
+            ToWorker::decode(&rmp_serde::to_vec(&Value::from(3)).unwrap()),
+            Err(DecodeError::NotAMessage(_))
+        ));
+        // A collection nested 2,000 levels deep (written by hand: encoders recurse).
+        let mut deep = vec![0x84, 0xa2, b'o', b'p', 0xae];
+        deep.extend_from_slice(b"set_collection\xa7request\x01\xa4name\xa1c\xaacollection");
+        deep.extend(std::iter::repeat_n(0x91u8, 2000));
+        deep.push(0x01);
+        // (On the stack the scheduler's loop has: decoding 1,024 levels recurses.)
+        let decoded = std::thread::Builder::new()
+            .stack_size(crate::service::STACK_SIZE)
+            .spawn(move || FromClient::decode(&deep).map(|_| ()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(matches!(decoded, Err(DecodeError::TooDeep)), "{decoded:?}");
     }
 }

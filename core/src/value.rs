@@ -21,15 +21,19 @@ pub enum Value {
     /// msgpack nil, JSON null.
     #[default]
     Nil,
+    /// A boolean.
     Bool(bool),
     /// Every integer that fits in an `i64` (larger unsigned integers become floats).
     Int(i64),
+    /// A float (msgpack's 32-bit floats become 64-bit ones).
     Float(f64),
+    /// A UTF-8 string.
     Str(String),
     /// Raw bytes; large ones travel as their own ZeroMQ frames (see `frames`). `Bytes` is
     /// reference-counted: a 64 MiB value is not copied when a task reads it, a worker stores
     /// it, or a frame received from the network becomes a value.
     Bytes(Bytes),
+    /// A list (a msgpack array).
     List(Vec<Value>),
     /// A map with arbitrary keys, in insertion order (msgpack maps are ordered on the wire).
     Map(Vec<(Value, Value)>),

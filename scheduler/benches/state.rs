@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use zask_core::frames;
 use zask_core::graph::{key, list, task, Graph};
 use zask_core::protocol::{
-    ComputeBody, Data, FromWorker, GetBody, KeyInfo, ReportBody, TaskDone, ToWorker,
-    PROTOCOL_VERSION,
+    ComputeBody, Data, FromWorker, GetBody, KeyInfo, Message, ReleaseBody, ReportBody, TaskDone,
+    ToWorker, PROTOCOL_VERSION,
 };
 use zask_core::{Keys, Value};
 use zask_scheduler::{Config, GetRequest, Outbox, SchedulerState};
@@ -65,11 +65,13 @@ fn register(s: &mut SchedulerState, route: &[u8], now: Instant) {
 fn sent(out: &mut Outbox) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut batches = Vec::new();
     for (_, keys) in out.release.drain() {
-        let f = frames::encode(&ToWorker::Release { keys }, Vec::new()).expect("encode");
+        let f =
+            frames::encode(&ToWorker::Release(ReleaseBody { keys }), Vec::new()).expect("encode");
         std::hint::black_box(f);
     }
     for (route, tasks) in out.compute.drain() {
-        let f = frames::encode(&ToWorker::Compute { tasks }, Vec::new()).expect("encode");
+        let f =
+            frames::encode(&ToWorker::Compute(ComputeBody { tasks }), Vec::new()).expect("encode");
         batches.push((route, f.header));
     }
     out.to_workers.clear();
@@ -82,12 +84,12 @@ fn rep(s: &mut SchedulerState, n: usize, tag: usize, now: Instant) -> Phases {
     let mut phases = Phases::default();
     let (g, total) = graph(n, tag);
     let header = frames::encode(
-        &zask_core::protocol::FromClient::Get {
+        &zask_core::protocol::FromClient::Get(GetBody {
             request: tag as u64,
             graph: zask_core::graph_serde::HashedGraph::new(g),
             keys: Keys::One(total.clone()).to_value(),
             keep_results: false,
-        },
+        }),
         Vec::new(),
     )
     .expect("encode")
@@ -115,7 +117,9 @@ fn rep(s: &mut SchedulerState, n: usize, tag: usize, now: Instant) -> Phases {
     while !pending.is_empty() {
         let mut next = Vec::new();
         for (route, header) in pending {
-            let body: ComputeBody = frames::decode(&header).expect("decode");
+            let Ok(ToWorker::Compute(body)) = ToWorker::decode(&header) else {
+                panic!("not a compute");
+            };
             // The simulated worker: every task done, reported in batches.
             let mut reports = Vec::new();
             for chunk in body.tasks.chunks(REPORT_BATCH) {
@@ -140,22 +144,14 @@ fn rep(s: &mut SchedulerState, n: usize, tag: usize, now: Instant) -> Phases {
                         }),
                     });
                 }
-                let msg = FromWorker::Report {
-                    done: report.done,
-                    failed: Vec::new(),
-                    acquired: report.acquired,
-                };
+                let msg = FromWorker::Report(report);
                 reports.push(frames::encode(&msg, Vec::new()).expect("encode").header);
             }
             let finishing = body.tasks.iter().any(|t| t.send_value);
             let t0 = Instant::now();
             for header in reports {
-                let r: ReportBody = frames::decode(&header).expect("decode");
-                let msg = FromWorker::Report {
-                    done: r.done,
-                    failed: r.failed,
-                    acquired: r.acquired,
-                };
+                // As the loop decodes it (straight into the report's body).
+                let msg = FromWorker::decode(&header).expect("decode");
                 s.on_worker_message(&route, msg, now, &mut out);
             }
             answered |= out

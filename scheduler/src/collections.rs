@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use zask_core::protocol::{CollectionSummary, ErrorInfo, ToClient};
+use zask_core::protocol::{CollectionSummary, ErrorInfo, ErrorKind, ToClient};
 use zask_core::{collection, Collection, Value};
 
 /// What is stored per name: the collection's wire form and what a listing shows.
@@ -151,16 +151,16 @@ impl Collections {
     /// `set_collection`: validates and stores a collection; the reply says whether one was
     /// replaced.
     pub(crate) fn on_set(&mut self, request: u64, name: String, collection: &Value) -> ToClient {
-        let error = |kind: &str, message: String| ToClient::Error {
+        let error = |kind: ErrorKind, message: String| ToClient::Error {
             request,
             error: ErrorInfo::new(kind, message),
         };
         if let Err(e) = collection::check_name(&name) {
-            return error("bad_request", e.0);
+            return error(ErrorKind::BadRequest, e.0);
         }
         let parsed = match Collection::from_value(collection) {
             Ok(c) => c,
-            Err(e) => return error("invalid_graph", format!("collection {name:?}: {e}")),
+            Err(e) => return error(ErrorKind::InvalidGraph, format!("collection {name:?}: {e}")),
         };
         let encoded = match CollectionStore::encode(&parsed) {
             Ok(b) => b,
@@ -168,7 +168,7 @@ impl Collections {
         };
         if encoded.len() > self.max_size {
             return error(
-                "too_large",
+                ErrorKind::TooLarge,
                 format!(
                     "collection {name:?} takes {} bytes, over the limit of {} \
                      (zask-scheduler --max-collection-size)",
@@ -233,7 +233,7 @@ fn unknown_collection(request: u64, name: &str) -> ToClient {
     ToClient::Error {
         request,
         error: ErrorInfo::new(
-            "unknown_collection",
+            ErrorKind::UnknownCollection,
             format!("no collection named {name:?}; `zask collections list` shows the stored ones"),
         ),
     }
@@ -244,7 +244,7 @@ fn storage_error(request: u64, e: StorageError) -> ToClient {
     log::error!("{e}");
     ToClient::Error {
         request,
-        error: ErrorInfo::new("storage", e.to_string()),
+        error: ErrorInfo::new(ErrorKind::Storage, e.to_string()),
     }
 }
 

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use zask_core::frames;
 use zask_core::protocol::{
-    ErrorInfo, FromClient, FromWorker, KeyData, KeyInfo, ReportBody, TaskDone, TaskFailed,
-    ToClient, ToWorker, CLIENT_OPS,
+    Body, ComputeBody, DataBody, DecodeError, ErrorInfo, ErrorKind, FromClient, FromWorker,
+    GetBody, KeyData, KeyInfo, Message, ReleaseBody, ReportBody, TaskDone, TaskFailed, ToClient,
+    ToWorker, CLIENT_OPS,
 };
 use zask_core::service::Service;
 use zask_core::value::MAX_NESTING;
-use zask_core::{graph_serde, msgpack, DefHash};
+use zask_core::{msgpack, DefHash};
 use zask_core::{net, Bytes, Keys};
 
 use crate::collections::{CollectionStore, Collections};
@@ -300,7 +301,7 @@ impl Loop {
             if size > self.max_message_size {
                 let request = request_id(&parts[1]);
                 let error = ErrorInfo::new(
-                    "too_large",
+                    ErrorKind::TooLarge,
                     format!(
                         "message of {size} bytes exceeds the scheduler's limit of {} bytes \
                          (zask-scheduler --max-message-size)",
@@ -332,7 +333,7 @@ impl Loop {
     fn tell_unread(&mut self, client: &[u8], out: &mut Outbox) {
         for request in self.unread.remove(client).unwrap_or_default() {
             let error = ErrorInfo::new(
-                "cancelled",
+                ErrorKind::Cancelled,
                 format!(
                     "the reply was dropped: this client left more than {} replies unread \
                      (zask-scheduler --client-queue), so its computations were cancelled; read \
@@ -358,15 +359,15 @@ impl Loop {
             FromClient::Hello { request, protocol } => {
                 self.state.on_hello(&route, request, protocol, out)
             }
-            FromClient::Get {
+            FromClient::Get(GetBody {
                 request,
                 graph,
                 keys,
                 keep_results,
-            } => {
+            }) => {
                 let parsed = Keys::from_value(&keys)
                     .map(|k| (graph, k))
-                    .map_err(|e| ErrorInfo::new("bad_request", e));
+                    .map_err(|e| ErrorInfo::new(ErrorKind::BadRequest, e));
                 match parsed {
                     Ok((graph, keys)) => {
                         let get = GetRequest {
@@ -431,7 +432,7 @@ impl Loop {
         // Releases before computes: a key forgotten and created again in the same turn must be
         // deleted before it is computed, not after.
         for (route, keys) in out.release.drain() {
-            let msg = ToWorker::Release { keys };
+            let msg = ToWorker::Release(ReleaseBody { keys });
             send(&self.workers, &route, &msg, Vec::new());
         }
         for (route, items) in out.put_data.drain() {
@@ -440,7 +441,7 @@ impl Loop {
             send(&self.workers, &route, &ToWorker::PutData { items }, blobs);
         }
         for (route, tasks) in out.compute.drain() {
-            let msg = ToWorker::Compute { tasks };
+            let msg = ToWorker::Compute(ComputeBody { tasks });
             send(&self.workers, &route, &msg, Vec::new());
         }
         for (route, msg) in std::mem::take(&mut out.to_clients) {
@@ -529,40 +530,26 @@ fn pack_items(items: Vec<KeyData>, blobs: &mut Vec<Vec<u8>>) -> Vec<KeyData> {
 /// The error is the one to answer with: what is wrong, in words (a header that is not a map
 /// with an `op` string, an unknown op, a graph node that is malformed, naming its key, ...).
 fn decode_client_message(header: &[u8], blobs: &[zmq::Message]) -> Result<FromClient, ErrorInfo> {
-    let bad = |message: String| ErrorInfo::new("bad_request", message);
-    let op = msgpack::header_op(header).map_err(|e| bad(format!("{e} (see docs/protocol.md)")))?;
-    if !CLIENT_OPS.contains(&op) {
-        return Err(bad(format!(
+    let bad = |message: String| ErrorInfo::new(ErrorKind::BadRequest, message);
+    let mut msg = FromClient::decode(header).map_err(|e| match e {
+        DecodeError::NotAMessage(message) => bad(format!("{message} (see docs/protocol.md)")),
+        DecodeError::UnknownOp { op, .. } => bad(format!(
             "unknown op {op:?}; a client sends one of {} (see docs/protocol.md)",
             CLIENT_OPS.join(", ")
-        )));
-    }
-    let decoded = match op {
-        // A big graph is read on two threads (nothing else runs meanwhile).
-        "get" => zask_core::get_split::decode_get(header).map(|body| FromClient::Get {
-            request: body.request,
-            graph: body.graph,
-            keys: body.keys,
-            keep_results: body.keep_results,
-        }),
-        _ => frames::decode(header),
-    };
-    let mut msg = decoded.map_err(|e| {
-        let message = e.to_string();
-        if let Some(at) = message.find(graph_serde::INVALID_GRAPH) {
-            let mut error = ErrorInfo::new("invalid_graph", &message[at..]);
-            error.key = graph_serde::key_of_message(&message);
-            return error;
-        }
-        if message.contains("depth limit exceeded") {
-            return bad(format!(
-                "the {op:?} request nests too deeply for the decoder; values, keys and graph \
-                 nodes may nest at most {MAX_NESTING} levels of lists and maps"
-            ));
-        }
-        bad(format!(
-            "cannot decode the {op:?} request: {message} (see docs/protocol.md)"
-        ))
+        )),
+        DecodeError::InvalidGraph(error) => ErrorInfo {
+            key: error.key().map(str::to_string),
+            ..ErrorInfo::new(ErrorKind::InvalidGraph, error.to_string())
+        },
+        DecodeError::TooDeep => bad(format!(
+            "the {:?} request nests too deeply for the decoder; values, keys and graph nodes \
+             may nest at most {MAX_NESTING} levels of lists and maps",
+            msgpack::header_op(header).unwrap_or("?")
+        )),
+        DecodeError::Malformed(message) => bad(format!(
+            "cannot decode the {:?} request: {message} (see docs/protocol.md)",
+            msgpack::header_op(header).unwrap_or("?")
+        )),
     })?;
     if let FromClient::Scatter { items, .. } = &mut msg {
         for item in items.iter_mut() {
@@ -578,25 +565,17 @@ fn decode_client_message(header: &[u8], blobs: &[zmq::Message]) -> Result<FromCl
 /// `report` or `data` with items that cannot be read is taken apart item by item: the rest
 /// is taken, and only those items fail (a finished task whose result cannot be read fails
 /// with `task_failed`; a value sent for a gather counts as missing).
-fn decode_worker_message(header: &[u8], blobs: &[Bytes]) -> Result<FromWorker, frames::FrameError> {
-    let op = msgpack::header_op(header).map_err(frames::FrameError::Malformed)?;
-    let mut msg: FromWorker = match op {
-        "report" => match frames::decode::<ReportBody>(header) {
-            Ok(body) => FromWorker::Report {
-                done: body.done,
-                failed: body.failed,
-                acquired: body.acquired,
-            },
-            Err(e) => lenient_report(header, &e.to_string()).ok_or(e)?,
+fn decode_worker_message(header: &[u8], blobs: &[Bytes]) -> Result<FromWorker, DecodeError> {
+    let mut msg = match FromWorker::decode(header) {
+        Ok(msg) => msg,
+        Err(e) => match msgpack::header_op(header) {
+            Ok(ReportBody::OP) => lenient_report(header, &e).ok_or(e)?,
+            Ok(DataBody::OP) => lenient_data(header, &e).ok_or(e)?,
+            _ => return Err(e),
         },
-        "data" => match frames::decode::<FromWorker>(header) {
-            Ok(msg) => msg,
-            Err(e) => lenient_data(header, &e.to_string()).ok_or(e)?,
-        },
-        _ => frames::decode(header)?,
     };
     match &mut msg {
-        FromWorker::Report { done, failed, .. } => {
+        FromWorker::Report(ReportBody { done, failed, .. }) => {
             let mut unreadable = Vec::new();
             done.retain_mut(
                 |d| match d.data.as_mut().map(|data| frames::inline(data, blobs)) {
@@ -610,7 +589,7 @@ fn decode_worker_message(header: &[u8], blobs: &[Bytes]) -> Result<FromWorker, f
             );
             failed.extend(unreadable);
         }
-        FromWorker::Data { items, missing, .. } => {
+        FromWorker::Data(DataBody { items, missing, .. }) => {
             items.retain_mut(|item| match frames::inline(&mut item.data, blobs) {
                 Ok(()) => true,
                 Err(e) => {
@@ -634,7 +613,7 @@ fn unreadable_report(key: &str, hash: Option<DefHash>, what: &str, why: &str) ->
     TaskFailed {
         key: key.to_string(),
         hash,
-        kind: "task_failed".to_string(),
+        kind: ErrorKind::TaskFailed,
         function: None,
         message: format!("its worker's report of the {what} cannot be read: {why}"),
         missing: None,
@@ -643,7 +622,7 @@ fn unreadable_report(key: &str, hash: Option<DefHash>, what: &str, why: &str) ->
 
 /// A `report` that does not decode as a whole, read item by item (see
 /// `decode_worker_message`); `None` if even that is impossible.
-fn lenient_report(header: &[u8], why: &str) -> Option<FromWorker> {
+fn lenient_report(header: &[u8], why: &DecodeError) -> Option<FromWorker> {
     log::warn!("a worker's report cannot be read whole ({why}); reading it item by item");
     let items = |name: &str| -> Vec<&[u8]> {
         msgpack::field(header, name)
@@ -674,16 +653,16 @@ fn lenient_report(header: &[u8], why: &str) -> Option<FromWorker> {
         .into_iter()
         .filter_map(|item| rmp_serde::from_slice::<KeyInfo>(item).ok())
         .collect();
-    Some(FromWorker::Report {
+    Some(FromWorker::Report(ReportBody {
         done,
         failed,
         acquired,
-    })
+    }))
 }
 
 /// A `data` answer that does not decode as a whole, read item by item: the items that
 /// cannot be read count as missing.
-fn lenient_data(header: &[u8], why: &str) -> Option<FromWorker> {
+fn lenient_data(header: &[u8], why: &DecodeError) -> Option<FromWorker> {
     log::warn!("a worker's data cannot be read whole ({why}); reading it item by item");
     let request = read_request(header)?;
     let mut items = Vec::new();
@@ -700,9 +679,9 @@ fn lenient_data(header: &[u8], why: &str) -> Option<FromWorker> {
             }
         }
     }
-    Some(FromWorker::Data {
+    Some(FromWorker::Data(DataBody {
         request,
         items,
         missing,
-    })
+    }))
 }

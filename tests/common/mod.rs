@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use zask::{Client, ClientOptions, Graph, Keys, Value};
 use zask_core::frames;
 use zask_core::protocol::{
-    ComputeTask, Data, FromWorker, KeyInfo, TaskDone, ToWorker, WorkerSummary, PROTOCOL_VERSION,
+    ComputeBody, ComputeTask, Data, FromWorker, KeyInfo, ReportBody, TaskDone, ToWorker,
+    WorkerSummary, PROTOCOL_VERSION,
 };
 
 /// How long a process may take to start and print its address.
@@ -863,7 +864,7 @@ impl FakeWorker {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "no compute within {DEADLINE:?}");
-            if let Some(ToWorker::Compute { tasks }) = self.recv(left) {
+            if let Some(ToWorker::Compute(ComputeBody { tasks })) = self.recv(left) {
                 return tasks;
             }
         }
@@ -880,7 +881,7 @@ impl FakeWorker {
 
     /// Reports `t` done with `value` (under the definition hash it was given with).
     pub fn report_done(&self, t: &ComputeTask, value: Value) {
-        self.send(&FromWorker::Report {
+        self.send(&FromWorker::Report(ReportBody {
             done: vec![TaskDone {
                 key: t.key.clone(),
                 hash: t.hash,
@@ -894,7 +895,7 @@ impl FakeWorker {
             }],
             failed: vec![],
             acquired: vec![],
-        });
+        }));
     }
 
     /// Tells the scheduler it is alive.

@@ -9,7 +9,7 @@
 //! million keys is evaluated without a map of its inputs.
 
 use zask_core::graph::Node;
-use zask_core::Value;
+use zask_core::{ErrorKind, Value};
 
 use crate::registry::{Args, CallError, Registry};
 
@@ -17,7 +17,7 @@ use crate::registry::{Args, CallError, Registry};
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalError {
     /// `task_failed`, `unknown_function` or `missing_dependency`.
-    pub kind: &'static str,
+    pub kind: ErrorKind,
     /// The function that failed, if one did.
     pub function: Option<String>,
     /// What went wrong, for the user.
@@ -33,7 +33,7 @@ pub fn evaluate(
     match node {
         Node::Literal(v) => Ok(v.clone()),
         Node::Ref(k) => inputs.next().ok_or_else(|| EvalError {
-            kind: "missing_dependency",
+            kind: ErrorKind::MissingDependency,
             function: None,
             message: format!("input {k:?} is not on this worker"),
         }),
@@ -65,12 +65,12 @@ pub fn evaluate(
             }
             registry.call(&task.func, args).map_err(|e| match e {
                 CallError::UnknownFunction(f) => EvalError {
-                    kind: "unknown_function",
+                    kind: ErrorKind::UnknownFunction,
                     message: format!("no function named {f:?} is registered on this worker"),
                     function: Some(f),
                 },
                 CallError::Failed(message) => EvalError {
-                    kind: "task_failed",
+                    kind: ErrorKind::TaskFailed,
                     function: Some(task.func.clone()),
                     message,
                 },

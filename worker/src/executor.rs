@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use zask_core::graph::Node;
 use zask_core::net;
+use zask_core::protocol::ErrorKind;
 use zask_core::value::MAX_NESTING;
 use zask_core::Value;
 
@@ -180,7 +181,7 @@ fn run_batch(
                     let message = format!("input {input:?} failed");
                     failed_input = Some(input);
                     Err(EvalError {
-                        kind: "missing_dependency",
+                        kind: ErrorKind::MissingDependency,
                         function: None,
                         message,
                     })
@@ -229,7 +230,7 @@ fn measure(value: Value, node: &Node) -> Result<(Value, u64), EvalError> {
                 _ => None,
             };
             Err(EvalError {
-                kind: "task_failed",
+                kind: ErrorKind::TaskFailed,
                 message: format!(
                     "its result cannot be kept: {too_deep} (build flatter results, or split \
                      the work into more tasks)"

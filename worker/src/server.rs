@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap as HashMap;
 use zask_core::frames;
 use zask_core::protocol::{
-    ComputeBody, ComputeTask, DataBody, FromWorker, GetDataBody, PeerReply, PeerRequest,
-    ReleaseBody, ToWorker,
+    ComputeBody, ComputeTask, FromWorker, GetDataBody, Message, PeerReply, PeerRequest, Tagged,
+    ToWorker,
 };
 use zask_core::service::Service;
 use zask_core::{net, Bytes};
@@ -193,15 +193,6 @@ impl Worker {
     }
 }
 
-/// A `PeerRequest::GetData` encoded from borrowed keys (a fetch of 50,000 inputs is not
-/// copied to be sent).
-#[derive(serde::Serialize)]
-struct GetDataRef<'a> {
-    op: &'static str,
-    request: u64,
-    keys: &'a [Arc<str>],
-}
-
 /// The worker's thread: its sockets, the executors' channels, and the state machine.
 struct Loop {
     ctx: zmq::Context,
@@ -325,8 +316,8 @@ impl Loop {
             };
             let blobs: Vec<Bytes> = parts.map(frames::to_bytes).collect();
             let now = Instant::now();
-            match decode_from_scheduler(&header) {
-                Ok(ToWorker::Compute { tasks }) => self.compute(tasks, now),
+            match ToWorker::decode(&header) {
+                Ok(ToWorker::Compute(ComputeBody { tasks })) => self.compute(tasks, now),
                 Ok(msg) => self.state.on_scheduler_message(msg, &blobs, now),
                 Err(e) => match split_compute(&header) {
                     Some((tasks, unreadable)) => {
@@ -378,15 +369,7 @@ impl Loop {
                 continue;
             }
             let route = parts[0].to_vec();
-            let request = match frames::peek_op(&parts[1]) {
-                Some("get_data") => {
-                    frames::decode::<GetDataBody>(&parts[1]).map(|b| PeerRequest::GetData {
-                        request: b.request,
-                        keys: b.keys,
-                    })
-                }
-                _ => frames::decode::<PeerRequest>(&parts[1]),
-            };
+            let request = PeerRequest::decode(&parts[1]);
             self.state
                 .on_peer_request(route, request.map_err(|e| e.to_string()));
             self.carry_out();
@@ -412,15 +395,7 @@ impl Loop {
             let Some(header) = parts.next() else {
                 continue;
             };
-            let reply = match frames::peek_op(&header) {
-                Some("data") => frames::decode::<DataBody>(&header).map(|b| PeerReply::Data {
-                    request: b.request,
-                    items: b.items,
-                    missing: b.missing,
-                }),
-                _ => frames::decode::<PeerReply>(&header),
-            };
-            match reply {
+            match PeerReply::decode(&header) {
                 Ok(reply) => {
                     // Large values become `Bytes` owning the received frames: no copy.
                     let blobs: Vec<Bytes> = parts.map(frames::to_bytes).collect();
@@ -483,18 +458,6 @@ impl Loop {
     }
 }
 
-/// Decodes a message from the scheduler (the hot ones by their lean bodies).
-fn decode_from_scheduler(header: &[u8]) -> Result<ToWorker, frames::FrameError> {
-    match frames::peek_op(header) {
-        Some("compute") => frames::decode::<ComputeBody>(header)
-            .map(|body| ToWorker::Compute { tasks: body.tasks }),
-        Some("release") => {
-            frames::decode::<ReleaseBody>(header).map(|body| ToWorker::Release { keys: body.keys })
-        }
-        _ => frames::decode::<ToWorker>(header),
-    }
-}
-
 /// The key and decoding error of each unreadable task of a `compute`.
 type Unreadable = Vec<(String, String)>;
 
@@ -541,11 +504,11 @@ fn send_fetch(
 ) -> bool {
     let peer = fetch.peer.as_str();
     let sent = peer_socket(ctx, peer_sockets, peer).and_then(|socket| {
-        let msg = GetDataRef {
-            op: "get_data",
+        // Written from the keys as they are (a fetch of 50,000 inputs is not copied).
+        let msg = Tagged(GetDataBody {
             request: fetch.request,
-            keys: &fetch.keys,
-        };
+            keys: &fetch.keys[..],
+        });
         let f = frames::encode(&msg, Vec::new()).map_err(|e| e.to_string())?;
         frames::send(socket, None, f).map_err(|e| e.to_string())
     });

@@ -260,8 +260,10 @@ impl SchedulerState {
                         .iter()
                         .filter_map(|t| self.tasks.get(t).map(|t| String::from(&*t.key)))
                         .collect();
-                    out.to_workers
-                        .push((w.route.clone(), ToWorker::GetData { request: id, keys }));
+                    out.to_workers.push((
+                        w.route.clone(),
+                        ToWorker::GetData(GetDataBody { request: id, keys }),
+                    ));
                 }
                 g.keys = still;
                 g.sent = None;

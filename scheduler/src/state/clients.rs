@@ -53,7 +53,7 @@ impl SchedulerState {
             ToClient::Error {
                 request,
                 error: ErrorInfo::new(
-                    "version_mismatch",
+                    ErrorKind::VersionMismatch,
                     format!(
                         "client speaks protocol {protocol}, scheduler speaks \
                          {PROTOCOL_VERSION}; use the same zask version"
@@ -94,7 +94,7 @@ impl SchedulerState {
         for client in gone {
             log::warn!("a client silent for over {timeout:?} is gone; cancelling its computations");
             let error = ErrorInfo::new(
-                "cancelled",
+                ErrorKind::Cancelled,
                 format!(
                     "cancelled: the scheduler heard nothing from this client for over \
                      {timeout:?} (zask-scheduler --client-timeout); a client waiting for results \
@@ -201,7 +201,7 @@ impl SchedulerState {
                 ToClient::Error {
                     request: p.get.request,
                     error: ErrorInfo::new(
-                        "no_workers",
+                        ErrorKind::NoWorkers,
                         format!(
                             "no worker registered within {:?}; start zask-worker pointing at \
                              the scheduler's address_to_workers",

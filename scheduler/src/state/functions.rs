@@ -53,7 +53,7 @@ impl SchedulerState {
             let key = t.key.to_string();
             let error = if self.workers.is_empty() {
                 ErrorInfo::new(
-                    "no_workers",
+                    ErrorKind::NoWorkers,
                     format!(
                         "key {key:?} waited {timeout:?} with no worker registered; start \
                          zask-worker pointing at the scheduler's address_to_workers"
@@ -64,7 +64,7 @@ impl SchedulerState {
                 let functions = self.functions_of(t.signature);
                 let missing = self.missing_function(t.signature).cloned();
                 ErrorInfo {
-                    kind: "unknown_function".to_string(),
+                    kind: ErrorKind::UnknownFunction,
                     message: format!(
                         "key {key:?} calls {}, which no registered worker has offered for \
                          {timeout:?} (its workers went away); start a worker that offers it",

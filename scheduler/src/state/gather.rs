@@ -109,10 +109,10 @@ impl SchedulerState {
                 .collect();
             out.to_workers.push((
                 w.route.clone(),
-                ToWorker::GetData {
+                ToWorker::GetData(GetDataBody {
                     request,
                     keys: names,
-                },
+                }),
             ));
             self.gathers.insert(
                 request,

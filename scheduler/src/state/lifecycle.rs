@@ -19,7 +19,7 @@ impl SchedulerState {
             return;
         }
         let error = ErrorInfo::new(
-            "lost",
+            ErrorKind::Lost,
             format!("scattered key {:?} {why}; scatter it again", t.key),
         )
         .with_key(&t.key);
@@ -148,7 +148,7 @@ impl SchedulerState {
         if let Some(w) = self.workers.get_mut(&wid) {
             w.processing.remove(&tid);
         }
-        if failed.kind == "missing_dependency" && self.retry_missing(tid, &failed, out) {
+        if failed.kind == ErrorKind::MissingDependency && self.retry_missing(tid, &failed, out) {
             return;
         }
         let error = ErrorInfo {
@@ -280,7 +280,7 @@ impl SchedulerState {
 fn dependency_failed(key: &str, root: &ErrorInfo) -> ErrorInfo {
     let input = root.key.as_deref().unwrap_or("?");
     ErrorInfo {
-        kind: "dependency_failed".to_string(),
+        kind: ErrorKind::DependencyFailed,
         message: format!(
             "key {key:?} could not be computed: it depends on {input:?}, which failed: {}",
             root.message

@@ -57,8 +57,8 @@ use std::time::{Duration, Instant};
 
 use zask_core::graph::{Graph, Node, Nodes};
 use zask_core::protocol::{
-    ComputeTask, ErrorInfo, FromWorker, KeyData, KeyInfo, TaskDone, TaskFailed, ToClient, ToWorker,
-    WorkerSummary, PROTOCOL_VERSION,
+    ComputeTask, DataBody, ErrorInfo, ErrorKind, FromWorker, GetDataBody, KeyData, KeyInfo,
+    ReportBody, TaskDone, TaskFailed, ToClient, ToWorker, WorkerSummary, PROTOCOL_VERSION,
 };
 use zask_core::{DefHash, Keys, Value};
 
@@ -355,7 +355,10 @@ impl SchedulerState {
                 g.client,
                 ToClient::Error {
                     request: g.request,
-                    error: ErrorInfo::new("shutting_down", "the scheduler is shutting down"),
+                    error: ErrorInfo::new(
+                        ErrorKind::ShuttingDown,
+                        "the scheduler is shutting down",
+                    ),
                 },
             ));
         }
@@ -364,7 +367,10 @@ impl SchedulerState {
                 p.client,
                 ToClient::Error {
                     request: p.get.request,
-                    error: ErrorInfo::new("shutting_down", "the scheduler is shutting down"),
+                    error: ErrorInfo::new(
+                        ErrorKind::ShuttingDown,
+                        "the scheduler is shutting down",
+                    ),
                 },
             ));
         }
@@ -373,7 +379,10 @@ impl SchedulerState {
                 sc.client,
                 ToClient::Error {
                     request: sc.request,
-                    error: ErrorInfo::new("shutting_down", "the scheduler is shutting down"),
+                    error: ErrorInfo::new(
+                        ErrorKind::ShuttingDown,
+                        "the scheduler is shutting down",
+                    ),
                 },
             ));
         }

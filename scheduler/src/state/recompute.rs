@@ -26,7 +26,7 @@ impl SchedulerState {
         let key = t.key.clone();
         if t.lineage.is_none() {
             let error = ErrorInfo::new(
-                "lost",
+                ErrorKind::Lost,
                 format!(
                     "key {key:?} was lost with the worker holding it and cannot be recomputed \
                      (it was scattered data, not computed from a graph); scatter it again"
@@ -193,7 +193,7 @@ impl SchedulerState {
 /// The error for a lost key whose inputs were defined anew since it was computed.
 fn redefined_input(key: &str) -> ErrorInfo {
     ErrorInfo::new(
-        "lost",
+        ErrorKind::Lost,
         format!(
             "key {key:?} was lost and cannot be recomputed: a key it was computed from has been \
              released and defined anew since; submit its graph again"
@@ -205,7 +205,7 @@ fn redefined_input(key: &str) -> ErrorInfo {
 /// The error for a lost key whose input `dep` is gone for good (data without lineage).
 fn gone_input(key: &str, dep: &str) -> ErrorInfo {
     ErrorInfo::new(
-        "lost",
+        ErrorKind::Lost,
         format!(
             "key {key:?} was lost and cannot be recomputed: its input {dep:?} was scattered \
              data that is gone too; scatter it again"

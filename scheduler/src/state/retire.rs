@@ -37,7 +37,7 @@ impl SchedulerState {
             .map(|w| w.id)
         else {
             let error = ErrorInfo::new(
-                "unknown_worker",
+                ErrorKind::UnknownWorker,
                 format!("no worker at {address:?}; `zask workers` lists them"),
             );
             out.to_clients

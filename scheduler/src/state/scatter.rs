@@ -94,7 +94,7 @@ impl SchedulerState {
     fn check_scatter(&self, items: &[(String, Value)]) -> Result<Vec<(DefHash, u64)>, ErrorInfo> {
         if self.workers.is_empty() {
             return Err(ErrorInfo::new(
-                "no_workers",
+                ErrorKind::NoWorkers,
                 "no worker is registered to hold scattered data; start zask-worker first",
             ));
         }
@@ -103,13 +103,13 @@ impl SchedulerState {
         for (key, value) in items {
             if key.is_empty() {
                 return Err(ErrorInfo::new(
-                    "bad_request",
+                    ErrorKind::BadRequest,
                     "scattered keys must not be empty",
                 ));
             }
             if !seen.insert(key.as_str()) {
                 return Err(ErrorInfo::new(
-                    "bad_request",
+                    ErrorKind::BadRequest,
                     format!("key {key:?} is scattered twice"),
                 )
                 .with_key(key));
@@ -118,7 +118,7 @@ impl SchedulerState {
                 Ok(nbytes) => nbytes,
                 Err(e) => {
                     return Err(ErrorInfo::new(
-                        "bad_request",
+                        ErrorKind::BadRequest,
                         format!("the value scattered as {key:?} cannot be kept: {e}"),
                     )
                     .with_key(key))
@@ -140,7 +140,7 @@ impl SchedulerState {
                     "being computed"
                 };
                 return Err(ErrorInfo::new(
-                    "key_conflict",
+                    ErrorKind::KeyConflict,
                     format!(
                         "key {key:?} is already {what}; a key names one value, so scatter \
                          under another key, or release the held one first"
@@ -150,7 +150,7 @@ impl SchedulerState {
             }
             if t.status != TaskStatus::Memory {
                 return Err(ErrorInfo::new(
-                    "bad_request",
+                    ErrorKind::BadRequest,
                     format!("key {key:?} is being stored; scatter under another key"),
                 )
                 .with_key(key));

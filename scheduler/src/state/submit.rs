@@ -176,7 +176,7 @@ impl SchedulerState {
                     continue;
                 }
                 return Err(ErrorInfo::new(
-                    "missing_key",
+                    ErrorKind::MissingKey,
                     format!(
                         "requested key {out_key:?} is neither in the graph nor held by a worker"
                     ),
@@ -212,7 +212,7 @@ impl SchedulerState {
                     }
                     let key = graph.nodes.get_index(index).map_or("", |(k, _)| k.as_str());
                     return Err(ErrorInfo::new(
-                        "missing_key",
+                        ErrorKind::MissingKey,
                         format!(
                             "key {key:?} refers to {dep:?}, which is neither in the graph nor \
                              held by a worker"
@@ -232,7 +232,7 @@ impl SchedulerState {
                             .collect();
                         cycle.push(dep);
                         return Err(ErrorInfo::new(
-                            "cycle",
+                            ErrorKind::Cycle,
                             format!("the graph has a cycle: {}", cycle.join(" -> ")),
                         )
                         .with_key(dep));
@@ -302,7 +302,7 @@ impl SchedulerState {
             _ => "being computed",
         };
         Err(ErrorInfo::new(
-            "key_conflict",
+            ErrorKind::KeyConflict,
             format!(
                 "key {key:?} is already {what} with a different definition; a key names one \
                  value, so either give this definition another key, or release the held key \
@@ -568,7 +568,7 @@ impl<'g> FunctionCheck<'g> {
         match unknown {
             None => Ok(()),
             Some(f) => Err(ErrorInfo {
-                kind: "unknown_function".to_string(),
+                kind: ErrorKind::UnknownFunction,
                 message: format!(
                     "key {key:?} calls {f:?}, which no registered worker offers; \
                      register it on a worker (see docs/functions.md)"

@@ -91,11 +91,11 @@ impl SchedulerState {
         }
         match msg {
             FromWorker::Register { .. } | FromWorker::Heartbeat { .. } => {}
-            FromWorker::Report {
+            FromWorker::Report(ReportBody {
                 done,
                 failed,
                 acquired,
-            } => {
+            }) => {
                 for info in acquired {
                     self.on_held(wid, info, Claim::Fetched, now, out);
                 }
@@ -108,11 +108,11 @@ impl SchedulerState {
                 self.check_retirements(now, out);
                 self.schedule(out);
             }
-            FromWorker::Data {
+            FromWorker::Data(DataBody {
                 request,
                 items,
                 missing,
-            } => self.on_data(wid, request, items, missing, out),
+            }) => self.on_data(wid, request, items, missing, out),
             FromWorker::TaskStatus { request, unknown } => {
                 self.on_task_status(wid, request, unknown, out)
             }
@@ -364,7 +364,7 @@ impl SchedulerState {
                 }
                 if deaths >= self.config.allowed_failures.max(1) {
                     let error = ErrorInfo::new(
-                        "worker_died",
+                        ErrorKind::WorkerDied,
                         format!(
                             "task {key:?} was running on {deaths} workers that died; it may be \
                              what kills them, so it is not retried"
@@ -383,7 +383,7 @@ impl SchedulerState {
             } else {
                 // A scattered value that never got stored: only the client had it.
                 let error = ErrorInfo::new(
-                    "lost",
+                    ErrorKind::Lost,
                     format!(
                         "the worker receiving scattered key {:?} went away before storing it; \
                          scatter it again",

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use rustc_hash::FxHashMap as HashMap;
 use zask_core::frames;
-use zask_core::protocol::{Data, KeyData, KeyInfo, PeerReply, PeerRequest};
+use zask_core::protocol::{Data, DataBody, GetDataBody, KeyData, KeyInfo, PeerReply, PeerRequest};
 use zask_core::value::MAX_NESTING;
 use zask_core::{Bytes, DefHash, Value};
 
@@ -43,14 +43,14 @@ impl WorkerState {
     pub fn on_peer_request(&mut self, route: Vec<u8>, request: Result<PeerRequest, String>) {
         let mut blobs = Vec::new();
         let reply = match request {
-            Ok(PeerRequest::GetData { request, keys }) => {
+            Ok(PeerRequest::GetData(GetDataBody { request, keys })) => {
                 // Large values are served from the store as they are (no copy).
                 let (items, missing) = self.lookup(keys, |v| frames::pack_shared(v, &mut blobs));
-                PeerReply::Data {
+                PeerReply::Data(DataBody {
                     request,
                     items,
                     missing,
-                }
+                })
             }
             Err(e) => PeerReply::Error {
                 request: 0,
@@ -67,11 +67,11 @@ impl WorkerState {
     /// A peer answered a fetch (`blobs`: the frames after the answer's header).
     pub fn on_peer_reply(&mut self, peer: &str, reply: PeerReply, blobs: &[Bytes], now: Instant) {
         match reply {
-            PeerReply::Data {
+            PeerReply::Data(DataBody {
                 request,
                 items,
                 missing: _,
-            } => self.on_fetched(request, items, blobs, now),
+            }) => self.on_fetched(request, items, blobs, now),
             PeerReply::Error { request, message } => {
                 log::warn!("{peer} could not serve request {request}: {message}");
                 if let Some(f) = self.fetches.remove(&request) {

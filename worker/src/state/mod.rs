@@ -35,7 +35,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap as HashMap;
-use zask_core::protocol::{FromWorker, ToWorker, PROTOCOL_VERSION};
+use zask_core::protocol::{
+    ComputeBody, DataBody, FromWorker, GetDataBody, ReleaseBody, ToWorker, PROTOCOL_VERSION,
+};
 use zask_core::Bytes;
 
 use crate::executor::JobResult;
@@ -224,7 +226,7 @@ impl WorkerState {
                 self.forget_tasks();
             }
             ToWorker::CheckTasks { request, keys } => self.check_tasks(request, keys, now),
-            ToWorker::Compute { tasks } => self.on_compute(tasks, now, &mut |_| {}),
+            ToWorker::Compute(ComputeBody { tasks }) => self.on_compute(tasks, now, &mut |_| {}),
             ToWorker::PutData { items } => {
                 for item in items {
                     self.put(item, blobs);
@@ -236,20 +238,20 @@ impl WorkerState {
                 self.outbox.leave = true;
             }
             ToWorker::PeerGone { address } => self.peer_gone(address, now),
-            ToWorker::Release { keys } => {
+            ToWorker::Release(ReleaseBody { keys }) => {
                 for k in keys {
                     self.remove_stored(&k);
                 }
             }
-            ToWorker::GetData { request, keys } => {
+            ToWorker::GetData(GetDataBody { request, keys }) => {
                 let mut blobs = Vec::new();
                 let (items, missing) =
                     self.lookup(keys, |v| zask_core::frames::pack(v, &mut blobs));
-                let msg = FromWorker::Data {
+                let msg = FromWorker::Data(DataBody {
                     request,
                     items,
                     missing,
-                };
+                });
                 self.send(msg, blobs);
             }
         }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashSet as HashSet;
 use zask_core::frames;
-use zask_core::protocol::{FromWorker, KeyInfo, TaskDone, TaskFailed};
+use zask_core::protocol::{ErrorKind, FromWorker, KeyInfo, ReportBody, TaskDone, TaskFailed};
 use zask_core::{DefHash, Value};
 
 use super::{WorkerState, REPORT_DELAY};
@@ -70,11 +70,11 @@ impl Report {
                 d
             })
             .collect();
-        let msg = FromWorker::Report {
+        let msg = FromWorker::Report(ReportBody {
             done,
             failed: self.failed,
             acquired: self.acquired,
-        };
+        });
         (msg, blobs)
     }
 }
@@ -85,7 +85,7 @@ impl WorkerState {
         &mut self,
         key: &str,
         hash: Option<DefHash>,
-        kind: &str,
+        kind: ErrorKind,
         function: Option<String>,
         message: String,
         missing: Option<String>,
@@ -93,7 +93,7 @@ impl WorkerState {
         self.report.failed.push(TaskFailed {
             key: key.to_string(),
             hash,
-            kind: kind.to_string(),
+            kind,
             function,
             message,
             missing,

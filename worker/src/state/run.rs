@@ -2,6 +2,7 @@
 //! executors, taking their results in, and waking or failing what waits for them.
 
 use zask_core::graph::Node;
+use zask_core::protocol::ErrorKind;
 use zask_core::Value;
 
 use super::tasks::InputsDigest;
@@ -85,7 +86,7 @@ impl WorkerState {
                     self.fail(
                         &key,
                         hash,
-                        "missing_dependency",
+                        ErrorKind::MissingDependency,
                         None,
                         format!("input {dep:?} was released from this worker before the task ran"),
                         Some(dep),
@@ -199,7 +200,7 @@ impl WorkerState {
         self.fail(
             key,
             hash,
-            "missing_dependency",
+            ErrorKind::MissingDependency,
             None,
             "an input was replaced by another definition on this worker before the task ran"
                 .to_string(),
@@ -227,7 +228,14 @@ impl WorkerState {
                     // (A link chained behind this task ran with the value all the same: its
                     // result is right, and it is reported as usual.)
                     let hash = Some(task.hash);
-                    self.fail(&done.key, hash, "task_failed", None, e.to_string(), None);
+                    self.fail(
+                        &done.key,
+                        hash,
+                        ErrorKind::TaskFailed,
+                        None,
+                        e.to_string(),
+                        None,
+                    );
                     self.fail_waiters(&done.key);
                     return;
                 }
@@ -274,7 +282,7 @@ impl WorkerState {
                     self.fail(
                         &waiter,
                         Some(task.hash),
-                        "missing_dependency",
+                        ErrorKind::MissingDependency,
                         None,
                         format!("input {key:?} could not be computed or fetched"),
                         Some(key.clone()),

@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap as HashMap;
 use smallvec::SmallVec;
 use zask_core::frames;
 use zask_core::graph::Node;
-use zask_core::protocol::{ComputeTask, KeyData};
+use zask_core::protocol::{ComputeTask, ErrorKind, KeyData};
 use zask_core::{Bytes, DefHash};
 
 use super::fetch::{Fetching, ToFetch, FETCH_CHUNK};
@@ -97,7 +97,7 @@ impl WorkerState {
         self.fail(
             key,
             None,
-            "bad_task",
+            ErrorKind::BadTask,
             None,
             format!("the task cannot be read: {error}"),
             None,
@@ -284,7 +284,7 @@ impl WorkerState {
                     self.fail(
                         &t.key,
                         Some(t.hash),
-                        "missing_dependency",
+                        ErrorKind::MissingDependency,
                         None,
                         format!("input {dep:?} is neither on this worker nor on any peer named"),
                         Some(dep.to_string()),
@@ -386,7 +386,7 @@ impl WorkerState {
             return self.fail(
                 &item.key,
                 None,
-                "task_failed",
+                ErrorKind::TaskFailed,
                 None,
                 "a scattered value came without its definition hash".to_string(),
                 None,
@@ -410,7 +410,7 @@ impl WorkerState {
             Err(e) => self.fail(
                 &item.key,
                 Some(hash),
-                "task_failed",
+                ErrorKind::TaskFailed,
                 None,
                 format!("cannot store scattered value: {e}"),
                 None,

@@ -45,16 +45,16 @@ fn gather_missing_on_one_holder_asks_another() {
         .to_workers
         .iter()
         .find_map(|(r, m)| match m {
-            ToWorker::GetData { request, .. } => Some((r.clone(), *request)),
+            ToWorker::GetData(GetDataBody { request, .. }) => Some((r.clone(), *request)),
             _ => None,
         })
         .expect("a get_data");
     let other: &[u8] = if route == b"w1" { b"w2" } else { b"w1" };
-    let answer = FromWorker::Data {
+    let answer = FromWorker::Data(DataBody {
         request,
         items: Vec::new(),
         missing: vec!["a0".into()],
-    };
+    });
     let out = send(&mut s, &route, answer, t0);
     assert!(
         out.compute.is_empty(),
@@ -64,16 +64,18 @@ fn gather_missing_on_one_holder_asks_another() {
         .to_workers
         .iter()
         .find_map(|(r, m)| match m {
-            ToWorker::GetData { request, keys } if r == other && keys == &["a0"] => Some(*request),
+            ToWorker::GetData(GetDataBody { request, keys }) if r == other && keys == &["a0"] => {
+                Some(*request)
+            }
             _ => None,
         })
         .expect("asked the other holder");
     assert_eq!(s.who_has("a0"), vec![addr(other)]);
-    let answer = FromWorker::Data {
+    let answer = FromWorker::Data(DataBody {
         request,
         items: vec![KeyData::inline("a0".into(), Value::Int(1))],
         missing: Vec::new(),
-    };
+    });
     let out = send(&mut s, other, answer, t0);
     assert_eq!(result_of(&out, b"c1", 2), Some(ints(&[("a0", 1)])));
 }

@@ -81,11 +81,11 @@ fn acquired_copies_are_tracked_and_released() {
     g.insert("t", task("add", (key("y"), key("y2"))));
     get(&mut s, b"c1", 1, &g, "t", false, t0);
     report(&mut s, b"w1", vec![done_held("x", 8)], t0);
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: vec![done_held("y", 8)],
         failed: Vec::new(),
         acquired: vec![info(&s, "x", 8)],
-    };
+    });
     send(&mut s, b"w2", msg, t0);
     assert_eq!(s.who_has("x"), vec![addr(b"w1"), addr(b"w2")]);
     let out = report(&mut s, b"w2", vec![done_held("y2", 8)], t0);

@@ -74,18 +74,18 @@ fn placement(out: &Outbox) -> (&'static [u8], &'static [u8]) {
 /// The request id of the first `get_data` in `out`.
 fn gather_request(out: &Outbox) -> Option<u64> {
     out.to_workers.iter().find_map(|(_, m)| match m {
-        ToWorker::GetData { request, .. } => Some(*request),
+        ToWorker::GetData(GetDataBody { request, .. }) => Some(*request),
         _ => None,
     })
 }
 
 /// A worker's answer to `get_data` `request`: `key` with `value`.
 fn data_reply(request: u64, key: &str, value: Value) -> FromWorker {
-    FromWorker::Data {
+    FromWorker::Data(DataBody {
         request,
         items: vec![KeyData::inline(key.into(), value)],
         missing: Vec::new(),
-    }
+    })
 }
 
 /// The task checks sent to w1 while it heartbeats, and the scheduler ticks, once a second
@@ -231,19 +231,19 @@ fn only_the_assigned_worker_is_believed() {
         message: "made up".into(),
         missing: None,
     };
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: Vec::new(),
         failed: vec![f],
         acquired: Vec::new(),
-    };
+    });
     let out = send(&mut s, other, msg, t0);
     assert!(out.to_clients.is_empty(), "{out:?}");
     // A claim to have fetched x, which it was never asked to: ignored.
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: Vec::new(),
         failed: Vec::new(),
         acquired: vec![info(&s, "x", 8)],
-    };
+    });
     send(&mut s, other, msg, t0);
     assert!(s.who_has("x").is_empty());
     // The assigned worker's result is the answer.
@@ -267,14 +267,14 @@ fn a_data_reply_counts_only_from_the_worker_asked_and_for_the_keys_asked() {
     let forged = data_reply(request, "x", Value::Int(777));
     let out = send(&mut s, other, forged, t0);
     assert!(out.to_clients.is_empty(), "{out:?}");
-    let extra = FromWorker::Data {
+    let extra = FromWorker::Data(DataBody {
         request,
         items: vec![
             KeyData::inline("x".into(), Value::Int(5)),
             KeyData::inline("y".into(), Value::Int(1)),
         ],
         missing: Vec::new(),
-    };
+    });
     let out = send(&mut s, on, extra, t0);
     assert_eq!(value_of(&out, b"c1", 2, "x"), Some(Value::Int(5)));
 }
@@ -579,7 +579,7 @@ fn a_gather_not_answered_in_time_is_asked_elsewhere() {
     let (route, _) = out
         .to_workers
         .iter()
-        .find(|(_, m)| matches!(m, ToWorker::GetData { .. }))
+        .find(|(_, m)| matches!(m, ToWorker::GetData(GetDataBody { .. })))
         .cloned()
         .expect("a gather");
     let mut again = None;
@@ -588,7 +588,7 @@ fn a_gather_not_answered_in_time_is_asked_elsewhere() {
         heartbeat(&mut s, b"w2", t0 + secs(t));
         let out = tick(&mut s, t0 + secs(t));
         again = again.or(out.to_workers.into_iter().find_map(|(r, m)| match m {
-            ToWorker::GetData { request, .. } => Some((r, request)),
+            ToWorker::GetData(GetDataBody { request, .. }) => Some((r, request)),
             _ => None,
         }));
     }
@@ -819,7 +819,7 @@ fn the_only_copy_of_scattered_data_is_waited_for_and_its_late_answer_taken() {
         let out = tick(&mut s, t0 + secs(t));
         assert!(released(&out, b"w1").is_empty(), "{out:?}");
         for (route, m) in &out.to_workers {
-            if let ToWorker::GetData { request: r, keys } = m {
+            if let ToWorker::GetData(GetDataBody { request: r, keys }) = m {
                 assert_eq!(route, b"w1");
                 assert_eq!(*r, request, "asked again under another request: {out:?}");
                 assert_eq!(keys, &vec!["big".to_string()]);
@@ -862,7 +862,7 @@ fn a_large_value_has_time_to_travel() {
     assert!(
         out.to_workers
             .iter()
-            .any(|(_, m)| matches!(m, ToWorker::GetData { .. })),
+            .any(|(_, m)| matches!(m, ToWorker::GetData(GetDataBody { .. }))),
         "gathered: {out:?}"
     );
     for t in 2..=105 {

@@ -116,7 +116,7 @@ fn register(
 /// A worker message as a well-behaved worker sends it: finished tasks carry the definition
 /// hash they were given with (a test that leaves it blank means "the current one").
 fn with_hashes(s: &SchedulerState, mut msg: FromWorker) -> FromWorker {
-    if let FromWorker::Report { done, .. } = &mut msg {
+    if let FromWorker::Report(ReportBody { done, .. }) = &mut msg {
         for d in done.iter_mut() {
             if d.hash == DefHash::default() {
                 if let Some(h) = s.task_ids.get(d.key.as_str()).and_then(|&t| s.hash_of(t)) {
@@ -200,11 +200,11 @@ fn done_held(key: &str, nbytes: u64) -> TaskDone {
 }
 
 fn report(s: &mut SchedulerState, route: &[u8], done: Vec<TaskDone>, now: Instant) -> Outbox {
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done,
         failed: Vec::new(),
         acquired: Vec::new(),
-    };
+    });
     send(s, route, msg, now)
 }
 
@@ -212,7 +212,7 @@ fn failed(key: &str, function: &str, message: &str) -> TaskFailed {
     TaskFailed {
         key: key.to_string(),
         hash: None,
-        kind: "task_failed".to_string(),
+        kind: ErrorKind::TaskFailed,
         function: Some(function.to_string()),
         message: message.to_string(),
         missing: None,
@@ -220,11 +220,11 @@ fn failed(key: &str, function: &str, message: &str) -> TaskFailed {
 }
 
 fn report_failed(s: &mut SchedulerState, route: &[u8], f: TaskFailed, now: Instant) -> Outbox {
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: Vec::new(),
         failed: vec![f],
         acquired: Vec::new(),
-    };
+    });
     send(s, route, msg, now)
 }
 
@@ -380,11 +380,11 @@ fn retiring(s: &mut SchedulerState, route: &[u8], now: Instant) -> Outbox {
 }
 
 fn acquired(s: &mut SchedulerState, route: &[u8], key: &str, nbytes: u64, now: Instant) -> Outbox {
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: Vec::new(),
         failed: Vec::new(),
         acquired: vec![info(s, key, nbytes)],
-    };
+    });
     send(s, route, msg, now)
 }
 

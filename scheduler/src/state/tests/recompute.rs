@@ -480,11 +480,11 @@ fn lost_worker_keys_with_other_holders_are_kept_not_recomputed() {
     g.insert("t", task("add", (key("y"), key("y2"))));
     get(&mut s, b"c1", 1, &g, "t", false, t0);
     report(&mut s, b"w1", vec![done_held("x", 8)], t0);
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: vec![done_held("y", 8)],
         failed: Vec::new(),
         acquired: vec![info(&s, "x", 8)],
-    };
+    });
     send(&mut s, b"w2", msg, t0);
     assert_eq!(s.who_has("x"), vec![addr(b"w1"), addr(b"w2")]);
     // w1 dies: x is still on w2, so nothing is recomputed and y2 (on w2) is not disturbed.

@@ -160,11 +160,11 @@ fn result_leaves_before_the_releases_it_frees() {
         t0,
     );
     let mut out = Outbox::default();
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: vec![done("total", Value::Int(5))],
         failed: Vec::new(),
         acquired: Vec::new(),
-    };
+    });
     let msg = with_hashes(&s, msg);
     s.on_worker_message(b"w1", msg, t0, &mut out);
     assert_eq!(result_of(&out, b"c1", 1), Some(ints(&[("total", 5)])));
@@ -195,11 +195,11 @@ fn a_key_freed_in_a_turn_serves_a_get_of_the_same_turn() {
     get(&mut s, b"c1", 1, &g, "b", false, t0);
     report(&mut s, b"w1", vec![done_held("a", 8)], t0);
     let mut out = Outbox::default();
-    let msg = FromWorker::Report {
+    let msg = FromWorker::Report(ReportBody {
         done: vec![done("b", Value::Int(3))],
         failed: Vec::new(),
         acquired: Vec::new(),
-    };
+    });
     let msg = with_hashes(&s, msg);
     s.on_worker_message(b"w1", msg, t0, &mut out);
     let mut g2 = Graph::new();

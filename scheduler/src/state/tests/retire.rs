@@ -60,10 +60,10 @@ fn retiring_worker_hands_its_unique_data_over_then_is_let_go() {
         out.to_workers,
         vec![(
             b"w2".to_vec(),
-            ToWorker::GetData {
+            ToWorker::GetData(GetDataBody {
                 request: 1,
                 keys: vec!["a0".into()]
-            }
+            })
         )]
     );
 }

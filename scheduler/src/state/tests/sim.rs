@@ -10,7 +10,7 @@
 
 use super::*;
 use zask_core::frames;
-use zask_core::protocol::PeerRequest;
+use zask_core::protocol::{ComputeBody, PeerRequest, ReleaseBody};
 use zask_worker::executor::run_now;
 use zask_worker::state::FetchRequest;
 use zask_worker::{MemoryStore, Registry, WorkerConfig, WorkerState};
@@ -183,9 +183,9 @@ impl Sim {
         if let Some(w) = self.workers.get_mut(route) {
             for held in w.store().all_held() {
                 w.on_scheduler_message(
-                    ToWorker::Release {
+                    ToWorker::Release(ReleaseBody {
                         keys: vec![held.key],
-                    },
+                    }),
                     &[],
                     self.now,
                 );
@@ -203,7 +203,9 @@ impl Sim {
         // values, tasks.
         for (route, msg) in out.to_workers.drain(..) {
             match msg {
-                ToWorker::GetData { request, keys } => self.get_data.push((route, request, keys)),
+                ToWorker::GetData(GetDataBody { request, keys }) => {
+                    self.get_data.push((route, request, keys))
+                }
                 other => {
                     self.to_workers.push((route.clone(), other.clone()));
                     self.deliver(&route, other);
@@ -216,7 +218,7 @@ impl Sim {
             for k in &keys {
                 self.released.push((route.clone(), k.clone()));
             }
-            self.deliver(&route, ToWorker::Release { keys });
+            self.deliver(&route, ToWorker::Release(ReleaseBody { keys }));
         }
         let mut put_data: Vec<(Route, Vec<KeyData>)> = out.put_data.drain().collect();
         put_data.sort_by(|a, b| a.0.cmp(&b.0));
@@ -351,10 +353,10 @@ impl Sim {
         let Some(peer) = self.workers.get_mut(&peer_route) else {
             return;
         };
-        let request = PeerRequest::GetData {
+        let request = PeerRequest::GetData(GetDataBody {
             request: fetch.request,
             keys: fetch.keys.iter().map(|k| k.to_string()).collect(),
-        };
+        });
         peer.on_peer_request(route.to_vec(), Ok(request));
         let out = peer.take_outbox();
         assert!(
@@ -376,7 +378,7 @@ impl Sim {
         let any = !messages.is_empty();
         for (mut msg, blobs) in messages {
             match &mut msg {
-                FromWorker::Report { done, failed, .. } => {
+                FromWorker::Report(ReportBody { done, failed, .. }) => {
                     for f in failed.iter() {
                         assert!(
                             f.kind != "missing_dependency" || self.lost_inputs_expected,
@@ -393,7 +395,7 @@ impl Sim {
                         }
                     }
                 }
-                FromWorker::Data { items, .. } => {
+                FromWorker::Data(DataBody { items, .. }) => {
                     for item in items.iter_mut() {
                         frames::inline(&mut item.data, &blobs).expect("a data value");
                     }
@@ -420,7 +422,7 @@ impl Sim {
         }
         if !self.get_data.is_empty() {
             for (route, request, keys) in std::mem::take(&mut self.get_data) {
-                self.deliver(&route, ToWorker::GetData { request, keys });
+                self.deliver(&route, ToWorker::GetData(GetDataBody { request, keys }));
                 self.deliver_outgoing(&route);
             }
             return true;
@@ -452,7 +454,7 @@ impl Sim {
             return false;
         };
         let tasks = self.pending.remove(&route).unwrap_or_default();
-        self.deliver_now(&route, ToWorker::Compute { tasks });
+        self.deliver_now(&route, ToWorker::Compute(ComputeBody { tasks }));
         for msg in self.held_back.remove(&route).unwrap_or_default() {
             self.deliver_now(&route, msg);
         }

@@ -30,17 +30,19 @@ fn held_key_is_reused_not_recomputed() {
         .to_workers
         .iter()
         .filter_map(|(route, msg)| match msg {
-            ToWorker::GetData { request, keys } if route == b"w1" => Some((*request, keys.clone())),
+            ToWorker::GetData(GetDataBody { request, keys }) if route == b"w1" => {
+                Some((*request, keys.clone()))
+            }
             _ => None,
         })
         .collect();
     assert_eq!(requests.len(), 1, "one get_data to y's holder: {out:?}");
     assert_eq!(requests[0].1, vec!["y"]);
-    let data = FromWorker::Data {
+    let data = FromWorker::Data(DataBody {
         request: requests[0].0,
         items: vec![KeyData::inline("y".into(), Value::Int(4))],
         missing: Vec::new(),
-    };
+    });
     let out = send(&mut s, b"w1", data, t0);
     assert!(out.to_clients.is_empty(), "w is not done yet");
     let out = report(&mut s, b"w1", vec![done("w", Value::Int(14))], t0);
@@ -345,23 +347,25 @@ fn output_computed_without_value_is_gathered_for_a_late_client() {
         .to_workers
         .iter()
         .find_map(|(r, m)| match m {
-            ToWorker::GetData { request, keys } if r == b"w1" && keys == &["x"] => Some(*request),
+            ToWorker::GetData(GetDataBody { request, keys }) if r == b"w1" && keys == &["x"] => {
+                Some(*request)
+            }
             _ => None,
         })
         .expect("x is gathered from w1");
-    let data = FromWorker::Data {
+    let data = FromWorker::Data(DataBody {
         request,
         items: vec![KeyData::inline("x".into(), Value::Int(3))],
         missing: Vec::new(),
-    };
+    });
     let out = send(&mut s, b"w1", data, t0);
     assert_eq!(result_of(&out, b"c2", 2), Some(ints(&[("x", 3)])));
     // An answer to an unknown request is ignored.
-    let stale = FromWorker::Data {
+    let stale = FromWorker::Data(DataBody {
         request: request + 100,
         items: Vec::new(),
         missing: vec!["x".into()],
-    };
+    });
     assert!(send(&mut s, b"w1", stale, t0).is_empty());
 }
 

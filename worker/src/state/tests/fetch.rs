@@ -405,21 +405,21 @@ fn replication_replaces_a_copy_of_another_definition() {
 fn a_peer_is_served_what_is_held_and_told_what_is_not() {
     let mut w = Harness::new();
     w.hold("a", int(1), h("a"));
-    let request = PeerRequest::GetData {
+    let request = PeerRequest::GetData(GetDataBody {
         request: 7,
         keys: vec![s("a"), s("nope")],
-    };
+    });
     w.state.on_peer_request(b"route".to_vec(), Ok(request));
     let outbox = w.state.take_outbox();
     assert_eq!(outbox.peer_replies.len(), 1);
     let out = &outbox.peer_replies[0];
     assert_eq!(out.route, b"route".to_vec());
     match &out.reply {
-        PeerReply::Data {
+        PeerReply::Data(DataBody {
             request,
             items,
             missing,
-        } => {
+        }) => {
             assert_eq!(*request, 7);
             assert_eq!(items.len(), 1);
             assert_eq!(items[0].hash, Some(h("a")));

@@ -174,7 +174,7 @@ fn a_task_check_reports_again_what_is_held_and_names_the_unknown() {
     // The report goes before the answer.
     assert!(matches!(
         outbox.to_scheduler[0].0,
-        FromWorker::Report { .. }
+        FromWorker::Report(ReportBody { .. })
     ));
     match others(&outbox)[..] {
         [FromWorker::TaskStatus { request, unknown }] => {
@@ -215,9 +215,9 @@ fn release_deletes_values() {
     let mut w = Harness::new();
     w.hold("a", int(1), h("a"));
     w.hold("b", int(2), h("b"));
-    w.msg(ToWorker::Release {
+    w.msg(ToWorker::Release(ReleaseBody {
         keys: vec!["a".to_string(), "never-held".to_string()],
-    });
+    }));
     assert_eq!(w.held("a"), None);
     assert_eq!(w.held("b"), Some((int(2), h("b"))));
 }
@@ -226,18 +226,18 @@ fn release_deletes_values() {
 fn the_scheduler_gets_the_values_it_asks_for() {
     let mut w = Harness::new();
     w.hold("a", int(1), h("a"));
-    w.msg(ToWorker::GetData {
+    w.msg(ToWorker::GetData(GetDataBody {
         request: 9,
         keys: vec!["a".to_string(), "b".to_string()],
-    });
+    }));
     let outbox = w.state.take_outbox();
     match &outbox.to_scheduler[..] {
         [(
-            FromWorker::Data {
+            FromWorker::Data(DataBody {
                 request,
                 items,
                 missing,
-            },
+            }),
             blobs,
         )] => {
             assert_eq!(*request, 9);

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use zask_core::graph::Node;
 use zask_core::protocol::{
-    ComputeTask, FromWorker, KeyData, KeyInfo, PeerReply, TaskDone, TaskFailed, ToWorker,
+    ComputeBody, ComputeTask, DataBody, FromWorker, GetDataBody, KeyData, KeyInfo, PeerReply,
+    ReleaseBody, ReportBody, TaskDone, TaskFailed, ToWorker,
 };
 use zask_core::{frames, Bytes, DefHash, Value};
 
@@ -110,11 +111,11 @@ impl Reported {
 
     fn add(&mut self, outbox: &Outbox) {
         for (msg, blobs) in &outbox.to_scheduler {
-            if let FromWorker::Report {
+            if let FromWorker::Report(ReportBody {
                 done,
                 failed,
                 acquired,
-            } = msg
+            }) = msg
             {
                 for d in done {
                     let value = d
@@ -136,7 +137,7 @@ pub(crate) fn others(outbox: &Outbox) -> Vec<&FromWorker> {
         .to_scheduler
         .iter()
         .map(|(m, _)| m)
-        .filter(|m| !matches!(m, FromWorker::Report { .. }))
+        .filter(|m| !matches!(m, FromWorker::Report(ReportBody { .. })))
         .collect()
 }
 
@@ -189,7 +190,7 @@ impl Harness {
 
     /// A `compute` of `tasks`.
     pub(crate) fn compute(&mut self, tasks: Vec<ComputeTask>) {
-        self.msg(ToWorker::Compute { tasks });
+        self.msg(ToWorker::Compute(ComputeBody { tasks }));
     }
 
     /// Lets `d` pass, and ticks.
@@ -237,11 +238,11 @@ impl Harness {
 
     /// A peer's answer to fetch `fetch`, with `items`.
     pub(crate) fn answer(&mut self, fetch: &FetchRequest, items: Vec<KeyData>) {
-        let reply = PeerReply::Data {
+        let reply = PeerReply::Data(DataBody {
             request: fetch.request,
             items,
             missing: Vec::new(),
-        };
+        });
         let blobs: [Bytes; 0] = [];
         self.state
             .on_peer_reply(&fetch.peer, reply, &blobs, self.now);

@@ -42,7 +42,7 @@ fn a_batch_is_reported_in_one_message() {
     let reports = outbox
         .to_scheduler
         .iter()
-        .filter(|(m, _)| matches!(m, FromWorker::Report { .. }))
+        .filter(|(m, _)| matches!(m, FromWorker::Report(ReportBody { .. })))
         .count();
     assert_eq!(reports, 1, "tiny tasks finished together travel together");
 }
@@ -301,9 +301,9 @@ fn an_input_released_before_the_task_runs_fails_it_naming_the_input() {
     let mut w = Harness::new();
     w.hold("a", int(1), h("a"));
     w.compute(vec![task("b", inc("a")), task("c", inc("b"))]);
-    w.msg(ToWorker::Release {
+    w.msg(ToWorker::Release(ReleaseBody {
         keys: vec!["a".to_string()],
-    });
+    }));
     let (_, reported) = w.settle();
     let b = reported.failure("b");
     assert_eq!(
