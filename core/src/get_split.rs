@@ -29,6 +29,10 @@ use crate::frames;
 /// Graphs with fewer nodes are decoded on one thread (a thread costs more than it saves).
 pub const SPLIT_MIN_NODES: usize = 20_000;
 
+/// The most entries a graph's tables are made ready for before they are read (as serde's
+/// own graph reader does): a message's claimed count is not trusted with an allocation.
+const INITIAL_CAPACITY: usize = 1 << 20;
+
 /// Decodes a `get` header, its graph on two threads when it is big.
 pub fn decode_get(header: &[u8]) -> Result<GetBody, DecodeError> {
     match split_decode(header) {
@@ -117,11 +121,15 @@ fn field<T: DeserializeOwned>(rd: &mut &[u8], name: &str) -> Result<T, DecodeErr
 /// Reads the graph map at `rd` (and moves `rd` past it) on this thread.
 fn read_graph(rd: &mut &[u8]) -> Result<HashedGraph, GraphError> {
     let count = graph_len(rd)?;
-    let mut hashes = vec![DefHash::default(); count];
-    let mut nodes = Nodes::with_capacity_and_hasher(count, Default::default());
+    // The tables grow as entries are read: the count a message claims is not trusted with
+    // an allocation (an entry takes 2 bytes on the wire, far more in memory).
+    let capacity = count.min(INITIAL_CAPACITY);
+    let mut hashes = Vec::with_capacity(capacity);
+    let mut nodes = Nodes::with_capacity_and_hasher(capacity, Default::default());
     // (A reader over `rd` itself, which it moves past what it reads.)
     let mut de = rmp_serde::Deserializer::new(&mut *rd);
-    read_entries(&mut de, &mut hashes, |key, node| {
+    read_entries(&mut de, count, |key, node, hash| {
+        hashes.push(hash);
         insert(&mut nodes, key, node)
     })?;
     Ok(HashedGraph {
@@ -173,55 +181,63 @@ fn split_graph(rd: &mut &[u8]) -> Option<HashedGraph> {
     }
     let second = cursor;
     let first = start.get(..start.len() - second.len())?;
-    // Each half writes its nodes' hashes into its own part of one table (no copy after).
-    let mut hashes = vec![DefHash::default(); count];
-    let (my_hashes, their_hashes) = hashes.split_at_mut(first_count);
+    // (Each half's tables grow as its entries are read: the halves were only skipped over,
+    // and entries that skip may still not read.)
     std::thread::scope(|scope| {
         // (No thread to be had: the one-thread reader does it all.)
         let helper = std::thread::Builder::new()
             .name("zask-decode".into())
             // Nested nodes are decoded recursively: the same stack as the scheduler's loop.
             .stack_size(crate::service::STACK_SIZE)
-            .spawn_scoped(scope, || read_half(second, their_hashes))
+            .spawn_scoped(scope, || read_half(second, count - first_count))
             .ok()?;
-        let mine = read_half(first, my_hashes);
+        let mine = read_half(first, first_count);
         // Where the graph ends (the helper reads the same bytes; this pass is much cheaper).
         let mut end = second;
         let skipped = (0..(count - first_count) * 2).try_for_each(|_| skip(&mut end));
         // Joined before anything is decided, so a helper that failed is never left behind.
         let theirs = helper.join().ok().flatten();
-        let (mine, theirs, ()) = (mine?, theirs?, skipped?);
+        let ((mine, mut hashes), (theirs, their_hashes), ()) = (mine?, theirs?, skipped?);
         *rd = end;
+        hashes.extend(their_hashes);
         let mut nodes = Nodes::with_capacity_and_hasher(count, Default::default());
         for (key, node) in mine.into_iter().chain(theirs) {
             // A key twice: the one-thread reader says which.
             insert(&mut nodes, key, node).ok()?;
         }
-        Some(Graph { nodes })
+        Some(HashedGraph {
+            graph: Graph { nodes },
+            hashes,
+        })
     })
-    .map(|graph| HashedGraph { graph, hashes })
 }
 
-/// Decodes as many graph entries as `hashes` has room for, from the start of `bytes`.
-fn read_half(bytes: &[u8], hashes: &mut [DefHash]) -> Option<Vec<(String, Node)>> {
+/// The entries of one half of a graph, and their hashes.
+type Half = (Vec<(String, Node)>, Vec<DefHash>);
+
+/// Decodes `count` graph entries from the start of `bytes`.
+fn read_half(bytes: &[u8], count: usize) -> Option<Half> {
     let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    let mut entries = Vec::with_capacity(hashes.len());
-    read_entries(&mut de, hashes, |key, node| {
+    let capacity = count.min(INITIAL_CAPACITY);
+    let mut entries = Vec::with_capacity(capacity);
+    let mut hashes = Vec::with_capacity(capacity);
+    read_entries(&mut de, count, |key, node, hash| {
         entries.push((key, node));
+        hashes.push(hash);
         Ok(())
     })
     .ok()?;
-    Some(entries)
+    Some((entries, hashes))
 }
 
-/// Decodes as many graph entries (a string key, then a node) as `hashes` has room for, each
-/// checked and hashed (into `hashes`) as [`check_node`] does, and handed to `take`.
+/// Decodes `count` graph entries (a string key, then a node), each checked and hashed as
+/// [`check_node`] does, and handed to `take` with its hash.
 fn read_entries<'de, R: rmp_serde::decode::ReadSlice<'de>>(
     de: &mut rmp_serde::Deserializer<R>,
-    hashes: &mut [DefHash],
-    mut take: impl FnMut(String, Node) -> Result<(), GraphError>,
+    count: usize,
+    mut take: impl FnMut(String, Node, DefHash) -> Result<(), GraphError>,
 ) -> Result<(), GraphError> {
-    for slot in hashes.iter_mut() {
+    for _ in 0..count {
         let key = match Value::deserialize(&mut *de) {
             Ok(Value::Str(key)) => key,
             Ok(other) => return Err(GraphError::KeyNotAString(other.to_string())),
@@ -234,8 +250,8 @@ fn read_entries<'de, R: rmp_serde::decode::ReadSlice<'de>>(
                 return Err(GraphError::BadNode { key, message });
             }
         };
-        *slot = check_node(&key, &node)?;
-        take(key, node)?;
+        let hash = check_node(&key, &node)?;
+        take(key, node, hash)?;
     }
     Ok(())
 }
@@ -344,7 +360,56 @@ mod tests {
         let bytes = header(&graph, Value::from("k1"), false);
         assert!(decode_get(&bytes[..bytes.len() * 3 / 4]).is_err());
         // Without `keys`.
-        assert!(decode_get(&rmp_serde::to_vec_named(&graph).unwrap()).is_err());
+        #[derive(serde::Serialize)]
+        struct NoKeys<'a> {
+            op: &'static str,
+            request: u64,
+            graph: &'a Graph,
+        }
+        let no_keys = NoKeys {
+            op: "get",
+            request: 1,
+            graph: &graph,
+        };
+        let err = decode_get(&rmp_serde::to_vec_named(&no_keys).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("`keys`"), "{err}");
+    }
+
+    /// The peak memory of this process, in bytes (Linux).
+    #[cfg(target_os = "linux")]
+    fn peak_rss() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
+    /// A `get` whose graph claims as many entries as its bytes could hold (two bytes each)
+    /// but holds none: refused without making tables for them. (Each entry costs far more in
+    /// memory than on the wire: the tables made up front for 32 million claimed entries
+    /// took over half a GiB.)
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_graph_that_claims_more_entries_than_it_holds_allocates_nothing_for_them() {
+        let filler = 64 << 20;
+        let claimed = (filler / 2) as u32;
+        let mut bytes = Vec::with_capacity(filler + 64);
+        rmp::encode::write_map_len(&mut bytes, 4).unwrap();
+        rmp::encode::write_str(&mut bytes, "op").unwrap();
+        rmp::encode::write_str(&mut bytes, "get").unwrap();
+        rmp::encode::write_str(&mut bytes, "request").unwrap();
+        rmp::encode::write_uint(&mut bytes, 1).unwrap();
+        rmp::encode::write_str(&mut bytes, "keys").unwrap();
+        rmp::encode::write_str(&mut bytes, "k").unwrap();
+        rmp::encode::write_str(&mut bytes, "graph").unwrap();
+        rmp::encode::write_map_len(&mut bytes, claimed).unwrap();
+        // Entries whose keys are not strings: the first is refused.
+        bytes.resize(bytes.len() + filler, 0xc0);
+        let before = peak_rss();
+        let err = decode_get(&bytes).unwrap_err();
+        let grown = peak_rss().saturating_sub(before);
+        assert!(err.to_string().contains("string"), "{err}");
+        assert!(grown < 128 << 20, "decoding took {} MiB", grown >> 20);
     }
 
     /// A deeply nested node in the half the helper thread decodes: read as the ordinary

@@ -258,6 +258,13 @@ impl<'de> Deserialize<'de> for ErrorKind {
             fn visit_str<E: de::Error>(self, name: &str) -> Result<ErrorKind, E> {
                 Ok(ErrorKind::from_name(name))
             }
+            // (A peer that writes strings as msgpack bin: taken as a string was.)
+            fn visit_bytes<E: de::Error>(self, name: &[u8]) -> Result<ErrorKind, E> {
+                match std::str::from_utf8(name) {
+                    Ok(name) => Ok(ErrorKind::from_name(name)),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Bytes(name), &self)),
+                }
+            }
         }
         d.deserialize_str(Name)
     }
@@ -903,7 +910,9 @@ pub enum DecodeError {
     /// A graph in the message is not a map of keys to well-formed nodes.
     #[error(transparent)]
     InvalidGraph(#[from] GraphError),
-    /// The message nests deeper than the decoder goes (1,024 levels from its root).
+    /// The message nests deeper than the decoder goes (1,024 levels, counted from the root of
+    /// the part being decoded: a `get`'s fields and each of its graph's entries are decoded
+    /// one by one).
     #[error("the message nests deeper than the decoder goes (depth limit exceeded)")]
     TooDeep,
     /// Anything else: a field missing, twice, or of the wrong type; a truncated message.
@@ -1143,6 +1152,19 @@ mod tests {
         assert_eq!(kind, ErrorKind::Other("quota_exceeded".into()));
         assert_eq!(rmp_serde::to_vec(&kind).unwrap(), newer);
         assert!(kind == "quota_exceeded");
+        // A peer that writes strings as msgpack bin is read as one writing str.
+        let mut bin = Vec::new();
+        rmp::encode::write_bin(&mut bin, b"lost").unwrap();
+        assert_eq!(
+            rmp_serde::from_slice::<ErrorKind>(&bin).unwrap(),
+            ErrorKind::Lost
+        );
+        let mut bad = Vec::new();
+        rmp::encode::write_bin(&mut bad, &[0xff, 0xfe]).unwrap();
+        assert!(
+            rmp_serde::from_slice::<ErrorKind>(&bad).is_err(),
+            "not UTF-8"
+        );
     }
 
     /// Each body's `OP` is the op its variant is written with (`Message::decode` reads the
