@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use zask_client::{Client, ClientOptions};
 use zask_core::graph::{key, list, task, Graph};
+use zask_core::security::{Secret, AUTH_TOKEN_ENV};
 use zask_core::Value;
 use zask_worker::{Registry, Worker, WorkerOptions};
 
@@ -99,6 +100,10 @@ pub struct BenchArgs {
     /// Print one JSON object per workload per line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Give the cluster a fresh random secret: every connection authenticated and encrypted
+    /// (CURVE), to measure what that costs.
+    #[arg(long)]
+    pub encrypt: bool,
 }
 
 /// The hidden `zask bench-worker`: a worker with the standard library and, on request, the
@@ -155,6 +160,8 @@ pub fn run_worker(args: BenchWorkerArgs) -> Result<String, String> {
     options.host = args.host;
     options.nthreads = args.nthreads.max(1);
     options.registry = bench_registry(&args.extra_function)?;
+    // (`zask bench --encrypt` gives its workers the secret in ZASK_AUTH_TOKEN.)
+    options.secret = Secret::from_cli(None).map_err(|e| e.to_string())?;
     let worker = Worker::start(options).map_err(|e| format!("cannot start the worker: {e}"))?;
     if args.stop_on_stdin_eof {
         let stop = worker.stopper();
@@ -346,7 +353,7 @@ fn extra_functions(i: usize) -> &'static [&'static str] {
 }
 
 impl Cluster {
-    fn start(nworkers: usize, nthreads: u32) -> Result<Cluster, String> {
+    fn start(nworkers: usize, nthreads: u32, token: Option<&str>) -> Result<Cluster, String> {
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot find the running executable: {e}"))?;
         let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
@@ -359,6 +366,9 @@ impl Cluster {
             ));
         }
         let mut cmd = Command::new(&scheduler_bin);
+        if let Some(token) = token {
+            cmd.env(AUTH_TOKEN_ENV, token);
+        }
         cmd.args(["--host", "127.0.0.1"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -400,6 +410,9 @@ impl Cluster {
         };
         for i in 0..nworkers {
             let mut cmd = Command::new(&exe);
+            if let Some(token) = token {
+                cmd.env(AUTH_TOKEN_ENV, token);
+            }
             cmd.arg("bench-worker")
                 .arg(&to_workers)
                 .args(["--host", "127.0.0.1", "--stop-on-stdin-eof"])
@@ -865,12 +878,21 @@ pub fn run(args: BenchArgs) -> Result<String, String> {
     if args.workers == 0 {
         return Err("--workers must be at least 1".into());
     }
+    let token = match args.encrypt {
+        true => Some(Secret::generate_token().map_err(|e| format!("cannot make a secret: {e}"))?),
+        false => None,
+    };
+    let secret = match &token {
+        Some(t) => Some(Secret::new(t).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let options = ClientOptions {
         get_timeout: secs(args.get_timeout, "get-timeout")?,
         scheduler_timeout: secs(args.scheduler_timeout, "scheduler-timeout")?,
+        secret,
         ..ClientOptions::default()
     };
-    let mut cluster = Cluster::start(args.workers, args.nthreads)?;
+    let mut cluster = Cluster::start(args.workers, args.nthreads, token.as_deref())?;
     let client = Client::connect_with(&cluster.address_to_clients, options)
         .map_err(|e| format!("cannot connect to the bench scheduler: {e}"))?;
     if let Err(e) = client.wait_for_workers(args.workers, Duration::from_secs(30)) {

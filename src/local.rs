@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use zask_client::{Client, ClientOptions};
+use zask_core::security::Secret;
 use zask_scheduler::{Scheduler, SchedulerOptions};
 use zask_worker::{Registry, Worker, WorkerOptions};
 
@@ -27,6 +28,7 @@ pub enum Error {
 pub struct LocalCluster {
     workers: Vec<Worker>,
     scheduler: Scheduler,
+    secret: Option<Secret>,
 }
 
 impl LocalCluster {
@@ -42,8 +44,20 @@ impl LocalCluster {
         nthreads: u32,
         registry: Registry,
     ) -> Result<LocalCluster, Error> {
+        LocalCluster::start_secured(nworkers, nthreads, registry, None)
+    }
+
+    /// Like [`LocalCluster::start_with`], every connection (clients' too) authenticated and
+    /// encrypted with `secret` when there is one.
+    pub fn start_secured(
+        nworkers: usize,
+        nthreads: u32,
+        registry: Registry,
+        secret: Option<Secret>,
+    ) -> Result<LocalCluster, Error> {
         let scheduler = Scheduler::start(SchedulerOptions {
             host: "127.0.0.1".into(),
+            secret: secret.clone(),
             ..SchedulerOptions::default()
         })?;
         let mut workers = Vec::with_capacity(nworkers);
@@ -52,9 +66,14 @@ impl LocalCluster {
             options.host = "127.0.0.1".into();
             options.nthreads = nthreads.max(1);
             options.registry = registry.clone();
+            options.secret = secret.clone();
             workers.push(Worker::start(options)?);
         }
-        let cluster = LocalCluster { workers, scheduler };
+        let cluster = LocalCluster {
+            workers,
+            scheduler,
+            secret,
+        };
         cluster
             .client()?
             .wait_for_workers(nworkers, Duration::from_secs(30))?;
@@ -63,10 +82,11 @@ impl LocalCluster {
 
     /// A new client connected to this cluster's scheduler.
     pub fn client(&self) -> Result<Client, zask_client::Error> {
-        Client::connect_with(
-            self.scheduler.address_to_clients(),
-            ClientOptions::default(),
-        )
+        let options = ClientOptions {
+            secret: self.secret.clone(),
+            ..ClientOptions::default()
+        };
+        Client::connect_with(self.scheduler.address_to_clients(), options)
     }
 
     /// The scheduler's address for clients.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use zask::security::Secret;
 use zask::{Client, ClientOptions, Graph, Keys, LocalCluster, Value};
 
 /// zask: a distributed task scheduler.
@@ -30,6 +31,10 @@ struct Connection {
     /// Seconds to wait for an answer (for `get`: for the whole computation).
     #[arg(long, env = "ZASK_TIMEOUT", default_value_t = 3600.0)]
     timeout: f64,
+    /// File holding the cluster's shared secret, the scheduler's. Or set ZASK_AUTH_TOKEN to
+    /// the secret itself. (See docs/security.md.)
+    #[arg(long, env = "ZASK_AUTH_TOKEN_FILE")]
+    auth_token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -109,6 +114,10 @@ enum Command {
         #[command(flatten)]
         graph: GraphArgs,
     },
+    /// Print a new random secret for a cluster (32 bytes from the operating system, in hex):
+    /// `zask token > secret; chmod 600 secret`, then pass `--auth-token-file secret` to the
+    /// scheduler, every worker and every client.
+    Token,
     /// Run the benchmark workloads W1-W7 on a local cluster of separate processes.
     Bench(bench::BenchArgs),
     /// A worker process for `zask bench` (internal).
@@ -235,6 +244,9 @@ fn run(command: Command) -> Result<String, String> {
             cluster.close();
             Ok(result?.to_json().to_string())
         }
+        Command::Token => {
+            Secret::generate_token().map_err(|e| format!("cannot make a secret: {e}"))
+        }
         Command::Bench(args) => bench::run(args),
         Command::BenchWorker(args) => bench::run_worker(args),
     }
@@ -291,9 +303,11 @@ fn connect(c: &Connection) -> Result<Client, String> {
             c.timeout
         )
     })?;
+    let secret = Secret::from_cli(c.auth_token_file.as_deref()).map_err(|e| e.to_string())?;
     let options = ClientOptions {
         get_timeout: timeout,
         timeout: timeout.min(Duration::from_secs(10)),
+        secret,
         ..ClientOptions::default()
     };
     Client::connect_with(&c.scheduler, options).map_err(|e| e.to_string())

@@ -20,6 +20,7 @@ use zask_core::protocol::{
     CollectionSummary, FromClient, GetBody, KeyData, Message, Tagged, ToClient, WorkerSummary,
     PROTOCOL_VERSION,
 };
+use zask_core::security::{self, HandshakeWatch, Secret};
 use zask_core::{net, Collection, ErrorKind, Keys, Value};
 
 use crate::error::Error;
@@ -41,6 +42,10 @@ pub struct ClientOptions {
     /// stopped answering) before giving up with the error. Resubmitting is safe: keys name
     /// values, and whatever the workers still hold is reused.
     pub resubmit_attempts: u32,
+    /// The cluster's shared secret, the scheduler's (see `docs/security.md`): the client
+    /// proves it, and all traffic is encrypted. A client with the wrong secret, or none when
+    /// the scheduler has one, fails with [`Error::AuthenticationFailed`] at once.
+    pub secret: Option<Secret>,
 }
 
 impl Default for ClientOptions {
@@ -52,6 +57,7 @@ impl Default for ClientOptions {
             scheduler_timeout: Duration::from_secs(10),
             max_message_size: 1 << 30,
             resubmit_attempts: 3,
+            secret: None,
         }
     }
 }
@@ -73,6 +79,8 @@ pub struct Status {
 
 type Reply = Result<(ToClient, Vec<zmq::Message>), Error>;
 type Pending = Arc<Mutex<HashMap<u64, mpsc::SyncSender<Reply>>>>;
+/// Why the scheduler refused the connection, once it has.
+type Refused = Arc<Mutex<Option<String>>>;
 
 /// A connection to a scheduler. Cheap to clone; usable from many threads at once.
 #[derive(Clone)]
@@ -89,6 +97,8 @@ struct Inner {
     next_request: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Why the scheduler refused the connection, once it has.
+    refused: Refused,
 }
 
 impl Client {
@@ -103,10 +113,13 @@ impl Client {
         let ctx = zmq::Context::new();
         let dealer = ctx.socket(zmq::DEALER)?;
         net::configure(&dealer)?;
+        security::secure_client(options.secret.as_ref(), &dealer)?;
+        let endpoint = format!("inproc://{}", net::unique_id("client"));
+        let watch = HandshakeWatch::new(&ctx, &dealer, &endpoint["inproc://".len()..])?;
+        let refused = Arc::new(Mutex::new(None));
         dealer
             .connect(address)
             .map_err(|e| Error::Connect(address.to_string(), e))?;
-        let endpoint = format!("inproc://{}", net::unique_id("client"));
         let incoming = ctx.socket(zmq::PULL)?;
         incoming.bind(&endpoint)?;
         let outgoing = ctx.socket(zmq::PUSH)?;
@@ -126,6 +139,8 @@ impl Client {
             pings: HashMap::new(),
             last_heard: Instant::now(),
             last_ping: Instant::now(),
+            watch,
+            refused: refused.clone(),
             _ctx: ctx,
         };
         let thread = std::thread::Builder::new()
@@ -141,6 +156,7 @@ impl Client {
             next_request,
             stop,
             thread: Mutex::new(Some(thread)),
+            refused,
         };
         let timeout = inner.options.timeout;
         let (reply, _) = inner
@@ -476,6 +492,9 @@ impl Inner {
         timeout: Duration,
         what: &str,
     ) -> Result<(ToClient, Vec<zmq::Message>), Error> {
+        if let Some(why) = self.refusal() {
+            return Err(Error::AuthenticationFailed(why));
+        }
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let f = encode(request).map_err(|e| Error::Protocol(e.to_string()))?;
         let size = f.header.len() + f.blobs.iter().map(Vec::len).sum::<usize>();
@@ -487,6 +506,11 @@ impl Inner {
         }
         let (tx, rx) = mpsc::sync_channel(1);
         self.lock_pending().insert(request, tx);
+        // (A refusal noticed since the check above failed the calls waiting then, not this.)
+        if let Some(why) = self.refusal() {
+            self.lock_pending().remove(&request);
+            return Err(Error::AuthenticationFailed(why));
+        }
         let sent = match self.outgoing.lock() {
             Ok(socket) => {
                 frames::send(&socket, None, f).map_err(|e| Error::Protocol(e.to_string()))
@@ -513,6 +537,11 @@ impl Inner {
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::SyncSender<Reply>>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why the scheduler refused the connection, if it has.
+    fn refusal(&self) -> Option<String> {
+        self.refused.lock().ok().and_then(|r| r.clone())
     }
 }
 
@@ -543,6 +572,10 @@ struct Io {
     pings: HashMap<u64, Instant>,
     last_heard: Instant,
     last_ping: Instant,
+    /// Notices the scheduler refusing the connection (a wrong secret, or none).
+    watch: HandshakeWatch,
+    /// Why the scheduler refused the connection, once it has (shared with the callers).
+    refused: Refused,
     _ctx: zmq::Context,
 }
 
@@ -557,18 +590,26 @@ impl Io {
                 self.fail_all(|| Error::Closed);
                 return;
             }
-            let (from_scheduler, from_callers) = {
+            let (from_scheduler, from_callers, watched) = {
                 let mut items = [
                     self.dealer.as_poll_item(zmq::POLLIN),
                     self.incoming.as_poll_item(zmq::POLLIN),
+                    self.watch.socket().as_poll_item(zmq::POLLIN),
                 ];
                 let timeout = self.options.heartbeat_interval.as_millis().max(1) as i64;
                 if zmq::poll(&mut items, timeout).is_err() {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 }
-                (items[0].is_readable(), items[1].is_readable())
+                (
+                    items[0].is_readable(),
+                    items[1].is_readable(),
+                    items[2].is_readable(),
+                )
             };
+            if watched {
+                self.check_handshakes();
+            }
             if from_callers {
                 self.forward_requests();
             }
@@ -638,6 +679,18 @@ impl Io {
             if let Some(tx) = waiter {
                 let _ = tx.send(Ok((msg, parts.collect())));
             }
+        }
+    }
+
+    /// The scheduler refused the connection: every call fails with why, now and from now on
+    /// (there is no way in without the right secret).
+    fn check_handshakes(&mut self) {
+        if let Some(why) = self.watch.refused() {
+            log::error!("{why}");
+            if let Ok(mut refused) = self.refused.lock() {
+                *refused = Some(why.clone());
+            }
+            self.fail_all(|| Error::AuthenticationFailed(why.clone()));
         }
     }
 

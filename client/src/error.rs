@@ -47,6 +47,12 @@ pub enum Error {
     /// The client was closed.
     #[error("the client is closed")]
     Closed,
+    /// The scheduler refused the connection: the secret differs, or only one side has one.
+    #[error("{0}")]
+    AuthenticationFailed(String),
+    /// The connection could not be secured with the secret.
+    #[error(transparent)]
+    Security(#[from] zask_core::security::SecurityError),
     /// ZeroMQ failed.
     #[error("ZeroMQ error: {0}")]
     Zmq(#[from] zmq::Error),

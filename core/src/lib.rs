@@ -28,6 +28,7 @@ pub mod keys;
 pub mod msgpack;
 pub mod net;
 pub mod protocol;
+pub mod security;
 pub mod service;
 pub mod token;
 pub mod value;

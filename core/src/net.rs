@@ -59,3 +59,26 @@ pub fn unique_id(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Whether binding to `host` listens only on this machine (the loopback interface).
+pub fn is_loopback(host: &str) -> bool {
+    match host {
+        "localhost" | "::1" | "[::1]" => true,
+        h => h
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_hosts() {
+        for h in ["127.0.0.1", "127.1.2.3", "localhost", "::1"] {
+            assert!(super::is_loopback(h), "{h}");
+        }
+        for h in ["", "*", "0.0.0.0", "10.0.0.1", "example.org"] {
+            assert!(!super::is_loopback(h), "{h}");
+        }
+    }
+}

@@ -14,6 +14,9 @@ pub enum Error {
     /// The state directory (`--state-dir`) could not be opened.
     #[error("cannot open the state directory: {0}")]
     State(String),
+    /// The connections could not be secured with the secret.
+    #[error(transparent)]
+    Security(#[from] zask_core::security::SecurityError),
     /// The scheduler's thread could not be started.
     #[error("cannot start the scheduler thread: {0}")]
     Thread(std::io::Error),

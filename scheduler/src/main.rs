@@ -24,6 +24,11 @@ struct Args {
     /// Port clients connect to (0: the OS chooses).
     #[arg(long, env = "ZASK_PORT_TO_CLIENTS", default_value_t = 0)]
     port_to_clients: u16,
+    /// File holding the cluster's shared secret (at least 16 bytes; `zask token` makes one).
+    /// With a secret, only clients and workers holding it get in, and all traffic is
+    /// encrypted. Or set ZASK_AUTH_TOKEN to the secret itself.
+    #[arg(long, env = "ZASK_AUTH_TOKEN_FILE")]
+    auth_token_file: Option<std::path::PathBuf>,
     /// Seconds without a heartbeat after which a worker is considered dead (its tasks are
     /// rescheduled and the keys only it held recomputed).
     #[arg(long, env = "ZASK_HEARTBEAT_TIMEOUT", default_value_t = 5.0)]
@@ -103,6 +108,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    let secret = match zask_core::security::Secret::from_cli(args.auth_token_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("zask-scheduler: {e}");
+            std::process::exit(2);
+        }
+    };
     let options = SchedulerOptions {
         host: args.host,
         port_to_workers: args.port_to_workers,
@@ -125,6 +137,7 @@ fn main() {
         state_dir: args.state_dir,
         max_collection_size: args.max_collection_size,
         client_queue: args.client_queue.max(1),
+        secret,
     };
     let scheduler = match Scheduler::start(options) {
         Ok(s) => s,

@@ -18,6 +18,7 @@ use zask_core::protocol::{
     GetBody, KeyData, KeyInfo, Message, ReleaseBody, ReportBody, TaskDone, TaskFailed, ToClient,
     ToWorker, CLIENT_OPS,
 };
+use zask_core::security::{self, Gatekeeper, Secret};
 use zask_core::service::Service;
 use zask_core::value::MAX_NESTING;
 use zask_core::{msgpack, DefHash};
@@ -49,6 +50,10 @@ pub struct SchedulerOptions {
     /// does not read past it has its computations cancelled and its replies dropped (it is
     /// told once it is heard from again).
     pub client_queue: i32,
+    /// The cluster's shared secret: with one, every connection must prove it holds it, and
+    /// all traffic is encrypted (see `docs/security.md`); without, anyone who can reach the
+    /// ports is let in.
+    pub secret: Option<Secret>,
 }
 
 impl Default for SchedulerOptions {
@@ -62,6 +67,7 @@ impl Default for SchedulerOptions {
             state_dir: None,
             max_collection_size: 64 << 20,
             client_queue: 100_000,
+            secret: None,
         }
     }
 }
@@ -72,6 +78,8 @@ pub struct Scheduler {
     address_to_workers: String,
     address_to_clients: String,
     service: Service,
+    /// Lets in only connections that hold the secret (when there is one).
+    _gatekeeper: Option<Gatekeeper>,
 }
 
 impl Scheduler {
@@ -80,8 +88,19 @@ impl Scheduler {
         let ctx = zmq::Context::new();
         let workers = ctx.socket(zmq::ROUTER)?;
         let clients = ctx.socket(zmq::ROUTER)?;
+        let gatekeeper = match &options.secret {
+            Some(secret) => Some(secret.start_gatekeeper(&ctx, &[&workers, &clients])?),
+            None => None,
+        };
         for s in [&workers, &clients] {
             net::configure(s)?;
+            security::secure_server(options.secret.as_ref(), s)?;
+        }
+        if options.secret.is_none() && !net::is_loopback(&options.host) {
+            log::warn!(
+                "listening on {:?} with no secret: anyone who can reach these ports can run                  the workers' functions, read every value and shut the scheduler down (set                  --auth-token-file or ZASK_AUTH_TOKEN; see docs/security.md)",
+                if options.host.is_empty() { "all interfaces" } else { &options.host }
+            );
         }
         // A worker reconnecting with its fixed routing id takes its route over.
         workers.set_router_handover(true)?;
@@ -125,6 +144,7 @@ impl Scheduler {
             address_to_workers,
             address_to_clients,
             service,
+            _gatekeeper: gatekeeper,
         })
     }
 

@@ -115,16 +115,23 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `command` (stdin null, stdout piped, stderr captured, RUST_LOG=error, no ZASK_*
-    /// variables from the caller).
+    /// Starts `command` (stdin null, stdout piped, stderr captured, RUST_LOG=error unless the
+    /// command sets it, no ZASK_* variables from the caller).
     pub fn spawn(name: &str, mut command: Command) -> Proc {
         for var in ZASK_ENV {
             command.env_remove(var);
         }
         // ZASK_TEST_LOG=debug shows the children's logs on the test's stderr.
         let log = std::env::var("ZASK_TEST_LOG").ok();
+        let set = command
+            .get_envs()
+            .find(|(k, _)| *k == "RUST_LOG")
+            .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()));
         command
-            .env("RUST_LOG", log.as_deref().unwrap_or("error"))
+            .env(
+                "RUST_LOG",
+                log.clone().or(set).as_deref().unwrap_or("error"),
+            )
             .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -378,9 +385,28 @@ impl SchedulerProc {
     }
 
     fn spawn(args: &[&str]) -> Proc {
+        Self::spawn_logging(args, "error")
+    }
+
+    fn spawn_logging(args: &[&str], log: &str) -> Proc {
         let mut command = Command::new(scheduler_bin());
-        command.args(["--host", "127.0.0.1"]).args(args);
+        command
+            .args(["--host", "127.0.0.1"])
+            .args(args)
+            .env("RUST_LOG", log);
         Proc::spawn("zask-scheduler", command)
+    }
+
+    /// As [`SchedulerProc::start`], logging at `log` (`warn`, ...) to its captured stderr.
+    pub fn start_logging(args: &[&str], log: &str) -> SchedulerProc {
+        let mut proc = Self::spawn_logging(args, log);
+        let workers_address = proc.read_field("address_to_workers", START_TIMEOUT);
+        let clients_address = proc.read_field("address_to_clients", START_TIMEOUT);
+        SchedulerProc {
+            proc,
+            workers_address,
+            clients_address,
+        }
     }
 
     /// A new client of this scheduler.
@@ -406,12 +432,24 @@ impl WorkerProc {
         nthreads: u32,
         args: &[&str],
     ) -> WorkerProc {
+        Self::start_logging(bin, scheduler_workers_address, nthreads, args, "error")
+    }
+
+    /// As [`WorkerProc::start`], logging at `log` (`warn`, ...) to its captured stderr.
+    pub fn start_logging(
+        bin: WorkerBin,
+        scheduler_workers_address: &str,
+        nthreads: u32,
+        args: &[&str],
+        log: &str,
+    ) -> WorkerProc {
         let mut command = Command::new(bin.path());
         command
             .arg(scheduler_workers_address)
             .args(["--host", "127.0.0.1", "--nthreads"])
             .arg(nthreads.to_string())
-            .args(args);
+            .args(args)
+            .env("RUST_LOG", log);
         let name = match bin {
             WorkerBin::Stock => "zask-worker",
             WorkerBin::Custom => "custom_worker",

@@ -61,6 +61,11 @@ pub struct Args {
     /// For testing failure handling only; never enable in production.
     #[arg(long, env = "ZASK_ENABLE_TEST_FUNCTIONS")]
     pub enable_test_functions: bool,
+    /// File holding the cluster's shared secret, the scheduler's (`zask token` makes one).
+    /// With it the worker proves it to the scheduler and to peers, lets in only peers that
+    /// hold it, and encrypts all traffic. Or set ZASK_AUTH_TOKEN to the secret itself.
+    #[arg(long, env = "ZASK_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<std::path::PathBuf>,
 }
 
 /// What the worker does on SIGINT/SIGTERM.
@@ -126,6 +131,13 @@ pub fn main_with(registry: Registry) {
     options.retire_timeout = seconds(args.retire_timeout, "retire-timeout");
     options.heartbeat_interval = seconds(args.heartbeat_interval, "heartbeat-interval");
     options.fetch_timeout = seconds(args.fetch_timeout, "fetch-timeout");
+    options.secret = match zask_core::security::Secret::from_cli(args.auth_token_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("zask-worker: {e}");
+            std::process::exit(2);
+        }
+    };
     // The first signal retires gracefully; a second one leaves at once. The handler goes in
     // before the worker starts (a signal right after it registers must not kill it); signals
     // that came before the worker existed are applied once it does.
@@ -161,4 +173,8 @@ pub fn main_with(registry: Registry) {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     worker.wait();
+    if let Some(why) = worker.failure() {
+        eprintln!("zask-worker: {why}");
+        std::process::exit(1);
+    }
 }

@@ -15,6 +15,9 @@ pub enum Error {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The connections could not be secured with the secret.
+    #[error(transparent)]
+    Security(#[from] zask_core::security::SecurityError),
     /// A thread could not be started.
     #[error("cannot start a worker thread: {0}")]
     Thread(std::io::Error),

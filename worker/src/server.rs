@@ -10,7 +10,7 @@
 //! wakes at the state's next deadline to tick it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap as HashMap;
@@ -19,6 +19,7 @@ use zask_core::protocol::{
     ComputeBody, ComputeTask, FromWorker, GetDataBody, Message, PeerReply, PeerRequest, Tagged,
     ToWorker,
 };
+use zask_core::security::{self, Gatekeeper, HandshakeWatch, Secret};
 use zask_core::service::Service;
 use zask_core::{net, Bytes};
 
@@ -49,6 +50,10 @@ pub struct WorkerOptions {
     pub fetch_timeout: Duration,
     /// How long a retiring worker waits for the scheduler to move its data before leaving.
     pub retire_timeout: Duration,
+    /// The cluster's shared secret (see `docs/security.md`): with one, this worker proves it
+    /// to the scheduler and to peers, lets in only peers that hold it, and encrypts all
+    /// traffic. It must be the scheduler's.
+    pub secret: Option<Secret>,
 }
 
 impl WorkerOptions {
@@ -65,6 +70,7 @@ impl WorkerOptions {
             heartbeat_interval: Duration::from_millis(500),
             fetch_timeout: Duration::from_secs(10),
             retire_timeout: Duration::from_secs(60),
+            secret: None,
         }
     }
 }
@@ -75,6 +81,10 @@ pub struct Worker {
     worker_id: String,
     service: Service,
     retire: Arc<AtomicBool>,
+    /// Why the worker stopped, when it did not choose to (see [`Worker::failure`]).
+    failure: Arc<Mutex<Option<String>>>,
+    /// Lets in only peers that hold the secret (when there is one).
+    _gatekeeper: Option<Gatekeeper>,
 }
 
 impl Worker {
@@ -84,7 +94,12 @@ impl Worker {
         let ctx = zmq::Context::new();
         let store = options.store.open()?;
         let peers = ctx.socket(zmq::ROUTER)?;
+        let gatekeeper = match &options.secret {
+            Some(secret) => Some(secret.start_gatekeeper(&ctx, &[&peers])?),
+            None => None,
+        };
         net::configure(&peers)?;
+        security::secure_server(options.secret.as_ref(), &peers)?;
         let address = net::bind_tcp(&peers, &options.host, options.port_to_workers)
             .map_err(|e| Error::Bind(options.port_to_workers, e))?;
         let worker_id = net::unique_id("worker");
@@ -92,6 +107,8 @@ impl Worker {
         net::configure(&scheduler)?;
         // A fixed routing id: after a reconnect the scheduler still knows who is talking.
         scheduler.set_identity(worker_id.as_bytes())?;
+        security::secure_client(options.secret.as_ref(), &scheduler)?;
+        let watch = HandshakeWatch::new(&ctx, &scheduler, &worker_id)?;
         scheduler
             .connect(&options.scheduler_address)
             .map_err(|e| Error::Connect(options.scheduler_address.clone(), e))?;
@@ -120,6 +137,9 @@ impl Worker {
         let loop_ctx = ctx.clone();
         let retire = Arc::new(AtomicBool::new(false));
         let loop_retire = retire.clone();
+        let failure = Arc::new(Mutex::new(None));
+        let loop_failure = failure.clone();
+        let secret = options.secret.clone();
         let service = Service::spawn(&ctx, &worker_id, "zask-worker", move |wake| {
             Loop {
                 ctx: loop_ctx,
@@ -135,6 +155,9 @@ impl Worker {
                 state,
                 unsent: Vec::new(),
                 leaving: false,
+                secret,
+                watch,
+                failure: loop_failure,
             }
             .run()
         })
@@ -148,12 +171,20 @@ impl Worker {
             worker_id,
             service,
             retire,
+            failure,
+            _gatekeeper: gatekeeper,
         })
     }
 
     /// Where peers fetch data from; also the worker's name, `tcp://host:port`.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Why the worker stopped, if it was made to (the scheduler refused its connection: a
+    /// wrong secret, or none); `None` while it runs or after an ordinary close.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
     }
 
     /// This worker process's unique id.
@@ -215,6 +246,12 @@ struct Loop {
     unsent: Vec<u64>,
     /// The state said to leave.
     leaving: bool,
+    /// The cluster's secret, for the sockets to peers.
+    secret: Option<Secret>,
+    /// Notices the scheduler refusing this worker's connection (a wrong secret, or none).
+    watch: HandshakeWatch,
+    /// Why the worker stopped, when it did not choose to.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Loop {
@@ -246,11 +283,12 @@ impl Loop {
 
     fn poll_once(&mut self) {
         let peer_addrs: Vec<String> = self.peer_sockets.keys().cloned().collect();
-        let (sched_ready, peers_ready, woken, peer_ready) = {
+        let (sched_ready, peers_ready, woken, watched, peer_ready) = {
             let mut items = vec![
                 self.scheduler.as_poll_item(zmq::POLLIN),
                 self.peers.as_poll_item(zmq::POLLIN),
                 self.wake.as_poll_item(zmq::POLLIN),
+                self.watch.socket().as_poll_item(zmq::POLLIN),
             ];
             for a in &peer_addrs {
                 if let Some(s) = self.peer_sockets.get(a) {
@@ -264,7 +302,7 @@ impl Loop {
                 log::error!("poll failed: {e}");
                 return;
             }
-            let peer_ready: Vec<String> = items[3..]
+            let peer_ready: Vec<String> = items[4..]
                 .iter()
                 .zip(&peer_addrs)
                 .filter(|(i, _)| i.is_readable())
@@ -274,9 +312,13 @@ impl Loop {
                 items[0].is_readable(),
                 items[1].is_readable(),
                 items[2].is_readable(),
+                items[3].is_readable(),
                 peer_ready,
             )
         };
+        if watched {
+            self.check_handshakes();
+        }
         if woken {
             while let Ok(Some(_)) = frames::recv(&self.wake) {}
             self.collect_results();
@@ -289,6 +331,18 @@ impl Loop {
         }
         for addr in peer_ready {
             self.drain_peer(&addr);
+        }
+    }
+
+    /// The scheduler refused this worker's connection: it leaves, saying why (there is no
+    /// way in without the right secret).
+    fn check_handshakes(&mut self) {
+        if let Some(why) = self.watch.refused() {
+            log::error!("the scheduler refused this worker: {why}");
+            if let Ok(mut failure) = self.failure.lock() {
+                *failure = Some(why);
+            }
+            self.leaving = true;
         }
     }
 
@@ -341,6 +395,7 @@ impl Loop {
             ctx,
             peer_sockets,
             unsent,
+            secret,
             ..
         } = self;
         state.on_compute(tasks, now, &mut |outbox: &mut Outbox| {
@@ -348,7 +403,7 @@ impl Loop {
                 peer_sockets.remove(&peer);
             }
             for fetch in outbox.fetches.drain(..) {
-                if !send_fetch(ctx, peer_sockets, &fetch) {
+                if !send_fetch(ctx, secret.as_ref(), peer_sockets, &fetch) {
                     unsent.push(fetch.request);
                 }
             }
@@ -423,7 +478,12 @@ impl Loop {
                 send_to_scheduler(&self.scheduler, &msg, blobs);
             }
             for fetch in &outbox.fetches {
-                if !send_fetch(&self.ctx, &mut self.peer_sockets, fetch) {
+                if !send_fetch(
+                    &self.ctx,
+                    self.secret.as_ref(),
+                    &mut self.peer_sockets,
+                    fetch,
+                ) {
                     self.unsent.push(fetch.request);
                 }
             }
@@ -499,11 +559,12 @@ fn send_to_scheduler(scheduler: &zmq::Socket, msg: &FromWorker, blobs: Vec<Vec<u
 /// sent (the peer's socket is then dropped).
 fn send_fetch(
     ctx: &zmq::Context,
+    secret: Option<&Secret>,
     peer_sockets: &mut HashMap<String, zmq::Socket>,
     fetch: &FetchRequest,
 ) -> bool {
     let peer = fetch.peer.as_str();
-    let sent = peer_socket(ctx, peer_sockets, peer).and_then(|socket| {
+    let sent = peer_socket(ctx, secret, peer_sockets, peer).and_then(|socket| {
         // Written from the keys as they are (a fetch of 50,000 inputs is not copied).
         let msg = Tagged(GetDataBody {
             request: fetch.request,
@@ -524,12 +585,14 @@ fn send_fetch(
 
 fn peer_socket<'a>(
     ctx: &zmq::Context,
+    secret: Option<&Secret>,
     peer_sockets: &'a mut HashMap<String, zmq::Socket>,
     peer: &str,
 ) -> Result<&'a zmq::Socket, String> {
     if !peer_sockets.contains_key(peer) {
         let s = ctx.socket(zmq::DEALER).map_err(|e| e.to_string())?;
         net::configure(&s).map_err(|e| e.to_string())?;
+        security::secure_client(secret, &s).map_err(|e| e.to_string())?;
         s.connect(peer)
             .map_err(|e| format!("cannot connect to {peer}: {e}"))?;
         peer_sockets.insert(peer.to_string(), s);

@@ -330,25 +330,45 @@ impl SledStore {
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        // What is not durable yet is flushed now, for a few seconds at most: a flush that
-        // does not end by then may never (a full disk), and is treated like a failure. (A
-        // store given up on is not flushed at all.)
-        let durable = self.broken.is_none()
-            && matches!(self.flush(self.writes, Duration::from_secs(5)), Ok(true));
+        // What is not durable yet is flushed now, for a few seconds at most. (A store given
+        // up on is not flushed at all.)
+        let flushed = match self.broken {
+            None => self.flush(self.writes, Duration::from_secs(5)),
+            Some(_) => Ok(false),
+        };
         // The flush thread ends when its channel closes.
         self.flush.requests = None;
-        if !durable {
-            // sled's drop flushes, which may never end after a failure; the thread may be
-            // stuck in one: neither is waited for.
-            self.flush
-                .given_up
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            std::mem::forget(self.db.take());
-            return;
-        }
-        // Waited for, so the database is closed (its lock released) when this returns.
-        if let Some(thread) = self.flush.thread.take() {
-            let _ = thread.join();
+        match flushed {
+            // Waited for, so the database is closed (its lock released) when this returns.
+            Ok(true) => {
+                if let Some(thread) = self.flush.thread.take() {
+                    let _ = thread.join();
+                }
+            }
+            // A slow flush (a busy disk): its end, and the database's close, which releases
+            // the directory's lock, are waited for on a thread of their own, so that this
+            // drop returns.
+            Ok(false) if self.broken.is_none() => {
+                log::warn!("closing the store before its last flush ended; it closes when it does");
+                let (db, thread) = (self.db.take(), self.flush.thread.take());
+                let _ = std::thread::Builder::new()
+                    .name("zask-sled-close".into())
+                    .spawn(move || {
+                        if let Some(thread) = thread {
+                            let _ = thread.join();
+                        }
+                        drop(db);
+                    });
+            }
+            // Given up on, or the flush failed: sled's drop flushes, which may never end
+            // after a failure, and the flush thread may be stuck in one: neither is waited
+            // for.
+            _ => {
+                self.flush
+                    .given_up
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                std::mem::forget(self.db.take());
+            }
         }
     }
 }
@@ -603,7 +623,7 @@ mod tests {
             let mut store = SledStore::open(dir.path()).unwrap();
             exercise(&mut store);
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert_eq!(
             store.get("b").unwrap(),
             Some(Value::Bytes(vec![1, 2, 3].into()))
@@ -612,6 +632,22 @@ mod tests {
             store.held("b").is_some(),
             "its hash is kept across a restart"
         );
+    }
+
+    /// Opens the store in `dir` again after it was dropped: at once, or (on a disk so busy
+    /// that the last flush outlasted the drop's wait) once that flush has ended.
+    fn reopen(dir: &Path) -> SledStore {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            match SledStore::open(dir) {
+                Ok(store) => return store,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert!(e.to_string().contains("lock"), "{e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("the dropped store never closed: {e}"),
+            }
+        }
     }
 
     /// The free-space margin follows the largest value held now, not the largest ever held
@@ -633,7 +669,7 @@ mod tests {
         // Reopened, the sizes are read back.
         put(&mut store, "again", Value::Bytes(vec![0; 1000].into()));
         drop(store);
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert_eq!(store.sizes.len(), 1);
     }
 
@@ -679,7 +715,7 @@ mod tests {
         let upto = store.writes();
         let _ = store.flush(upto, Duration::ZERO).unwrap();
         drop(store);
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert_eq!(store.get("a").unwrap(), Some(Value::Int(1)));
     }
 

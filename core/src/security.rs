@@ -1,0 +1,481 @@
+//! [`Secret`]: a cluster's shared secret, and what it secures: every connection (client to
+//! scheduler, worker to scheduler, worker to worker) is authenticated and encrypted with
+//! ZeroMQ's CURVE mechanism (CurveZMQ: X25519 key exchange, XSalsa20-Poly1305, keys per
+//! connection, nonces that refuse replays), through libsodium. No cryptography is written
+//! here: this module derives keys and sets socket options.
+//!
+//! From the secret (a token of at least 16 bytes, from `--auth-token-file` or
+//! `ZASK_AUTH_TOKEN`) two X25519 key pairs are derived with HKDF-SHA256: the *server* pair,
+//! which every listening socket uses, and the *member* pair, which every connecting socket
+//! uses. A connecting socket must know the server's public key to begin a handshake, and
+//! proves it holds the member's secret key in it; a listening socket's [`Gatekeeper`] (ZeroMQ's
+//! ZAP) lets in only the member key. So a peer without the secret reaches nothing, the secret
+//! never crosses the wire, and a network observer sees only ciphertext. (Everyone holding the
+//! secret is equally trusted: it is one secret per cluster, as in HyperQueue.)
+//!
+//! A connecting socket's refusal is noticed by a [`HandshakeWatch`] (a ZeroMQ socket monitor),
+//! so that a client or worker with the wrong secret, or none, fails with "authentication
+//! failed" at once rather than waiting out a timeout.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hkdf::Hkdf;
+use sha2::Sha256;
+use x25519_dalek::{PublicKey, StaticSecret};
+
+/// The environment variable a secret can be given in (instead of a file).
+pub const AUTH_TOKEN_ENV: &str = "ZASK_AUTH_TOKEN";
+/// The shortest secret taken, in bytes.
+pub const MIN_SECRET_LEN: usize = 16;
+/// The ZAP domain zask's listening sockets use.
+const ZAP_DOMAIN: &str = "zask";
+/// Where libzmq asks a context's ZAP handler (fixed by the ZAP specification).
+const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
+
+/// Why a secret could not be had, or a secured socket set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    /// The token file could not be read.
+    #[error("cannot read the secret from {0}: {1}")]
+    Read(String, std::io::Error),
+    /// The token is too short to be a secret.
+    #[error(
+        "the secret is {0} bytes long, shorter than {MIN_SECRET_LEN}: make one with \
+         `zask token > FILE` (it prints 32 random bytes in hex)"
+    )]
+    TooShort(usize),
+    /// This libzmq was built without CURVE.
+    #[error("this build of libzmq has no CURVE support, so connections cannot be encrypted")]
+    NoCurve,
+    /// A ZeroMQ call failed.
+    #[error("ZeroMQ error while securing a socket: {0}")]
+    Zmq(#[from] zmq::Error),
+    /// The gatekeeper thread could not start.
+    #[error("cannot start the authentication thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A cluster's shared secret, as the keys derived from it. (The token itself is not kept.)
+#[derive(Clone)]
+pub struct Secret {
+    server_secret: [u8; 32],
+    server_public: [u8; 32],
+    member_secret: [u8; 32],
+    member_public: [u8; 32],
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // (Never the keys: a debug print must not leak the secret.)
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    /// The secret of `token` (surrounding whitespace ignored, as a file's last newline).
+    pub fn new(token: &str) -> Result<Secret, SecurityError> {
+        let token = token.trim();
+        if token.len() < MIN_SECRET_LEN {
+            return Err(SecurityError::TooShort(token.len()));
+        }
+        let kdf = Hkdf::<Sha256>::new(Some(b"zask curve keys v1"), token.as_bytes());
+        let derive = |info: &[u8]| {
+            let mut key = [0u8; 32];
+            // (32 bytes is far below HKDF-SHA256's limit of 8,160: this cannot fail.)
+            let _ = kdf.expand(info, &mut key);
+            let public = PublicKey::from(&StaticSecret::from(key)).to_bytes();
+            (key, public)
+        };
+        let (server_secret, server_public) = derive(b"server");
+        let (member_secret, member_public) = derive(b"member");
+        Ok(Secret {
+            server_secret,
+            server_public,
+            member_secret,
+            member_public,
+        })
+    }
+
+    /// The secret in the file at `path`.
+    pub fn from_file(path: &Path) -> Result<Secret, SecurityError> {
+        let token = std::fs::read_to_string(path)
+            .map_err(|e| SecurityError::Read(path.display().to_string(), e))?;
+        Secret::new(&token)
+    }
+
+    /// The secret a process is given: from `file` if set, else from `token` (the value of
+    /// `ZASK_AUTH_TOKEN`), else none (connections are neither authenticated nor encrypted).
+    pub fn from_sources(
+        file: Option<&Path>,
+        token: Option<&str>,
+    ) -> Result<Option<Secret>, SecurityError> {
+        match (file, token) {
+            (Some(path), _) => Secret::from_file(path).map(Some),
+            (None, Some(token)) if !token.trim().is_empty() => Secret::new(token).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The secret a command line is given: the file `--auth-token-file` names, else the
+    /// value of `ZASK_AUTH_TOKEN`, else none.
+    pub fn from_cli(file: Option<&Path>) -> Result<Option<Secret>, SecurityError> {
+        let token = std::env::var(AUTH_TOKEN_ENV).ok();
+        Secret::from_sources(file, token.as_deref())
+    }
+
+    /// A new random token (32 bytes from the operating system, in hex).
+    pub fn generate_token() -> Result<String, std::io::Error> {
+        let mut bytes = [0u8; 32];
+        getrandom::getrandom(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Makes `socket` a secured listening socket (call before `bind`); the context's
+    /// [`Gatekeeper`] must be running.
+    pub fn serve(&self, socket: &zmq::Socket) -> Result<(), SecurityError> {
+        check_curve()?;
+        socket.set_zap_domain(ZAP_DOMAIN)?;
+        socket.set_curve_server(true)?;
+        socket.set_curve_secretkey(&self.server_secret)?;
+        Ok(())
+    }
+
+    /// Makes `socket` a secured connecting socket (call before `connect`).
+    pub fn connect(&self, socket: &zmq::Socket) -> Result<(), SecurityError> {
+        check_curve()?;
+        socket.set_curve_serverkey(&self.server_public)?;
+        socket.set_curve_publickey(&self.member_public)?;
+        socket.set_curve_secretkey(&self.member_secret)?;
+        Ok(())
+    }
+
+    /// Starts the gatekeeper of `ctx`: it lets in connections that prove they hold the
+    /// secret, refuses the others, and logs each refusal on the `listening` sockets with the
+    /// address it came from (and nothing else from it). It runs until the returned handle is
+    /// dropped. Call before the listening sockets bind.
+    pub fn start_gatekeeper(
+        &self,
+        ctx: &zmq::Context,
+        listening: &[&zmq::Socket],
+    ) -> Result<Gatekeeper, SecurityError> {
+        check_curve()?;
+        let socket = ctx.socket(zmq::REP)?;
+        socket.set_linger(0)?;
+        socket.bind(ZAP_ENDPOINT)?;
+        let mut monitors = Vec::with_capacity(listening.len());
+        for listener in listening {
+            let endpoint = format!("inproc://{}", crate::net::unique_id("gatekeeper-monitor"));
+            // (Refusals by the ZAP handler are logged there, with the peer's address.)
+            let wanted = zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                | zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+            listener.monitor(&endpoint, wanted as i32)?;
+            let events = ctx.socket(zmq::PAIR)?;
+            events.set_linger(0)?;
+            events.connect(&endpoint)?;
+            monitors.push(events);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = stop.clone();
+        let member = self.member_public;
+        let thread = std::thread::Builder::new()
+            .name("zask-gatekeeper".into())
+            .spawn(move || gatekeeper(socket, monitors, member, thread_stop))
+            .map_err(SecurityError::Thread)?;
+        Ok(Gatekeeper {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Some sources that can secure a socket, or none: what a process's options hold.
+pub fn secure_server(secret: Option<&Secret>, socket: &zmq::Socket) -> Result<(), SecurityError> {
+    match secret {
+        Some(s) => s.serve(socket),
+        None => Ok(()),
+    }
+}
+
+/// As [`secure_server`], for a connecting socket.
+pub fn secure_client(secret: Option<&Secret>, socket: &zmq::Socket) -> Result<(), SecurityError> {
+    match secret {
+        Some(s) => s.connect(socket),
+        None => Ok(()),
+    }
+}
+
+fn check_curve() -> Result<(), SecurityError> {
+    if zmq::has("curve").unwrap_or(false) {
+        Ok(())
+    } else {
+        Err(SecurityError::NoCurve)
+    }
+}
+
+/// A context's ZAP handler (see [`Secret::start_gatekeeper`]); dropping it stops it.
+pub struct Gatekeeper {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Gatekeeper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answers ZAP requests (RFC 27: version, request id, domain, address, identity, mechanism,
+/// credentials) until `stop` is set: 200 for a CURVE client with the member key, 400 else;
+/// and logs the handshakes the listening sockets' `monitors` say failed.
+fn gatekeeper(
+    socket: zmq::Socket,
+    monitors: Vec<zmq::Socket>,
+    member: [u8; 32],
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let mut items: Vec<zmq::PollItem> = std::iter::once(&socket)
+            .chain(&monitors)
+            .map(|s| s.as_poll_item(zmq::POLLIN))
+            .collect();
+        if zmq::poll(&mut items, 100).is_err() {
+            return;
+        }
+        let ready: Vec<bool> = items.iter().map(|i| i.is_readable()).collect();
+        for (monitor, _) in monitors.iter().zip(&ready[1..]).filter(|(_, r)| **r) {
+            while let Ok(frames) = monitor.recv_multipart(zmq::DONTWAIT) {
+                // (The address of a monitor's event is this side's endpoint.)
+                let endpoint = frames
+                    .get(1)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .unwrap_or_default();
+                log::warn!(
+                    "refused a connection to {endpoint}: its handshake failed (it does not hold \
+                     this cluster's secret, or has none)"
+                );
+            }
+        }
+        if !ready[0] {
+            continue;
+        }
+        let Ok(frames) = socket.recv_multipart(0) else {
+            return;
+        };
+        let frame = |i: usize| frames.get(i).map(Vec::as_slice).unwrap_or_default();
+        let allowed = frame(0) == b"1.0" && frame(5) == b"CURVE" && frame(6) == member;
+        let (status, text): (&[u8], &[u8]) = match allowed {
+            true => (b"200", b"OK"),
+            false => {
+                let address = String::from_utf8_lossy(frame(3));
+                log::warn!("refused a connection from {address}: authentication failed");
+                (b"400", b"authentication failed")
+            }
+        };
+        let reply: [&[u8]; 6] = [b"1.0", frame(1), status, text, b"", b""];
+        if socket.send_multipart(reply, 0).is_err() {
+            return;
+        }
+    }
+}
+
+/// Watches a connecting socket's handshakes (a ZeroMQ socket monitor): says when the other
+/// side refused it, so that its owner can fail with "authentication failed" at once.
+pub struct HandshakeWatch {
+    events: zmq::Socket,
+    /// Connections made and closed without a handshake in between, in a row.
+    failed_in_a_row: u32,
+    connected: bool,
+}
+
+/// Connections closed before their handshake succeeded, in a row, that mean a refusal (one can
+/// be a peer restarting at the wrong moment).
+const REFUSALS: u32 = 2;
+
+impl HandshakeWatch {
+    /// Starts watching `socket` (before it connects), through an in-process socket named
+    /// after `name` (unique in `ctx`).
+    pub fn new(
+        ctx: &zmq::Context,
+        socket: &zmq::Socket,
+        name: &str,
+    ) -> Result<HandshakeWatch, SecurityError> {
+        let endpoint = format!("inproc://{name}-monitor");
+        let wanted = zmq_sys::ZMQ_EVENT_CONNECTED
+            | zmq_sys::ZMQ_EVENT_DISCONNECTED
+            | zmq_sys::ZMQ_EVENT_HANDSHAKE_SUCCEEDED
+            | zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            | zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+        socket.monitor(&endpoint, wanted as i32)?;
+        let events = ctx.socket(zmq::PAIR)?;
+        events.set_linger(0)?;
+        events.connect(&endpoint)?;
+        Ok(HandshakeWatch {
+            events,
+            failed_in_a_row: 0,
+            connected: false,
+        })
+    }
+
+    /// The socket to poll for events.
+    pub fn socket(&self) -> &zmq::Socket {
+        &self.events
+    }
+
+    /// Reads the events that came; `Some(why)` if the other side refused the connection
+    /// (authentication failed, or it speaks without a secret and this side with one, or
+    /// the other way round).
+    pub fn refused(&mut self) -> Option<String> {
+        let mut refused = None;
+        while let Ok(frames) = self.events.recv_multipart(zmq::DONTWAIT) {
+            let Some(head) = frames.first().filter(|f| f.len() >= 6) else {
+                continue;
+            };
+            let event = u32::from(u16::from_ne_bytes([head[0], head[1]]));
+            let address = frames
+                .get(1)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .unwrap_or_default();
+            match event {
+                zmq_sys::ZMQ_EVENT_CONNECTED => self.connected = true,
+                zmq_sys::ZMQ_EVENT_HANDSHAKE_SUCCEEDED => {
+                    self.connected = false;
+                    self.failed_in_a_row = 0;
+                }
+                zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                | zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL => {
+                    self.connected = false;
+                    refused = Some(refusal(&address));
+                }
+                zmq_sys::ZMQ_EVENT_DISCONNECTED if self.connected => {
+                    self.connected = false;
+                    self.failed_in_a_row += 1;
+                    if self.failed_in_a_row >= REFUSALS {
+                        refused = Some(refusal(&address));
+                    }
+                }
+                _ => {}
+            }
+        }
+        refused
+    }
+
+    /// Waits up to `timeout` for events, then reads them (see [`refused`](Self::refused)).
+    pub fn wait_refused(&mut self, timeout: Duration) -> Option<String> {
+        let _ = self.events.poll(zmq::POLLIN, timeout.as_millis() as i64);
+        self.refused()
+    }
+}
+
+fn refusal(address: &str) -> String {
+    format!(
+        "authentication failed with {address}: the secret differs, or only one side has one \
+         (--auth-token-file, {AUTH_TOKEN_ENV})"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn keys_come_from_the_secret_alone() {
+        let a = Secret::new(TOKEN).unwrap();
+        let b = Secret::new(&format!("  {TOKEN}\n")).unwrap();
+        assert_eq!(
+            a.server_public, b.server_public,
+            "surrounding whitespace ignored"
+        );
+        assert_eq!(a.member_secret, b.member_secret);
+        let c = Secret::new("another secret, long enough").unwrap();
+        assert_ne!(a.server_public, c.server_public);
+        assert_ne!(a.server_public, a.member_public);
+        assert!(matches!(
+            Secret::new("short"),
+            Err(SecurityError::TooShort(5))
+        ));
+        assert_eq!(format!("{a:?}"), "Secret(..)");
+        let token = Secret::generate_token().unwrap();
+        assert_eq!(token.len(), 64);
+        assert_ne!(token, Secret::generate_token().unwrap());
+    }
+
+    /// A listening and a connecting socket, with these secrets (`None`: no secret).
+    fn pair(server: Option<&str>, client: Option<&str>) -> (bool, Option<String>) {
+        let ctx = zmq::Context::new();
+        let server = server.map(|t| Secret::new(t).unwrap());
+        let client = client.map(|t| Secret::new(t).unwrap());
+        let router = ctx.socket(zmq::ROUTER).unwrap();
+        let _gate = server
+            .as_ref()
+            .map(|s| s.start_gatekeeper(&ctx, &[&router]).unwrap());
+        secure_server(server.as_ref(), &router).unwrap();
+        router.bind("tcp://127.0.0.1:*").unwrap();
+        let endpoint = router.get_last_endpoint().unwrap().unwrap();
+        let dealer = ctx.socket(zmq::DEALER).unwrap();
+        dealer.set_linger(0).unwrap();
+        secure_client(client.as_ref(), &dealer).unwrap();
+        let mut watch = HandshakeWatch::new(&ctx, &dealer, &crate::net::unique_id("t")).unwrap();
+        dealer.connect(&endpoint).unwrap();
+        dealer.send("hello", 0).unwrap();
+        let got = router.poll(zmq::POLLIN, 1500).unwrap() > 0;
+        let refused = watch.wait_refused(Duration::from_millis(500));
+        (got, refused)
+    }
+
+    #[test]
+    fn only_the_same_secret_gets_in_and_a_refusal_is_noticed() {
+        let (got, refused) = pair(Some(TOKEN), Some(TOKEN));
+        assert!(got, "the right secret gets through");
+        assert_eq!(refused, None);
+        let (got, refused) = pair(Some(TOKEN), Some("a different secret altogether"));
+        assert!(!got, "a wrong secret reaches nothing");
+        assert!(refused.is_some_and(|r| r.contains("authentication failed")));
+        let (got, refused) = pair(Some(TOKEN), None);
+        assert!(!got, "no secret reaches nothing");
+        assert!(refused.is_some());
+        let (got, refused) = pair(None, None);
+        assert!(got, "no secret on either side: as before");
+        assert_eq!(refused, None);
+    }
+}
+
+#[cfg(test)]
+mod vector {
+    /// The derivation's test vector, as `docs/protocol.md` gives it (checked against Python's
+    /// `cryptography`: HKDF-SHA256 and X25519 of the same inputs give the same bytes).
+    #[test]
+    fn the_documented_test_vector() {
+        let s = super::Secret::new("0123456789abcdef0123456789abcdef").unwrap();
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
+                .unwrap();
+        for (name, key) in [
+            ("server secret key", hex(&s.server_secret)),
+            ("server public key", hex(&s.server_public)),
+            ("member secret key", hex(&s.member_secret)),
+            ("member public key", hex(&s.member_public)),
+        ] {
+            let line = format!("{name}: {key}");
+            assert!(doc.contains(&line), "docs/protocol.md lacks {line:?}");
+        }
+        assert_eq!(
+            hex(&s.server_public),
+            "7290dd750c798a98c328752df2ccec6fa210697d369a388f20e3753642e01357"
+        );
+        assert_eq!(
+            hex(&s.member_public),
+            "dac5802534641d8b7eac97ab25a5ef2ef6fe19af31a84156436dbb617ee9592e"
+        );
+    }
+}
