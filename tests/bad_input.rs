@@ -267,6 +267,22 @@ fn header_with_an_unknown_op_or_missing_fields() {
     send_frames(&socket, None, frames::encode(&no_op, Vec::new()).unwrap());
     assert_eq!(expect_error(&socket, 44).kind, "bad_request");
 
+    // Headers the spec does not allow (docs/protocol.md: a map with a str `op`, and a
+    // `request`): refused as `bad_request`, under request id 0 when none can be read.
+    let array = value_json(json!(["status", 21]));
+    send_frames(&socket, None, frames::encode(&array, Vec::new()).unwrap());
+    assert_eq!(expect_error(&socket, 0).kind, "bad_request");
+    let op_int = value_json(json!({"op": 1}));
+    send_frames(&socket, None, frames::encode(&op_int, Vec::new()).unwrap());
+    assert_eq!(expect_error(&socket, 0).kind, "bad_request");
+    let no_request = value_json(json!({"op": "status"}));
+    send_frames(
+        &socket,
+        None,
+        frames::encode(&no_request, Vec::new()).unwrap(),
+    );
+    assert_eq!(expect_error(&socket, 0).kind, "bad_request");
+
     // A hello speaking another protocol version.
     let hello = FromClient::Hello {
         request: 45,

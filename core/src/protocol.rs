@@ -1234,3 +1234,51 @@ mod tests {
         assert!(matches!(decoded, Err(DecodeError::TooDeep)), "{decoded:?}");
     }
 }
+
+#[cfg(test)]
+mod header_rules {
+    use super::*;
+
+    /// What `docs/protocol.md` says of headers: a map with a string `op`; an array, or an
+    /// `op` of another type, is not a message (the scheduler answers `bad_request`); a
+    /// request without `request` is malformed (answered under request id 0).
+    #[test]
+    fn headers_are_maps_with_a_string_op() {
+        let array = rmp_serde::to_vec(&("status", 21u64)).unwrap();
+        assert!(matches!(
+            FromClient::decode(&array),
+            Err(DecodeError::NotAMessage(_))
+        ));
+        let mut op_int = Vec::new();
+        rmp::encode::write_map_len(&mut op_int, 1).unwrap();
+        rmp::encode::write_str(&mut op_int, "op").unwrap();
+        rmp::encode::write_uint(&mut op_int, 1).unwrap();
+        assert!(matches!(
+            FromClient::decode(&op_int),
+            Err(DecodeError::NotAMessage(_))
+        ));
+        let mut no_request = Vec::new();
+        rmp::encode::write_map_len(&mut no_request, 2).unwrap();
+        rmp::encode::write_str(&mut no_request, "op").unwrap();
+        rmp::encode::write_str(&mut no_request, "status").unwrap();
+        rmp::encode::write_str(&mut no_request, "extra").unwrap();
+        rmp::encode::write_uint(&mut no_request, 1).unwrap();
+        assert!(matches!(
+            FromClient::decode(&no_request),
+            Err(DecodeError::Malformed(m)) if m.contains("request")
+        ));
+        // With a request id, the unknown field is ignored.
+        let mut extra = Vec::new();
+        rmp::encode::write_map_len(&mut extra, 3).unwrap();
+        rmp::encode::write_str(&mut extra, "extra").unwrap();
+        rmp::encode::write_uint(&mut extra, 1).unwrap();
+        rmp::encode::write_str(&mut extra, "request").unwrap();
+        rmp::encode::write_uint(&mut extra, 5).unwrap();
+        rmp::encode::write_str(&mut extra, "op").unwrap();
+        rmp::encode::write_str(&mut extra, "status").unwrap();
+        assert_eq!(
+            FromClient::decode(&extra).unwrap(),
+            FromClient::Status { request: 5 }
+        );
+    }
+}

@@ -305,6 +305,49 @@ mod tests {
         Collections::new(CollectionStore::open(None).unwrap(), max_size)
     }
 
+    /// `get_collection` answers in normal form (docs/protocol.md): a list literal comes back
+    /// wrapped in `lit`, empty `args` left out, `meta` `{}` when it was absent; storing that
+    /// form again gives the same collection.
+    #[test]
+    fn a_collection_comes_back_in_normal_form() {
+        let mut c = collections(1 << 20);
+        let json = serde_json::json!({
+            "kind": "graph",
+            "graph": {"l": [0, 1, 2], "t": {"fn": "range", "args": []}},
+            "keys": ["l", "t"],
+        });
+        let sent = Value::from_json(&json);
+        assert!(matches!(
+            c.on_set(1, "n".into(), &sent),
+            ToClient::CollectionStored { .. }
+        ));
+        let ToClient::Collection { collection, .. } = c.on_get(2, "n".into()) else {
+            panic!("not fetched");
+        };
+        let graph = collection.get("graph").unwrap();
+        let lit = Value::Map(vec![(
+            Value::from("lit"),
+            Value::List(vec![Value::Int(0), Value::Int(1), Value::Int(2)]),
+        )]);
+        assert_eq!(graph.get("l"), Some(&lit));
+        assert_eq!(
+            graph.get("t"),
+            Some(&Value::Map(vec![(Value::from("fn"), Value::from("range"))]))
+        );
+        assert_eq!(collection.get("meta"), Some(&Value::Map(Vec::new())));
+        assert!(matches!(
+            c.on_set(3, "n2".into(), &collection),
+            ToClient::CollectionStored { .. }
+        ));
+        let ToClient::Collection {
+            collection: again, ..
+        } = c.on_get(4, "n2".into())
+        else {
+            panic!("not fetched");
+        };
+        assert_eq!(again, collection);
+    }
+
     #[test]
     fn a_collection_is_stored_replaced_fetched_listed_and_deleted() {
         let mut c = collections(1 << 20);
