@@ -10,6 +10,9 @@
 //! - [`msgpack`]: msgpack read without decoding (skipping, fields and items as bytes).
 //! - [`protocol`]: every message, as serde types, named by direction, and how each direction's
 //!   headers are decoded ([`protocol::Message`]); error kinds ([`ErrorKind`]).
+//! - [`security`]: [`security::Secret`], a cluster's shared secret: every connection
+//!   authenticated and encrypted (CURVE).
+//! - [`fuzz`]: the entry points of the fuzz targets (`fuzz/`), run on kept inputs by the tests.
 //! - [`frames`]: how messages become ZeroMQ frames (header + blobs for large values).
 //! - [`get_split`]: a `get` read field by field, a big graph on two threads (its halves at
 //!   once).
@@ -20,6 +23,7 @@
 
 pub mod collection;
 pub mod frames;
+pub mod fuzz;
 pub mod get_split;
 pub mod graph;
 pub mod graph_serde;

@@ -240,7 +240,9 @@ impl Value {
                     .map(|(k, v)| {
                         let key = match k {
                             Value::Str(s) => s.clone(),
-                            other => other.to_json().to_string(),
+                            // (Bounded: a key written whole, inside keys inside keys, would
+                            // have its quotes escaped anew at each level, doubling each time.)
+                            other => other.brief(MAX_KEY_DISPLAY),
                         };
                         (key, v.to_json())
                     })
@@ -248,6 +250,97 @@ impl Value {
             ),
         }
     }
+
+    /// The value as JSON (as [`to_json`](Self::to_json) writes it), cut to about `limit`
+    /// bytes (ending `…` when cut), without building the JSON of what is cut: for error
+    /// messages and logs, where a value may be anything a peer sent.
+    pub fn brief(&self, limit: usize) -> String {
+        let mut out = String::new();
+        self.write_brief(&mut out, limit);
+        out
+    }
+
+    /// Appends to `out` as [`brief`](Self::brief) writes; false once `limit` is reached.
+    fn write_brief(&self, out: &mut String, limit: usize) -> bool {
+        if out.len() >= limit {
+            return false;
+        }
+        match self {
+            Value::Str(s) => {
+                if !push_json_str(out, s, limit) {
+                    return cut(out);
+                }
+            }
+            Value::List(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    if !item.write_brief(out, limit) {
+                        return cut(out);
+                    }
+                }
+                out.push(']');
+            }
+            Value::Map(entries) => {
+                out.push('{');
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let fits = match k {
+                        Value::Str(s) => push_json_str(out, s, limit),
+                        other => push_json_str(out, &other.brief(MAX_KEY_DISPLAY), limit),
+                    };
+                    out.push(':');
+                    if !fits || !v.write_brief(out, limit) {
+                        return cut(out);
+                    }
+                }
+                out.push('}');
+            }
+            // Scalars and bytes: small, or cut below.
+            other => {
+                let json = match other {
+                    Value::Bytes(b) if b.len() > limit => {
+                        format!("{{\"bytes\": <{} bytes>}}", b.len())
+                    }
+                    _ => other.to_json().to_string(),
+                };
+                out.push_str(&json);
+            }
+        }
+        if out.len() > limit {
+            return cut(out);
+        }
+        true
+    }
+}
+
+/// How long a map key that is not a string may be when written as a JSON key.
+const MAX_KEY_DISPLAY: usize = 100;
+/// How long a value's `Display` is at the most (see [`Value::brief`]).
+const MAX_DISPLAY: usize = 4096;
+
+/// Appends `s` as a JSON string (cut to fit `limit`); false if it was cut.
+fn push_json_str(out: &mut String, s: &str, limit: usize) -> bool {
+    let room = limit.saturating_sub(out.len());
+    let mut end = s.len().min(room);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let json = serde_json::Value::String(s[..end].to_string()).to_string();
+    out.push_str(&json);
+    end == s.len()
+}
+
+/// Ends a cut value's text with `…`; always false (the value did not fit).
+fn cut(out: &mut String) -> bool {
+    if !out.ends_with('…') {
+        out.push('…');
+    }
+    false
 }
 
 /// How a float JSON cannot write is named in `{"float": ...}`: `nan`, `inf` or `-inf`.
@@ -287,9 +380,9 @@ pub struct TooDeep {
 }
 
 impl fmt::Display for Value {
-    /// Values display as JSON.
+    /// Values display as JSON, cut after a few kilobytes (see [`Value::brief`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.to_json())
+        f.write_str(&self.brief(MAX_DISPLAY))
     }
 }
 
@@ -590,5 +683,46 @@ mod tests {
     fn json_round_trip() {
         let json = serde_json::json!({"a": [1, 2.5, null, true, "s"]});
         assert_eq!(Value::from_json(&json).to_json(), json);
+    }
+}
+
+#[cfg(test)]
+mod brief_tests {
+    use super::*;
+
+    /// Maps as keys of maps as keys...: written whole, each level escaped the quotes of the
+    /// one inside anew, doubling the text at every level (a fuzzer's find: a 300-byte message
+    /// took minutes to describe in an error).
+    #[test]
+    fn nested_map_keys_are_described_in_bounded_time_and_size() {
+        let mut v = Value::from("x");
+        for _ in 0..200 {
+            v = Value::Map(vec![(v, Value::Int(1))]);
+        }
+        let started = std::time::Instant::now();
+        let text = v.to_string();
+        let json = v.to_json().to_string();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert!(text.len() <= 4096 + 300, "{}", text.len());
+        assert!(json.len() < 100_000, "{}", json.len());
+    }
+
+    #[test]
+    fn small_values_display_as_their_json_and_large_ones_are_cut() {
+        let v = Value::Map(vec![
+            (
+                Value::from("a"),
+                Value::List(vec![Value::Int(1), Value::from("b\"c")]),
+            ),
+            (Value::Int(2), Value::Nil),
+        ]);
+        assert_eq!(v.to_string(), r#"{"a":[1,"b\"c"],"2":null}"#);
+        let big = Value::List((0..10_000).map(Value::Int).collect());
+        let text = big.to_string();
+        assert!(text.ends_with('…') && text.len() < 4200, "{}", text.len());
+        assert_eq!(
+            Value::from("é".repeat(10)).brief(5).chars().last(),
+            Some('…')
+        );
     }
 }
