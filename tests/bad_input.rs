@@ -335,6 +335,7 @@ fn garbage_to_the_worker_port() {
                 value: Value::Nil,
                 frame: Some(9),
                 raw: false,
+                extra_frames: 0,
             }),
         }],
         failed: vec![],

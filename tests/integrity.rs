@@ -219,6 +219,7 @@ fn only_the_worker_given_a_task_is_believed() {
         value: Value::Int(777),
         frame: None,
         raw: false,
+        extra_frames: 0,
     };
     send(&FromWorker::Report(ReportBody {
         done: vec![TaskDone {

@@ -93,16 +93,16 @@ fn an_encrypted_cluster_computes_the_end_to_end_graphs() {
     }
     g.insert("total", task("sum", (list(refs),)));
     assert_eq!(c.client.get(&g, "total").unwrap(), Value::Int(20_100));
-    // A large value travels as its own frame, encrypted too.
+    // A large value travels in frames of its own (split in 1 MiB parts when encrypted).
     let mut g = Graph::new();
-    g.insert("big", task("zeros", (1_000_000,)));
+    g.insert("big", task("zeros", (3_000_000,)));
     g.insert("n", task("nbytes", (key("big"),)));
     let got = c.client.get(&g, vec!["n", "big"]).unwrap();
     assert_eq!(
         got,
         Value::List(vec![
-            Value::Int(1_000_000),
-            Value::Bytes(vec![0; 1_000_000].into())
+            Value::Int(3_000_000),
+            Value::Bytes(vec![0; 3_000_000].into())
         ])
     );
 }

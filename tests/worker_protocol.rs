@@ -234,6 +234,7 @@ fn peer_item(key: &str, value: Value, hash: DefHash) -> KeyData {
             value,
             frame: None,
             raw: false,
+            extra_frames: 0,
         },
         hash: Some(hash),
     }

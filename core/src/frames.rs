@@ -4,6 +4,8 @@
 //! message encoded with `rmp_serde::to_vec_named`; blobs hold large values referenced by
 //! [`Data::frame`]. Values pack themselves with [`pack`] and unpack with [`unpack`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -46,65 +48,104 @@ pub struct Frames {
     pub blobs: Vec<Vec<u8>>,
 }
 
+/// The largest frame a value is carried in on an encrypted connection (see
+/// [`set_max_frame`]): 1 MiB. CURVE encrypts a frame whole before sending any of it, so a
+/// 64 MiB value in one frame is encrypted, then sent, then decrypted, one after the other; in
+/// frames of 1 MiB the receiver decrypts one while the sender encrypts the next.
+pub const ENCRYPTED_FRAME: usize = 1 << 20;
+
+/// The largest frame a value is carried in, in this process (no limit until
+/// [`set_max_frame`] sets one).
+static MAX_FRAME: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Carries large values in frames of at most `bytes` from now on, in this process (set to
+/// [`ENCRYPTED_FRAME`] when connections are encrypted). A receiver joins the frames of one
+/// value whatever this says; unencrypted, one frame per value is faster (it is sent from
+/// memory as it is, and received without a copy).
+pub fn set_max_frame(bytes: usize) {
+    MAX_FRAME.store(bytes.max(1), Ordering::Relaxed);
+}
+
+fn max_frame() -> usize {
+    MAX_FRAME.load(Ordering::Relaxed)
+}
+
+/// A value in frames from `first` on: `Data` naming them.
+fn framed(first: usize, frames: usize, raw: bool) -> Data {
+    Data {
+        value: Value::Nil,
+        frame: Some(first as u32),
+        raw,
+        extra_frames: frames.saturating_sub(1) as u32,
+    }
+}
+
 /// Puts `value` into a [`Data`]: inline when small, else appended to `blobs` (raw for bytes).
 pub fn pack(value: Value, blobs: &mut Vec<Vec<u8>>) -> Data {
+    pack_in(value, blobs, max_frame())
+}
+
+/// [`pack`], in frames of at most `limit` bytes.
+fn pack_in(value: Value, blobs: &mut Vec<Vec<u8>>, limit: usize) -> Data {
     if value.nbytes() < INLINE_LIMIT {
         return Data {
             value,
             frame: None,
             raw: false,
+            extra_frames: 0,
         };
     }
-    let index = blobs.len() as u32;
-    match value {
-        Value::Bytes(b) => {
-            // No copy when this is the value's only reference (a fresh result).
-            blobs.push(Vec::from(b));
-            Data {
-                value: Value::Nil,
-                frame: Some(index),
-                raw: true,
-            }
-        }
+    let first = blobs.len();
+    let (encoded, raw) = match value {
+        // No copy when this is the value's only reference (a fresh result) and fits a frame.
+        Value::Bytes(b) => (Vec::from(b), true),
         other => match rmp_serde::to_vec(&other) {
-            Ok(encoded) => {
-                blobs.push(encoded);
-                Data {
-                    value: Value::Nil,
-                    frame: Some(index),
+            Ok(encoded) => (encoded, false),
+            // Encoding a Value cannot fail; if it ever did, inline keeps the data.
+            Err(_) => {
+                return Data {
+                    value: other,
+                    frame: None,
                     raw: false,
+                    extra_frames: 0,
                 }
             }
-            // Encoding a Value cannot fail; if it ever did, inline keeps the data.
-            Err(_) => Data {
-                value: other,
-                frame: None,
-                raw: false,
-            },
         },
+    };
+    if encoded.len() <= limit {
+        blobs.push(encoded);
+    } else {
+        blobs.extend(encoded.chunks(limit).map(<[u8]>::to_vec));
     }
+    framed(first, blobs.len() - first, raw)
 }
 
 /// As [`pack`], for [`send_shared`]: a large bytes value goes into `blobs` as it is (shared
-/// with whoever else holds it, a worker's store: no copy); other large values are encoded into
-/// a frame of their own.
+/// with whoever else holds it, a worker's store: no copy, its frames slices of it); other
+/// large values are encoded into frames of their own.
 pub fn pack_shared(value: Value, blobs: &mut Vec<Bytes>) -> Data {
-    let index = blobs.len() as u32;
+    pack_shared_in(value, blobs, max_frame())
+}
+
+/// [`pack_shared`], in frames of at most `limit` bytes.
+fn pack_shared_in(value: Value, blobs: &mut Vec<Bytes>, limit: usize) -> Data {
+    let first = blobs.len();
     match value {
         Value::Bytes(b) if b.len() as u64 >= INLINE_LIMIT => {
-            blobs.push(b);
-            Data {
-                value: Value::Nil,
-                frame: Some(index),
-                raw: true,
+            let mut at = 0;
+            while at < b.len() {
+                let end = b.len().min(at.saturating_add(limit));
+                blobs.push(b.slice(at..end));
+                at = end;
             }
+            framed(first, blobs.len() - first, true)
         }
         other => {
             let mut owned = Vec::new();
-            let mut data = pack(other, &mut owned);
-            if let Some(frame) = owned.pop() {
-                data.frame = Some(index);
-                blobs.push(Bytes::from(frame));
+            let mut data = pack_in(other, &mut owned, limit);
+            if data.frame.is_some() {
+                data.frame = Some(first as u32);
+                blobs.extend(owned.into_iter().map(Bytes::from));
             }
             data
         }
@@ -199,7 +240,7 @@ pub fn to_bytes(message: zmq::Message) -> Bytes {
     Bytes::from_owner(Owned(message))
 }
 
-/// Takes the value out of a [`Data`], reading its blob frame if it has one.
+/// Takes the value out of a [`Data`], reading its blob frame (or frames) if it has one.
 pub fn unpack<B: Blob>(data: Data, blobs: &[B]) -> Result<Value, FrameError> {
     let Some(index) = data.frame else {
         return Ok(data.value);
@@ -207,10 +248,28 @@ pub fn unpack<B: Blob>(data: Data, blobs: &[B]) -> Result<Value, FrameError> {
     let blob = blobs
         .get(index as usize)
         .ok_or(FrameError::MissingFrame(index))?;
+    if data.extra_frames == 0 {
+        return if data.raw {
+            Ok(Value::Bytes(blob.bytes()))
+        } else {
+            rmp_serde::from_slice(blob).map_err(|e| FrameError::Blob(index, e))
+        };
+    }
+    // A value in several frames: joined (one copy; they arrived decrypted apart).
+    let last = index
+        .checked_add(data.extra_frames)
+        .ok_or(FrameError::MissingFrame(u32::MAX))?;
+    let parts = blobs
+        .get(index as usize..=last as usize)
+        .ok_or(FrameError::MissingFrame(last))?;
+    let mut joined = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        joined.extend_from_slice(part);
+    }
     if data.raw {
-        Ok(Value::Bytes(blob.bytes()))
+        Ok(Value::Bytes(joined.into()))
     } else {
-        rmp_serde::from_slice(blob).map_err(|e| FrameError::Blob(index, e))
+        rmp_serde::from_slice(&joined).map_err(|e| FrameError::Blob(index, e))
     }
 }
 
@@ -381,11 +440,48 @@ mod tests {
             value: Value::Nil,
             frame: Some(9),
             raw: true,
+            extra_frames: 0,
         };
         assert!(matches!(
             unpack(dangling, &blobs),
             Err(FrameError::MissingFrame(9))
         ));
+    }
+
+    /// On encrypted connections a large value travels in several frames, joined again.
+    #[test]
+    fn large_values_in_several_frames_come_back_whole() {
+        let bytes = Value::Bytes((0..250_000u32).map(|i| i as u8).collect::<Vec<u8>>().into());
+        let list = Value::List((0..20_000).map(Value::Int).collect());
+        let limit = 64 << 10;
+        let mut owned = Vec::new();
+        let a = pack_in(bytes.clone(), &mut owned, limit);
+        let b = pack_in(list.clone(), &mut owned, limit);
+        assert_eq!((a.frame, a.extra_frames, a.raw), (Some(0), 3, true));
+        assert_eq!(b.frame, Some(4));
+        assert!(owned.iter().all(|f| f.len() <= limit));
+        assert_eq!(unpack(a, &owned).unwrap(), bytes);
+        assert_eq!(unpack(b, &owned).unwrap(), list);
+        // Shared: slices of the value, no copy.
+        let mut shared = Vec::new();
+        let c = pack_shared_in(bytes.clone(), &mut shared, limit);
+        assert_eq!((c.extra_frames, shared.len()), (3, 4));
+        assert_eq!(unpack(c.clone(), &shared).unwrap(), bytes);
+        // Frames missing at the end: an error, not a shorter value.
+        assert!(matches!(
+            unpack(c.clone(), &shared[..3]),
+            Err(FrameError::MissingFrame(3))
+        ));
+        let huge = Data {
+            extra_frames: u32::MAX,
+            ..c
+        };
+        assert!(unpack(huge, &shared).is_err());
+        // The header field appears only when a value spans frames.
+        let one = pack_in(bytes.clone(), &mut Vec::new(), usize::MAX);
+        assert_eq!(one.extra_frames, 0);
+        let header = rmp_serde::to_vec_named(&one).unwrap();
+        assert!(!header.windows(12).any(|w| w == b"extra_frames"));
     }
 
     #[test]

@@ -49,6 +49,16 @@ pub struct Data {
     /// With `frame`: the frame is the raw content of a bytes value (not msgpack).
     #[serde(default)]
     pub raw: bool,
+    /// With `frame`: how many frames after `frame` the value continues in (0: it is in
+    /// `frame` alone). Encrypted connections carry a large value in frames of at most
+    /// [`crate::frames::ENCRYPTED_FRAME`] bytes, so that encrypting one overlaps sending the
+    /// one before; the receiver joins them. (Written only when not 0.)
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub extra_frames: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A key with its value.
@@ -73,6 +83,7 @@ impl KeyData {
                 value,
                 frame: None,
                 raw: false,
+                extra_frames: 0,
             },
             hash: None,
         }

@@ -191,10 +191,15 @@ impl Secret {
     }
 }
 
-/// Some sources that can secure a socket, or none: what a process's options hold.
+/// Secures a listening socket with `secret`, if there is one (see [`Secret::serve`]); from
+/// then on this process carries large values in frames of at most
+/// [`crate::frames::ENCRYPTED_FRAME`] (encryption and sending then overlap).
 pub fn secure_server(secret: Option<&Secret>, socket: &zmq::Socket) -> Result<(), SecurityError> {
     match secret {
-        Some(s) => s.serve(socket),
+        Some(s) => {
+            crate::frames::set_max_frame(crate::frames::ENCRYPTED_FRAME);
+            s.serve(socket)
+        }
         None => Ok(()),
     }
 }
@@ -202,7 +207,10 @@ pub fn secure_server(secret: Option<&Secret>, socket: &zmq::Socket) -> Result<()
 /// As [`secure_server`], for a connecting socket.
 pub fn secure_client(secret: Option<&Secret>, socket: &zmq::Socket) -> Result<(), SecurityError> {
     match secret {
-        Some(s) => s.connect(socket),
+        Some(s) => {
+            crate::frames::set_max_frame(crate::frames::ENCRYPTED_FRAME);
+            s.connect(socket)
+        }
         None => Ok(()),
     }
 }

@@ -128,6 +128,7 @@ fn inline(value: Value) -> Data {
         value,
         frame: None,
         raw: false,
+        extra_frames: 0,
     }
 }
 
@@ -210,6 +211,7 @@ fn client_to_scheduler() -> Vec<Case> {
                             value: Value::Nil,
                             frame: Some(0),
                             raw: true,
+                            extra_frames: 0,
                         },
                         hash: None,
                     },
@@ -268,6 +270,7 @@ fn scheduler_to_client() -> Vec<Case> {
                             value: Value::Nil,
                             frame: Some(0),
                             raw: false,
+                            extra_frames: 0,
                         },
                         hash: None,
                     },

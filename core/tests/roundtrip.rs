@@ -40,11 +40,18 @@ fn hash() -> impl Strategy<Value = DefHash> {
 }
 
 fn data() -> impl Strategy<Value = Data> {
-    (value(), proptest::option::of(0u32..8), any::<bool>()).prop_map(|(value, frame, raw)| Data {
-        value,
-        frame,
-        raw,
-    })
+    (
+        value(),
+        proptest::option::of(0u32..8),
+        any::<bool>(),
+        0u32..3,
+    )
+        .prop_map(|(value, frame, raw, extra_frames)| Data {
+            value,
+            frame,
+            raw,
+            extra_frames,
+        })
 }
 
 fn key_data() -> impl Strategy<Value = KeyData> {

@@ -141,6 +141,7 @@ fn rep(s: &mut SchedulerState, n: usize, tag: usize, now: Instant) -> Phases {
                             value: Value::Int(42),
                             frame: None,
                             raw: false,
+                            extra_frames: 0,
                         }),
                     });
                 }

@@ -929,6 +929,7 @@ impl FakeWorker {
                     value,
                     frame: None,
                     raw: false,
+                    extra_frames: 0,
                 }),
             }],
             failed: vec![],

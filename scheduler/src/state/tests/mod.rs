@@ -184,6 +184,7 @@ fn done(key: &str, value: Value) -> TaskDone {
             value,
             frame: None,
             raw: false,
+            extra_frames: 0,
         }),
     }
 }
