@@ -366,9 +366,7 @@ impl Cluster {
             ));
         }
         let mut cmd = Command::new(&scheduler_bin);
-        if let Some(token) = token {
-            cmd.env(AUTH_TOKEN_ENV, token);
-        }
+        secret_env(&mut cmd, token);
         cmd.args(["--host", "127.0.0.1"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -410,9 +408,7 @@ impl Cluster {
         };
         for i in 0..nworkers {
             let mut cmd = Command::new(&exe);
-            if let Some(token) = token {
-                cmd.env(AUTH_TOKEN_ENV, token);
-            }
+            secret_env(&mut cmd, token);
             cmd.arg("bench-worker")
                 .arg(&to_workers)
                 .args(["--host", "127.0.0.1", "--stop-on-stdin-eof"])
@@ -868,6 +864,16 @@ fn table(rows: &[Result<Summary, (&'static str, String)>], args: &BenchArgs) -> 
         }
     }
     out.trim_end().to_string()
+}
+
+/// Gives a bench process the bench's secret, or none (not the secret of the user's own
+/// cluster, which the environment may hold).
+fn secret_env(cmd: &mut Command, token: Option<&str>) {
+    cmd.env_remove("ZASK_AUTH_TOKEN_FILE");
+    match token {
+        Some(token) => cmd.env(AUTH_TOKEN_ENV, token),
+        None => cmd.env_remove(AUTH_TOKEN_ENV),
+    };
 }
 
 /// `zask bench`: starts the cluster, runs the selected workloads, returns the report (the

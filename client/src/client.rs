@@ -20,7 +20,7 @@ use zask_core::protocol::{
     CollectionSummary, FromClient, GetBody, KeyData, Message, Tagged, ToClient, WorkerSummary,
     PROTOCOL_VERSION,
 };
-use zask_core::security::{self, HandshakeWatch, Secret};
+use zask_core::security::{self, Handshake, HandshakeWatch, Secret};
 use zask_core::{net, Collection, ErrorKind, Keys, Value};
 
 use crate::error::Error;
@@ -115,7 +115,12 @@ impl Client {
         net::configure(&dealer)?;
         security::secure_client(options.secret.as_ref(), &dealer)?;
         let endpoint = format!("inproc://{}", net::unique_id("client"));
-        let watch = HandshakeWatch::new(&ctx, &dealer, &endpoint["inproc://".len()..])?;
+        let watch = HandshakeWatch::new(
+            &ctx,
+            &dealer,
+            &endpoint["inproc://".len()..],
+            options.secret.is_some(),
+        )?;
         let refused = Arc::new(Mutex::new(None));
         dealer
             .connect(address)
@@ -242,8 +247,10 @@ impl Client {
         match reply {
             ToClient::Result { items, .. } => {
                 let mut values = HashMap::with_capacity(items.len());
+                let mut unpacker = frames::Unpacker::new(&blobs);
                 for item in items {
-                    let value = frames::unpack(item.data, &blobs)
+                    let value = unpacker
+                        .unpack(item.data)
                         .map_err(|e| Error::Protocol(e.to_string()))?;
                     values.insert(item.key, value);
                 }
@@ -682,15 +689,23 @@ impl Io {
         }
     }
 
-    /// The scheduler refused the connection: every call fails with why, now and from now on
-    /// (there is no way in without the right secret).
+    /// The scheduler refused the connection: every call fails with why, now and until a
+    /// handshake succeeds (ZeroMQ keeps trying in the background).
     fn check_handshakes(&mut self) {
-        if let Some(why) = self.watch.refused() {
-            log::error!("{why}");
-            if let Ok(mut refused) = self.refused.lock() {
-                *refused = Some(why.clone());
+        match self.watch.check() {
+            Some(Handshake::Refused { why, .. }) => {
+                log::error!("{why}");
+                if let Ok(mut refused) = self.refused.lock() {
+                    *refused = Some(why.clone());
+                }
+                self.fail_all(|| Error::AuthenticationFailed(why.clone()));
             }
-            self.fail_all(|| Error::AuthenticationFailed(why.clone()));
+            Some(Handshake::Succeeded) => {
+                if let Ok(mut refused) = self.refused.lock() {
+                    *refused = None;
+                }
+            }
+            None => {}
         }
     }
 

@@ -31,6 +31,10 @@ pub enum FrameError {
     /// A [`Data`] names a blob frame the message does not have.
     #[error("message refers to blob frame {0}, which it does not have")]
     MissingFrame(u32),
+    /// A message names a blob frame for a second value (no sender does: each value gets
+    /// frames of its own).
+    #[error("message refers to blob frame {0} for more than one value")]
+    Reused(u32),
     /// The value in a blob frame cannot be decoded.
     #[error("cannot decode value in blob frame {0}: {1}")]
     Blob(u32, rmp_serde::decode::Error),
@@ -273,6 +277,47 @@ pub fn unpack<B: Blob>(data: Data, blobs: &[B]) -> Result<Value, FrameError> {
     }
 }
 
+/// Unpacks the values of one received message, each blob frame for one value at the most: a
+/// message that named the same frames for many values would make the receiver copy (or
+/// decode) them as many times, gigabytes of work for a few bytes of header each.
+pub struct Unpacker<'a, B: Blob> {
+    blobs: &'a [B],
+    used: Vec<bool>,
+}
+
+impl<'a, B: Blob> Unpacker<'a, B> {
+    /// An unpacker of the values of the message whose blob frames are `blobs`.
+    pub fn new(blobs: &'a [B]) -> Unpacker<'a, B> {
+        Unpacker {
+            blobs,
+            used: vec![false; blobs.len()],
+        }
+    }
+
+    /// Takes the value out of `data` (see [`unpack`]); an error if its frames were taken for
+    /// another value of the message.
+    pub fn unpack(&mut self, data: Data) -> Result<Value, FrameError> {
+        if let Some(first) = data.frame {
+            let last = first.saturating_add(data.extra_frames);
+            for index in first..=last {
+                match self.used.get_mut(index as usize) {
+                    Some(true) => return Err(FrameError::Reused(index)),
+                    Some(used) => *used = true,
+                    None => return Err(FrameError::MissingFrame(index)),
+                }
+            }
+        }
+        unpack(data, self.blobs)
+    }
+
+    /// Brings `data`'s value inline, in place (see [`Unpacker::unpack`]).
+    pub fn inline(&mut self, data: &mut Data) -> Result<(), FrameError> {
+        let value = self.unpack(std::mem::take(data))?;
+        data.value = value;
+        Ok(())
+    }
+}
+
 /// Brings a received [`Data`]'s value inline (out of its blob frame, if it has one), in place.
 pub fn inline<B: Blob>(data: &mut Data, blobs: &[B]) -> Result<(), FrameError> {
     let value = unpack(std::mem::take(data), blobs)?;
@@ -446,6 +491,23 @@ mod tests {
             unpack(dangling, &blobs),
             Err(FrameError::MissingFrame(9))
         ));
+    }
+
+    /// A frame named for two values of one message is refused (it would be copied or decoded
+    /// once per value).
+    #[test]
+    fn a_frame_serves_one_value_of_a_message() {
+        let mut blobs = Vec::new();
+        let d = pack(Value::Bytes(vec![1; 50_000].into()), &mut blobs);
+        let mut unpacker = Unpacker::new(&blobs);
+        assert!(unpacker.unpack(d.clone()).is_ok());
+        assert!(matches!(unpacker.unpack(d), Err(FrameError::Reused(0))));
+        let out_of_range = Data {
+            frame: Some(0),
+            extra_frames: 5,
+            ..Data::default()
+        };
+        assert!(Unpacker::new(&blobs).unpack(out_of_range).is_err());
     }
 
     /// On encrypted connections a large value travels in several frames, joined again.

@@ -74,8 +74,9 @@ pub fn peers(data: &[u8]) {
     let quarter = tail.len().div_ceil(4).max(1);
     let blobs: Vec<Vec<u8>> = tail.chunks(quarter).map(<[u8]>::to_vec).collect();
     if let Ok(PeerReply::Data(body)) = PeerReply::decode(header) {
+        let mut unpacker = frames::Unpacker::new(&blobs);
         for item in body.items {
-            if let Ok(value) = frames::unpack(item.data, &blobs) {
+            if let Ok(value) = unpacker.unpack(item.data) {
                 let _ = value.measure(crate::value::MAX_NESTING);
             }
         }

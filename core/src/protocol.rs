@@ -33,8 +33,9 @@ mod op_first;
 
 /// The protocol version. Registration (`register`) and the client handshake (`hello`) carry it;
 /// a scheduler refuses a peer with another version, saying both versions. Version 2 added
-/// definition hashes (workers keep one with every value).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// definition hashes (workers keep one with every value); version 3, values split over
+/// several frames (`Data::extra_frames`) and encrypted connections.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A value in a message: small values inline in the header, large ones in a blob frame of their
 /// own (so they are neither copied into nor parsed out of the header).

@@ -28,8 +28,10 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 /// The environment variable a secret can be given in (instead of a file).
 pub const AUTH_TOKEN_ENV: &str = "ZASK_AUTH_TOKEN";
-/// The shortest secret taken, in bytes.
-pub const MIN_SECRET_LEN: usize = 16;
+/// The shortest secret taken, in bytes. (The secret must be random, as `zask token` makes it:
+/// one recorded handshake lets an observer test guesses of it offline, so a word or a phrase
+/// would not do.)
+pub const MIN_SECRET_LEN: usize = 32;
 /// The ZAP domain zask's listening sockets use.
 const ZAP_DOMAIN: &str = "zask";
 /// Where libzmq asks a context's ZAP handler (fixed by the ZAP specification).
@@ -43,7 +45,7 @@ pub enum SecurityError {
     Read(String, std::io::Error),
     /// The token is too short to be a secret.
     #[error(
-        "the secret is {0} bytes long, shorter than {MIN_SECRET_LEN}: make one with \
+        "the secret is {0} bytes long, shorter than {MIN_SECRET_LEN}: make a random one with \
          `zask token > FILE` (it prints 32 random bytes in hex)"
     )]
     TooShort(usize),
@@ -114,8 +116,9 @@ impl Secret {
     ) -> Result<Option<Secret>, SecurityError> {
         match (file, token) {
             (Some(path), _) => Secret::from_file(path).map(Some),
-            (None, Some(token)) if !token.trim().is_empty() => Secret::new(token).map(Some),
-            _ => Ok(None),
+            // (Set but empty, as an unset shell variable expands: an error, not "no secret".)
+            (None, Some(token)) => Secret::new(token).map(Some),
+            (None, None) => Ok(None),
         }
     }
 
@@ -134,10 +137,12 @@ impl Secret {
     }
 
     /// Makes `socket` a secured listening socket (call before `bind`); the context's
-    /// [`Gatekeeper`] must be running.
-    pub fn serve(&self, socket: &zmq::Socket) -> Result<(), SecurityError> {
+    /// [`Gatekeeper`] must be running. Without an answer from the gatekeeper (if it ever
+    /// stopped) the socket refuses everyone: it never falls back to letting anyone in.
+    pub fn serve(&self, socket: &mut zmq::Socket) -> Result<(), SecurityError> {
         check_curve()?;
         socket.set_zap_domain(ZAP_DOMAIN)?;
+        enforce_zap(socket)?;
         socket.set_curve_server(true)?;
         socket.set_curve_secretkey(&self.server_secret)?;
         Ok(())
@@ -194,7 +199,10 @@ impl Secret {
 /// Secures a listening socket with `secret`, if there is one (see [`Secret::serve`]); from
 /// then on this process carries large values in frames of at most
 /// [`crate::frames::ENCRYPTED_FRAME`] (encryption and sending then overlap).
-pub fn secure_server(secret: Option<&Secret>, socket: &zmq::Socket) -> Result<(), SecurityError> {
+pub fn secure_server(
+    secret: Option<&Secret>,
+    socket: &mut zmq::Socket,
+) -> Result<(), SecurityError> {
     match secret {
         Some(s) => {
             crate::frames::set_max_frame(crate::frames::ENCRYPTED_FRAME);
@@ -212,6 +220,33 @@ pub fn secure_client(secret: Option<&Secret>, socket: &zmq::Socket) -> Result<()
             s.connect(socket)
         }
         None => Ok(()),
+    }
+}
+
+/// `ZMQ_ZAP_ENFORCE_DOMAIN` (93; a draft option in libzmq 4.3.4's header, implemented in
+/// every build): with no ZAP handler to ask, refuse the connection (the default lets it in).
+/// Neither the `zmq` crate nor `zmq-sys` names it.
+const ZMQ_ZAP_ENFORCE_DOMAIN: std::os::raw::c_int = 93;
+
+/// Sets `ZMQ_ZAP_ENFORCE_DOMAIN` on `socket`.
+fn enforce_zap(socket: &mut zmq::Socket) -> Result<(), SecurityError> {
+    let on: std::os::raw::c_int = 1;
+    // SAFETY: a valid socket, a documented option, and a pointer to an int of the size given,
+    // alive for the call.
+    let rc = unsafe {
+        zmq_sys::zmq_setsockopt(
+            socket.as_mut_ptr(),
+            ZMQ_ZAP_ENFORCE_DOMAIN,
+            (&on as *const std::os::raw::c_int).cast(),
+            std::mem::size_of::<std::os::raw::c_int>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(SecurityError::Zmq(zmq::Error::from_raw(unsafe {
+            zmq_sys::zmq_errno()
+        })))
     }
 }
 
@@ -247,13 +282,17 @@ fn gatekeeper(
     member: [u8; 32],
     stop: Arc<AtomicBool>,
 ) {
+    let mut log = RefusalLog::default();
     while !stop.load(Ordering::SeqCst) {
         let mut items: Vec<zmq::PollItem> = std::iter::once(&socket)
             .chain(&monitors)
             .map(|s| s.as_poll_item(zmq::POLLIN))
             .collect();
-        if zmq::poll(&mut items, 100).is_err() {
-            return;
+        match zmq::poll(&mut items, 100) {
+            Ok(_) => {}
+            // (A signal: Ctrl-C lands on any thread.)
+            Err(zmq::Error::EINTR) => continue,
+            Err(e) => return gatekeeper_stopped(e),
         }
         let ready: Vec<bool> = items.iter().map(|i| i.is_readable()).collect();
         for (monitor, _) in monitors.iter().zip(&ready[1..]).filter(|(_, r)| **r) {
@@ -263,17 +302,17 @@ fn gatekeeper(
                     .get(1)
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .unwrap_or_default();
-                log::warn!(
-                    "refused a connection to {endpoint}: its handshake failed (it does not hold \
-                     this cluster's secret, or has none)"
-                );
+                log.note(&endpoint);
             }
         }
+        log.flush(false);
         if !ready[0] {
             continue;
         }
-        let Ok(frames) = socket.recv_multipart(0) else {
-            return;
+        let frames = match socket.recv_multipart(0) {
+            Ok(frames) => frames,
+            Err(zmq::Error::EINTR) => continue,
+            Err(e) => return gatekeeper_stopped(e),
         };
         let frame = |i: usize| frames.get(i).map(Vec::as_slice).unwrap_or_default();
         let allowed = frame(0) == b"1.0" && frame(5) == b"CURVE" && frame(6) == member;
@@ -281,37 +320,120 @@ fn gatekeeper(
             true => (b"200", b"OK"),
             false => {
                 let address = String::from_utf8_lossy(frame(3));
-                log::warn!("refused a connection from {address}: authentication failed");
+                log::warn!(
+                    "refused a connection from {address}: authentication failed (it proves no \
+                     key of this cluster's secret)"
+                );
                 (b"400", b"authentication failed")
             }
         };
         let reply: [&[u8]; 6] = [b"1.0", frame(1), status, text, b"", b""];
-        if socket.send_multipart(reply, 0).is_err() {
+        loop {
+            match socket.send_multipart(reply, 0) {
+                Ok(()) => break,
+                Err(zmq::Error::EINTR) => continue,
+                Err(e) => return gatekeeper_stopped(e),
+            }
+        }
+    }
+    log.flush(true);
+}
+
+/// The gatekeeper cannot go on. The listening sockets then refuse every connection
+/// (`ZMQ_ZAP_ENFORCE_DOMAIN`): nobody gets in unchecked.
+fn gatekeeper_stopped(e: zmq::Error) {
+    log::error!(
+        "the authentication thread stopped ({e}); no new connection can be let in: restart \
+         this process"
+    );
+}
+
+/// Handshakes that failed on the listening sockets, logged at most every few seconds (a port
+/// scan, or someone without the secret retrying, must not flood the log).
+#[derive(Default)]
+struct RefusalLog {
+    since: Option<std::time::Instant>,
+    count: u64,
+    endpoints: std::collections::BTreeSet<String>,
+}
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn note(&mut self, endpoint: &str) {
+        self.count += 1;
+        if self.endpoints.len() < 8 {
+            self.endpoints.insert(endpoint.to_string());
+        }
+        if self.since.is_none() {
+            // The first of a burst is told at once.
+            let now = std::time::Instant::now();
+            self.since = Some(now.checked_sub(Self::EVERY).unwrap_or(now));
+        }
+    }
+
+    fn flush(&mut self, now: bool) {
+        let Some(since) = self.since else {
+            return;
+        };
+        if self.count == 0 || (!now && since.elapsed() < Self::EVERY) {
             return;
         }
+        let on: Vec<&str> = self.endpoints.iter().map(String::as_str).collect();
+        log::warn!(
+            "{} connection(s) to {} closed during the secure handshake (a peer without this \
+             cluster's secret, or a connection that dropped)",
+            self.count,
+            on.join(", ")
+        );
+        *self = RefusalLog {
+            since: Some(std::time::Instant::now()),
+            ..RefusalLog::default()
+        };
     }
 }
 
 /// Watches a connecting socket's handshakes (a ZeroMQ socket monitor): says when the other
-/// side refused it, so that its owner can fail with "authentication failed" at once.
+/// side refused it, so that its owner can fail with "authentication failed" rather than wait
+/// out a timeout, and when a handshake succeeded again.
 pub struct HandshakeWatch {
     events: zmq::Socket,
-    /// Connections made and closed without a handshake in between, in a row.
+    /// Whether this side has a secret (without one, only a definite refusal counts).
+    secured: bool,
+    /// Handshakes that ended without success, in a row.
     failed_in_a_row: u32,
-    connected: bool,
+    /// A connection is made and its handshake not over.
+    connecting: bool,
 }
 
-/// Connections closed before their handshake succeeded, in a row, that mean a refusal (one can
-/// be a peer restarting at the wrong moment).
-const REFUSALS: u32 = 2;
+/// What a [`HandshakeWatch`] saw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handshake {
+    /// A handshake succeeded (after failures, the way is open again).
+    Succeeded,
+    /// The other side refused: `definite` when it said so (a ZAP refusal, or a secret on one
+    /// side only), else several secure handshakes in a row ended with the connection closed,
+    /// which is what a wrong secret looks like (the other side cannot read our first message,
+    /// and closes) but also a proxy in front of a peer that is down.
+    Refused {
+        /// Whether the other side said so.
+        definite: bool,
+        /// Why, for the user.
+        why: String,
+    },
+}
+
+/// Secure handshakes ended by the connection closing, in a row, that count as a refusal.
+const LIKELY_REFUSALS: u32 = 3;
 
 impl HandshakeWatch {
     /// Starts watching `socket` (before it connects), through an in-process socket named
-    /// after `name` (unique in `ctx`).
+    /// after `name` (unique in `ctx`); `secured`: whether `socket` has a secret.
     pub fn new(
         ctx: &zmq::Context,
         socket: &zmq::Socket,
         name: &str,
+        secured: bool,
     ) -> Result<HandshakeWatch, SecurityError> {
         let endpoint = format!("inproc://{name}-monitor");
         let wanted = zmq_sys::ZMQ_EVENT_CONNECTED
@@ -326,8 +448,9 @@ impl HandshakeWatch {
         events.connect(&endpoint)?;
         Ok(HandshakeWatch {
             events,
+            secured,
             failed_in_a_row: 0,
-            connected: false,
+            connecting: false,
         })
     }
 
@@ -336,57 +459,93 @@ impl HandshakeWatch {
         &self.events
     }
 
-    /// Reads the events that came; `Some(why)` if the other side refused the connection
-    /// (authentication failed, or it speaks without a secret and this side with one, or
-    /// the other way round).
-    pub fn refused(&mut self) -> Option<String> {
-        let mut refused = None;
+    /// Reads the events that came: the last that matters, if any.
+    pub fn check(&mut self) -> Option<Handshake> {
+        let mut seen = None;
         while let Ok(frames) = self.events.recv_multipart(zmq::DONTWAIT) {
             let Some(head) = frames.first().filter(|f| f.len() >= 6) else {
                 continue;
             };
             let event = u32::from(u16::from_ne_bytes([head[0], head[1]]));
+            let value = u32::from_ne_bytes([head[2], head[3], head[4], head[5]]);
             let address = frames
                 .get(1)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .unwrap_or_default();
-            match event {
-                zmq_sys::ZMQ_EVENT_CONNECTED => self.connected = true,
-                zmq_sys::ZMQ_EVENT_HANDSHAKE_SUCCEEDED => {
-                    self.connected = false;
-                    self.failed_in_a_row = 0;
-                }
-                zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-                | zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
-                | zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL => {
-                    self.connected = false;
-                    refused = Some(refusal(&address));
-                }
-                zmq_sys::ZMQ_EVENT_DISCONNECTED if self.connected => {
-                    self.connected = false;
-                    self.failed_in_a_row += 1;
-                    if self.failed_in_a_row >= REFUSALS {
-                        refused = Some(refusal(&address));
-                    }
-                }
-                _ => {}
+            if let Some(what) = self.on_event(event, value, &address) {
+                seen = Some(what);
             }
         }
-        refused
+        seen
     }
 
-    /// Waits up to `timeout` for events, then reads them (see [`refused`](Self::refused)).
-    pub fn wait_refused(&mut self, timeout: Duration) -> Option<String> {
+    /// One monitor event (`value`: its number, an error code for failures).
+    fn on_event(&mut self, event: u32, value: u32, address: &str) -> Option<Handshake> {
+        let refused = |definite: bool| {
+            let why = match definite {
+                true => format!(
+                    "authentication failed with {address}: the secret differs, or only one side \
+                     has one (--auth-token-file, {AUTH_TOKEN_ENV})"
+                ),
+                false => format!(
+                    "authentication failed with {address}: it closes every secure handshake \
+                     (the secret differs, or it is not reachable directly)"
+                ),
+            };
+            Some(Handshake::Refused { definite, why })
+        };
+        match event {
+            zmq_sys::ZMQ_EVENT_CONNECTED => self.connecting = true,
+            zmq_sys::ZMQ_EVENT_HANDSHAKE_SUCCEEDED => {
+                self.connecting = false;
+                self.failed_in_a_row = 0;
+                return Some(Handshake::Succeeded);
+            }
+            // The other side said no: a ZAP refusal, or one side with a secret and one without.
+            zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_AUTH => {
+                self.connecting = false;
+                return refused(true);
+            }
+            zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                if value == zmq_sys::ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH =>
+            {
+                self.connecting = false;
+                return refused(true);
+            }
+            // A secure handshake that ended without success: with a wrong secret, every one.
+            // (Without a secret, a handshake cut short is only a connection that dropped.)
+            zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq_sys::ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL => {
+                self.connecting = false;
+                return self.failed(refused(false));
+            }
+            zmq_sys::ZMQ_EVENT_DISCONNECTED if self.connecting => {
+                self.connecting = false;
+                return self.failed(refused(false));
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// A secure handshake failed: a likely refusal once it happened often enough in a row.
+    fn failed(&mut self, refusal: Option<Handshake>) -> Option<Handshake> {
+        if !self.secured {
+            return None;
+        }
+        self.failed_in_a_row += 1;
+        if self.failed_in_a_row >= LIKELY_REFUSALS {
+            self.failed_in_a_row = 0;
+            return refusal;
+        }
+        None
+    }
+
+    /// Waits up to `timeout` for events, then reads them (see [`check`](Self::check)).
+    pub fn wait(&mut self, timeout: Duration) -> Option<Handshake> {
         let _ = self.events.poll(zmq::POLLIN, timeout.as_millis() as i64);
-        self.refused()
+        self.check()
     }
-}
-
-fn refusal(address: &str) -> String {
-    format!(
-        "authentication failed with {address}: the secret differs, or only one side has one \
-         (--auth-token-file, {AUTH_TOKEN_ENV})"
-    )
 }
 
 #[cfg(test)]
@@ -404,56 +563,145 @@ mod tests {
             "surrounding whitespace ignored"
         );
         assert_eq!(a.member_secret, b.member_secret);
-        let c = Secret::new("another secret, long enough").unwrap();
+        let c = Secret::new("another secret, long enough to be taken").unwrap();
         assert_ne!(a.server_public, c.server_public);
         assert_ne!(a.server_public, a.member_public);
         assert!(matches!(
             Secret::new("short"),
             Err(SecurityError::TooShort(5))
         ));
+        assert!(Secret::new(&TOKEN[..31]).is_err(), "31 bytes are too few");
         assert_eq!(format!("{a:?}"), "Secret(..)");
         let token = Secret::generate_token().unwrap();
         assert_eq!(token.len(), 64);
         assert_ne!(token, Secret::generate_token().unwrap());
     }
 
-    /// A listening and a connecting socket, with these secrets (`None`: no secret).
-    fn pair(server: Option<&str>, client: Option<&str>) -> (bool, Option<String>) {
+    /// A listening and a connecting socket, with these secrets (`None`: no secret), the
+    /// listening one with its gatekeeper or not: whether a message got through, and what the
+    /// connecting side's watch saw (within three seconds).
+    fn pair(
+        server: Option<&str>,
+        client: Option<&str>,
+        gatekeeper: bool,
+    ) -> (bool, Option<Handshake>) {
         let ctx = zmq::Context::new();
         let server = server.map(|t| Secret::new(t).unwrap());
         let client = client.map(|t| Secret::new(t).unwrap());
-        let router = ctx.socket(zmq::ROUTER).unwrap();
-        let _gate = server
-            .as_ref()
-            .map(|s| s.start_gatekeeper(&ctx, &[&router]).unwrap());
-        secure_server(server.as_ref(), &router).unwrap();
+        let mut router = ctx.socket(zmq::ROUTER).unwrap();
+        let _gate = match (&server, gatekeeper) {
+            (Some(s), true) => Some(s.start_gatekeeper(&ctx, &[&router]).unwrap()),
+            _ => None,
+        };
+        secure_server(server.as_ref(), &mut router).unwrap();
         router.bind("tcp://127.0.0.1:*").unwrap();
         let endpoint = router.get_last_endpoint().unwrap().unwrap();
+        let (got, seen) = connect_and_watch(&ctx, &endpoint, client.as_ref(), Some(&router));
+        (got, seen)
+    }
+
+    /// A DEALER (with `secret`, if any) connecting to `endpoint`: whether `router` got its
+    /// message, and the last thing its watch saw within three seconds that is not a success.
+    fn connect_and_watch(
+        ctx: &zmq::Context,
+        endpoint: &str,
+        secret: Option<&Secret>,
+        router: Option<&zmq::Socket>,
+    ) -> (bool, Option<Handshake>) {
         let dealer = ctx.socket(zmq::DEALER).unwrap();
         dealer.set_linger(0).unwrap();
-        secure_client(client.as_ref(), &dealer).unwrap();
-        let mut watch = HandshakeWatch::new(&ctx, &dealer, &crate::net::unique_id("t")).unwrap();
-        dealer.connect(&endpoint).unwrap();
+        dealer.set_reconnect_ivl(20).unwrap();
+        secure_client(secret, &dealer).unwrap();
+        let name = crate::net::unique_id("t");
+        let mut watch = HandshakeWatch::new(ctx, &dealer, &name, secret.is_some()).unwrap();
+        dealer.connect(endpoint).unwrap();
         dealer.send("hello", 0).unwrap();
-        let got = router.poll(zmq::POLLIN, 1500).unwrap() > 0;
-        let refused = watch.wait_refused(Duration::from_millis(500));
-        (got, refused)
+        let got = router.is_some_and(|r| r.poll(zmq::POLLIN, 1500).unwrap() > 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let mut seen = None;
+        while std::time::Instant::now() < deadline {
+            match watch.wait(Duration::from_millis(100)) {
+                Some(Handshake::Succeeded) if got => break,
+                Some(Handshake::Succeeded) | None => {}
+                refusal => {
+                    seen = refusal;
+                    break;
+                }
+            }
+        }
+        (got, seen)
+    }
+
+    fn definite(seen: &Option<Handshake>) -> bool {
+        matches!(seen, Some(Handshake::Refused { definite: true, why }) if why.contains("authentication failed"))
     }
 
     #[test]
     fn only_the_same_secret_gets_in_and_a_refusal_is_noticed() {
-        let (got, refused) = pair(Some(TOKEN), Some(TOKEN));
+        let other = "a different secret altogether, long enough";
+        let (got, seen) = pair(Some(TOKEN), Some(TOKEN), true);
         assert!(got, "the right secret gets through");
-        assert_eq!(refused, None);
-        let (got, refused) = pair(Some(TOKEN), Some("a different secret altogether"));
+        assert_eq!(seen, None);
+        let (got, seen) = pair(Some(TOKEN), Some(other), true);
         assert!(!got, "a wrong secret reaches nothing");
-        assert!(refused.is_some_and(|r| r.contains("authentication failed")));
-        let (got, refused) = pair(Some(TOKEN), None);
+        assert!(
+            matches!(&seen, Some(Handshake::Refused { why, .. }) if why.contains("authentication failed")),
+            "{seen:?}"
+        );
+        let (got, seen) = pair(Some(TOKEN), None, true);
         assert!(!got, "no secret reaches nothing");
-        assert!(refused.is_some());
-        let (got, refused) = pair(None, None);
+        assert!(definite(&seen), "{seen:?}");
+        let (got, seen) = pair(None, Some(TOKEN), true);
+        assert!(!got, "a secret where there is none reaches nothing");
+        assert!(definite(&seen), "{seen:?}");
+        let (got, seen) = pair(None, None, true);
         assert!(got, "no secret on either side: as before");
-        assert_eq!(refused, None);
+        assert_eq!(seen, None);
+    }
+
+    /// A listening socket whose gatekeeper is not there refuses everyone, the right secret
+    /// too: it never lets anyone in unchecked.
+    #[test]
+    fn without_its_gatekeeper_a_listening_socket_lets_no_one_in() {
+        let (got, _) = pair(Some(TOKEN), Some(TOKEN), false);
+        assert!(!got);
+    }
+
+    /// Something that accepts connections and closes them at once (a proxy in front of a
+    /// peer that is down): never a refusal without a secret (nothing was refused); with one,
+    /// a likely refusal, never a definite one.
+    #[test]
+    fn connections_closed_at_once_are_no_refusal_without_a_secret() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                drop(conn);
+            }
+        });
+        let ctx = zmq::Context::new();
+        let (_, seen) = connect_and_watch(&ctx, &endpoint, None, None);
+        assert_eq!(seen, None, "no secret: a dropped connection is no refusal");
+        let secret = Secret::new(TOKEN).unwrap();
+        let (_, seen) = connect_and_watch(&ctx, &endpoint, Some(&secret), None);
+        assert!(
+            matches!(
+                seen,
+                Some(Handshake::Refused {
+                    definite: false,
+                    ..
+                })
+            ),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn an_empty_secret_in_the_environment_is_an_error_not_no_secret() {
+        assert!(Secret::from_sources(None, Some("")).is_err());
+        assert!(Secret::from_sources(None, Some(" \n")).is_err());
+        assert!(Secret::from_sources(None, None).unwrap().is_none());
+        assert!(Secret::from_sources(None, Some(TOKEN)).unwrap().is_some());
     }
 }
 

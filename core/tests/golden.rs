@@ -152,7 +152,7 @@ fn client_to_scheduler() -> Vec<Case> {
             d,
             FromClient::Hello {
                 request: 1,
-                protocol: 2,
+                protocol: 3,
             },
             HELLO,
         ),
@@ -253,7 +253,7 @@ fn scheduler_to_client() -> Vec<Case> {
             d,
             ToClient::Welcome {
                 request: 1,
-                protocol: 2,
+                protocol: 3,
                 scheduler_id: "scheduler-a1".into(),
             },
             TO_CLIENT_WELCOME,
@@ -396,7 +396,7 @@ fn worker_to_scheduler() -> Vec<Case> {
         case(
             d,
             FromWorker::Register {
-                protocol: 2,
+                protocol: 3,
                 worker_id: "worker-b7".into(),
                 address: WORKER.into(),
                 pid: 4242,
@@ -483,7 +483,7 @@ fn scheduler_to_worker() -> Vec<Case> {
         case(
             d,
             ToWorker::Welcome {
-                protocol: 2,
+                protocol: 3,
                 scheduler_id: "scheduler-a1".into(),
             },
             TO_WORKER_WELCOME,
@@ -936,7 +936,7 @@ fn show(value: &rmpv::Value) -> String {
 const HELLO: &str = "\
     83 a2 6f 70 a5 68 65 6c 6c 6f
     a7 72 65 71 75 65 73 74 01
-    a8 70 72 6f 74 6f 63 6f 6c 02
+    a8 70 72 6f 74 6f 63 6f 6c 03
 ";
 /// Client → scheduler: `get`.
 const GET: &str = "\
@@ -1027,7 +1027,7 @@ const RETIRE: &str = "\
 const TO_CLIENT_WELCOME: &str = "\
     84 a2 6f 70 a7 77 65 6c 63 6f 6d 65
     a7 72 65 71 75 65 73 74 01
-    a8 70 72 6f 74 6f 63 6f 6c 02
+    a8 70 72 6f 74 6f 63 6f 6c 03
     ac 73 63 68 65 64 75 6c 65 72 5f 69 64 ac 73 63
     68 65 64 75 6c 65 72 2d 61 31
 ";
@@ -1138,7 +1138,7 @@ const RELEASED: &str = "\
 /// Worker → scheduler: `register`.
 const REGISTER: &str = "\
     88 a2 6f 70 a8 72 65 67 69 73 74 65 72
-    a8 70 72 6f 74 6f 63 6f 6c 02
+    a8 70 72 6f 74 6f 63 6f 6c 03
     a9 77 6f 72 6b 65 72 5f 69 64 a9 77 6f 72 6b 65
     72 2d 62 37
     a7 61 64 64 72 65 73 73 b3 74 63 70 3a 2f 2f 31
@@ -1208,7 +1208,7 @@ const RETIRING: &str = "\
 /// Scheduler → worker: `welcome`.
 const TO_WORKER_WELCOME: &str = "\
     83 a2 6f 70 a7 77 65 6c 63 6f 6d 65
-    a8 70 72 6f 74 6f 63 6f 6c 02
+    a8 70 72 6f 74 6f 63 6f 6c 03
     ac 73 63 68 65 64 75 6c 65 72 5f 69 64 ac 73 63
     68 65 64 75 6c 65 72 2d 61 31
 ";

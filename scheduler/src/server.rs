@@ -86,20 +86,26 @@ impl Scheduler {
     /// Binds both sockets and starts the scheduler's thread. Returns once it is listening.
     pub fn start(options: SchedulerOptions) -> Result<Scheduler, Error> {
         let ctx = zmq::Context::new();
-        let workers = ctx.socket(zmq::ROUTER)?;
-        let clients = ctx.socket(zmq::ROUTER)?;
+        let mut workers = ctx.socket(zmq::ROUTER)?;
+        let mut clients = ctx.socket(zmq::ROUTER)?;
         let gatekeeper = match &options.secret {
             Some(secret) => Some(secret.start_gatekeeper(&ctx, &[&workers, &clients])?),
             None => None,
         };
-        for s in [&workers, &clients] {
+        for s in [&mut workers, &mut clients] {
             net::configure(s)?;
             security::secure_server(options.secret.as_ref(), s)?;
         }
         if options.secret.is_none() && !net::is_loopback(&options.host) {
             log::warn!(
-                "listening on {:?} with no secret: anyone who can reach these ports can run                  the workers' functions, read every value and shut the scheduler down (set                  --auth-token-file or ZASK_AUTH_TOKEN; see docs/security.md)",
-                if options.host.is_empty() { "all interfaces" } else { &options.host }
+                "listening on {:?} with no secret: anyone who can reach these ports can run \
+                 the workers' functions, read every value, register workers and retire them \
+                 (set --auth-token-file or ZASK_AUTH_TOKEN; see docs/security.md)",
+                if options.host.is_empty() {
+                    "all interfaces"
+                } else {
+                    &options.host
+                }
             );
         }
         // A worker reconnecting with its fixed routing id takes its route over.
@@ -572,8 +578,9 @@ fn decode_client_message(header: &[u8], blobs: &[zmq::Message]) -> Result<FromCl
         )),
     })?;
     if let FromClient::Scatter { items, .. } = &mut msg {
+        let mut unpacker = frames::Unpacker::new(blobs);
         for item in items.iter_mut() {
-            frames::inline(&mut item.data, blobs).map_err(|e| {
+            unpacker.inline(&mut item.data).map_err(|e| {
                 bad(format!("scattered key {:?}: {e}", item.key)).with_key(&item.key)
             })?;
         }
@@ -597,8 +604,9 @@ fn decode_worker_message(header: &[u8], blobs: &[Bytes]) -> Result<FromWorker, D
     match &mut msg {
         FromWorker::Report(ReportBody { done, failed, .. }) => {
             let mut unreadable = Vec::new();
+            let mut unpacker = frames::Unpacker::new(blobs);
             done.retain_mut(
-                |d| match d.data.as_mut().map(|data| frames::inline(data, blobs)) {
+                |d| match d.data.as_mut().map(|data| unpacker.inline(data)) {
                     Some(Err(e)) => {
                         let why = e.to_string();
                         unreadable.push(unreadable_report(&d.key, Some(d.hash), "result", &why));
@@ -610,7 +618,8 @@ fn decode_worker_message(header: &[u8], blobs: &[Bytes]) -> Result<FromWorker, D
             failed.extend(unreadable);
         }
         FromWorker::Data(DataBody { items, missing, .. }) => {
-            items.retain_mut(|item| match frames::inline(&mut item.data, blobs) {
+            let mut unpacker = frames::Unpacker::new(blobs);
+            items.retain_mut(|item| match unpacker.inline(&mut item.data) {
                 Ok(()) => true,
                 Err(e) => {
                     log::warn!(

@@ -19,7 +19,7 @@ use zask_core::protocol::{
     ComputeBody, ComputeTask, FromWorker, GetDataBody, Message, PeerReply, PeerRequest, Tagged,
     ToWorker,
 };
-use zask_core::security::{self, Gatekeeper, HandshakeWatch, Secret};
+use zask_core::security::{self, Gatekeeper, Handshake, HandshakeWatch, Secret};
 use zask_core::service::Service;
 use zask_core::{net, Bytes};
 
@@ -93,13 +93,13 @@ impl Worker {
     pub fn start(options: WorkerOptions) -> Result<Worker, Error> {
         let ctx = zmq::Context::new();
         let store = options.store.open()?;
-        let peers = ctx.socket(zmq::ROUTER)?;
+        let mut peers = ctx.socket(zmq::ROUTER)?;
         let gatekeeper = match &options.secret {
             Some(secret) => Some(secret.start_gatekeeper(&ctx, &[&peers])?),
             None => None,
         };
         net::configure(&peers)?;
-        security::secure_server(options.secret.as_ref(), &peers)?;
+        security::secure_server(options.secret.as_ref(), &mut peers)?;
         let address = net::bind_tcp(&peers, &options.host, options.port_to_workers)
             .map_err(|e| Error::Bind(options.port_to_workers, e))?;
         let worker_id = net::unique_id("worker");
@@ -108,7 +108,7 @@ impl Worker {
         // A fixed routing id: after a reconnect the scheduler still knows who is talking.
         scheduler.set_identity(worker_id.as_bytes())?;
         security::secure_client(options.secret.as_ref(), &scheduler)?;
-        let watch = HandshakeWatch::new(&ctx, &scheduler, &worker_id)?;
+        let watch = HandshakeWatch::new(&ctx, &scheduler, &worker_id, options.secret.is_some())?;
         scheduler
             .connect(&options.scheduler_address)
             .map_err(|e| Error::Connect(options.scheduler_address.clone(), e))?;
@@ -157,6 +157,7 @@ impl Worker {
                 leaving: false,
                 secret,
                 watch,
+                handshaken: false,
                 failure: loop_failure,
             }
             .run()
@@ -250,6 +251,8 @@ struct Loop {
     secret: Option<Secret>,
     /// Notices the scheduler refusing this worker's connection (a wrong secret, or none).
     watch: HandshakeWatch,
+    /// Whether a handshake with the scheduler ever succeeded.
+    handshaken: bool,
     /// Why the worker stopped, when it did not choose to.
     failure: Arc<Mutex<Option<String>>>,
 }
@@ -335,14 +338,21 @@ impl Loop {
     }
 
     /// The scheduler refused this worker's connection: it leaves, saying why (there is no
-    /// way in without the right secret).
+    /// way in without the right secret). A likely refusal (secure handshakes that keep
+    /// ending with the connection closed) makes it leave only if it never got through: later,
+    /// it is more likely a scheduler behind a proxy restarting, and ZeroMQ keeps trying.
     fn check_handshakes(&mut self) {
-        if let Some(why) = self.watch.refused() {
-            log::error!("the scheduler refused this worker: {why}");
-            if let Ok(mut failure) = self.failure.lock() {
-                *failure = Some(why);
+        match self.watch.check() {
+            Some(Handshake::Succeeded) => self.handshaken = true,
+            Some(Handshake::Refused { definite, why }) if definite || !self.handshaken => {
+                log::error!("the scheduler refused this worker: {why}");
+                if let Ok(mut failure) = self.failure.lock() {
+                    *failure = Some(why);
+                }
+                self.leaving = true;
             }
-            self.leaving = true;
+            Some(Handshake::Refused { why, .. }) => log::error!("{why}; trying again"),
+            None => {}
         }
     }
 

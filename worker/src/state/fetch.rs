@@ -212,6 +212,7 @@ impl WorkerState {
         // Whether the answer holds every key asked for, in order, all taken in: then none is
         // left to retry (the usual case, with no second pass over a 65,536-key fetch).
         let mut complete = items.len() == fetch.keys.len();
+        let mut unpacker = frames::Unpacker::new(blobs);
         for (i, item) in items.into_iter().enumerate() {
             if complete && fetch.keys.get(i).is_none_or(|k| **k != *item.key) {
                 complete = false;
@@ -227,7 +228,8 @@ impl WorkerState {
                      taken"
                 ))
             } else {
-                frames::unpack(item.data, blobs)
+                unpacker
+                    .unpack(item.data)
                     .map_err(|e| format!("bad value for {key:?} from a peer: {e}"))
                     .and_then(|value| {
                         let nbytes = value

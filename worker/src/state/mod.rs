@@ -228,8 +228,9 @@ impl WorkerState {
             ToWorker::CheckTasks { request, keys } => self.check_tasks(request, keys, now),
             ToWorker::Compute(ComputeBody { tasks }) => self.on_compute(tasks, now, &mut |_| {}),
             ToWorker::PutData { items } => {
+                let mut unpacker = zask_core::frames::Unpacker::new(blobs);
                 for item in items {
-                    self.put(item, blobs);
+                    self.put(item, &mut unpacker);
                 }
             }
             ToWorker::Replicate { who_has } => self.replicate(who_has, now),

@@ -381,7 +381,7 @@ impl WorkerState {
     }
 
     /// Stores a scattered value and reports it like a finished task.
-    pub(crate) fn put(&mut self, item: KeyData, blobs: &[Bytes]) {
+    pub(crate) fn put(&mut self, item: KeyData, unpacker: &mut frames::Unpacker<'_, Bytes>) {
         let Some(hash) = item.hash else {
             return self.fail(
                 &item.key,
@@ -392,7 +392,8 @@ impl WorkerState {
                 None,
             );
         };
-        let stored = frames::unpack(item.data, blobs)
+        let stored = unpacker
+            .unpack(item.data)
             .map_err(|e| e.to_string())
             .and_then(|value| {
                 let nbytes = value.nbytes();
