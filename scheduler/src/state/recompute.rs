@@ -107,7 +107,12 @@ impl SchedulerState {
         }
         for dep_key in lineage.node.dependency_refs() {
             let id = match self.task_ids.get(dep_key) {
-                Some(&id) => id,
+                Some(&id) => {
+                    if let Some(&dep) = lineage_of.get(dep_key) {
+                        self.lend_lineage(id, dep);
+                    }
+                    id
+                }
                 None => match lineage_of.get(dep_key) {
                     Some(&dep) => self.recreate(dep.clone(), priority)?,
                     None => return Err(gone_input(&lineage.key, dep_key)),
@@ -125,7 +130,8 @@ impl SchedulerState {
         let mut seen: HashSet<String> = HashSet::default();
         let mut stack = vec![(root.clone(), false)];
         while let Some((l, expanded)) = stack.pop() {
-            if self.task_ids.contains_key(&l.key) {
+            if let Some(&id) = self.task_ids.get(&*l.key) {
+                self.lend_lineage(id, &l);
                 continue;
             }
             if expanded {
@@ -138,7 +144,10 @@ impl SchedulerState {
             stack.push((l.clone(), true));
             let lineage_of = l.deps_by_key();
             for dep_key in l.node.dependency_refs() {
-                if self.task_ids.contains_key(dep_key) {
+                if let Some(&id) = self.task_ids.get(dep_key) {
+                    if let Some(&dep) = lineage_of.get(dep_key) {
+                        self.lend_lineage(id, dep);
+                    }
                     continue;
                 }
                 match lineage_of.get(dep_key) {
@@ -169,6 +178,19 @@ impl SchedulerState {
             .get(&root.key)
             .copied()
             .ok_or_else(|| gone_input(&root.key, &root.key))
+    }
+
+    /// An input the recompute uses as it is, but that has no lineage of its own (a value a
+    /// worker offered after a restart, adopted before any graph claimed it) gets the lineage
+    /// the recompute has for it, when it is the same definition: if it is lost in turn, it
+    /// can be computed again too (rather than failing as if it were scattered data).
+    fn lend_lineage(&mut self, id: TaskId, lineage: &Arc<Lineage>) {
+        let same = self.hash_of(id) == Some(lineage.hash);
+        if let Some(t) = self.tasks.get_mut(&id) {
+            if t.lineage.is_none() && same {
+                t.lineage = Some(lineage.clone());
+            }
+        }
     }
 
     /// Whether the inputs `l` would be computed from now (the scheduler's tasks, or the

@@ -194,8 +194,30 @@ impl SchedulerState {
                 scheduler_id: self.id.clone(),
             },
         ));
-        self.resync_worker(wid, has, now, out);
+        // What it holds that it is not known to hold may be a copy this scheduler has told it
+        // to drop since it wrote this registration (a `release` on its way): taken now, it
+        // would be counted as held after the worker deleted it. Only what it is known to hold,
+        // or what it was computing (its report lost), is taken; the rest it drops.
+        let (known, unknown): (Vec<KeyInfo>, Vec<KeyInfo>) =
+            has.into_iter().partition(|info| self.knows_held(wid, info));
+        for info in unknown {
+            self.send_release(wid, info.key, out);
+        }
+        self.resync_worker(wid, known, now, out);
         self.schedule(out);
+    }
+
+    /// Whether `wid` is known to hold `info` (of its current definition), or to have been
+    /// computing it.
+    fn knows_held(&self, wid: WorkerId, info: &KeyInfo) -> bool {
+        let Some(&tid) = self.task_ids.get(info.key.as_str()) else {
+            return false;
+        };
+        let Some(t) = self.tasks.get(&tid) else {
+            return false;
+        };
+        t.definition(tid, &self.given) == Some(info.hash)
+            && (t.who_has.contains(&wid) || t.status == TaskStatus::Processing(wid))
     }
 
     /// A new worker process registered on `route`: it is welcomed, what it holds recorded,

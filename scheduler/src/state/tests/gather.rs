@@ -30,10 +30,11 @@ fn gather_missing_on_one_holder_asks_another() {
     let mut s = state();
     let t0 = Instant::now();
     register(&mut s, b"w1", FUNCS, 1, t0);
-    register(&mut s, b"w2", FUNCS, 1, t0);
     get(&mut s, b"c1", 1, &independent(1), "a0", true, t0);
     report(&mut s, b"w1", vec![done("a0", Value::Int(1))], t0);
-    // w2 holds a copy too (it reconnected, saying so).
+    // w2 holds a copy too (it registers with one, restarted on its disk store). (A worker
+    // that re-registers is taken at its word only for what it is known to hold: see
+    // `a_stale_registration_does_not_bring_back_a_released_copy`.)
     let mut msg = register_msg(b"w2", FUNCS, 1);
     if let FromWorker::Register { has, .. } = &mut msg {
         has.push(info(&s, "a0", 8));

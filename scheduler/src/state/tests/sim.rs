@@ -59,7 +59,7 @@ pub(super) struct Sim {
     pub(super) pending: BTreeMap<Route, Vec<ComputeTask>>,
     /// Messages for a worker that wait behind its pending `compute`s (a connection delivers
     /// in order).
-    held_back: BTreeMap<Route, Vec<ToWorker>>,
+    held_back: BTreeMap<Route, Vec<(usize, ToWorker)>>,
     /// Whether a worker may report a task failed for a lost input (`missing_dependency`):
     /// only where the test kills workers. Anywhere else it means the scheduler sent a task
     /// before its inputs were where it said, and the test fails.
@@ -72,6 +72,8 @@ pub(super) struct Sim {
     pub(super) to_clients: Vec<(Route, ToClient)>,
     /// Every task sent, in order.
     pub(super) dispatched: Vec<(Route, String)>,
+    /// The addresses of workers killed silently (see [`Sim::kill`]).
+    dead: std::collections::BTreeSet<String>,
     /// Every key released, in order.
     pub(super) released: Vec<(Route, String)>,
     /// Other messages to workers (welcome, ...).
@@ -96,6 +98,7 @@ impl Sim {
             outgoing: BTreeMap::new(),
             to_clients: Vec::new(),
             dispatched: Vec::new(),
+            dead: Default::default(),
             released: Vec::new(),
             to_workers: Vec::new(),
         }
@@ -137,7 +140,9 @@ impl Sim {
     /// The worker on `route` dies silently: its data, queued tasks and unsent messages are
     /// gone.
     pub(super) fn kill(&mut self, route: &[u8]) {
-        self.workers.remove(route);
+        if self.workers.remove(route).is_some() {
+            self.dead.insert(addr(route));
+        }
         self.pending.remove(route);
         self.held_back.remove(route);
         self.outgoing.remove(route);
@@ -244,7 +249,12 @@ impl Sim {
     /// back behind the worker's pending `compute`s.
     fn deliver(&mut self, route: &Route, msg: ToWorker) {
         if self.pending.get(route).is_some_and(|p| !p.is_empty()) {
-            self.held_back.entry(route.clone()).or_default().push(msg);
+            // (Behind the tasks pending now: a `compute` sent later comes after it.)
+            let behind = self.pending.get(route).map_or(0, Vec::len);
+            self.held_back
+                .entry(route.clone())
+                .or_default()
+                .push((behind, msg));
             return;
         }
         self.deliver_now(route, msg);
@@ -283,11 +293,14 @@ impl Sim {
                 .find(|(k, _, _)| **k == *dep)
                 .map(|(_, _, a)| a.clone())
                 .unwrap_or_default();
-            let found = holders.iter().any(|a| {
-                self.route_of(a).is_some_and(|r| {
+            // (A holder that died silently, unknown to the scheduler yet, cannot be checked:
+            // the worker's fetch from it fails, and the scheduler deals with that.)
+            let found = holders.iter().any(|a| match self.route_of(a) {
+                None => self.dead.contains(a.as_ref()),
+                Some(r) => {
                     let held = self.workers[&r].store().held(&dep);
                     held.is_some_and(|h| h.hash == hash)
-                })
+                }
             });
             assert!(
                 found,
@@ -444,7 +457,7 @@ impl Sim {
             .find(|r| !self.pending.contains_key(*r))
             .cloned();
         if let Some(route) = unblocked {
-            for msg in self.held_back.remove(&route).unwrap_or_default() {
+            for (_, msg) in self.held_back.remove(&route).unwrap_or_default() {
                 self.deliver_now(&route, msg);
             }
             self.deliver_outgoing(&route);
@@ -453,10 +466,23 @@ impl Sim {
         let Some(route) = self.pending.keys().next().cloned() else {
             return false;
         };
-        let tasks = self.pending.remove(&route).unwrap_or_default();
-        self.deliver_now(&route, ToWorker::Compute(ComputeBody { tasks }));
-        for msg in self.held_back.remove(&route).unwrap_or_default() {
+        // In the order they were sent: the tasks up to each held-back message, then it.
+        let mut tasks = self.pending.remove(&route).unwrap_or_default().into_iter();
+        let mut delivered = 0;
+        for (behind, msg) in self.held_back.remove(&route).unwrap_or_default() {
+            let batch: Vec<ComputeTask> = tasks
+                .by_ref()
+                .take(behind.saturating_sub(delivered))
+                .collect();
+            delivered += batch.len();
+            if !batch.is_empty() {
+                self.deliver_now(&route, ToWorker::Compute(ComputeBody { tasks: batch }));
+            }
             self.deliver_now(&route, msg);
+        }
+        let rest: Vec<ComputeTask> = tasks.collect();
+        if !rest.is_empty() {
+            self.deliver_now(&route, ToWorker::Compute(ComputeBody { tasks: rest }));
         }
         self.deliver_outgoing(&route);
         true

@@ -505,3 +505,47 @@ fn deaths_count_only_against_tasks_that_may_have_been_running() {
         error_of(&out, b"c2", 1)
     );
 }
+
+/// A worker registering again (same process: it reconnected) lists what it held when it wrote
+/// the registration; a copy the scheduler told it to drop meanwhile is among them. Taken, it
+/// would be counted as held after the worker deleted it, and tasks would be sent there for an
+/// input that is gone. (The randomized cluster test found this.)
+#[test]
+fn a_stale_registration_does_not_bring_back_a_released_copy() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    get(&mut s, b"c1", 1, &independent(1), "a0", true, t0);
+    report(&mut s, b"w1", vec![done("a0", Value::Int(1))], t0);
+    assert_eq!(s.who_has("a0"), vec![addr(b"w1")]);
+    // The client lets a0 go: the scheduler forgets it and tells w1 to drop it...
+    let mut out = Outbox::default();
+    s.on_release(b"c1", 2, vec!["a0".into()], &mut out);
+    s.on_flushed(&mut out);
+    assert_eq!(released(&out, b"w1"), vec!["a0"]);
+    // ...while w1's registration, written before that arrived, still lists it.
+    let mut msg = register_msg(b"w1", FUNCS, 1);
+    if let FromWorker::Register { has, .. } = &mut msg {
+        has.push(KeyInfo {
+            key: "a0".into(),
+            nbytes: 8,
+            hash: DefHash([9; 16]),
+        });
+    }
+    let out = send(&mut s, b"w1", msg, t0);
+    assert!(
+        s.who_has("a0").is_empty(),
+        "a copy it was told to drop is not counted"
+    );
+    assert_eq!(released(&out, b"w1"), vec!["a0"], "and it is told again");
+    // What it is known to hold it keeps.
+    get(&mut s, b"c1", 3, &independent(2), "a1", true, t0);
+    report(&mut s, b"w1", vec![done("a1", Value::Int(2))], t0);
+    let mut msg = register_msg(b"w1", FUNCS, 1);
+    if let FromWorker::Register { has, .. } = &mut msg {
+        has.push(info(&s, "a1", 8));
+    }
+    let out = send(&mut s, b"w1", msg, t0);
+    assert_eq!(s.who_has("a1"), vec![addr(b"w1")]);
+    assert!(released(&out, b"w1").is_empty());
+}
