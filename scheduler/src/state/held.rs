@@ -57,7 +57,9 @@ impl SchedulerState {
                 self.worker_address(wid),
                 info.key
             );
-            if !t.who_has.contains(&wid) {
+            // (Unless it holds it, or is computing it: then the copy is what it will report
+            // as the result, and a release now would delete it after that report.)
+            if !t.who_has.contains(&wid) && t.status != TaskStatus::Processing(wid) {
                 self.send_release(wid, info.key, out);
             }
             return;

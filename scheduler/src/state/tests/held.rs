@@ -223,3 +223,21 @@ fn worker_back_with_a_new_identity_keeps_the_scattered_data_it_still_holds() {
     );
     assert_eq!(s.who_has("k"), vec![addr(b"w1")]);
 }
+
+/// A worker computing a key reports a copy of it it was not asked to fetch (it fetched it for
+/// a task taken back since): the copy is not released, since the worker reports it as the
+/// result right after; released, it would be deleted after that report, and the scheduler
+/// would count a copy that is gone. (The randomized cluster test found this.)
+#[test]
+fn a_copy_of_a_key_its_holder_is_computing_is_not_released() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    let out = get(&mut s, b"c1", 1, &independent(1), "a0", true, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["a0"]);
+    let out = acquired(&mut s, b"w1", "a0", 8, t0);
+    assert!(released(&out, b"w1").is_empty(), "{out:?}");
+    let out = report(&mut s, b"w1", vec![done("a0", Value::Int(1))], t0);
+    assert_eq!(s.who_has("a0"), vec![addr(b"w1")]);
+    assert!(released(&out, b"w1").is_empty());
+}

@@ -59,7 +59,12 @@ pub(super) struct Sim {
     pub(super) pending: BTreeMap<Route, Vec<ComputeTask>>,
     /// Messages for a worker that wait behind its pending `compute`s (a connection delivers
     /// in order).
-    held_back: BTreeMap<Route, Vec<(usize, ToWorker)>>,
+    held_back: BTreeMap<Route, Vec<(u64, ToWorker)>>,
+    /// The sequence number of each task in `pending` (tasks numbered per worker as they are
+    /// sent): a held-back message goes after the tasks numbered below its mark.
+    pending_seq: BTreeMap<Route, Vec<u64>>,
+    /// Tasks sent to each worker so far (the next sequence number).
+    sent_tasks: BTreeMap<Route, u64>,
     /// Whether a worker may report a task failed for a lost input (`missing_dependency`):
     /// only where the test kills workers. Anywhere else it means the scheduler sent a task
     /// before its inputs were where it said, and the test fails.
@@ -93,6 +98,8 @@ impl Sim {
             registry: sim_registry(),
             pending: BTreeMap::new(),
             held_back: BTreeMap::new(),
+            pending_seq: BTreeMap::new(),
+            sent_tasks: BTreeMap::new(),
             lost_inputs_expected: false,
             get_data: Vec::new(),
             outgoing: BTreeMap::new(),
@@ -144,6 +151,7 @@ impl Sim {
             self.dead.insert(addr(route));
         }
         self.pending.remove(route);
+        self.pending_seq.remove(route);
         self.held_back.remove(route);
         self.outgoing.remove(route);
         self.get_data.retain(|(r, _, _)| r != route);
@@ -239,6 +247,16 @@ impl Sim {
                     continue; // a dead worker: the message is lost
                 }
                 self.check_inputs(&route, &t);
+                if !self.pending.contains_key(&route) {
+                    // (A test took the tasks pending here: their numbers go with them.)
+                    self.pending_seq.remove(&route);
+                }
+                let seq = self.sent_tasks.entry(route.clone()).or_insert(0);
+                self.pending_seq
+                    .entry(route.clone())
+                    .or_default()
+                    .push(*seq);
+                *seq += 1;
                 self.pending.entry(route.clone()).or_default().push(t);
             }
         }
@@ -249,12 +267,12 @@ impl Sim {
     /// back behind the worker's pending `compute`s.
     fn deliver(&mut self, route: &Route, msg: ToWorker) {
         if self.pending.get(route).is_some_and(|p| !p.is_empty()) {
-            // (Behind the tasks pending now: a `compute` sent later comes after it.)
-            let behind = self.pending.get(route).map_or(0, Vec::len);
+            // (Behind the tasks sent so far: a `compute` sent later comes after it.)
+            let mark = self.sent_tasks.get(route).copied().unwrap_or(0);
             self.held_back
                 .entry(route.clone())
                 .or_default()
-                .push((behind, msg));
+                .push((mark, msg));
             return;
         }
         self.deliver_now(route, msg);
@@ -349,6 +367,7 @@ impl Sim {
                         .extend(out.to_scheduler);
                 }
                 self.pending.remove(route);
+                self.pending_seq.remove(route);
                 self.held_back.remove(route);
                 return true;
             }
@@ -466,21 +485,21 @@ impl Sim {
         let Some(route) = self.pending.keys().next().cloned() else {
             return false;
         };
-        // In the order they were sent: the tasks up to each held-back message, then it.
-        let mut tasks = self.pending.remove(&route).unwrap_or_default().into_iter();
-        let mut delivered = 0;
-        for (behind, msg) in self.held_back.remove(&route).unwrap_or_default() {
-            let batch: Vec<ComputeTask> = tasks
-                .by_ref()
-                .take(behind.saturating_sub(delivered))
-                .collect();
-            delivered += batch.len();
+        // In the order they were sent: the tasks sent before each held-back message, then it.
+        let tasks = self.pending.remove(&route).unwrap_or_default();
+        let seqs = self.pending_seq.remove(&route).unwrap_or_default();
+        let mut tasks = seqs.into_iter().zip(tasks).peekable();
+        for (mark, msg) in self.held_back.remove(&route).unwrap_or_default() {
+            let mut batch = Vec::new();
+            while let Some((_, t)) = tasks.next_if(|(seq, _)| *seq < mark) {
+                batch.push(t);
+            }
             if !batch.is_empty() {
                 self.deliver_now(&route, ToWorker::Compute(ComputeBody { tasks: batch }));
             }
             self.deliver_now(&route, msg);
         }
-        let rest: Vec<ComputeTask> = tasks.collect();
+        let rest: Vec<ComputeTask> = tasks.map(|(_, t)| t).collect();
         if !rest.is_empty() {
             self.deliver_now(&route, ToWorker::Compute(ComputeBody { tasks: rest }));
         }
