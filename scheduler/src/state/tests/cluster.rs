@@ -308,7 +308,7 @@ fn random_graphs_through_random_failures_never_give_a_wrong_answer() {
     let seeds: u64 = std::env::var("ZASK_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(2_000);
     for seed in 1..=seeds {
         if only.is_some_and(|o| o != seed) {
             continue;
