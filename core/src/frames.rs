@@ -318,13 +318,6 @@ impl<'a, B: Blob> Unpacker<'a, B> {
     }
 }
 
-/// Brings a received [`Data`]'s value inline (out of its blob frame, if it has one), in place.
-pub fn inline<B: Blob>(data: &mut Data, blobs: &[B]) -> Result<(), FrameError> {
-    let value = unpack(std::mem::take(data), blobs)?;
-    data.value = value;
-    Ok(())
-}
-
 /// Encodes a message header (field names included, so other languages read it as a map).
 pub fn encode<T: Serialize>(header: &T, blobs: Vec<Vec<u8>>) -> Result<Frames, FrameError> {
     Ok(Frames {

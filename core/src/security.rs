@@ -298,10 +298,7 @@ fn gatekeeper(
         for (monitor, _) in monitors.iter().zip(&ready[1..]).filter(|(_, r)| **r) {
             while let Ok(frames) = monitor.recv_multipart(zmq::DONTWAIT) {
                 // (The address of a monitor's event is this side's endpoint.)
-                let endpoint = frames
-                    .get(1)
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .unwrap_or_default();
+                let endpoint = event_address(&frames);
                 log.note(&endpoint);
             }
         }
@@ -337,6 +334,14 @@ fn gatekeeper(
         }
     }
     log.flush(true);
+}
+
+/// The address a socket monitor's event names (its second frame).
+fn event_address(frames: &[Vec<u8>]) -> String {
+    frames
+        .get(1)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .unwrap_or_default()
 }
 
 /// The gatekeeper cannot go on. The listening sockets then refuse every connection
@@ -468,10 +473,7 @@ impl HandshakeWatch {
             };
             let event = u32::from(u16::from_ne_bytes([head[0], head[1]]));
             let value = u32::from_ne_bytes([head[2], head[3], head[4], head[5]]);
-            let address = frames
-                .get(1)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .unwrap_or_default();
+            let address = event_address(&frames);
             if let Some(what) = self.on_event(event, value, &address) {
                 seen = Some(what);
             }

@@ -409,14 +409,9 @@ impl Loop {
             ..
         } = self;
         state.on_compute(tasks, now, &mut |outbox: &mut Outbox| {
-            for peer in outbox.drop_peers.drain(..) {
-                peer_sockets.remove(&peer);
-            }
-            for fetch in outbox.fetches.drain(..) {
-                if !send_fetch(ctx, secret.as_ref(), peer_sockets, &fetch) {
-                    unsent.push(fetch.request);
-                }
-            }
+            let drops = std::mem::take(&mut outbox.drop_peers);
+            let fetches = std::mem::take(&mut outbox.fetches);
+            to_peers(ctx, secret.as_ref(), peer_sockets, unsent, drops, fetches);
         });
     }
 
@@ -481,22 +476,17 @@ impl Loop {
             if outbox.is_empty() && self.unsent.is_empty() {
                 return;
             }
-            for peer in &outbox.drop_peers {
-                self.peer_sockets.remove(peer);
-            }
             for (msg, blobs) in outbox.to_scheduler {
                 send_to_scheduler(&self.scheduler, &msg, blobs);
             }
-            for fetch in &outbox.fetches {
-                if !send_fetch(
-                    &self.ctx,
-                    self.secret.as_ref(),
-                    &mut self.peer_sockets,
-                    fetch,
-                ) {
-                    self.unsent.push(fetch.request);
-                }
-            }
+            to_peers(
+                &self.ctx,
+                self.secret.as_ref(),
+                &mut self.peer_sockets,
+                &mut self.unsent,
+                outbox.drop_peers,
+                outbox.fetches,
+            );
             for out in outbox.peer_replies {
                 match frames::encode(&out.reply, Vec::new()) {
                     Ok(f) => {
@@ -562,6 +552,27 @@ fn send_to_scheduler(scheduler: &zmq::Socket, msg: &FromWorker, blobs: Vec<Vec<u
             }
         }
         Err(e) => log::error!("encoding a message failed: {e}"),
+    }
+}
+
+/// Carries out the outbox's traffic to peers, in the order it asks: the sockets to drop first
+/// (a fetch queued after a drop goes on a fresh socket), then the fetches; one that could not
+/// be sent is noted in `unsent` (told to the state once the event is done).
+fn to_peers(
+    ctx: &zmq::Context,
+    secret: Option<&Secret>,
+    peer_sockets: &mut HashMap<String, zmq::Socket>,
+    unsent: &mut Vec<u64>,
+    drops: Vec<String>,
+    fetches: Vec<FetchRequest>,
+) {
+    for peer in drops {
+        peer_sockets.remove(&peer);
+    }
+    for fetch in fetches {
+        if !send_fetch(ctx, secret, peer_sockets, &fetch) {
+            unsent.push(fetch.request);
+        }
     }
 }
 

@@ -33,7 +33,7 @@ pub(crate) struct Fetching {
 /// A fetch request in flight to a peer.
 pub(crate) struct Fetch {
     pub(crate) peer: String,
-    pub(crate) keys: Vec<Arc<str>>,
+    pub(crate) keys: Arc<[Arc<str>]>,
     pub(crate) deadline: Instant,
 }
 
@@ -75,7 +75,7 @@ impl WorkerState {
             PeerReply::Error { request, message } => {
                 log::warn!("{peer} could not serve request {request}: {message}");
                 if let Some(f) = self.fetches.remove(&request) {
-                    self.fetch_failed(f.keys, request, now);
+                    self.fetch_failed(&f.keys, request, now);
                 }
             }
         }
@@ -86,7 +86,7 @@ impl WorkerState {
     pub fn on_fetch_unsent(&mut self, request: u64, now: Instant) {
         if let Some(f) = self.fetches.remove(&request) {
             log::warn!("cannot ask {} for data", f.peer);
-            self.fetch_failed(f.keys, request, now);
+            self.fetch_failed(&f.keys, request, now);
         }
     }
 
@@ -164,7 +164,7 @@ impl WorkerState {
         self.outbox.drop_peers.push(address);
         for request in dead {
             if let Some(f) = self.fetches.remove(&request) {
-                self.fetch_failed(f.keys, request, now);
+                self.fetch_failed(&f.keys, request, now);
             }
         }
     }
@@ -187,6 +187,7 @@ impl WorkerState {
                 f.request = request;
             }
         }
+        let keys: Arc<[Arc<str>]> = keys.into();
         self.outbox.fetches.push(FetchRequest {
             peer: peer.clone(),
             request,
@@ -262,7 +263,7 @@ impl WorkerState {
         }
         // The keys of this fetch not stored now (said missing, left out of the answer, bad
         // or unstorable): try the next holder (`fetch_failed` leaves those asked anew since).
-        self.fetch_failed(fetch.keys, request, now);
+        self.fetch_failed(&fetch.keys, request, now);
     }
 
     /// These inputs could not be had from the holder asked: try the next, or fail the tasks
@@ -271,19 +272,19 @@ impl WorkerState {
     /// Only the keys still waited for under `request` count: one dropped
     /// and asked for anew since (under a later request, perhaps of another holder) is that
     /// request's business, and its waiters must not fail because an older request did.
-    fn fetch_failed(&mut self, keys: Vec<Arc<str>>, request: u64, now: Instant) {
+    fn fetch_failed(&mut self, keys: &[Arc<str>], request: u64, now: Instant) {
         let mut retry: ToFetch = HashMap::default();
         for key in keys {
-            let next = match self.fetching.get_mut(&key) {
+            let next = match self.fetching.get_mut(key) {
                 None => continue, // Stored already, or no longer wanted.
                 Some(f) if f.request != request => continue,
                 Some(f) => f.untried.pop(),
             };
             match next {
-                Some(peer) => retry.entry(peer).or_default().push(key),
+                Some(peer) => retry.entry(peer).or_default().push(key.clone()),
                 None => {
-                    self.fetching.remove(&key);
-                    self.fail_waiters(&key);
+                    self.fetching.remove(key);
+                    self.fail_waiters(key);
                 }
             }
         }
@@ -309,7 +310,7 @@ impl WorkerState {
                     self.config.fetch_timeout
                 );
                 self.outbox.drop_peers.push(f.peer);
-                self.fetch_failed(f.keys, request, now);
+                self.fetch_failed(&f.keys, request, now);
             }
         }
     }

@@ -18,8 +18,9 @@ pub struct FetchRequest {
     pub peer: String,
     /// The request's id, which its answer carries.
     pub request: u64,
-    /// The keys asked for.
-    pub keys: Vec<Arc<str>>,
+    /// The keys asked for (shared with the state's record of the request: a 65,536-key fetch
+    /// is not copied to be sent).
+    pub keys: Arc<[Arc<str>]>,
 }
 
 /// An answer to a peer's request, to send back on the peer socket.

@@ -420,16 +420,18 @@ impl Sim {
                             f.message
                         );
                     }
+                    let mut unpacker = frames::Unpacker::new(&blobs);
                     for d in done.iter_mut() {
                         d.duration_us = 10;
                         if let Some(data) = &mut d.data {
-                            frames::inline(data, &blobs).expect("a report's value");
+                            unpacker.inline(data).expect("a report's value");
                         }
                     }
                 }
                 FromWorker::Data(DataBody { items, .. }) => {
+                    let mut unpacker = frames::Unpacker::new(&blobs);
                     for item in items.iter_mut() {
-                        frames::inline(&mut item.data, &blobs).expect("a data value");
+                        unpacker.inline(&mut item.data).expect("a data value");
                     }
                 }
                 _ => {}

@@ -181,7 +181,7 @@ fn an_answer_to_a_request_not_in_flight_is_ignored() {
     let forged = FetchRequest {
         peer: s("tcp://p:1"),
         request: 999,
-        keys: vec![Arc::from("a")],
+        keys: vec![Arc::from("a")].into(),
     };
     w.answer(&forged, vec![item("a", int(1), h("a"))]);
     assert_eq!(w.held("a"), None);
