@@ -224,6 +224,7 @@ impl Client {
                         graph,
                         keys: &keys_value,
                         keep_results,
+                        progress: false,
                     });
                     frames::encode(&msg, Vec::new())
                 },

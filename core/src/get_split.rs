@@ -61,6 +61,7 @@ fn read_get(
     let mut graph = None;
     let mut keys = None;
     let mut keep_results = None;
+    let mut progress = None;
     for _ in 0..fields {
         let name = msgpack::take_field_name(&mut rd).ok_or_else(truncated)?;
         match name {
@@ -80,6 +81,10 @@ fn read_get(
                 once(&keep_results, "keep_results")?;
                 keep_results = Some(field(&mut rd, "keep_results")?);
             }
+            Some("progress") => {
+                once(&progress, "progress")?;
+                progress = Some(field(&mut rd, "progress")?);
+            }
             // `op`, or a field this version does not know.
             _ => skip(&mut rd).ok_or_else(truncated)?,
         }
@@ -90,6 +95,7 @@ fn read_get(
         graph: graph.ok_or_else(|| missing("graph"))?,
         keys: keys.ok_or_else(|| missing("keys"))?,
         keep_results: keep_results.unwrap_or(false),
+        progress: progress.unwrap_or(false),
     })
 }
 

@@ -34,8 +34,9 @@ mod op_first;
 /// The protocol version. Registration (`register`) and the client handshake (`hello`) carry it;
 /// a scheduler refuses a peer with another version, saying both versions. Version 2 added
 /// definition hashes (workers keep one with every value); version 3, values split over
-/// several frames (`Data::extra_frames`) and encrypted connections.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// several frames (`Data::extra_frames`) and encrypted connections; version 4, futures
+/// (`submit`, `events`, `drop_futures`, `cancel`) and progress reports.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A value in a message: small values inline in the header, large ones in a blob frame of their
 /// own (so they are neither copied into nor parsed out of the header).
@@ -446,10 +447,82 @@ pub struct GetBody<G = HashedGraph, K = Value> {
     /// Keep the results on the workers after answering (until released).
     #[serde(default)]
     pub keep_results: bool,
+    /// Send `progress` messages for this request while it runs. (Written only when true.)
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub progress: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl<G, K> Body for GetBody<G, K> {
     const OP: &'static str = "get";
+}
+
+/// `submit`: add tasks to the scheduler's graph as futures, in a live computation. Each item
+/// is validated and added on its own (one invalid item fails only its own keys, with an
+/// `erred` event); the scheduler then pushes an [`KeyEvent`] for each of an item's `keys` as
+/// it finishes, fails, is cancelled or is lost, and keeps them until the client drops them
+/// (`drop_futures`) or goes away. Answered by `submitted` (or `error`, when the message
+/// itself cannot be read). A client writes its items itself (`SubmitItem<&Graph>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitBody<I = SubmitItem> {
+    /// The client's id for the request (`submitted` carries it).
+    pub request: u64,
+    /// The submissions, in order.
+    pub items: Vec<I>,
+}
+
+impl<I> Body for SubmitBody<I> {
+    const OP: &'static str = "submit";
+}
+
+/// One submission of a `submit`: a graph (it may refer to keys the scheduler already has:
+/// earlier futures, running or held), the keys the client wants as futures, and options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitItem<G = HashedGraph> {
+    /// The tasks to add (see `docs/graph-format.md`).
+    pub graph: G,
+    /// The keys the client holds futures for (each in the graph, or already known).
+    pub keys: Vec<String>,
+    /// Higher runs first among ready tasks (default 0; from -8,388,608 to 8,388,607).
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
+    pub priority: i32,
+    /// A task of this submission that fails is run again up to this many times before its
+    /// failure counts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero_i32(n: &i32) -> bool {
+    *n == 0
+}
+
+/// What happened to a key a client holds a future for (pushed in `events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// Its value is held on a worker (fetch it with `gather`).
+    Done,
+    /// It failed, or an input of it did (`error` says how).
+    Erred,
+    /// The client cancelled it (or the scheduler could not keep it).
+    Cancelled,
+    /// Its only copy went away with a worker; it is being computed again (a `done` follows).
+    Lost,
+}
+
+/// One key's news, in `events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyEvent {
+    /// The key.
+    pub key: String,
+    /// What happened.
+    pub status: KeyStatus,
+    /// With `erred`: the error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
 }
 
 /// `compute`: run these tasks (a worker runs at most `nthreads` at once and queues the rest).
@@ -635,6 +708,13 @@ pub enum ToWorker {
         /// The gone worker's address.
         address: String,
     },
+    /// Nobody wants these tasks any more: forget them if they are queued or waiting, and
+    /// discard the result of one that runs (its thread is freed for the next task). Keys
+    /// held are not touched (`release` deletes values). Nothing is reported for them.
+    Cancel {
+        /// The tasks' keys.
+        keys: Vec<String>,
+    },
 }
 
 /// Client → scheduler, on the scheduler's client socket. Every request carries a `request` id
@@ -721,6 +801,21 @@ pub enum FromClient {
     },
     /// The client is going away: cancel its computations.
     Goodbye,
+    /// Add tasks as futures (see [`SubmitBody`]): answered by `submitted`, then `events`.
+    Submit(SubmitBody),
+    /// The client dropped its last future of these keys: they are released once nothing else
+    /// needs them. Not answered.
+    DropFutures {
+        /// The keys.
+        keys: Vec<String>,
+    },
+    /// Cancel these futures: as `drop_futures`, and the client is sent a `cancelled` event for
+    /// each key it held; tasks nobody else needs stop (queued ones are dropped, a running one's
+    /// result is discarded). Not answered otherwise.
+    Cancel {
+        /// The keys.
+        keys: Vec<String>,
+    },
 }
 
 /// Scheduler → client.
@@ -818,6 +913,28 @@ pub enum ToClient {
         /// The worker's address.
         address: String,
     },
+    /// A `submit` was read; its items' outcomes follow as `events`.
+    Submitted {
+        /// The request answered.
+        request: u64,
+    },
+    /// News of keys the client holds futures for, in the order they happened (request 0:
+    /// not an answer).
+    Events {
+        /// One entry per key and happening.
+        events: Vec<KeyEvent>,
+    },
+    /// How far a `get` asked with `progress` is (sent a few times a second while it runs).
+    Progress {
+        /// The `get`.
+        request: u64,
+        /// Tasks of it finished.
+        done: u64,
+        /// Tasks of it failed.
+        failed: u64,
+        /// Tasks it made (those reused from other computations are not counted).
+        total: u64,
+    },
     /// The keys were let go; `unknown` lists those the scheduler did not know.
     Released {
         /// The request answered.
@@ -845,13 +962,16 @@ impl ToClient {
             | ToClient::CollectionDeleted { request, .. }
             | ToClient::Scattered { request, .. }
             | ToClient::Released { request, .. }
+            | ToClient::Submitted { request }
+            | ToClient::Progress { request, .. }
             | ToClient::Retired { request, .. } => *request,
+            ToClient::Events { .. } => 0,
         }
     }
 }
 
 /// The ops a client may send (`FromClient`'s variants, as they are named on the wire).
-pub const CLIENT_OPS: [&str; 13] = [
+pub const CLIENT_OPS: [&str; 16] = [
     "hello",
     "get",
     "status",
@@ -865,6 +985,9 @@ pub const CLIENT_OPS: [&str; 13] = [
     "gather",
     "release",
     "retire",
+    "submit",
+    "drop_futures",
+    "cancel",
 ];
 
 /// A stored collection, for listings.
@@ -1006,6 +1129,7 @@ impl Message for ToWorker {
         "check_tasks",
         "retired",
         "peer_gone",
+        "cancel",
     ];
 
     fn decode(header: &[u8]) -> Result<ToWorker, DecodeError> {
@@ -1026,6 +1150,7 @@ impl Message for FromClient {
     fn decode(header: &[u8]) -> Result<FromClient, DecodeError> {
         match op_of(header, Self::OPS)? {
             <GetBody>::OP => crate::get_split::decode_get(header).map(FromClient::Get),
+            <SubmitBody>::OP => decode_as(header).map(FromClient::Submit),
             _ => decode_as(header),
         }
     }
@@ -1045,6 +1170,9 @@ impl Message for ToClient {
         "scattered",
         "retired",
         "released",
+        "submitted",
+        "events",
+        "progress",
     ];
 
     fn decode(header: &[u8]) -> Result<ToClient, DecodeError> {
@@ -1192,6 +1320,7 @@ mod tests {
             graph: HashedGraph::default(),
             keys: Value::Nil,
             keep_results: false,
+            progress: false,
         };
         assert_eq!(op_of(&FromClient::Get(get)), <GetBody>::OP);
         let report = FromWorker::Report(ReportBody::default());

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use zask_core::frames;
 use zask_core::protocol::{
     Body, ComputeBody, DataBody, DecodeError, ErrorInfo, ErrorKind, FromClient, FromWorker,
-    GetBody, KeyData, KeyInfo, Message, ReleaseBody, ReportBody, TaskDone, TaskFailed, ToClient,
+    GetBody, SubmitBody, KeyData, KeyInfo, Message, ReleaseBody, ReportBody, TaskDone, TaskFailed, ToClient,
     ToWorker, CLIENT_OPS,
 };
 use zask_core::security::{self, Gatekeeper, Secret};
@@ -26,7 +26,7 @@ use zask_core::{net, Bytes, Keys};
 
 use crate::collections::{CollectionStore, Collections};
 use crate::error::Error;
-use crate::state::{Config, GetRequest, Outbox, SchedulerState};
+use crate::state::{Config, GetRequest, Outbox, Route, SchedulerState};
 
 /// How a scheduler is started. `Default` binds all interfaces on ports the OS chooses.
 #[derive(Debug, Clone)]
@@ -390,6 +390,7 @@ impl Loop {
                 graph,
                 keys,
                 keep_results,
+                progress,
             }) => {
                 let parsed = Keys::from_value(&keys)
                     .map(|k| (graph, k))
@@ -402,6 +403,7 @@ impl Loop {
                             hashes: graph.hashes,
                             keys,
                             keep_results,
+                            progress,
                         };
                         self.state.on_get(&route, get, now, out)
                     }
@@ -445,6 +447,11 @@ impl Loop {
             FromClient::Release { request, keys } => {
                 self.state.on_release(&route, request, keys, out);
             }
+            FromClient::Submit(SubmitBody { request, items }) => {
+                self.state.on_submit(&route, request, items, now, out)
+            }
+            FromClient::DropFutures { keys } => self.state.on_drop_futures(&route, keys),
+            FromClient::Cancel { keys } => self.state.on_cancel(&route, keys, out),
             FromClient::Retire { request, address } => {
                 self.state.on_retire(&route, request, &address, now, out);
             }
@@ -455,8 +462,12 @@ impl Loop {
         for (route, msg) in out.to_workers.drain(..) {
             send(&self.workers, &route, &msg, Vec::new());
         }
-        // Releases before computes: a key forgotten and created again in the same turn must be
-        // deleted before it is computed, not after.
+        // Cancels and releases before computes: a key forgotten and created again in the same
+        // turn must be cancelled and deleted before it is computed, not after.
+        out.settle_cancels();
+        for (route, keys) in out.cancel.drain() {
+            send(&self.workers, &route, &ToWorker::Cancel { keys }, Vec::new());
+        }
         for (route, keys) in out.release.drain() {
             let msg = ToWorker::Release(ReleaseBody { keys });
             send(&self.workers, &route, &msg, Vec::new());
@@ -470,7 +481,15 @@ impl Loop {
             let msg = ToWorker::Compute(ComputeBody { tasks });
             send(&self.workers, &route, &msg, Vec::new());
         }
-        for (route, msg) in std::mem::take(&mut out.to_clients) {
+        let events = out
+            .events
+            .drain()
+            .map(|(route, events)| (route, ToClient::Events { events }));
+        let to_clients: Vec<(Route, ToClient)> = std::mem::take(&mut out.to_clients)
+            .into_iter()
+            .chain(events)
+            .collect();
+        for (route, msg) in to_clients {
             let request = msg.request();
             let (msg, blobs) = pack_client_message(msg);
             let sent = frames::encode(&msg, blobs)

@@ -5,12 +5,16 @@
 //! tasks queued behind it, run link after link on the same thread) and sends the
 //! [`JobResult`]s back in groups, waking the loop once per group.
 //!
+//! A cancelled job is skipped where it waits; a running one's thread is replaced (see
+//! [`Executors`]).
+//!
 //! [`run_now`] runs a batch on the calling thread: the state machine's tests and the
 //! scheduler's simulated cluster run real jobs with it, with no threads.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use zask_core::graph::Node;
@@ -72,61 +76,279 @@ pub struct JobResult {
     pub failed_input: Option<String>,
 }
 
-/// Where the loop hands batches of jobs to the executor threads.
-pub type JobSender = mpsc::Sender<Vec<Job>>;
-/// Where the loop finds what the executors finished.
-pub type ResultReceiver = mpsc::Receiver<Vec<JobResult>>;
+/// The executor threads, as the loop sees them: where it hands batches of jobs, finds their
+/// results, and cancels jobs.
+///
+/// Each thread keeps the batch it took in a queue of its own (`Slot::queue`) and says which
+/// job it runs (`Slot::running`). Cancelled jobs are skipped where they wait; a cancelled job
+/// that is running cannot be stopped (a function is plain code), so its thread is *abandoned*:
+/// a new thread takes over its queue at once, and the old one exits when the function returns,
+/// its result discarded. At most `MAX_ABANDONED_PER_THREAD × nthreads` threads are abandoned
+/// at a time; past that a cancelled job runs to its end in its thread.
+pub struct Executors {
+    jobs: Option<mpsc::Sender<Vec<Job>>>,
+    results: mpsc::Receiver<Vec<JobResult>>,
+    shared: Arc<Shared>,
+}
 
-/// Starts `nthreads` executor threads; each pushes an empty message to `wake_endpoint` when
-/// it has sent results and `wake_pending` was clear (one wake-up for many results).
-pub fn spawn_executors(
-    ctx: &zmq::Context,
-    wake_endpoint: &str,
-    nthreads: u32,
+/// Abandoned threads (still running a cancelled job) allowed per executor thread.
+const MAX_ABANDONED_PER_THREAD: usize = 4;
+
+/// What the executor threads share.
+struct Shared {
+    jobs: Mutex<mpsc::Receiver<Vec<Job>>>,
+    results: mpsc::Sender<Vec<JobResult>>,
     registry: Registry,
+    ctx: zmq::Context,
+    wake_endpoint: String,
     wake_pending: Arc<AtomicBool>,
-) -> Result<(JobSender, ResultReceiver), Error> {
-    let (jobs_tx, jobs_rx) = mpsc::channel::<Vec<Job>>();
-    let (results_tx, results_rx) = mpsc::channel::<Vec<JobResult>>();
-    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
-    for i in 0..nthreads {
-        let wake = ctx.socket(zmq::PUSH)?;
-        net::configure(&wake)?;
-        wake.connect(wake_endpoint)?;
-        let jobs_rx = jobs_rx.clone();
-        let results_tx = results_tx.clone();
-        let wake_pending = wake_pending.clone();
-        let registry = registry.clone();
-        std::thread::Builder::new()
-            .name(format!("zask-exec-{i}"))
-            // Deeply nested task nodes are evaluated recursively.
-            .stack_size(zask_core::service::STACK_SIZE)
-            .spawn(move || {
-                while let Some(batch) = jobs_rx.lock().ok().and_then(|rx| rx.recv().ok()) {
-                    let mut sender = ResultSender {
-                        results: &results_tx,
-                        wake: &wake,
-                        wake_pending: &wake_pending,
-                        done: Vec::new(),
-                        since_sent: Instant::now(),
-                    };
-                    if !run_batch(batch, &registry, &mut |r, last| sender.push(r, last)) {
-                        return;
-                    }
-                }
-            })
-            .map_err(Error::Thread)?;
+    /// Serials of cancelled jobs whose result has not come back yet.
+    cancelled: Mutex<HashSet<u64>>,
+    /// Whether `cancelled` may be non-empty (one atomic load per job otherwise).
+    any_cancelled: AtomicBool,
+    /// The live threads' slots.
+    slots: Mutex<Vec<Arc<Slot>>>,
+    /// Threads abandoned and still running.
+    abandoned: AtomicUsize,
+    max_abandoned: usize,
+    /// Names threads.
+    next_thread: AtomicUsize,
+}
+
+/// One executor thread's queue and what it runs.
+#[derive(Default)]
+struct Slot {
+    /// The serial of the job running (0: none).
+    running: AtomicU64,
+    /// The serial of the cancelled job this thread was running when another thread took over
+    /// its queue (0: none). The thread exits once that job returns.
+    abandoned: AtomicU64,
+    /// Jobs taken from the channel and not started.
+    queue: Mutex<VecDeque<Job>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Executors {
+    /// Starts `nthreads` executor threads; each pushes an empty message to `wake_endpoint`
+    /// when it has sent results and `wake_pending` was clear (one wake-up for many results).
+    pub fn spawn(
+        ctx: &zmq::Context,
+        wake_endpoint: &str,
+        nthreads: u32,
+        registry: Registry,
+        wake_pending: Arc<AtomicBool>,
+    ) -> Result<Executors, Error> {
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Vec<Job>>();
+        let (results_tx, results_rx) = mpsc::channel::<Vec<JobResult>>();
+        let shared = Arc::new(Shared {
+            jobs: Mutex::new(jobs_rx),
+            results: results_tx,
+            registry,
+            ctx: ctx.clone(),
+            wake_endpoint: wake_endpoint.to_string(),
+            wake_pending,
+            cancelled: Mutex::new(HashSet::new()),
+            any_cancelled: AtomicBool::new(false),
+            slots: Mutex::new(Vec::new()),
+            abandoned: AtomicUsize::new(0),
+            max_abandoned: nthreads.max(1) as usize * MAX_ABANDONED_PER_THREAD,
+            next_thread: AtomicUsize::new(0),
+        });
+        for _ in 0..nthreads.max(1) {
+            spawn_thread(&shared, VecDeque::new())?;
+        }
+        Ok(Executors {
+            jobs: Some(jobs_tx),
+            results: results_rx,
+            shared,
+        })
     }
-    Ok((jobs_tx, results_rx))
+
+    /// Hands a batch of jobs to the threads; false if they are gone.
+    pub fn send(&self, batch: Vec<Job>) -> bool {
+        self.jobs.as_ref().is_some_and(|tx| tx.send(batch).is_ok())
+    }
+
+    /// A batch of finished jobs, if one is waiting.
+    pub fn try_recv(&self) -> Option<Vec<JobResult>> {
+        let batch = self.results.try_recv().ok()?;
+        if self.shared.any_cancelled.load(Ordering::Acquire) {
+            let mut cancelled = lock(&self.shared.cancelled);
+            for r in &batch {
+                cancelled.remove(&r.serial);
+            }
+            if cancelled.is_empty() {
+                self.shared.any_cancelled.store(false, Ordering::Release);
+            }
+        }
+        Some(batch)
+    }
+
+    /// Cancels the jobs with these serials: those not started are skipped (each still gives
+    /// a result, of kind `cancelled`), a running one's thread is replaced (see [`Executors`]).
+    pub fn cancel(&self, serials: &[u64]) {
+        if serials.is_empty() {
+            return;
+        }
+        lock(&self.shared.cancelled).extend(serials.iter().copied());
+        self.shared.any_cancelled.store(true, Ordering::Release);
+        let slots: Vec<Arc<Slot>> = lock(&self.shared.slots).clone();
+        for slot in slots {
+            let running = slot.running.load(Ordering::Acquire);
+            if running == 0 || !serials.contains(&running) {
+                continue;
+            }
+            if self.shared.abandoned.load(Ordering::Acquire) >= self.shared.max_abandoned {
+                log::warn!(
+                    "a cancelled task runs on: {} threads already run cancelled tasks",
+                    self.shared.max_abandoned
+                );
+                continue;
+            }
+            let queue = {
+                let mut queue = lock(&slot.queue);
+                if slot.abandoned.load(Ordering::Acquire) != 0 {
+                    continue;
+                }
+                slot.abandoned.store(running, Ordering::Release);
+                std::mem::take(&mut *queue)
+            };
+            self.shared.abandoned.fetch_add(1, Ordering::AcqRel);
+            if let Err(e) = spawn_thread(&self.shared, queue) {
+                log::error!("cannot start an executor thread in place of a cancelled one: {e}");
+            }
+        }
+    }
+
+    /// Stops handing out jobs: the threads exit once the batches given are done.
+    pub fn close(&mut self) {
+        self.jobs = None;
+    }
+}
+
+/// Starts one executor thread that first runs `queue`.
+fn spawn_thread(shared: &Arc<Shared>, queue: VecDeque<Job>) -> Result<(), Error> {
+    let wake = shared.ctx.socket(zmq::PUSH)?;
+    net::configure(&wake)?;
+    wake.connect(&shared.wake_endpoint)?;
+    let slot = Arc::new(Slot {
+        queue: Mutex::new(queue),
+        ..Slot::default()
+    });
+    lock(&shared.slots).push(slot.clone());
+    let i = shared.next_thread.fetch_add(1, Ordering::Relaxed);
+    let thread_shared = shared.clone();
+    let thread_slot = slot.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("zask-exec-{i}"))
+        // Deeply nested task nodes are evaluated recursively.
+        .stack_size(zask_core::service::STACK_SIZE)
+        .spawn(move || {
+            executor_thread(&thread_shared, &thread_slot, &wake);
+            lock(&thread_shared.slots).retain(|s| !Arc::ptr_eq(s, &thread_slot));
+            if thread_slot.abandoned.load(Ordering::Acquire) != 0 {
+                thread_shared.abandoned.fetch_sub(1, Ordering::AcqRel);
+            }
+        });
+    if let Err(e) = spawned {
+        lock(&shared.slots).retain(|s| !Arc::ptr_eq(s, &slot));
+        return Err(Error::Thread(e));
+    }
+    Ok(())
+}
+
+/// One executor thread: runs the jobs of its queue, taking a batch from the channel when it
+/// is empty, until the channel closes or the thread is abandoned.
+fn executor_thread(shared: &Shared, slot: &Slot, wake: &zmq::Socket) {
+    let mut sender = ResultSender {
+        results: &shared.results,
+        wake,
+        wake_pending: &shared.wake_pending,
+        done: Vec::new(),
+        since_sent: Instant::now(),
+    };
+    let hooks = ThreadHooks { shared, slot };
+    loop {
+        let job = {
+            let mut queue = lock(&slot.queue);
+            if slot.abandoned.load(Ordering::Acquire) != 0 {
+                return;
+            }
+            queue.pop_front()
+        };
+        let Some(job) = job else {
+            let batch = lock(&shared.jobs).recv();
+            match batch {
+                Ok(batch) => lock(&slot.queue).extend(batch),
+                Err(_) => return,
+            }
+            continue;
+        };
+        let keep_going = run_job(job, &shared.registry, &hooks, &mut |r, more| {
+            let last = !more && lock(&slot.queue).is_empty();
+            sender.push(r, last)
+        });
+        if !keep_going {
+            return;
+        }
+    }
+}
+
+/// What running a job asks of the thread it runs on.
+trait Hooks {
+    /// Whether the job with `serial` was cancelled (it is then skipped).
+    fn cancelled(&self, serial: u64) -> bool;
+    /// The job with `serial` starts (0: it ended).
+    fn running(&self, serial: u64);
+    /// Whether this thread was abandoned while it ran the job with `serial` (the rest of the
+    /// chain is then skipped).
+    fn abandoned(&self, serial: u64) -> bool;
+}
+
+/// No cancellation (`run_now`).
+struct NoHooks;
+
+impl Hooks for NoHooks {
+    fn cancelled(&self, _: u64) -> bool {
+        false
+    }
+    fn running(&self, _: u64) {}
+    fn abandoned(&self, _: u64) -> bool {
+        false
+    }
+}
+
+/// An executor thread's hooks.
+struct ThreadHooks<'a> {
+    shared: &'a Shared,
+    slot: &'a Slot,
+}
+
+impl Hooks for ThreadHooks<'_> {
+    fn cancelled(&self, serial: u64) -> bool {
+        self.shared.any_cancelled.load(Ordering::Acquire)
+            && lock(&self.shared.cancelled).contains(&serial)
+    }
+    fn running(&self, serial: u64) {
+        self.slot.running.store(serial, Ordering::Release);
+    }
+    fn abandoned(&self, serial: u64) -> bool {
+        self.slot.abandoned.load(Ordering::Acquire) == serial
+    }
 }
 
 /// Runs `batch` on this thread and returns every result, in the order they finished.
 pub fn run_now(batch: Vec<Job>, registry: &Registry) -> Vec<JobResult> {
     let mut results = Vec::new();
-    run_batch(batch, registry, &mut |r, _| {
-        results.push(r);
-        true
-    });
+    for job in batch {
+        run_job(job, registry, &NoHooks, &mut |r, _| {
+            results.push(r);
+            true
+        });
+    }
     results
 }
 
@@ -140,9 +362,9 @@ struct ResultSender<'a> {
 }
 
 impl ResultSender<'_> {
-    /// Queues one result; sends the group when `last` (nothing more in the batch) or when
-    /// the group has waited `RESULTS_DELAY` (a slow task is reported when it finishes, not
-    /// with the rest). False when the loop is gone.
+    /// Queues one result; sends the group when `last` (nothing more queued) or when the
+    /// group has waited `RESULTS_DELAY` (a slow task is reported when it finishes, not with
+    /// the rest). False when the loop is gone.
     fn push(&mut self, result: JobResult, last: bool) -> bool {
         self.done.push(result);
         if !last && self.since_sent.elapsed() < RESULTS_DELAY {
@@ -160,22 +382,31 @@ impl ResultSender<'_> {
     }
 }
 
-/// Runs a batch of jobs, each with the chain queued behind it, handing each result to
-/// `push` (with whether it is the batch's last); false when `push` says the loop is gone.
-fn run_batch(
-    batch: Vec<Job>,
+/// Runs a job with the chain queued behind it, handing each result to `push` (with whether
+/// more links of the chain follow); false when `push` says the loop is gone, or the thread
+/// was abandoned (the links after the running one are then given back as cancelled).
+fn run_job(
+    job: Job,
     registry: &Registry,
+    hooks: &dyn Hooks,
     push: &mut dyn FnMut(JobResult, bool) -> bool,
 ) -> bool {
-    let count = batch.len();
-    for (i, job) in batch.into_iter().enumerate() {
-        // The value of the link before (or the key of the link that failed).
-        let mut previous: Option<Result<Value, String>> = None;
-        let mut link = Some(job);
-        while let Some(mut job) = link.take() {
-            link = job.then.take().map(|next| *next);
-            let start = Instant::now();
-            let mut failed_input = None;
+    // The value of the link before (or the key of the link that failed).
+    let mut previous: Option<Result<Value, String>> = None;
+    let mut link = Some(job);
+    let mut abandoned = false;
+    while let Some(mut job) = link.take() {
+        link = job.then.take().map(|next| *next);
+        let start = Instant::now();
+        let mut failed_input = None;
+        let result = if abandoned || hooks.cancelled(job.serial) {
+            Err(EvalError {
+                kind: ErrorKind::Cancelled,
+                function: None,
+                message: "cancelled".to_string(),
+            })
+        } else {
+            hooks.running(job.serial);
             let result = match previous.take() {
                 Some(Err(input)) => {
                     let message = format!("input {input:?} failed");
@@ -196,26 +427,28 @@ fn run_batch(
                 }
                 None => evaluate(&job.node, &mut job.inputs.into_iter(), registry),
             };
-            let result = result.and_then(|value| measure(value, &job.node));
-            if link.is_some() {
-                previous = Some(match &result {
-                    Ok((value, _)) => Ok(value.clone()),
-                    Err(_) => Err(job.key.clone()),
-                });
-            }
-            let done = JobResult {
-                key: job.key,
-                serial: job.serial,
-                result,
-                duration: start.elapsed(),
-                failed_input,
-            };
-            if !push(done, i + 1 == count && link.is_none()) {
-                return false;
-            }
+            hooks.running(0);
+            abandoned = hooks.abandoned(job.serial);
+            result.and_then(|value| measure(value, &job.node))
+        };
+        if link.is_some() {
+            previous = Some(match &result {
+                Ok((value, _)) => Ok(value.clone()),
+                Err(_) => Err(job.key.clone()),
+            });
+        }
+        let done = JobResult {
+            key: job.key,
+            serial: job.serial,
+            result,
+            duration: start.elapsed(),
+            failed_input,
+        };
+        if !push(done, link.is_some()) {
+            return false;
         }
     }
-    true
+    !abandoned
 }
 
 /// A result's size, or a task error if it nests deeper than [`MAX_NESTING`] (no message could

@@ -24,7 +24,7 @@ use zask_core::service::Service;
 use zask_core::{net, Bytes};
 
 use crate::error::Error;
-use crate::executor::{spawn_executors, JobSender, ResultReceiver};
+use crate::executor::Executors;
 use crate::registry::Registry;
 use crate::state::{FetchRequest, Outbox, WorkerConfig, WorkerState};
 use crate::store::StoreKind;
@@ -114,7 +114,7 @@ impl Worker {
             .map_err(|e| Error::Connect(options.scheduler_address.clone(), e))?;
         let nthreads = options.nthreads.max(1);
         let wake_pending = Arc::new(AtomicBool::new(false));
-        let (jobs_tx, results_rx) = spawn_executors(
+        let executors = Executors::spawn(
             &ctx,
             &Service::wake_endpoint(&worker_id),
             nthreads,
@@ -149,8 +149,7 @@ impl Worker {
                 stop: wake.stop,
                 retire: loop_retire,
                 peer_sockets: HashMap::default(),
-                jobs: Some(jobs_tx),
-                results: results_rx,
+                executors,
                 wake_pending,
                 state,
                 unsent: Vec::new(),
@@ -237,8 +236,7 @@ struct Loop {
     retire: Arc<AtomicBool>,
     /// DEALERs to peers, by address, created on first use.
     peer_sockets: HashMap<String, zmq::Socket>,
-    jobs: Option<JobSender>,
-    results: ResultReceiver,
+    executors: Executors,
     /// Set by executors when they woke the loop; cleared when the loop collects results.
     wake_pending: Arc<AtomicBool>,
     state: WorkerState,
@@ -280,7 +278,7 @@ impl Loop {
         let _ = self.scheduler.set_linger(1000);
         self.state.on_close();
         self.carry_out();
-        self.jobs = None;
+        self.executors.close();
         log::info!("worker {} closed", self.state.config().address);
     }
 
@@ -358,7 +356,7 @@ impl Loop {
 
     fn collect_results(&mut self) {
         self.wake_pending.store(false, Ordering::Release);
-        while let Ok(batch) = self.results.try_recv() {
+        while let Some(batch) = self.executors.try_recv() {
             self.state.on_jobs_done(batch);
         }
         self.carry_out();
@@ -503,9 +501,9 @@ impl Loop {
                     Err(e) => log::error!("encoding a reply failed: {e}"),
                 }
             }
+            self.executors.cancel(&outbox.cancelled);
             for batch in outbox.jobs {
-                let sent = self.jobs.as_ref().is_some_and(|tx| tx.send(batch).is_ok());
-                if !sent {
+                if !self.executors.send(batch) {
                     log::error!("executor threads are gone");
                 }
             }

@@ -82,6 +82,24 @@ impl ReadyQueue {
     }
 }
 
+/// Bits of a task's rank (the first half of `TaskState::priority`) that hold the id of the
+/// computation that made it; the bits above hold its user priority, inverted (higher first).
+const GRAPH_BITS: u32 = 40;
+
+/// The rank of the tasks computation `g` makes, submitted with user `priority` (clamped to
+/// 24 bits: -8,388,608 to 8,388,607): lower runs first, so a higher priority comes first,
+/// then earlier computations (ids wrap after 2^40 computations, which only affects order).
+pub(super) fn rank(g: GraphId, priority: i32) -> u64 {
+    let p = i64::from(priority.clamp(-(1 << 23), (1 << 23) - 1));
+    let inverted = ((1 << 23) - 1 - p) as u64;
+    (inverted << GRAPH_BITS) | (g.0 & ((1 << GRAPH_BITS) - 1))
+}
+
+/// The computation that made a task of rank `rank` (see [`rank`]).
+pub(super) fn graph_of(rank: u64) -> GraphId {
+    GraphId(rank & ((1 << GRAPH_BITS) - 1))
+}
+
 /// The least a task is assumed to cost, whatever its function's own time: about a worker's
 /// CPU per task for the message, the store and the report (measured at 1.5-2.5 µs), so a
 /// worker thread holds up to 1,000 tiny tasks (`queue_budget` 5 ms / 2.5 µs = 2,000, capped

@@ -3,6 +3,8 @@
 //! going away or falling silent (their computations are cancelled).
 
 use super::*;
+use futures::FutureOptions;
+use zask_core::protocol::{KeyEvent, KeyStatus};
 
 /// One `get` in flight.
 #[derive(Debug)]
@@ -12,7 +14,35 @@ pub(super) struct GraphState {
     pub(super) outputs: Vec<TaskId>,
     pub(super) values: HashMap<String, Value>,
     pub(super) keep_results: bool,
+    /// How far it is, when the client asked to be told (`progress`).
+    pub(super) progress: Option<Progress>,
 }
+
+/// How far a computation is, for a client that asked (`progress` in its `get`).
+#[derive(Debug, Clone)]
+pub(super) struct Progress {
+    pub(super) done: u64,
+    pub(super) failed: u64,
+    pub(super) total: u64,
+    /// When it was last sent, and whether it changed since.
+    pub(super) sent: Option<Instant>,
+    pub(super) changed: bool,
+}
+
+impl Progress {
+    pub(super) fn new(total: u64) -> Progress {
+        Progress {
+            done: 0,
+            failed: 0,
+            total,
+            sent: None,
+            changed: true,
+        }
+    }
+}
+
+/// How often a computation's progress is sent at most.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A client's request to compute `keys` of `graph` (a `get`, parsed).
 #[derive(Debug, Clone)]
@@ -28,6 +58,8 @@ pub struct GetRequest {
     pub keys: Keys,
     /// Leave the results on the workers.
     pub keep_results: bool,
+    /// Send `progress` messages while it runs.
+    pub progress: bool,
 }
 
 /// A `get` waiting for the first worker to register.
@@ -36,6 +68,8 @@ pub(super) struct Parked {
     pub(super) client: Route,
     pub(super) get: GetRequest,
     pub(super) deadline: Instant,
+    /// A submission of futures (with its options), not a `get`.
+    pub(super) future: Option<FutureOptions>,
 }
 
 impl SchedulerState {
@@ -86,6 +120,7 @@ impl SchedulerState {
             .values()
             .map(|g| &g.client)
             .chain(self.parked.iter().map(|p| &p.client))
+            .chain(self.futures.routes())
             .filter(|c| silent(self.clients_seen.get(*c)))
             .cloned()
             .collect();
@@ -104,7 +139,12 @@ impl SchedulerState {
             self.cancel_client(&client, Some(error), out);
         }
         // Forget clients with nothing in flight that have been silent a while.
-        let busy: HashSet<&Route> = self.graphs.values().map(|g| &g.client).collect();
+        let busy: HashSet<&Route> = self
+            .graphs
+            .values()
+            .map(|g| &g.client)
+            .chain(self.futures.routes())
+            .collect();
         let stale: Vec<Route> = self
             .clients_seen
             .iter()
@@ -149,6 +189,7 @@ impl SchedulerState {
                 client: client.to_vec(),
                 get,
                 deadline: now + self.config.no_workers_timeout,
+                future: None,
             });
             return;
         }
@@ -178,6 +219,7 @@ impl SchedulerState {
             hashes: Vec::new(),
             keys: Keys::Many(keys.into_iter().map(Keys::One).collect()),
             keep_results: false,
+            progress: false,
         };
         self.on_get(client, get, now, out);
     }
@@ -185,8 +227,12 @@ impl SchedulerState {
     /// A worker registered: the parked gets are submitted.
     pub(super) fn unpark(&mut self, now: Instant, out: &mut Outbox) {
         for p in std::mem::take(&mut self.parked) {
-            self.on_get(&p.client, p.get, now, out);
+            match p.future {
+                Some(options) => self.submit_future(&p.client, p.get, options, out),
+                None => self.on_get(&p.client, p.get, now, out),
+            }
         }
+        self.schedule(out);
     }
 
     /// Fails the parked gets that waited `no_workers_timeout` for a worker.
@@ -196,33 +242,105 @@ impl SchedulerState {
             .partition(|p| now >= p.deadline);
         self.parked = kept;
         for p in expired {
+            let error = ErrorInfo::new(
+                ErrorKind::NoWorkers,
+                format!(
+                    "no worker registered within {:?}; start zask-worker pointing at the \
+                     scheduler's address_to_workers",
+                    self.config.no_workers_timeout
+                ),
+            );
+            if p.future.is_some() {
+                if let Some(events) = batch_of(&mut out.events, &p.client) {
+                    for key in p.get.keys.flatten() {
+                        events.push(KeyEvent {
+                            key,
+                            status: KeyStatus::Erred,
+                            error: Some(error.clone()),
+                        });
+                    }
+                }
+                continue;
+            }
             out.to_clients.push((
                 p.client,
                 ToClient::Error {
                     request: p.get.request,
-                    error: ErrorInfo::new(
-                        ErrorKind::NoWorkers,
-                        format!(
-                            "no worker registered within {:?}; start zask-worker pointing at \
-                             the scheduler's address_to_workers",
-                            self.config.no_workers_timeout
-                        ),
-                    ),
+                    error,
                 },
             ));
         }
     }
 
-    /// A client went away: cancel what only it wanted.
+    /// A client went away: cancel what only it wanted, and drop its futures.
     pub fn on_client_gone(&mut self, client: &[u8]) {
         let mut out = Outbox::default();
         self.cancel_client(client, None, &mut out);
+    }
+
+    /// A computation leaves `graphs` (done, failed or cancelled): its progress stops being
+    /// tracked.
+    pub(super) fn end_graph(&mut self, graph: &GraphState) {
+        if graph.progress.is_some() {
+            self.tracked = self.tracked.saturating_sub(1);
+        }
+    }
+
+    /// A task of rank `rank` finished (`failed` or done): counted in its computation's
+    /// progress, when its client asked for it.
+    pub(super) fn count_progress(&mut self, rank: u64, failed: bool) {
+        if self.tracked == 0 {
+            return;
+        }
+        if let Some(p) = self
+            .graphs
+            .get_mut(&assign::graph_of(rank))
+            .and_then(|g| g.progress.as_mut())
+        {
+            if failed {
+                p.failed += 1;
+            } else {
+                p.done += 1;
+            }
+            p.changed = true;
+        }
+    }
+
+    /// Sends the progress of computations whose clients asked for it, at most every
+    /// `PROGRESS_INTERVAL` each, when it changed.
+    pub(super) fn send_progress(&mut self, now: Instant, out: &mut Outbox) {
+        if self.tracked == 0 {
+            return;
+        }
+        for g in self.graphs.values_mut() {
+            let Some(p) = g.progress.as_mut() else {
+                continue;
+            };
+            let due = p
+                .sent
+                .is_none_or(|t| now.saturating_duration_since(t) >= PROGRESS_INTERVAL);
+            if !p.changed || !due {
+                continue;
+            }
+            p.changed = false;
+            p.sent = Some(now);
+            out.to_clients.push((
+                g.client.clone(),
+                ToClient::Progress {
+                    request: g.request,
+                    done: p.done.min(p.total),
+                    failed: p.failed,
+                    total: p.total,
+                },
+            ));
+        }
     }
 
     /// Cancels the computations of `client` (what only they wanted is released), answering
     /// each with `error` when there is one to give.
     fn cancel_client(&mut self, client: &[u8], error: Option<ErrorInfo>, out: &mut Outbox) {
         self.clients_seen.remove(client);
+        self.drop_client_futures(client);
         let mine: Vec<GraphId> = self
             .graphs
             .iter()
@@ -240,6 +358,7 @@ impl SchedulerState {
                         },
                     ));
                 }
+                self.end_graph(&graph);
                 self.drop_graph_claims(g, &graph.outputs, false);
             }
         }

@@ -63,6 +63,7 @@ impl SchedulerState {
         let Some(graph) = self.graphs.remove(&g) else {
             return;
         };
+        self.end_graph(&graph);
         let items = graph
             .values
             .into_iter()

@@ -5,6 +5,7 @@
 //! given again (`assign_again`).
 
 use super::*;
+use zask_core::protocol::KeyStatus;
 
 impl SchedulerState {
     /// A task its worker does not have (its message, or the worker's state, was lost): one
@@ -84,6 +85,11 @@ impl SchedulerState {
                 return;
             };
             t.status = TaskStatus::Memory;
+            let rank = t.priority.0;
+            self.count_progress(rank, false);
+            let Some(t) = self.tasks.get_mut(&tid) else {
+                return;
+            };
             // Taken for the loop below (which changes only the dependents) and put back.
             (
                 std::mem::take(&mut t.dependents),
@@ -108,6 +114,7 @@ impl SchedulerState {
             t.dependents = dependents;
         }
         self.scatter_stored(tid, out);
+        self.notify(tid, KeyStatus::Done, None, out);
         // Its own claims go first: delivering may complete a computation and forget the task.
         self.drop_dep_claims(tid);
         if !wanted_by.is_empty() {
@@ -149,6 +156,15 @@ impl SchedulerState {
             w.processing.remove(&tid);
         }
         if failed.kind == ErrorKind::MissingDependency && self.retry_missing(tid, &failed, out) {
+            return;
+        }
+        if failed.kind != ErrorKind::MissingDependency && self.futures.take_retry(tid) {
+            log::info!(
+                "task {:?} failed ({}); running it again (retries)",
+                failed.key,
+                failed.message
+            );
+            self.rewait(tid);
             return;
         }
         let error = ErrorInfo {
@@ -221,6 +237,9 @@ impl SchedulerState {
             }
             failed_graphs.extend(t.wanted_by.iter().map(|g| (*g, err.clone())));
             let dependents = t.dependents.clone();
+            let rank = t.priority.0;
+            self.count_progress(rank, true);
+            self.notify(id, KeyStatus::Erred, Some(&err), out);
             for &d in &dependents {
                 if let Some(dt) = self.tasks.get(&d) {
                     stack.push((d, dependency_failed(&dt.key, &error)));
@@ -255,6 +274,7 @@ impl SchedulerState {
         let Some(graph) = self.graphs.remove(&g) else {
             return;
         };
+        self.end_graph(&graph);
         out.to_clients.push((
             graph.client.clone(),
             ToClient::Error {

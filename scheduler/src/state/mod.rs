@@ -38,7 +38,8 @@
 //! | `workers.rs` | workers registering, reconnecting, falling silent, leaving, dying |
 //! | `held.rs` | copies workers report holding; values adopted after a restart |
 //! | `retire.rs` | workers leaving gracefully, their data moved first |
-//! | `clients.rs` | handshake, `get`/`gather`, parked gets, `release`, clients gone or silent |
+//! | `clients.rs` | handshake, `get`/`gather`, parked gets, `release`, clients gone or silent, progress |
+//! | `futures.rs` | futures: `submit` into the live graph, who holds which key, events, cancel |
 //! | `scatter.rs` | values clients store on workers |
 //! | `gather.rs` | results delivered to computations, values collected from workers |
 //! | `checks.rs` | bounded waits: unreported tasks checked, unanswered requests given up |
@@ -57,8 +58,8 @@ use std::time::{Duration, Instant};
 
 use zask_core::graph::{Graph, Node, Nodes};
 use zask_core::protocol::{
-    ComputeTask, DataBody, ErrorInfo, ErrorKind, FromWorker, GetDataBody, KeyData, KeyInfo,
-    ReportBody, TaskDone, TaskFailed, ToClient, ToWorker, WorkerSummary, PROTOCOL_VERSION,
+    ComputeTask, DataBody, ErrorInfo, ErrorKind, FromWorker, GetDataBody, KeyData, KeyEvent,
+    KeyInfo, ReportBody, TaskDone, TaskFailed, ToClient, ToWorker, WorkerSummary, PROTOCOL_VERSION,
 };
 use zask_core::{DefHash, Keys, Value};
 
@@ -66,6 +67,7 @@ mod assign;
 mod checks;
 mod clients;
 mod functions;
+mod futures;
 mod gather;
 mod held;
 mod lifecycle;
@@ -210,9 +212,38 @@ pub struct Outbox {
     pub to_workers: Vec<(Route, ToWorker)>,
     /// Messages to clients, in order; values are inline here and packed by the loop.
     pub to_clients: Vec<(Route, ToClient)>,
+    /// Per client (route), news of the keys it holds futures for (one `events` message each).
+    pub events: HashMap<Route, Vec<KeyEvent>>,
+    /// Per worker (route), tasks nobody wants any more (sent before `compute`).
+    pub cancel: HashMap<Route, Vec<String>>,
 }
 
 impl Outbox {
+    /// Drops the tasks cancelled in the same turn they were assigned from both `compute` and
+    /// `cancel` (the worker never hears of them). The loop calls this before sending: a
+    /// cancel goes out before the computes, so one for a task assigned in the same turn
+    /// would reach the worker before the task.
+    pub fn settle_cancels(&mut self) {
+        for (route, keys) in self.cancel.iter_mut() {
+            let Some(tasks) = self.compute.get_mut(route) else {
+                continue;
+            };
+            let cancelled: HashSet<&str> = keys.iter().map(String::as_str).collect();
+            let mut dropped: HashSet<String> = HashSet::default();
+            tasks.retain(|t| {
+                let keep = !cancelled.contains(t.key.as_str());
+                if !keep {
+                    dropped.insert(t.key.clone());
+                }
+                keep
+            });
+            drop(cancelled);
+            keys.retain(|k| !dropped.contains(k));
+        }
+        self.cancel.retain(|_, keys| !keys.is_empty());
+        self.compute.retain(|_, tasks| !tasks.is_empty());
+    }
+
     /// Whether there is nothing to send.
     pub fn is_empty(&self) -> bool {
         self.compute.is_empty()
@@ -220,6 +251,8 @@ impl Outbox {
             && self.put_data.is_empty()
             && self.to_workers.is_empty()
             && self.to_clients.is_empty()
+            && self.events.is_empty()
+            && self.cancel.is_empty()
     }
 }
 
@@ -289,6 +322,10 @@ pub struct SchedulerState {
     /// The checks of unreported tasks: the assignment count reached at each tick (to tell
     /// which tasks were assigned `check_after` ago), and the checks waiting for an answer.
     checks: checks::Checks,
+    /// The futures clients hold.
+    futures: futures::Futures,
+    /// Computations whose progress is sent to their client.
+    tracked: usize,
 }
 
 impl SchedulerState {
@@ -329,6 +366,8 @@ impl SchedulerState {
             signature_users: Vec::new(),
             free_signatures: Vec::new(),
             checks: checks::Checks::default(),
+            futures: futures::Futures::default(),
+            tracked: 0,
         }
     }
 
@@ -343,10 +382,12 @@ impl SchedulerState {
         self.check_stalled(now, out);
         self.run_checks(now, out);
         self.expire_parked(now, out);
+        self.send_progress(now, out);
     }
 
     /// The scheduler is shutting down: tell every worker and every waiting client.
     pub fn on_close(&mut self, out: &mut Outbox) {
+        self.close_futures(out);
         for w in self.workers.values() {
             out.to_workers.push((w.route.clone(), ToWorker::Closing));
         }

@@ -62,6 +62,7 @@ impl SchedulerState {
         if let Some(t) = self.tasks.get_mut(&tid) {
             t.status = TaskStatus::Waiting;
         }
+        self.notify(tid, zask_core::protocol::KeyStatus::Lost, None, out);
         self.rewait(tid);
         let dependents = self
             .tasks

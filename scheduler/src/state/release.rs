@@ -88,8 +88,20 @@ impl SchedulerState {
                 continue;
             }
             match &t.status {
-                // It will come back; it is released when it does.
-                TaskStatus::Processing(_) => continue,
+                // Nobody wants it any more: its worker forgets it (a running one's result is
+                // discarded, its thread freed for the next task).
+                TaskStatus::Processing(w) => {
+                    let w = *w;
+                    if let Some(route) = self.workers.get(&w).map(|w| w.route.as_slice()) {
+                        if let Some(batch) = batch_of(&mut out.cancel, route) {
+                            batch.push(String::from(&*t.key));
+                        }
+                    }
+                    if let Some(worker) = self.workers.get_mut(&w) {
+                        worker.processing.remove(&id);
+                    }
+                    self.take_dep_claims(id, &mut stack);
+                }
                 TaskStatus::Waiting | TaskStatus::Ready | TaskStatus::Erred(_) => {
                     self.take_dep_claims(id, &mut stack);
                 }
@@ -106,6 +118,12 @@ impl SchedulerState {
         };
         self.task_ids.remove(&t.key);
         self.unuse_signature(t.signature);
+        self.futures.forget(tid);
+        if let TaskStatus::Processing(w) = t.status {
+            if let Some(worker) = self.workers.get_mut(&w) {
+                worker.processing.remove(&tid);
+            }
+        }
         if t.lineage.is_none() {
             self.given.remove(&tid);
             self.adopted.remove(&tid);
@@ -136,7 +154,7 @@ impl SchedulerState {
         let max = self.config.max_copies.max(1);
         if t.status != TaskStatus::Memory
             || t.who_has.len() <= max
-            || t.waiters as usize > t.wanted_by.len()
+            || t.waiters as usize > t.wanted_by.len() + self.futures.holders(tid)
         {
             return;
         }

@@ -7,6 +7,8 @@
 //! Then `submit` makes the nodes that are needed into tasks, inputs first.
 
 use super::*;
+use assign::rank;
+use clients::Progress;
 
 impl SchedulerState {
     /// Validates a computation and adds its tasks; nothing changes if it is invalid.
@@ -19,6 +21,62 @@ impl SchedulerState {
         let outputs = get.keys.flatten();
         // A get without a graph names held keys (a gather).
         let gathering = get.graph.nodes.is_empty();
+        let (g, created) = self.add_tasks(get, 0, out)?;
+        let mut output_ids = Vec::with_capacity(outputs.len());
+        let mut to_gather = Vec::new();
+        for key in &outputs {
+            let Some(&tid) = self.task_ids.get(key.as_str()) else {
+                continue;
+            };
+            // An adopted value a gather names is claimed: kept until released, like the
+            // scattered data it most likely is.
+            if gathering && self.adopted.remove(&tid).is_some() {
+                log::info!("adopted key {key:?} claimed by a gather; kept until released");
+            }
+            if let Some(t) = self.tasks.get_mut(&tid) {
+                t.waiters += 1;
+                t.wanted_by.push(g);
+                if t.status == TaskStatus::Memory {
+                    to_gather.push(tid);
+                }
+            }
+            output_ids.push(tid);
+        }
+        let progress = get.progress.then(|| Progress::new(created.1 - created.0));
+        let tracking = progress.is_some();
+        self.graphs.insert(
+            g,
+            GraphState {
+                client: client.to_vec(),
+                request: get.request,
+                outputs: output_ids,
+                values: HashMap::default(),
+                keep_results: get.keep_results,
+                progress,
+            },
+        );
+        if tracking {
+            self.tracked += 1;
+        }
+        if outputs.is_empty() {
+            self.complete_graph(g, out);
+        } else if !to_gather.is_empty() {
+            self.gather(to_gather, out);
+        }
+        Ok(())
+    }
+
+    /// Validates a computation's graph against what the scheduler has and makes the tasks its
+    /// outputs need (nothing changes if it is invalid). Returns the computation's id and the
+    /// range of the new tasks' ids. `priority` (higher first) ranks its tasks among ready
+    /// ones before the submission order does.
+    pub(super) fn add_tasks(
+        &mut self,
+        get: &mut GetRequest,
+        priority: i32,
+        out: &mut Outbox,
+    ) -> Result<(GraphId, (u64, u64)), Invalid> {
+        let outputs = get.keys.flatten();
         if get.hashes.len() != get.graph.nodes.len() {
             // Not hashed while decoding (a graph built in code): hashed now.
             get.hashes = zask_core::graph_serde::HashedGraph::hashes_of(&get.graph);
@@ -36,6 +94,8 @@ impl SchedulerState {
         }
         let g = self.next_graph;
         self.next_graph = g.next();
+        let rank = rank(g, priority);
+        let first_task = self.next_task.0;
         // Create the new tasks, dependencies first, each node moved out of the graph where it
         // lies (a million-entry table is not copied); the emptied graph is dropped after.
         let nodes = &mut get.graph.nodes;
@@ -103,46 +163,11 @@ impl SchedulerState {
                 deps: lineage_deps,
                 hash: get.hashes.get(index).copied().unwrap_or_default(),
             });
-            created[index] = self.insert_task(lineage, deps, waiting_on, (g.0, position as u64));
+            created[index] = self.insert_task(lineage, deps, waiting_on, (rank, position as u64));
         }
         get.graph.nodes = Nodes::default();
         drop(plan);
-        let mut output_ids = Vec::with_capacity(outputs.len());
-        let mut to_gather = Vec::new();
-        for key in &outputs {
-            let Some(&tid) = self.task_ids.get(key.as_str()) else {
-                continue;
-            };
-            // An adopted value a gather names is claimed: kept until released, like the
-            // scattered data it most likely is.
-            if gathering && self.adopted.remove(&tid).is_some() {
-                log::info!("adopted key {key:?} claimed by a gather; kept until released");
-            }
-            if let Some(t) = self.tasks.get_mut(&tid) {
-                t.waiters += 1;
-                t.wanted_by.push(g);
-                if t.status == TaskStatus::Memory {
-                    to_gather.push(tid);
-                }
-            }
-            output_ids.push(tid);
-        }
-        self.graphs.insert(
-            g,
-            GraphState {
-                client: client.to_vec(),
-                request: get.request,
-                outputs: output_ids,
-                values: HashMap::default(),
-                keep_results: get.keep_results,
-            },
-        );
-        if outputs.is_empty() {
-            self.complete_graph(g, out);
-        } else if !to_gather.is_empty() {
-            self.gather(to_gather, out);
-        }
-        Ok(())
+        Ok((g, (first_task, self.next_task.0)))
     }
 
     /// Checks a submitted graph against what exists, and returns the nodes to make into

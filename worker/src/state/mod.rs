@@ -239,6 +239,7 @@ impl WorkerState {
                 self.outbox.leave = true;
             }
             ToWorker::PeerGone { address } => self.peer_gone(address, now),
+            ToWorker::Cancel { keys } => self.cancel(keys),
             ToWorker::Release(ReleaseBody { keys }) => {
                 for k in keys {
                     self.remove_stored(&k);

@@ -48,6 +48,9 @@ pub struct Outbox {
     pub peer_replies: Vec<PeerReplyOut>,
     /// Batches of jobs for the executor threads.
     pub jobs: Vec<Vec<Job>>,
+    /// Serials of jobs given to the executors that were cancelled (skip them, or free the
+    /// thread running one). Carried out before `jobs` are handed over.
+    pub cancelled: Vec<u64>,
     /// The worker must close now (refused, retired, or its retirement took too long): the
     /// loop calls `WorkerState::on_close` and stops.
     pub leave: bool,
@@ -61,6 +64,7 @@ impl Outbox {
             && self.fetches.is_empty()
             && self.peer_replies.is_empty()
             && self.jobs.is_empty()
+            && self.cancelled.is_empty()
             && !self.leave
     }
 }

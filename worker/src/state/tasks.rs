@@ -342,6 +342,24 @@ impl WorkerState {
     }
 
     /// Deletes `key` from the store (a stale value, or one the scheduler released).
+    /// The scheduler no longer wants these tasks: those queued or waiting for inputs are
+    /// forgotten, and those given to the executors are cancelled there (a running one's
+    /// thread is freed; its result, like a skipped one's, comes back to a task no longer
+    /// here and is dropped). Values held are not touched.
+    pub(crate) fn cancel(&mut self, keys: Vec<String>) {
+        for key in keys {
+            let Some(task) = self.tasks.remove(key.as_str()) else {
+                continue;
+            };
+            if task.dispatched {
+                self.outbox.cancelled.push(task.serial);
+            } else {
+                self.forget_waits(&task.node, &Arc::from(key.as_str()));
+            }
+        }
+    }
+
+    /// Deletes `key`'s value from the store (a `release`).
     pub(crate) fn remove_stored(&mut self, key: &str) {
         if let Err(e) = self.store.remove(key) {
             log::warn!("cannot delete {key:?}: {e}");

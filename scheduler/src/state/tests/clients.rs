@@ -123,16 +123,22 @@ fn client_gone_cancels_its_graph() {
     let mut out = Outbox::default();
     s.on_client_gone(b"c1");
     s.on_flushed(&mut out);
-    assert!(out.is_empty(), "nothing to tell anyone: {out:?}");
+    assert_eq!(
+        out.cancel.get(&b"w1".to_vec()),
+        Some(&vec!["x".to_string()]),
+        "the worker is told to stop x: {out:?}"
+    );
+    assert!(out.to_clients.is_empty() && out.compute.is_empty() && out.release.is_empty());
     assert_eq!(s.graph_count(), 0);
-    assert_eq!(s.task_count(), 1, "only x, still running, is left");
+    assert_eq!(s.task_count(), 0, "x is forgotten at once");
+    assert_eq!(s.workers(t0)[0].processing, 0, "w1's slot is free");
+    // A result that was on its way is not kept.
     let out = report(&mut s, b"w1", vec![done_held("x", 8)], t0);
     assert!(out.compute.is_empty(), "y and z are not run");
     assert_eq!(released(&out, b"w1"), vec!["x"], "x's result is dropped");
     assert!(out.to_clients.is_empty());
     assert_eq!(s.task_count(), 0);
     assert_eq!(s.held_count(), 0);
-    assert_eq!(s.workers(t0)[0].processing, 0);
 }
 
 #[test]
@@ -155,11 +161,14 @@ fn client_gone_drops_queued_tasks_and_late_results() {
     let mut out = Outbox::default();
     s.on_client_gone(b"c1");
     s.on_flushed(&mut out);
-    assert_eq!(
-        s.task_count(),
-        2,
-        "the two running tasks are left until they report"
-    );
+    let mut cancelled = out.cancel.get(&b"w1".to_vec()).cloned().unwrap_or_default();
+    cancelled.sort();
+    let mut expected = sent.clone();
+    expected.sort();
+    assert_eq!(cancelled, expected, "the worker drops what it was given");
+    assert_eq!(s.task_count(), 0, "nothing is left");
+    assert_eq!(s.workers(t0)[0].processing, 0);
+    // Results that were on their way are not kept.
     let out = report(&mut s, b"w1", vec![done(&sent[0], Value::Int(0))], t0);
     assert!(out.compute.is_empty(), "queued tasks were cancelled");
     assert_eq!(released(&out, b"w1"), vec![sent[0].clone()]);
@@ -243,7 +252,8 @@ fn silent_client_has_its_computations_cancelled() {
         1,
         "c1's computation is cancelled, c2's is not"
     );
-    assert_eq!(s.task_count(), 2, "x (running) and q are left");
+    assert_eq!(s.task_count(), 1, "q is left; x (running) was cancelled");
+    assert_eq!(out.cancel.get(&b"w1".to_vec()), Some(&vec!["x".to_string()]));
     // x's late result is dropped, y and z never run.
     let out = report(&mut s, b"w1", vec![done_held("x", 8)], t0 + secs(4));
     assert_eq!(released(&out, b"w1"), vec!["x"]);

@@ -159,6 +159,7 @@ fn get(
         hashes: Vec::new(),
         keys: keys.into(),
         keep_results,
+        progress: false,
     };
     s.on_get(client, request, now, &mut out);
     s.on_flushed(&mut out);

@@ -211,6 +211,7 @@ fn a_key_freed_in_a_turn_serves_a_get_of_the_same_turn() {
         hashes: Vec::new(),
         keys: "c".into(),
         keep_results: false,
+        progress: false,
     };
     s.on_get(b"c1", request, t0, &mut out);
     s.on_flushed(&mut out);

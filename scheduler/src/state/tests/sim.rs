@@ -225,6 +225,12 @@ impl Sim {
                 }
             }
         }
+        out.settle_cancels();
+        let mut cancel: Vec<(Route, Vec<String>)> = out.cancel.drain().collect();
+        cancel.sort();
+        for (route, keys) in cancel {
+            self.deliver(&route, ToWorker::Cancel { keys });
+        }
         let mut release: Vec<(Route, Vec<String>)> = out.release.drain().collect();
         release.sort();
         for (route, keys) in release {
