@@ -401,6 +401,7 @@ fn a_client_that_never_pings_is_told_its_computation_was_cancelled() {
             graph: g.into(),
             keys: Value::from("slow"),
             keep_results: false,
+            progress: false,
         }),
         Vec::new(),
     )

@@ -163,8 +163,36 @@ fn client_to_scheduler() -> Vec<Case> {
                 graph: HashedGraph::new(graph()),
                 keys: Value::from("y"),
                 keep_results: false,
+                progress: false,
             }),
             GET,
+        ),
+        case(
+            d,
+            FromClient::Submit(SubmitBody {
+                request: 13,
+                items: vec![SubmitItem {
+                    graph: HashedGraph::new(graph()),
+                    keys: strings(&["y"]),
+                    priority: 5,
+                    retries: 2,
+                }],
+            }),
+            SUBMIT,
+        ),
+        case(
+            d,
+            FromClient::DropFutures {
+                keys: strings(&["y"]),
+            },
+            DROP_FUTURES,
+        ),
+        case(
+            d,
+            FromClient::Cancel {
+                keys: strings(&["y"]),
+            },
+            FROM_CLIENT_CANCEL,
         ),
         case(d, FromClient::Status { request: 2 }, STATUS),
         case(d, FromClient::Workers { request: 3 }, WORKERS),
@@ -387,6 +415,41 @@ fn scheduler_to_client() -> Vec<Case> {
             },
             RELEASED,
         ),
+        case(d, ToClient::Submitted { request: 13 }, SUBMITTED),
+        case(
+            d,
+            ToClient::Events {
+                events: vec![
+                    KeyEvent {
+                        key: "y".into(),
+                        status: KeyStatus::Done,
+                        error: None,
+                    },
+                    KeyEvent {
+                        key: "z".into(),
+                        status: KeyStatus::Erred,
+                        error: Some(ErrorInfo {
+                            kind: ErrorKind::TaskFailed,
+                            message: "boom".into(),
+                            key: Some("z".into()),
+                            function: Some("fail".into()),
+                            dependency: None,
+                        }),
+                    },
+                ],
+            },
+            EVENTS,
+        ),
+        case(
+            d,
+            ToClient::Progress {
+                request: 7,
+                done: 2,
+                failed: 0,
+                total: 3,
+            },
+            PROGRESS,
+        ),
     ]
 }
 
@@ -546,6 +609,13 @@ fn scheduler_to_worker() -> Vec<Case> {
             },
             PEER_GONE,
         ),
+        case(
+            d,
+            ToWorker::Cancel {
+                keys: strings(&["y"]),
+            },
+            TO_WORKER_CANCEL,
+        ),
     ]
 }
 
@@ -646,6 +716,7 @@ fn borrowed_bodies_write_the_golden_bytes() {
         graph: &graph,
         keys: &keys,
         keep_results: false,
+        progress: false,
     });
     assert_eq!(rmp_serde::to_vec_named(&get).unwrap(), from_hex(GET));
     let keys: Vec<Arc<str>> = vec![Arc::from("x"), Arc::from("w")];
@@ -1310,4 +1381,54 @@ const PEER_ERROR: &str = "\
     a7 6d 65 73 73 61 67 65 b9 63 61 6e 6e 6f 74 20
     64 65 63 6f 64 65 20 74 68 65 20 72 65 71 75 65
     73 74
+";
+/// Client → scheduler: `submit`.
+const SUBMIT: &str = "\
+    83 a2 6f 70 a6 73 75 62 6d 69 74
+    a7 72 65 71 75 65 73 74 0d
+    a5 69 74 65 6d 73 91 84 a5 67 72 61 70 68 82 a1
+      78 01 a1 79 82 a2 66 6e a3 61 64 64 a4 61 72 67
+      73 92 81 a3 72 65 66 a1 78 02 a4 6b 65 79 73 91
+      a1 79 a8 70 72 69 6f 72 69 74 79 05 a7 72 65 74
+      72 69 65 73 02
+";
+/// Client → scheduler: `drop_futures`.
+const DROP_FUTURES: &str = "\
+    82 a2 6f 70 ac 64 72 6f 70 5f 66 75 74 75 72 65
+      73
+    a4 6b 65 79 73 91 a1 79
+";
+/// Client → scheduler: `cancel`.
+const FROM_CLIENT_CANCEL: &str = "\
+    82 a2 6f 70 a6 63 61 6e 63 65 6c
+    a4 6b 65 79 73 91 a1 79
+";
+/// Scheduler → client: `submitted`.
+const SUBMITTED: &str = "\
+    82 a2 6f 70 a9 73 75 62 6d 69 74 74 65 64
+    a7 72 65 71 75 65 73 74 0d
+";
+/// Scheduler → client: `events`.
+const EVENTS: &str = "\
+    82 a2 6f 70 a6 65 76 65 6e 74 73
+    a6 65 76 65 6e 74 73 92 82 a3 6b 65 79 a1 79 a6
+      73 74 61 74 75 73 a4 64 6f 6e 65 83 a3 6b 65 79
+      a1 7a a6 73 74 61 74 75 73 a5 65 72 72 65 64 a5
+      65 72 72 6f 72 84 a4 6b 69 6e 64 ab 74 61 73 6b
+      5f 66 61 69 6c 65 64 a7 6d 65 73 73 61 67 65 a4
+      62 6f 6f 6d a3 6b 65 79 a1 7a a8 66 75 6e 63 74
+      69 6f 6e a4 66 61 69 6c
+";
+/// Scheduler → client: `progress`.
+const PROGRESS: &str = "\
+    85 a2 6f 70 a8 70 72 6f 67 72 65 73 73
+    a7 72 65 71 75 65 73 74 07
+    a4 64 6f 6e 65 02
+    a6 66 61 69 6c 65 64 00
+    a5 74 6f 74 61 6c 03
+";
+/// Scheduler → worker: `cancel`.
+const TO_WORKER_CANCEL: &str = "\
+    82 a2 6f 70 a6 63 61 6e 63 65 6c
+    a4 6b 65 79 73 91 a1 79
 ";

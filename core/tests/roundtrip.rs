@@ -8,6 +8,7 @@ use zask_core::frames;
 use zask_core::graph::{Graph, Node, Task};
 use zask_core::graph_serde::HashedGraph;
 use zask_core::protocol::{
+    KeyEvent, KeyStatus, SubmitBody, SubmitItem,
     CollectionSummary, ComputeBody, ComputeTask, Data, DataBody, ErrorInfo, ErrorKind, FromClient,
     FromWorker, GetBody, GetDataBody, KeyData, KeyInfo, Message, PeerReply, PeerRequest,
     ReleaseBody, ReportBody, TaskDone, TaskFailed, ToClient, ToWorker, WorkerSummary,
@@ -147,16 +148,40 @@ fn from_client() -> impl Strategy<Value = FromClient> {
     prop_oneof![
         (any::<u64>(), any::<u32>())
             .prop_map(|(request, protocol)| FromClient::Hello { request, protocol }),
-        (any::<u64>(), graph(), value(), any::<bool>()).prop_map(
-            |(request, graph, keys, keep_results)| {
+        (any::<u64>(), graph(), value(), any::<bool>(), any::<bool>()).prop_map(
+            |(request, graph, keys, keep_results, progress)| {
                 FromClient::Get(GetBody {
                     request,
                     graph: HashedGraph::new(graph),
                     keys,
                     keep_results,
+                    progress,
                 })
             }
         ),
+        (
+            any::<u64>(),
+            proptest::collection::vec(
+                (graph(), strings(), any::<i32>(), any::<u32>()),
+                0..3
+            )
+        )
+            .prop_map(|(request, items)| {
+                FromClient::Submit(SubmitBody {
+                    request,
+                    items: items
+                        .into_iter()
+                        .map(|(graph, keys, priority, retries)| SubmitItem {
+                            graph: HashedGraph::new(graph),
+                            keys,
+                            priority,
+                            retries,
+                        })
+                        .collect(),
+                })
+            }),
+        strings().prop_map(|keys| FromClient::DropFutures { keys }),
+        strings().prop_map(|keys| FromClient::Cancel { keys }),
         any::<u64>().prop_map(|request| FromClient::Status { request }),
         any::<u64>().prop_map(|request| FromClient::Workers { request }),
         (any::<u64>(), text(), value()).prop_map(|(request, name, collection)| {
@@ -306,6 +331,34 @@ fn to_client() -> impl Strategy<Value = ToClient> {
                 unknown,
             }
         }),
+        any::<u64>().prop_map(|request| ToClient::Submitted { request }),
+        proptest::collection::vec(
+            (
+                text(),
+                prop_oneof![
+                    Just(KeyStatus::Done),
+                    Just(KeyStatus::Erred),
+                    Just(KeyStatus::Cancelled),
+                    Just(KeyStatus::Lost)
+                ],
+                proptest::option::of(error_info())
+            ),
+            0..3
+        )
+        .prop_map(|events| ToClient::Events {
+            events: events
+                .into_iter()
+                .map(|(key, status, error)| KeyEvent { key, status, error })
+                .collect()
+        }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(request, done, failed, total)| ToClient::Progress {
+                request,
+                done,
+                failed,
+                total
+            }
+        ),
     ]
 }
 
@@ -415,6 +468,7 @@ fn to_worker() -> impl Strategy<Value = ToWorker> {
             .prop_map(|(request, keys)| ToWorker::CheckTasks { request, keys }),
         Just(ToWorker::Retired),
         text().prop_map(|address| ToWorker::PeerGone { address }),
+        strings().prop_map(|keys| ToWorker::Cancel { keys }),
     ]
 }
 
