@@ -15,6 +15,23 @@ fn word_count(text: String) -> i64 {
     text.split_whitespace().count() as i64
 }
 
+/// Fails the first `failures` times it is called with `path` (the calls are counted in that
+/// file), then returns how many calls it took.
+fn flaky(path: String, failures: i64) -> Result<i64, String> {
+    let calls = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .unwrap_or(0)
+        + 1;
+    std::fs::write(&path, calls.to_string()).map_err(|e| format!("flaky: {path}: {e}"))?;
+    if calls <= failures {
+        return Err(format!(
+            "flaky: call {calls} fails (the first {failures} do)"
+        ));
+    }
+    Ok(calls)
+}
+
 /// mimalloc: a faster allocator for the many small allocations of messages and tasks.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -29,5 +46,11 @@ fn main() {
     registry.register_fallible("parse_int", |s: String| s.trim().parse::<i64>());
     // A function that panics: zask reports it as a task error, and the worker keeps running.
     registry.register("explode", |message: String| -> i64 { panic!("{message}") });
+    // Side effects the tests observe: a task failing its first runs (retries), and one that
+    // leaves a file behind (to tell whether a task ran at all).
+    registry.register_fallible("flaky", flaky);
+    registry.register_fallible("touch", |path: String| {
+        std::fs::write(&path, b"ran").map(|_| path)
+    });
     zask_worker::cli::main_with(registry);
 }

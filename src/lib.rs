@@ -23,7 +23,10 @@ pub mod local;
 
 pub use local::{Error, LocalCluster};
 pub use zask_client::error as client_error;
-pub use zask_client::{Bag, Client, ClientOptions, Item, Status};
+pub use zask_client::{
+    as_completed, wait, AsCompleted, Bag, Client, ClientOptions, Future, FutureStatus, Item,
+    Status, Submit, WaitMode, Waited,
+};
 pub use zask_core::{frames, graph, keys, protocol, security, value};
 pub use zask_core::{key, list, lit, task, Collection, ErrorInfo, Graph, Keys, Node, Value};
 pub use zask_scheduler::{Config as SchedulerConfig, Scheduler, SchedulerOptions};

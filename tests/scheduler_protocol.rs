@@ -22,6 +22,7 @@ fn raw_get(graph: &Graph, keys: &str, request: u64) -> frames::Frames {
             graph: graph.clone().into(),
             keys: Value::Str(keys.to_string()),
             keep_results: false,
+            progress: false,
         }),
         Vec::new(),
     )

@@ -24,6 +24,7 @@ use zask_core::security::{self, Handshake, HandshakeWatch, Secret};
 use zask_core::{net, Collection, ErrorKind, Keys, Value};
 
 use crate::error::Error;
+use crate::futures::{AsyncSlot, Failure, FutureTable, Op};
 
 /// How a client behaves.
 #[derive(Debug, Clone)]
@@ -77,8 +78,26 @@ pub struct Status {
     pub keys: u64,
 }
 
-type Reply = Result<(ToClient, Vec<zmq::Message>), Error>;
-type Pending = Arc<Mutex<HashMap<u64, mpsc::SyncSender<Reply>>>>;
+/// A reply to a request (its header and blob frames), or why none came.
+pub(crate) type Reply = Result<(ToClient, Vec<zmq::Message>), Error>;
+type Pending = Arc<Mutex<HashMap<u64, Waiter>>>;
+
+/// Who waits for a reply: a caller blocked on a channel, or a task (`.await`) on a slot.
+enum Waiter {
+    Channel(mpsc::SyncSender<Reply>),
+    Slot(Arc<AsyncSlot>),
+}
+
+impl Waiter {
+    fn send(self, reply: Reply) {
+        match self {
+            Waiter::Channel(tx) => {
+                let _ = tx.send(reply);
+            }
+            Waiter::Slot(slot) => slot.fill(reply),
+        }
+    }
+}
 /// Why the scheduler refused the connection, once it has.
 type Refused = Arc<Mutex<Option<String>>>;
 
@@ -99,6 +118,8 @@ struct Inner {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Why the scheduler refused the connection, once it has.
     refused: Refused,
+    /// The futures this client holds.
+    futures: Arc<FutureTable>,
 }
 
 impl Client {
@@ -133,7 +154,10 @@ impl Client {
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let next_request = Arc::new(AtomicU64::new(1));
         let stop = Arc::new(AtomicBool::new(false));
+        let futures = Arc::new(FutureTable::default());
         let io = Io {
+            futures: futures.clone(),
+            idle: true,
             dealer,
             incoming,
             pending: pending.clone(),
@@ -162,6 +186,7 @@ impl Client {
             stop,
             thread: Mutex::new(Some(thread)),
             refused,
+            futures,
         };
         let timeout = inner.options.timeout;
         let (reply, _) = inner
@@ -243,24 +268,71 @@ impl Client {
                 other => break other?,
             }
         };
-        // Large values become `Bytes` owning the received frames: no copy.
-        let blobs: Vec<zask_core::Bytes> = blobs.into_iter().map(frames::to_bytes).collect();
-        match reply {
-            ToClient::Result { items, .. } => {
-                let mut values = HashMap::with_capacity(items.len());
-                let mut unpacker = frames::Unpacker::new(&blobs);
-                for item in items {
-                    let value = unpacker
-                        .unpack(item.data)
-                        .map_err(|e| Error::Protocol(e.to_string()))?;
-                    values.insert(item.key, value);
-                }
-                if let Some(k) = keys.flatten().into_iter().find(|k| !values.contains_key(k)) {
-                    return Err(Error::Protocol(format!("the result lacks key {k:?}")));
-                }
-                Ok(keys.shape(&values))
-            }
-            other => Err(unexpected(other)),
+        let values = values_of(Ok((reply, blobs)))?;
+        if let Some(k) = keys.flatten().into_iter().find(|k| !values.contains_key(k)) {
+            return Err(Error::Protocol(format!("the result lacks key {k:?}")));
+        }
+        Ok(keys.shape(&values))
+    }
+
+    /// The values of held `keys`, by key (a gather waiting at most `timeout`).
+    pub(crate) fn gather_keys(
+        &self,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<HashMap<String, Value>, Error> {
+        let keys_value = Value::List(keys.iter().map(|k| Value::Str(k.clone())).collect());
+        let graph = Graph::new();
+        let reply = self.inner.request_encoded(
+            |request| frames::encode(&gather_body(request, &graph, &keys_value), Vec::new()),
+            timeout,
+            "gathering",
+        );
+        values_of(reply)
+    }
+
+    /// Gathers `key` for `.await`: the reply fills `slot` (and wakes its task).
+    pub(crate) fn gather_async(&self, key: &str, slot: Arc<AsyncSlot>) -> Result<(), Error> {
+        let keys_value = Value::List(vec![Value::Str(key.to_string())]);
+        let graph = Graph::new();
+        self.inner.send_request(
+            |request| frames::encode(&gather_body(request, &graph, &keys_value), Vec::new()),
+            Waiter::Slot(slot),
+        )?;
+        Ok(())
+    }
+
+    /// The futures this client holds.
+    pub(crate) fn futures(&self) -> &FutureTable {
+        &self.inner.futures
+    }
+
+    /// Wakes the I/O thread (futures have news for the scheduler).
+    pub(crate) fn wake_io(&self) {
+        if let Ok(socket) = self.inner.outgoing.lock() {
+            let _ = socket.send(&b""[..], zmq::DONTWAIT);
+        }
+    }
+
+    /// The options this client was made with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    /// Whether `other` is a clone of this client (shares its connection).
+    pub(crate) fn same(&self, other: &Client) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Closes the connection now: the scheduler is told the client is going away (it
+    /// cancels the client's computations and drops its futures), and every call waiting
+    /// fails with [`Error::Closed`]. For a program that gives up (Ctrl-C); other clones of
+    /// this client and its futures fail from then on.
+    pub fn disconnect(&self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.wake_io();
+        if let Some(t) = self.inner.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
         }
     }
 
@@ -459,6 +531,42 @@ impl Client {
     }
 }
 
+/// A `get` of held keys (a gather), borrowing its parts.
+fn gather_body<'a>(
+    request: u64,
+    graph: &'a Graph,
+    keys: &'a Value,
+) -> Tagged<GetBody<&'a Graph, &'a Value>> {
+    Tagged(GetBody {
+        request,
+        graph,
+        keys,
+        keep_results: false,
+        progress: false,
+    })
+}
+
+/// The values of a `result` reply, by key (large ones are `Bytes` owning the received
+/// frames: no copy).
+pub(crate) fn values_of(reply: Reply) -> Result<HashMap<String, Value>, Error> {
+    let (reply, blobs) = reply?;
+    let blobs: Vec<zask_core::Bytes> = blobs.into_iter().map(frames::to_bytes).collect();
+    match reply {
+        ToClient::Result { items, .. } => {
+            let mut values = HashMap::with_capacity(items.len());
+            let mut unpacker = frames::Unpacker::new(&blobs);
+            for item in items {
+                let value = unpacker
+                    .unpack(item.data)
+                    .map_err(|e| Error::Protocol(e.to_string()))?;
+                values.insert(item.key, value);
+            }
+            Ok(values)
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
 /// An error or reply that does not answer the request.
 fn unexpected(reply: ToClient) -> Error {
     match reply {
@@ -500,8 +608,34 @@ impl Inner {
         timeout: Duration,
         what: &str,
     ) -> Result<(ToClient, Vec<zmq::Message>), Error> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let request = self.send_request(encode, Waiter::Channel(tx))?;
+        match rx.recv_timeout(timeout) {
+            Ok(Ok((ToClient::Error { error, .. }, _))) => Err(Error::Scheduler(error)),
+            Ok(reply) => reply,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.lock_pending().remove(&request);
+                Err(Error::Timeout {
+                    what: what.to_string(),
+                    after: timeout,
+                })
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Closed),
+        }
+    }
+
+    /// Sends the request `encode` writes (given its id), the reply to go to `waiter`;
+    /// returns the request id.
+    fn send_request(
+        &self,
+        encode: impl FnOnce(u64) -> Result<frames::Frames, frames::FrameError>,
+        waiter: Waiter,
+    ) -> Result<u64, Error> {
         if let Some(why) = self.refusal() {
             return Err(Error::AuthenticationFailed(why));
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
         }
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let f = encode(request).map_err(|e| Error::Protocol(e.to_string()))?;
@@ -512,8 +646,7 @@ impl Inner {
                 limit: self.options.max_message_size,
             });
         }
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.lock_pending().insert(request, tx);
+        self.lock_pending().insert(request, waiter);
         // (A refusal noticed since the check above failed the calls waiting then, not this.)
         if let Some(why) = self.refusal() {
             self.lock_pending().remove(&request);
@@ -529,21 +662,10 @@ impl Inner {
             self.lock_pending().remove(&request);
             return Err(e);
         }
-        match rx.recv_timeout(timeout) {
-            Ok(Ok((ToClient::Error { error, .. }, _))) => Err(Error::Scheduler(error)),
-            Ok(reply) => reply,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                self.lock_pending().remove(&request);
-                Err(Error::Timeout {
-                    what: what.to_string(),
-                    after: timeout,
-                })
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Closed),
-        }
+        Ok(request)
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::SyncSender<Reply>>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiter>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -584,6 +706,11 @@ struct Io {
     watch: HandshakeWatch,
     /// Why the scheduler refused the connection, once it has (shared with the callers).
     refused: Refused,
+    /// The client's futures: what to send for them, and their news.
+    futures: Arc<FutureTable>,
+    /// Nothing was outstanding at the last liveness check (the scheduler's silence until
+    /// then means nothing).
+    idle: bool,
     _ctx: zmq::Context,
 }
 
@@ -596,6 +723,7 @@ impl Io {
                     let _ = frames::send(&self.dealer, None, f);
                 }
                 self.fail_all(|| Error::Closed);
+                self.futures.fail(Failure::Closed, false);
                 return;
             }
             let (from_scheduler, from_callers, watched) = {
@@ -621,6 +749,7 @@ impl Io {
             if from_callers {
                 self.forward_requests();
             }
+            self.send_futures_news();
             if from_scheduler {
                 self.dispatch_replies();
             }
@@ -628,8 +757,73 @@ impl Io {
         }
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::SyncSender<Reply>>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiter>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends what the futures did since the last turn, in order: consecutive submissions in
+    /// one `submit` (up to `SUBMIT_BATCH_BYTES`), drops in one `drop_futures`, cancels in one
+    /// `cancel`.
+    fn send_futures_news(&mut self) {
+        let ops = self.futures.take_ops();
+        if ops.is_empty() {
+            return;
+        }
+        if self.idle {
+            // Something is outstanding from now on: the scheduler's silence counts from here.
+            self.last_heard = Instant::now();
+            self.idle = false;
+        }
+        let mut ops = ops.into_iter().peekable();
+        while let Some(op) = ops.next() {
+            match op {
+                Op::Submit(item, keys) => {
+                    let mut items = vec![item];
+                    let mut all_keys = keys;
+                    let mut size = items[0].len();
+                    while size < SUBMIT_BATCH_BYTES {
+                        match ops.next_if(|o| matches!(o, Op::Submit(..))) {
+                            Some(Op::Submit(item, keys)) => {
+                                size += item.len();
+                                items.push(item);
+                                all_keys.extend(keys);
+                            }
+                            _ => break,
+                        }
+                    }
+                    let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+                    self.futures.sent_batch(request, all_keys);
+                    self.send_header(submit_header(request, &items));
+                }
+                Op::Drop(key) => {
+                    let mut keys = vec![key];
+                    while let Some(Op::Drop(k)) = ops.next_if(|o| matches!(o, Op::Drop(_))) {
+                        keys.push(k);
+                    }
+                    self.send_message(&FromClient::DropFutures { keys });
+                }
+                Op::Cancel(key) => {
+                    let mut keys = vec![key];
+                    while let Some(Op::Cancel(k)) = ops.next_if(|o| matches!(o, Op::Cancel(_))) {
+                        keys.push(k);
+                    }
+                    self.send_message(&FromClient::Cancel { keys });
+                }
+            }
+        }
+    }
+
+    fn send_message(&self, msg: &FromClient) {
+        match frames::encode(msg, Vec::new()) {
+            Ok(f) => self.send_header(f.header),
+            Err(e) => log::error!("cannot encode a message to the scheduler: {e}"),
+        }
+    }
+
+    fn send_header(&self, header: Vec<u8>) {
+        if let Err(e) = self.dealer.send(header, zmq::DONTWAIT) {
+            log::warn!("sending to the scheduler failed: {e}");
+        }
     }
 
     fn forward_requests(&mut self) {
@@ -673,6 +867,20 @@ impl Io {
                     continue;
                 }
             };
+            let msg = match msg {
+                ToClient::Events { events } => {
+                    self.futures.apply(events);
+                    continue;
+                }
+                ToClient::Submitted { request } if self.futures.batch_read(request) => continue,
+                ToClient::Error { request, error }
+                    if self.futures.batch_refused(request, &error) =>
+                {
+                    log::error!("the scheduler refused a submission: {error}");
+                    continue;
+                }
+                other => other,
+            };
             let request = msg.request();
             if self.pings.remove(&request).is_some() {
                 if let ToClient::Status { scheduler_id, .. } = &msg {
@@ -684,8 +892,12 @@ impl Io {
                 self.check_scheduler_id(scheduler_id);
             }
             let waiter = self.lock_pending().remove(&request);
-            if let Some(tx) = waiter {
-                let _ = tx.send(Ok((msg, parts.collect())));
+            if let Some(waiter) = waiter {
+                let reply = match msg {
+                    ToClient::Error { error, .. } => Err(Error::Scheduler(error)),
+                    other => Ok((other, parts.collect())),
+                };
+                waiter.send(reply);
             }
         }
     }
@@ -700,6 +912,7 @@ impl Io {
                     *refused = Some(why.clone());
                 }
                 self.fail_all(|| Error::AuthenticationFailed(why.clone()));
+                self.futures.fail(Failure::Closed, false);
             }
             Some(Handshake::Succeeded) => {
                 if let Ok(mut refused) = self.refused.lock() {
@@ -717,20 +930,30 @@ impl Io {
                 log::warn!("the scheduler restarted (was {known}, now {id})");
                 self.scheduler_id = Some(id.to_string());
                 self.fail_all(|| Error::SchedulerRestarted);
+                // The new scheduler knows none of this client's futures.
+                self.futures.fail(Failure::Restarted, true);
             }
             Some(_) => {}
         }
     }
 
     fn check_liveness(&mut self) {
-        if self.lock_pending().is_empty() {
+        // A client holding futures pings even when it waits for nothing: the scheduler
+        // keeps them only for a client it hears from.
+        if self.lock_pending().is_empty() && !self.futures.any() {
             self.pings.clear();
+            self.idle = true;
             return;
+        }
+        if self.idle {
+            self.idle = false;
+            self.last_heard = Instant::now();
         }
         let silent = self.last_heard.elapsed();
         if silent > self.options.scheduler_timeout {
             let after = self.options.scheduler_timeout;
             self.fail_all(|| Error::SchedulerUnreachable(after));
+            self.futures.fail(Failure::Unreachable(after), false);
             self.pings.clear();
             return;
         }
@@ -747,8 +970,30 @@ impl Io {
 
     fn fail_all(&mut self, error: impl Fn() -> Error) {
         let waiters: Vec<_> = self.lock_pending().drain().collect();
-        for (_, tx) in waiters {
-            let _ = tx.send(Err(error()));
+        for (_, waiter) in waiters {
+            waiter.send(Err(error()));
         }
     }
+}
+
+/// Submissions sent in one `submit` message at most, in bytes (a bigger batch is split).
+const SUBMIT_BATCH_BYTES: usize = 8 << 20;
+
+/// A `submit` header around items already encoded: `{"op": "submit", "request": n,
+/// "items": [...]}`.
+fn submit_header(request: u64, items: &[Vec<u8>]) -> Vec<u8> {
+    let size: usize = items.iter().map(Vec::len).sum();
+    let mut buf = Vec::with_capacity(size + 32);
+    // (Writing to a Vec cannot fail.)
+    let _ = rmp::encode::write_map_len(&mut buf, 3);
+    let _ = rmp::encode::write_str(&mut buf, "op");
+    let _ = rmp::encode::write_str(&mut buf, "submit");
+    let _ = rmp::encode::write_str(&mut buf, "request");
+    let _ = rmp::encode::write_uint(&mut buf, request);
+    let _ = rmp::encode::write_str(&mut buf, "items");
+    let _ = rmp::encode::write_array_len(&mut buf, items.len() as u32);
+    for item in items {
+        buf.extend_from_slice(item);
+    }
+    buf
 }

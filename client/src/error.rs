@@ -47,6 +47,12 @@ pub enum Error {
     /// The client was closed.
     #[error("the client is closed")]
     Closed,
+    /// The future of this key was cancelled.
+    #[error("the future of {0:?} was cancelled")]
+    Cancelled(String),
+    /// An argument makes no sense (the message says which, and why).
+    #[error("{0}")]
+    Invalid(String),
     /// The scheduler refused the connection: the secret differs, or only one side has one.
     #[error("{0}")]
     AuthenticationFailed(String),

@@ -15,6 +15,8 @@
 //!   threads with many requests outstanding; every call has a timeout.
 //! - [`bag`]: [`Bag`], a lazy partitioned sequence (dask's Bag) to compute or store as a
 //!   collection.
+//! - [`futures`]: [`Future`]s (`Client::submit`, `map`, `compute`), [`as_completed`],
+//!   [`wait`], `Client::gather_futures`; `.await` works on a `Future`.
 //! - [`error`]: [`Error`], what can go wrong, with the scheduler's error kind when it answered.
 
 #![warn(missing_docs)]
@@ -22,8 +24,13 @@
 pub mod bag;
 pub mod client;
 pub mod error;
+pub mod futures;
 
 pub use bag::{Bag, Item};
 pub use client::{Client, ClientOptions, Status};
 pub use error::Error;
+pub use futures::{
+    as_completed, wait, AsCompleted, AsCompletedResults, Future, FutureStatus, Submit, WaitMode,
+    Waited,
+};
 pub use zask_core::Collection;

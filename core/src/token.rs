@@ -11,15 +11,31 @@ use crate::value::Value;
 
 /// A 16-hex-digit token (64 bits of SHA-256) of the values given, in order.
 pub fn tokenize(parts: &[&Value]) -> String {
+    // Encoding a Value cannot fail; an empty encoding would still be deterministic.
+    let encoded: Vec<Vec<u8>> = parts
+        .iter()
+        .map(|part| rmp_serde::to_vec(part).unwrap_or_default())
+        .collect();
+    let parts: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+    tokenize_encoded(&parts)
+}
+
+/// The token of parts already encoded as msgpack: the first 8 bytes, in hex, of the SHA-256
+/// of each part's length (a little-endian `u64`) followed by the part, in order. (What
+/// [`tokenize`] hashes; a future's key hashes its task node's wire form this way.)
+pub fn tokenize_encoded(parts: &[&[u8]]) -> String {
+    use std::fmt::Write;
     let mut hasher = Sha256::new();
-    for part in parts {
-        // Encoding a Value cannot fail; an empty encoding would still be deterministic.
-        let bytes = rmp_serde::to_vec(part).unwrap_or_default();
+    for bytes in parts {
         hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(&bytes);
+        hasher.update(bytes);
     }
     let digest = hasher.finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    let mut token = String::with_capacity(16);
+    for b in &digest[..8] {
+        let _ = write!(token, "{b:02x}");
+    }
+    token
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@ use zask_core::frames;
 use zask_core::graph::{Graph, Node, Task};
 use zask_core::graph_serde::HashedGraph;
 use zask_core::protocol::{
-    KeyEvent, KeyStatus, SubmitBody, SubmitItem,
     CollectionSummary, ComputeBody, ComputeTask, Data, DataBody, ErrorInfo, ErrorKind, FromClient,
-    FromWorker, GetBody, GetDataBody, KeyData, KeyInfo, Message, PeerReply, PeerRequest,
-    ReleaseBody, ReportBody, TaskDone, TaskFailed, ToClient, ToWorker, WorkerSummary,
+    FromWorker, GetBody, GetDataBody, KeyData, KeyEvent, KeyInfo, KeyStatus, Message, PeerReply,
+    PeerRequest, ReleaseBody, ReportBody, SubmitBody, SubmitItem, TaskDone, TaskFailed, ToClient,
+    ToWorker, WorkerSummary,
 };
 use zask_core::{DefHash, Value};
 
@@ -161,10 +161,7 @@ fn from_client() -> impl Strategy<Value = FromClient> {
         ),
         (
             any::<u64>(),
-            proptest::collection::vec(
-                (graph(), strings(), any::<i32>(), any::<u32>()),
-                0..3
-            )
+            proptest::collection::vec((graph(), strings(), any::<i32>(), any::<u32>()), 0..3)
         )
             .prop_map(|(request, items)| {
                 FromClient::Submit(SubmitBody {

@@ -89,6 +89,7 @@ fn rep(s: &mut SchedulerState, n: usize, tag: usize, now: Instant) -> Phases {
             graph: zask_core::graph_serde::HashedGraph::new(g),
             keys: Keys::One(total.clone()).to_value(),
             keep_results: false,
+            progress: false,
         }),
         Vec::new(),
     )
@@ -106,6 +107,7 @@ fn rep(s: &mut SchedulerState, n: usize, tag: usize, now: Instant) -> Phases {
         hashes: body.graph.hashes,
         keys,
         keep_results: body.keep_results,
+        progress: false,
     };
     s.on_get(b"client", get, now, &mut out);
     let mut pending = sent(&mut out);

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use zask_core::frames;
 use zask_core::protocol::{
     Body, ComputeBody, DataBody, DecodeError, ErrorInfo, ErrorKind, FromClient, FromWorker,
-    GetBody, SubmitBody, KeyData, KeyInfo, Message, ReleaseBody, ReportBody, TaskDone, TaskFailed, ToClient,
-    ToWorker, CLIENT_OPS,
+    GetBody, KeyData, KeyInfo, Message, ReleaseBody, ReportBody, SubmitBody, TaskDone, TaskFailed,
+    ToClient, ToWorker, CLIENT_OPS,
 };
 use zask_core::security::{self, Gatekeeper, Secret};
 use zask_core::service::Service;
@@ -466,7 +466,12 @@ impl Loop {
         // turn must be cancelled and deleted before it is computed, not after.
         out.settle_cancels();
         for (route, keys) in out.cancel.drain() {
-            send(&self.workers, &route, &ToWorker::Cancel { keys }, Vec::new());
+            send(
+                &self.workers,
+                &route,
+                &ToWorker::Cancel { keys },
+                Vec::new(),
+            );
         }
         for (route, keys) in out.release.drain() {
             let msg = ToWorker::Release(ReleaseBody { keys });
