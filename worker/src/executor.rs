@@ -473,3 +473,84 @@ fn measure(value: Value, node: &Node) -> Result<(Value, u64), EvalError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use zask_core::graph::task;
+
+    fn job(serial: u64, node: Node) -> Job {
+        Job {
+            key: format!("k{serial}"),
+            serial,
+            node: Arc::new(node),
+            inputs: Vec::new(),
+            from_previous: Vec::new(),
+            then: None,
+        }
+    }
+
+    /// Waits for `n` results (each wait bounded).
+    fn results(ex: &Executors, n: usize) -> Vec<JobResult> {
+        let mut all = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while all.len() < n {
+            assert!(Instant::now() < deadline, "only {} results came", all.len());
+            match ex.try_recv() {
+                Some(batch) => all.extend(batch),
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn a_cancelled_running_job_gives_its_thread_back_and_a_queued_one_is_skipped() {
+        let ctx = zmq::Context::new();
+        let endpoint = "inproc://executor-test";
+        let wake = ctx.socket(zmq::PULL).unwrap();
+        wake.bind(endpoint).unwrap();
+        let ex = Executors::spawn(
+            &ctx,
+            endpoint,
+            1,
+            Registry::with_stdlib(),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        // One thread: the sleep runs, the other two wait in its queue.
+        assert!(ex.send(vec![
+            job(1, task("sleep", (30,))),
+            job(2, task("inc", (1,))),
+            job(3, task("inc", (2,))),
+        ]));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lock(&ex.shared.slots)[0].running.load(Ordering::Acquire) != 1 {
+            assert!(Instant::now() < deadline, "the sleep never started");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let start = Instant::now();
+        ex.cancel(&[1, 3]);
+        let done = results(&ex, 2);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        let by_serial: HashMap<u64, &JobResult> = done.iter().map(|r| (r.serial, r)).collect();
+        assert_eq!(
+            by_serial[&2].result.as_ref().map(|(v, _)| v.clone()).ok(),
+            Some(Value::Int(2)),
+            "the next job ran on the new thread"
+        );
+        let skipped = by_serial[&3].result.as_ref().err().map(|e| e.kind.clone());
+        assert_eq!(skipped, Some(ErrorKind::Cancelled));
+        assert_eq!(ex.shared.abandoned.load(Ordering::Acquire), 1);
+        assert_eq!(
+            lock(&ex.shared.slots).len(),
+            2,
+            "the abandoned one and its successor"
+        );
+    }
+}

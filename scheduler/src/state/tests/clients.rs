@@ -161,7 +161,11 @@ fn client_gone_drops_queued_tasks_and_late_results() {
     let mut out = Outbox::default();
     s.on_client_gone(b"c1");
     s.on_flushed(&mut out);
-    let mut cancelled = out.cancel.get(b"w1".as_slice()).cloned().unwrap_or_default();
+    let mut cancelled = out
+        .cancel
+        .get(b"w1".as_slice())
+        .cloned()
+        .unwrap_or_default();
     cancelled.sort();
     let mut expected = sent.clone();
     expected.sort();

@@ -18,6 +18,7 @@
 //! | `held.rs` | copies held at registration or fetched; adoption |
 //! | `recompute.rs` | lost keys recomputed from lineage |
 //! | `gather.rs` | results collected from another holder |
+//! | `futures.rs` | submissions as futures, events, claims per client, drop, cancel, retries, priority |
 //! | `clients.rs` | parked gets, clients gone or silent, closing, handshake, `gather`, `status` |
 //! | `retire.rs` | retirement |
 //! | `integrity.rs` | definition hashes, trusted reports, adoption, bounded tables and waits |
@@ -34,6 +35,7 @@ mod assign;
 mod clients;
 mod cluster;
 mod functions;
+mod futures;
 mod gather;
 mod held;
 mod integrity;

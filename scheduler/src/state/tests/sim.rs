@@ -75,6 +75,8 @@ pub(super) struct Sim {
     outgoing: BTreeMap<Route, Vec<Sent>>,
     /// Everything sent to clients.
     pub(super) to_clients: Vec<(Route, ToClient)>,
+    /// Future events sent to clients, in order.
+    pub(super) events: Vec<(Route, zask_core::protocol::KeyEvent)>,
     /// Every task sent, in order.
     pub(super) dispatched: Vec<(Route, String)>,
     /// The addresses of workers killed silently (see [`Sim::kill`]).
@@ -104,6 +106,7 @@ impl Sim {
             get_data: Vec::new(),
             outgoing: BTreeMap::new(),
             to_clients: Vec::new(),
+            events: Vec::new(),
             dispatched: Vec::new(),
             dead: Default::default(),
             released: Vec::new(),
@@ -267,6 +270,22 @@ impl Sim {
             }
         }
         self.to_clients.append(&mut out.to_clients);
+        let mut events: Vec<(Route, Vec<zask_core::protocol::KeyEvent>)> =
+            out.events.drain().collect();
+        events.sort_by(|a, b| a.0.cmp(&b.0));
+        for (route, evs) in events {
+            self.events
+                .extend(evs.into_iter().map(|e| (route.clone(), e)));
+        }
+    }
+
+    /// The future events sent to `client` since the last call.
+    pub(super) fn take_events(&mut self, client: &[u8]) -> Vec<zask_core::protocol::KeyEvent> {
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.events)
+            .into_iter()
+            .partition(|(r, _)| r == client);
+        self.events = others;
+        mine.into_iter().map(|(_, e)| e).collect()
     }
 
     /// Hands a message to a live worker (what it answers waits in `outgoing`), or holds it

@@ -474,3 +474,55 @@ impl Store for FailingStore {
         self.failed.then_some("disk full")
     }
 }
+
+#[test]
+fn cancel_forgets_a_task_waiting_for_inputs_and_frees_a_dispatched_one() {
+    let mut w = Harness::new();
+    // `waits` needs an input a peer holds; `runs` is dispatched at once.
+    w.compute(vec![
+        task_from(
+            "waits",
+            node("inc", (key("far"),)),
+            &[("far", &["tcp://peer:1"])],
+        ),
+        task("runs", node("inc", (lit(int(1)),))),
+    ]);
+    w.state.on_tick(w.now);
+    let mut outbox = w.state.take_outbox();
+    let jobs: Vec<Job> = std::mem::take(&mut outbox.jobs)
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(jobs.len(), 1);
+    let fetch = outbox
+        .fetches
+        .first()
+        .cloned()
+        .expect("the input is fetched");
+    w.msg(ToWorker::Cancel {
+        keys: vec!["waits".into(), "runs".into(), "unknown".into()],
+    });
+    let serial = jobs[0].serial;
+    assert_eq!(
+        w.state.take_outbox().cancelled,
+        vec![serial],
+        "the executors are told to drop the dispatched job"
+    );
+    // Its result comes back all the same (run, or skipped): it is dropped, not reported.
+    let results = run_now(jobs, &w.registry);
+    w.state.on_jobs_done(results);
+    // The input arrives: nothing waits for it any more, so nothing runs.
+    w.answer(&fetch, vec![item("far", int(41), h("far"))]);
+    let (_, reported) = w.settle();
+    assert!(
+        reported.done_keys().is_empty(),
+        "{:?}",
+        reported.done_keys()
+    );
+    assert!(reported.failed_keys().is_empty());
+    assert_eq!(w.state.running, 0);
+    // Given again, it runs.
+    w.compute(vec![task("runs", node("inc", (lit(int(1)),)))]);
+    let (_, reported) = w.settle();
+    assert_eq!(reported.done_keys(), vec!["runs"]);
+}
