@@ -24,8 +24,8 @@ pub mod local;
 pub use local::{Error, LocalCluster};
 pub use zask_client::error as client_error;
 pub use zask_client::{
-    as_completed, wait, AsCompleted, Bag, Client, ClientOptions, Future, FutureStatus, Item,
-    Status, Submit, WaitMode, Waited,
+    as_completed, wait, AsCompleted, Bag, Client, ClientOptions, Future, FutureStatus, GetProgress,
+    Item, Status, Submit, WaitMode, Waited,
 };
 pub use zask_core::{frames, graph, keys, protocol, security, value};
 pub use zask_core::{key, list, lit, task, Collection, ErrorInfo, Graph, Keys, Node, Value};

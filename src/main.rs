@@ -2,13 +2,15 @@
 
 mod bench;
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use zask::security::Secret;
-use zask::{Client, ClientOptions, Graph, Keys, LocalCluster, Value};
+use zask::{Client, ClientOptions, GetProgress, Graph, Keys, LocalCluster, Value};
 
 /// zask: a distributed task scheduler.
 ///
@@ -59,6 +61,10 @@ enum Command {
         /// Leave the results on the workers, for later graphs to use.
         #[arg(long)]
         keep_results: bool,
+        /// Show progress on stderr (done / total, failed, rate, time left): a bar when stderr
+        /// is a terminal (shown there even without this flag), a line a second otherwise.
+        #[arg(long, env = "ZASK_PROGRESS")]
+        progress: bool,
     },
     /// List the registered workers (JSON, one object per worker).
     Workers {
@@ -160,6 +166,11 @@ fn main() -> ExitCode {
             println!("{output}");
             ExitCode::SUCCESS
         }
+        Err(_) if INTERRUPTED.load(Ordering::SeqCst) => {
+            // The Ctrl-C handler is cancelling the computation; it exits the process.
+            std::thread::sleep(Duration::from_secs(5));
+            ExitCode::from(130)
+        }
         Err(message) => {
             eprintln!("zask: error: {message}");
             ExitCode::FAILURE
@@ -173,13 +184,17 @@ fn run(command: Command) -> Result<String, String> {
             connection,
             graph,
             keep_results,
+            progress,
         } => {
             let (graph, keys) = read_graph(&graph)?;
             let client = connect(&connection)?;
-            let value = client
-                .get_with(&graph, keys, keep_results)
-                .map_err(|e| e.to_string())?;
-            Ok(value.to_json().to_string())
+            cancel_on_interrupt(&client);
+            let value = if progress || std::io::stderr().is_terminal() {
+                get_showing_progress(&client, &graph, keys, keep_results)
+            } else {
+                client.get_with(&graph, keys, keep_results)
+            };
+            Ok(value.map_err(|e| e.to_string())?.to_json().to_string())
         }
         Command::Workers { connection } => {
             let workers = connect(&connection)?.workers().map_err(|e| e.to_string())?;
@@ -225,10 +240,14 @@ fn run(command: Command) -> Result<String, String> {
             let released: Vec<&String> = keys.iter().filter(|k| !unknown.contains(k)).collect();
             Ok(serde_json::json!({ "released": released, "unknown": unknown }).to_string())
         }
-        Command::Compute { connection, name } => connect(&connection)?
-            .compute_collection(&name)
-            .map(|v| v.to_json().to_string())
-            .map_err(|e| e.to_string()),
+        Command::Compute { connection, name } => {
+            let client = connect(&connection)?;
+            cancel_on_interrupt(&client);
+            client
+                .compute_collection(&name)
+                .map(|v| v.to_json().to_string())
+                .map_err(|e| e.to_string())
+        }
         Command::Local {
             workers,
             nthreads,
@@ -250,6 +269,66 @@ fn run(command: Command) -> Result<String, String> {
         Command::Bench(args) => bench::run(args),
         Command::BenchWorker(args) => bench::run_worker(args),
     }
+}
+
+/// Set when Ctrl-C (or SIGTERM) interrupted a computation: the handler cancels it and exits.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// On Ctrl-C or SIGTERM, the computations of `client` are cancelled on the scheduler (the
+/// client says goodbye, which cancels them and stops their tasks on the workers) before the
+/// process exits with status 130.
+fn cancel_on_interrupt(client: &Client) {
+    let client = client.clone();
+    let installed = ctrlc::set_handler(move || {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        client.disconnect();
+        eprintln!("zask: interrupted; the computation was cancelled on the scheduler");
+        std::process::exit(130);
+    });
+    if let Err(e) = installed {
+        log::warn!("cannot catch Ctrl-C (an interrupted computation runs on): {e}");
+    }
+}
+
+/// A `get` with its progress on stderr: a bar on a terminal, a line a second otherwise.
+fn get_showing_progress(
+    client: &Client,
+    graph: &Graph,
+    keys: Keys,
+    keep_results: bool,
+) -> Result<Value, zask::client_error::Error> {
+    let (tx, rx) = std::sync::mpsc::channel::<GetProgress>();
+    let terminal = std::io::stderr().is_terminal();
+    let shower = std::thread::spawn(move || {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} tasks, {msg}{per_sec} [{elapsed_precise}, ETA {eta}]",
+        );
+        if let Ok(style) = style {
+            bar.set_style(style);
+        }
+        let mut last_line: Option<std::time::Instant> = None;
+        for p in rx {
+            bar.set_length(p.total);
+            bar.set_position(p.done.min(p.total));
+            if p.failed > 0 {
+                bar.set_message(format!("{} failed, ", p.failed));
+            }
+            if !terminal && last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                eprintln!(
+                    "progress: {}/{} tasks done, {} failed",
+                    p.done.min(p.total),
+                    p.total,
+                    p.failed
+                );
+                last_line = Some(std::time::Instant::now());
+            }
+        }
+        bar.finish_and_clear();
+    });
+    let result = client.get_with_progress(graph, keys, keep_results, tx);
+    let _ = shower.join();
+    result
 }
 
 fn collections(client: &Client, command: CollectionsCommand) -> Result<String, String> {

@@ -268,3 +268,86 @@ fn help_works() {
     let out = zask(&[], None);
     assert!(!out.status.success(), "{out:?}");
 }
+
+#[test]
+fn ctrl_c_on_get_cancels_the_computation() {
+    let cluster = Cluster::start(2, 2);
+    // Eight tasks of 60 s and their sum: the workers run four and queue the rest.
+    let mut graph = serde_json::Map::new();
+    let mut parts = Vec::new();
+    for i in 0..8 {
+        graph.insert(format!("s{i}"), json!({"fn": "sleep", "args": [60, i]}));
+        parts.push(json!({"ref": format!("s{i}")}));
+    }
+    graph.insert("total".into(), json!({"fn": "sum", "args": [parts]}));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.json");
+    std::fs::write(&path, serde_json::Value::Object(graph).to_string()).unwrap();
+    let path = path.display().to_string();
+    let command = zask_command(&[
+        "get",
+        "--scheduler",
+        cluster.clients_address(),
+        "--progress",
+        &path,
+        "total",
+    ]);
+    let mut get = common::Proc::spawn("zask get", command);
+    let client = cluster.client();
+    common::wait_until("the tasks to run", common::DEADLINE, || {
+        let busy: u64 = client.workers().ok()?.iter().map(|w| w.processing).sum();
+        (busy >= 4).then_some(())
+    });
+    get.signal("INT");
+    let status = get.wait_exit(CLI_TIMEOUT).expect("zask get exits");
+    assert_eq!(status.code(), Some(130), "{}", get.stderr_text());
+    assert!(
+        get.stderr_text().contains("cancelled"),
+        "{}",
+        get.stderr_text()
+    );
+    let start = std::time::Instant::now();
+    common::wait_until("the computation to be gone", common::DEADLINE, || {
+        let s = client.status().ok()?;
+        let ws = client.workers().ok()?;
+        let busy: u64 = ws.iter().map(|w| w.processing).sum();
+        let held: u64 = ws.iter().map(|w| w.keys).sum();
+        (s.tasks == 0 && s.graphs == 0 && busy == 0 && held == 0).then_some(())
+    });
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // The workers' threads are free: a new computation runs at once.
+    let started = std::time::Instant::now();
+    cluster.assert_serving();
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn get_progress_reports_how_far_the_computation_is() {
+    let cluster = Cluster::start(1, 1);
+    let graph = json!({
+        "a": {"fn": "sleep", "args": [0.4, 1]},
+        "b": {"fn": "sleep", "args": [0.4, {"ref": "a"}]},
+        "c": {"fn": "sleep", "args": [0.4, {"ref": "b"}]},
+        "d": {"fn": "inc", "args": [{"ref": "c"}]},
+    })
+    .to_string();
+    let out = zask(
+        &[
+            "get",
+            "--scheduler",
+            cluster.clients_address(),
+            "--progress",
+            "-",
+            "d",
+        ],
+        Some(&graph),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout.trim(), "2");
+    assert!(
+        out.stderr.contains("progress: ") && out.stderr.contains("/4 tasks done, 0 failed"),
+        "{:?}",
+        out.stderr
+    );
+}

@@ -78,6 +78,20 @@ pub struct Status {
     pub keys: u64,
 }
 
+/// How far a `get` is (see [`Client::get_with_progress`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetProgress {
+    /// Tasks of the computation finished.
+    pub done: u64,
+    /// Tasks of it failed.
+    pub failed: u64,
+    /// Tasks it made (keys reused from other computations are not counted).
+    pub total: u64,
+}
+
+/// Where the progress of each `get` asked with progress goes, by request id.
+type ProgressListeners = Arc<Mutex<HashMap<u64, mpsc::Sender<GetProgress>>>>;
+
 /// A reply to a request (its header and blob frames), or why none came.
 pub(crate) type Reply = Result<(ToClient, Vec<zmq::Message>), Error>;
 type Pending = Arc<Mutex<HashMap<u64, Waiter>>>;
@@ -120,6 +134,8 @@ struct Inner {
     refused: Refused,
     /// The futures this client holds.
     futures: Arc<FutureTable>,
+    /// Where progress reports of gets go.
+    progress: ProgressListeners,
 }
 
 impl Client {
@@ -155,8 +171,10 @@ impl Client {
         let next_request = Arc::new(AtomicU64::new(1));
         let stop = Arc::new(AtomicBool::new(false));
         let futures = Arc::new(FutureTable::default());
+        let progress: ProgressListeners = Arc::new(Mutex::new(HashMap::new()));
         let io = Io {
             futures: futures.clone(),
+            progress: progress.clone(),
             idle: true,
             dealer,
             incoming,
@@ -187,6 +205,7 @@ impl Client {
             thread: Mutex::new(Some(thread)),
             refused,
             futures,
+            progress,
         };
         let timeout = inner.options.timeout;
         let (reply, _) = inner
@@ -236,7 +255,51 @@ impl Client {
         keys: impl Into<Keys>,
         keep_results: bool,
     ) -> Result<Value, Error> {
-        let keys = keys.into();
+        self.get_inner(graph, keys.into(), keep_results, None)
+    }
+
+    /// Like [`Client::get_with`], and the scheduler reports how far the computation is, a
+    /// few times a second, on `progress` (for a progress bar: `zask get --progress`).
+    pub fn get_with_progress(
+        &self,
+        graph: &Graph,
+        keys: impl Into<Keys>,
+        keep_results: bool,
+        progress: mpsc::Sender<GetProgress>,
+    ) -> Result<Value, Error> {
+        self.get_inner(graph, keys.into(), keep_results, Some(progress))
+    }
+
+    fn get_inner(
+        &self,
+        graph: &Graph,
+        keys: Keys,
+        keep_results: bool,
+        progress: Option<mpsc::Sender<GetProgress>>,
+    ) -> Result<Value, Error> {
+        let requests = std::cell::RefCell::new(Vec::new());
+        let result = self.get_attempts(graph, keys, keep_results, progress, &requests);
+        if !requests.borrow().is_empty() {
+            let mut listeners = self
+                .inner
+                .progress
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for r in requests.borrow().iter() {
+                listeners.remove(r);
+            }
+        }
+        result
+    }
+
+    fn get_attempts(
+        &self,
+        graph: &Graph,
+        keys: Keys,
+        keep_results: bool,
+        progress: Option<mpsc::Sender<GetProgress>>,
+        requests: &std::cell::RefCell<Vec<u64>>,
+    ) -> Result<Value, Error> {
         let keys_value = keys.to_value();
         let timeout = self.inner.options.get_timeout;
         let mut attempt = 0;
@@ -244,12 +307,20 @@ impl Client {
             // Encoded from the caller's graph as it is (no copy of a big graph).
             let result = self.inner.request_encoded(
                 |request| {
+                    if let Some(tx) = &progress {
+                        requests.borrow_mut().push(request);
+                        self.inner
+                            .progress
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(request, tx.clone());
+                    }
                     let msg = Tagged(GetBody {
                         request,
                         graph,
                         keys: &keys_value,
                         keep_results,
-                        progress: false,
+                        progress: progress.is_some(),
                     });
                     frames::encode(&msg, Vec::new())
                 },
@@ -708,6 +779,8 @@ struct Io {
     refused: Refused,
     /// The client's futures: what to send for them, and their news.
     futures: Arc<FutureTable>,
+    /// Where progress reports of gets go.
+    progress: ProgressListeners,
     /// Nothing was outstanding at the last liveness check (the scheduler's silence until
     /// then means nothing).
     idle: bool,
@@ -873,6 +946,22 @@ impl Io {
                     continue;
                 }
                 ToClient::Submitted { request } if self.futures.batch_read(request) => continue,
+                ToClient::Progress {
+                    request,
+                    done,
+                    failed,
+                    total,
+                } => {
+                    let listeners = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(tx) = listeners.get(&request) {
+                        let _ = tx.send(GetProgress {
+                            done,
+                            failed,
+                            total,
+                        });
+                    }
+                    continue;
+                }
                 ToClient::Error { request, error }
                     if self.futures.batch_refused(request, &error) =>
                 {

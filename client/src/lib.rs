@@ -27,7 +27,7 @@ pub mod error;
 pub mod futures;
 
 pub use bag::{Bag, Item};
-pub use client::{Client, ClientOptions, Status};
+pub use client::{Client, ClientOptions, GetProgress, Status};
 pub use error::Error;
 pub use futures::{
     as_completed, wait, AsCompleted, AsCompletedResults, Future, FutureStatus, Submit, WaitMode,
