@@ -1,4 +1,4 @@
-//! `zask bench`: the reference workloads W1–W7 against a real cluster of separate processes.
+//! `zask bench`: the reference workloads W1–W9 against a real cluster of separate processes.
 //!
 //! The cluster is one `zask-scheduler` process (the binary next to the running `zask`) and
 //! `--workers` worker processes, each of them this `zask` binary run as the hidden
@@ -18,6 +18,8 @@
 //! | W5 | 64 MiB made on worker A (kept), its size taken on B, minus the same on A | the consumer's get |
 //! | W6 | as W1 with 100,000 tasks | one get |
 //! | W7 | as W1 with 1,000,000 tasks; the scheduler's peak RSS | one get |
+//! | W8 | 10,000 `submit(inc, i)` one after another, then `gather` of their futures | submits + gather |
+//! | W9 | `map(inc, 0..10,000)`, then `as_completed` with results | map + the last result |
 //!
 //! Every repetition uses fresh keys, building the graph is not timed, the clock runs from just
 //! before `client.get` to its return, and every result is checked. Between repetitions the
@@ -36,9 +38,9 @@ use zask_core::Value;
 use zask_worker::{Registry, Worker, WorkerOptions};
 
 /// The workload ids, in the order they run.
-pub const WORKLOADS: [&str; 7] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7"];
+pub const WORKLOADS: [&str; 9] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"];
 
-/// Run the reference workloads W1–W7 on a real local cluster of separate processes and print
+/// Run the reference workloads W1–W9 on a real local cluster of separate processes and print
 /// a table (or JSON lines) of median / min / max times.
 ///
 /// Needs `zask-scheduler` next to this `zask` binary: build with
@@ -51,7 +53,7 @@ pub struct BenchArgs {
     /// Threads per worker.
     #[arg(long, default_value_t = 1)]
     pub nthreads: u32,
-    /// Repetitions of W1–W5.
+    /// Repetitions of W1–W5, W8 and W9.
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
     /// Repetitions of W6.
@@ -88,6 +90,12 @@ pub struct BenchArgs {
     /// W7: independent `inc` tasks (plus one `sum`).
     #[arg(long, default_value_t = 1_000_000)]
     pub w7_tasks: usize,
+    /// W8: futures submitted one `submit` call at a time, then gathered.
+    #[arg(long, default_value_t = 10_000)]
+    pub w8_futures: usize,
+    /// W9: items mapped (one future each), then taken as they complete.
+    #[arg(long, default_value_t = 10_000)]
+    pub w9_items: usize,
     /// Seconds one get may take before the workload fails.
     #[arg(long, default_value_t = 1800.0)]
     pub get_timeout: f64,
@@ -289,7 +297,7 @@ pub fn selected(only: &[String]) -> Result<BTreeSet<&'static str>, String> {
             Some(x) => {
                 set.insert(*x);
             }
-            None => return Err(format!("--only: unknown workload {w:?} (W1 to W7)")),
+            None => return Err(format!("--only: unknown workload {w:?} (W1 to W9)")),
         }
     }
     if set.is_empty() {
@@ -550,6 +558,68 @@ impl Bench<'_> {
         })
     }
 
+    /// W8: `n` submits of `inc(base + i)` (keys by the default hash of the call; `base` makes
+    /// them fresh per repetition), then one gather of all the futures, checked.
+    fn submits(&self, n: usize, rep: usize) -> Result<Rep, String> {
+        let base = (rep as i64 + 1) * 1_000_000_000;
+        let t0 = Instant::now();
+        let mut futures = Vec::with_capacity(n);
+        for i in 0..n as i64 {
+            let f = self
+                .client
+                .submit("inc", (base + i,))
+                .map_err(|e| format!("submit: {e}"))?;
+            futures.push(f);
+        }
+        let submitted = t0.elapsed().as_secs_f64();
+        let values = self
+            .client
+            .gather_futures(&futures)
+            .map_err(|e| format!("gather: {e}"))?;
+        let dt = t0.elapsed().as_secs_f64();
+        for (i, v) in values.iter().enumerate() {
+            expect_int(&format!("future {i}"), v, base + i as i64 + 1)?;
+        }
+        drop(futures);
+        Ok(Rep {
+            wall_s: dt,
+            metrics: vec![
+                ("us_per_future", dt / n as f64 * 1e6),
+                ("us_per_submit_call", submitted / n as f64 * 1e6),
+            ],
+        })
+    }
+
+    /// W9: `map(inc, base..base + n)`, then `as_completed` with results until the last one,
+    /// each checked.
+    fn mapped(&self, n: usize, rep: usize) -> Result<Rep, String> {
+        let base = (rep as i64 + 1) * 1_000_000_000 + 500_000_000;
+        let t0 = Instant::now();
+        let futures = self
+            .client
+            .map("inc", (0..n as i64).map(|i| Value::Int(base + i)))
+            .map_err(|e| format!("map: {e}"))?;
+        let keys: std::collections::HashMap<String, i64> = futures
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.key().to_string(), base + i as i64 + 1))
+            .collect();
+        let mut seen = 0;
+        for (f, v) in zask_client::as_completed(futures).with_results() {
+            let v = v.map_err(|e| format!("future {}: {e}", f.key()))?;
+            expect_int(f.key(), &v, keys[f.key()])?;
+            seen += 1;
+        }
+        let dt = t0.elapsed().as_secs_f64();
+        if seen != n {
+            return Err(format!("as_completed gave {seen} futures of {n}"));
+        }
+        Ok(Rep {
+            wall_s: dt,
+            metrics: vec![("us_per_future", dt / n as f64 * 1e6)],
+        })
+    }
+
     fn tree(&self, leaves: usize, tag: &str) -> Result<Rep, String> {
         let (graph, k) = graph_tree(leaves, tag);
         let (dt, v) = self.timed_get(&graph, &k, false)?;
@@ -710,6 +780,16 @@ impl Bench<'_> {
                 a.w7_tasks + 1,
                 format!("{} inc + 1 sum", a.w7_tasks),
             ),
+            "W8" => (
+                a.reps,
+                a.w8_futures,
+                format!("{} submit + gather", a.w8_futures),
+            ),
+            "W9" => (
+                a.reps,
+                a.w9_items,
+                format!("map {} + as_completed", a.w9_items),
+            ),
             _ => unreachable!("unknown workload {w}"),
         };
         if reps == 0 {
@@ -718,6 +798,8 @@ impl Bench<'_> {
         match w {
             "W2" if a.w2_chain == 0 => return Err("--w2-chain must be at least 1".into()),
             "W4" if a.w4_gets == 0 => return Err("--w4-gets must be at least 1".into()),
+            "W8" if a.w8_futures == 0 => return Err("--w8-futures must be at least 1".into()),
+            "W9" if a.w9_items == 0 => return Err("--w9-items must be at least 1".into()),
             "W5" => self.check_placement()?,
             _ => {}
         }
@@ -733,6 +815,8 @@ impl Bench<'_> {
                 "W4" => self.latency(&tag),
                 "W5" => self.transfer(a.w5_mib << 20, &tag),
                 "W6" => self.independent(a.w6_tasks, &tag),
+                "W8" => self.submits(a.w8_futures, rep),
+                "W9" => self.mapped(a.w9_items, rep),
                 _ => self.independent(a.w7_tasks, &tag),
             }
             .map_err(|e| format!("repetition {rep}: {e}"))?;
@@ -1049,10 +1133,10 @@ mod tests {
     #[test]
     fn only_accepts_lists_and_any_case() {
         let all = selected(&[]).unwrap();
-        assert_eq!(all.len(), 7);
+        assert_eq!(all.len(), 9);
         let some = selected(&["w4".into(), "W1".into(), " w4".into()]).unwrap();
         assert_eq!(some.into_iter().collect::<Vec<_>>(), vec!["W1", "W4"]);
-        assert!(selected(&["W8".into()]).is_err());
+        assert!(selected(&["W10".into()]).is_err());
     }
 
     #[test]

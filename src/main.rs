@@ -124,7 +124,7 @@ enum Command {
     /// `zask token > secret; chmod 600 secret`, then pass `--auth-token-file secret` to the
     /// scheduler, every worker and every client.
     Token,
-    /// Run the benchmark workloads W1-W7 on a local cluster of separate processes.
+    /// Run the benchmark workloads W1-W9 on a local cluster of separate processes.
     Bench(bench::BenchArgs),
     /// A worker process for `zask bench` (internal).
     #[command(hide = true)]

@@ -1086,3 +1086,33 @@ fn submit_header(request: u64, items: &[Vec<u8>]) -> Vec<u8> {
     }
     buf
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zask_core::protocol::{Message, SubmitBody, SubmitItem};
+
+    #[test]
+    fn a_submit_header_is_read_as_the_protocol_says() {
+        let item = |k: &str| {
+            let mut graph = Graph::new();
+            graph.insert(k, zask_core::graph::task("inc", (1,)));
+            rmp_serde::to_vec_named(&SubmitItem {
+                graph: &graph,
+                keys: vec![k.to_string()],
+                priority: 0,
+                retries: 0,
+            })
+            .unwrap()
+        };
+        let header = submit_header(9, &[item("a"), item("b")]);
+        match FromClient::decode(&header).unwrap() {
+            FromClient::Submit(SubmitBody { request, items }) => {
+                assert_eq!(request, 9);
+                let keys: Vec<&str> = items.iter().map(|i| i.keys[0].as_str()).collect();
+                assert_eq!(keys, ["a", "b"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

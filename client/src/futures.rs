@@ -954,3 +954,41 @@ pub fn wait(futures: Vec<Future>, timeout: Duration, mode: WaitMode) -> Waited {
     let (done, not_done) = futures.into_iter().partition(|f| f.done());
     Waited { done, not_done }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_is_named_by_the_hash_of_its_node() {
+        // The example of docs/futures.md, checked with Python's msgpack and hashlib.
+        let node = zask_core::graph::task("inc", (1,));
+        let bytes = rmp_serde::to_vec_named(&node).unwrap();
+        assert_eq!(
+            bytes,
+            [
+                0x82, 0xa2, 0x66, 0x6e, 0xa3, 0x69, 0x6e, 0x63, 0xa4, 0x61, 0x72, 0x67, 0x73, 0x91,
+                0x01
+            ]
+        );
+        assert_eq!(
+            zask_core::token::tokenize_encoded(&[&bytes]),
+            "e225a138ab6cef4d"
+        );
+    }
+
+    #[test]
+    fn a_submission_is_written_as_the_protocol_reads_it() {
+        let node = rmp_serde::to_vec_named(&zask_core::graph::task("inc", (1,))).unwrap();
+        let item = encode_item("k", &node, -3, 2);
+        let read: SubmitItem = rmp_serde::from_slice(&item).unwrap();
+        assert_eq!(read.keys, vec!["k".to_string()]);
+        assert_eq!((read.priority, read.retries), (-3, 2));
+        assert_eq!(
+            read.graph.graph.get("k"),
+            Some(&zask_core::graph::task("inc", (1,)))
+        );
+        let plain: SubmitItem = rmp_serde::from_slice(&encode_item("k", &node, 0, 0)).unwrap();
+        assert_eq!((plain.priority, plain.retries), (0, 0));
+    }
+}
