@@ -152,7 +152,7 @@ fn client_to_scheduler() -> Vec<Case> {
             d,
             FromClient::Hello {
                 request: 1,
-                protocol: 3,
+                protocol: PROTOCOL_VERSION,
             },
             HELLO,
         ),
@@ -281,7 +281,7 @@ fn scheduler_to_client() -> Vec<Case> {
             d,
             ToClient::Welcome {
                 request: 1,
-                protocol: 3,
+                protocol: PROTOCOL_VERSION,
                 scheduler_id: "scheduler-a1".into(),
             },
             TO_CLIENT_WELCOME,
@@ -459,7 +459,7 @@ fn worker_to_scheduler() -> Vec<Case> {
         case(
             d,
             FromWorker::Register {
-                protocol: 3,
+                protocol: PROTOCOL_VERSION,
                 worker_id: "worker-b7".into(),
                 address: WORKER.into(),
                 pid: 4242,
@@ -546,7 +546,7 @@ fn scheduler_to_worker() -> Vec<Case> {
         case(
             d,
             ToWorker::Welcome {
-                protocol: 3,
+                protocol: PROTOCOL_VERSION,
                 scheduler_id: "scheduler-a1".into(),
             },
             TO_WORKER_WELCOME,
@@ -1007,7 +1007,7 @@ fn show(value: &rmpv::Value) -> String {
 const HELLO: &str = "\
     83 a2 6f 70 a5 68 65 6c 6c 6f
     a7 72 65 71 75 65 73 74 01
-    a8 70 72 6f 74 6f 63 6f 6c 03
+    a8 70 72 6f 74 6f 63 6f 6c 04
 ";
 /// Client → scheduler: `get`.
 const GET: &str = "\
@@ -1098,9 +1098,9 @@ const RETIRE: &str = "\
 const TO_CLIENT_WELCOME: &str = "\
     84 a2 6f 70 a7 77 65 6c 63 6f 6d 65
     a7 72 65 71 75 65 73 74 01
-    a8 70 72 6f 74 6f 63 6f 6c 03
+    a8 70 72 6f 74 6f 63 6f 6c 04
     ac 73 63 68 65 64 75 6c 65 72 5f 69 64 ac 73 63
-    68 65 64 75 6c 65 72 2d 61 31
+      68 65 64 75 6c 65 72 2d 61 31
 ";
 /// Scheduler → client: `result`.
 const RESULT: &str = "\
@@ -1209,18 +1209,18 @@ const RELEASED: &str = "\
 /// Worker → scheduler: `register`.
 const REGISTER: &str = "\
     88 a2 6f 70 a8 72 65 67 69 73 74 65 72
-    a8 70 72 6f 74 6f 63 6f 6c 03
+    a8 70 72 6f 74 6f 63 6f 6c 04
     a9 77 6f 72 6b 65 72 5f 69 64 a9 77 6f 72 6b 65
-    72 2d 62 37
+      72 2d 62 37
     a7 61 64 64 72 65 73 73 b3 74 63 70 3a 2f 2f 31
-    30 2e 30 2e 30 2e 32 3a 37 30 30 31
+      30 2e 30 2e 30 2e 32 3a 37 30 30 31
     a3 70 69 64 cd 10 92
     a8 6e 74 68 72 65 61 64 73 04
     a9 66 75 6e 63 74 69 6f 6e 73 92 a3 61 64 64 a3
-    69 6e 63
+      69 6e 63
     a3 68 61 73 91 83 a3 6b 65 79 a1 78 a6 6e 62 79
-    74 65 73 08 a4 68 61 73 68 c4 10 01 01 01 01 01
-    01 01 01 01 01 01 01 01 01 01 01
+      74 65 73 08 a4 68 61 73 68 c4 10 01 01 01 01 01
+      01 01 01 01 01 01 01 01 01 01 01
 ";
 /// Worker → scheduler: `heartbeat`.
 const HEARTBEAT: &str = "\
@@ -1279,9 +1279,9 @@ const RETIRING: &str = "\
 /// Scheduler → worker: `welcome`.
 const TO_WORKER_WELCOME: &str = "\
     83 a2 6f 70 a7 77 65 6c 63 6f 6d 65
-    a8 70 72 6f 74 6f 63 6f 6c 03
+    a8 70 72 6f 74 6f 63 6f 6c 04
     ac 73 63 68 65 64 75 6c 65 72 5f 69 64 ac 73 63
-    68 65 64 75 6c 65 72 2d 61 31
+      68 65 64 75 6c 65 72 2d 61 31
 ";
 /// Scheduler → worker: `rejected`.
 const REJECTED: &str = "\
