@@ -390,3 +390,27 @@ fn futures_fail_clearly_when_the_scheduler_restarts() {
     assert_eq!(again.result().unwrap(), Value::Int(2));
     drop(worker);
 }
+
+#[test]
+fn workers_pins_tasks_to_the_workers_named() {
+    let cluster = Cluster::start(2, 1);
+    let client = cluster.client();
+    let target = cluster.workers[1].address.clone();
+    let futures: Vec<_> = (0..20)
+        .map(|i| {
+            client
+                .task("inc", (i,))
+                .workers([target.as_str()])
+                .submit()
+                .unwrap()
+        })
+        .collect();
+    let values = client.gather_futures(&futures).unwrap();
+    assert_eq!(values, (1..=20).map(Value::from).collect::<Vec<_>>());
+    for w in cluster.list_workers() {
+        let expected = if w.address == target { 20 } else { 0 };
+        assert_eq!(w.keys, expected, "{} holds {} keys", w.address, w.keys);
+    }
+    drop(futures);
+    cluster.wait_until_idle();
+}

@@ -1102,6 +1102,7 @@ mod tests {
                 keys: vec![k.to_string()],
                 priority: 0,
                 retries: 0,
+                workers: Vec::new(),
             })
             .unwrap()
         };

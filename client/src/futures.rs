@@ -570,6 +570,7 @@ pub struct Submit<'c> {
     pure: bool,
     priority: i32,
     retries: u32,
+    workers: Vec<String>,
 }
 
 /// The lowest and highest priorities (24 bits).
@@ -591,6 +592,17 @@ impl<'c> Submit<'c> {
     /// A failure runs the task again, up to `n` times, before it counts.
     pub fn retries(mut self, n: u32) -> Submit<'c> {
         self.retries = n;
+        self
+    }
+
+    /// Runs the task only on the workers at these addresses (as `Client::workers` lists
+    /// them). While none of them is registered it waits for one; past the scheduler's
+    /// `--no-workers-timeout`, a task something waits for fails (`unknown_function`).
+    pub fn workers<S: Into<String>>(
+        mut self,
+        addresses: impl IntoIterator<Item = S>,
+    ) -> Submit<'c> {
+        self.workers = addresses.into_iter().map(Into::into).collect();
         self
     }
 
@@ -632,9 +644,9 @@ impl<'c> Submit<'c> {
             )),
             None => Arc::from(format!("{name}-{}", fresh_token())),
         };
-        let (priority, retries) = (self.priority, self.retries);
+        let (priority, retries, workers) = (self.priority, self.retries, &self.workers);
         let wake = self.client.futures().register(&key, &mut || {
-            encode_item(&key, &node_bytes, priority, retries)
+            encode_item(&key, &node_bytes, priority, retries, workers)
         });
         if wake {
             self.client.wake_io();
@@ -648,10 +660,12 @@ impl<'c> Submit<'c> {
 }
 
 /// A submission of one task: `{"graph": {key: node}, "keys": [key], "priority": p,
-/// "retries": n}` (the last two only when not 0), written around the node's bytes.
-fn encode_item(key: &str, node: &[u8], priority: i32, retries: u32) -> Vec<u8> {
+/// "retries": n, "workers": [...]}` (the last three only when not 0 or empty), written around
+/// the node's bytes.
+fn encode_item(key: &str, node: &[u8], priority: i32, retries: u32, workers: &[String]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(node.len() + 2 * key.len() + 32);
-    let fields = 2 + u32::from(priority != 0) + u32::from(retries != 0);
+    let fields =
+        2 + u32::from(priority != 0) + u32::from(retries != 0) + u32::from(!workers.is_empty());
     // (Writing to a Vec cannot fail.)
     let _ = rmp::encode::write_map_len(&mut buf, fields);
     let _ = rmp::encode::write_str(&mut buf, "graph");
@@ -668,6 +682,13 @@ fn encode_item(key: &str, node: &[u8], priority: i32, retries: u32) -> Vec<u8> {
     if retries != 0 {
         let _ = rmp::encode::write_str(&mut buf, "retries");
         let _ = rmp::encode::write_uint(&mut buf, u64::from(retries));
+    }
+    if !workers.is_empty() {
+        let _ = rmp::encode::write_str(&mut buf, "workers");
+        let _ = rmp::encode::write_array_len(&mut buf, workers.len() as u32);
+        for w in workers {
+            let _ = rmp::encode::write_str(&mut buf, w);
+        }
     }
     buf
 }
@@ -704,6 +725,7 @@ impl Client {
             pure: true,
             priority: 0,
             retries: 0,
+            workers: Vec::new(),
         }
     }
 
@@ -728,6 +750,7 @@ impl Client {
             keys: key_list,
             priority: 0,
             retries: 0,
+            workers: Vec::new(),
         })
         .map_err(|e| Error::Protocol(format!("cannot encode the graph: {e}")))?;
         let shared: Vec<Arc<str>> = keys.iter().map(|k| Arc::from(*k)).collect();
@@ -980,15 +1003,17 @@ mod tests {
     #[test]
     fn a_submission_is_written_as_the_protocol_reads_it() {
         let node = rmp_serde::to_vec_named(&zask_core::graph::task("inc", (1,))).unwrap();
-        let item = encode_item("k", &node, -3, 2);
+        let item = encode_item("k", &node, -3, 2, &["tcp://a:1".to_string()]);
         let read: SubmitItem = rmp_serde::from_slice(&item).unwrap();
         assert_eq!(read.keys, vec!["k".to_string()]);
         assert_eq!((read.priority, read.retries), (-3, 2));
+        assert_eq!(read.workers, vec!["tcp://a:1".to_string()]);
         assert_eq!(
             read.graph.graph.get("k"),
             Some(&zask_core::graph::task("inc", (1,)))
         );
-        let plain: SubmitItem = rmp_serde::from_slice(&encode_item("k", &node, 0, 0)).unwrap();
+        let plain: SubmitItem = rmp_serde::from_slice(&encode_item("k", &node, 0, 0, &[])).unwrap();
         assert_eq!((plain.priority, plain.retries), (0, 0));
+        assert!(plain.workers.is_empty());
     }
 }

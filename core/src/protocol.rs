@@ -493,6 +493,9 @@ pub struct SubmitItem<G = HashedGraph> {
     /// failure counts.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retries: u32,
+    /// The addresses of the workers its tasks may run on (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<String>,
 }
 
 fn is_zero_i32(n: &i32) -> bool {

@@ -176,6 +176,7 @@ fn client_to_scheduler() -> Vec<Case> {
                     keys: strings(&["y"]),
                     priority: 5,
                     retries: 2,
+                    workers: Vec::new(),
                 }],
             }),
             SUBMIT,

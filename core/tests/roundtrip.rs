@@ -161,18 +161,22 @@ fn from_client() -> impl Strategy<Value = FromClient> {
         ),
         (
             any::<u64>(),
-            proptest::collection::vec((graph(), strings(), any::<i32>(), any::<u32>()), 0..3)
+            proptest::collection::vec(
+                (graph(), strings(), any::<i32>(), any::<u32>(), strings()),
+                0..3
+            )
         )
             .prop_map(|(request, items)| {
                 FromClient::Submit(SubmitBody {
                     request,
                     items: items
                         .into_iter()
-                        .map(|(graph, keys, priority, retries)| SubmitItem {
+                        .map(|(graph, keys, priority, retries, workers)| SubmitItem {
                             graph: HashedGraph::new(graph),
                             keys,
                             priority,
                             retries,
+                            workers,
                         })
                         .collect(),
                 })

@@ -282,7 +282,7 @@ impl SchedulerState {
             return Pick::Nobody(f.clone());
         }
         let functions = self.functions_of(t.signature);
-        let capable = |w: &&Worker| functions.iter().all(|f| w.functions.contains(f));
+        let capable = |w: &&Worker| functions.iter().all(|f| w.offers(f));
         // Bytes of this task's inputs that each holder already has.
         let mut local: HashMap<WorkerId, u64> = HashMap::default();
         for d in &t.deps {
@@ -347,7 +347,7 @@ impl SchedulerState {
                         && self
                             .signatures
                             .get(dt.signature as usize)
-                            .is_some_and(|fs| fs.iter().all(|f| w.functions.contains(f)))
+                            .is_some_and(|fs| fs.iter().all(|f| w.offers(f)))
                 });
                 if fits {
                     next.push(d);

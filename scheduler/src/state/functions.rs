@@ -8,6 +8,28 @@
 
 use super::*;
 
+/// The prefix of a signature entry that restricts tasks to some workers (`workers` of a
+/// submission): `@workers:` followed by their addresses, sorted, separated by `|`. A worker
+/// offers it if its address is one of them.
+const RESTRICTION: &str = "@workers:";
+
+/// The signature entry that restricts tasks to the workers at `addresses` (`None`: no
+/// restriction).
+pub(super) fn restriction(addresses: &[String]) -> Option<String> {
+    if addresses.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    Some(format!("{RESTRICTION}{}", sorted.join("|")))
+}
+
+/// The addresses a signature entry restricts tasks to, if it is a restriction.
+pub(super) fn restricted_to(entry: &str) -> Option<std::str::Split<'_, char>> {
+    entry.strip_prefix(RESTRICTION).map(|list| list.split('|'))
+}
+
 /// Function signatures kept before the unused ones are forgotten.
 pub(super) const SIGNATURES_KEPT: usize = 1024;
 
@@ -63,19 +85,33 @@ impl SchedulerState {
             } else {
                 let functions = self.functions_of(t.signature);
                 let missing = self.missing_function(t.signature).cloned();
-                ErrorInfo {
-                    kind: ErrorKind::UnknownFunction,
-                    message: format!(
-                        "key {key:?} calls {}, which no registered worker has offered for \
+                let only_on = missing.as_deref().and_then(restricted_to);
+                if let Some(addresses) = only_on {
+                    let addresses: Vec<&str> = addresses.collect();
+                    ErrorInfo::new(
+                        ErrorKind::UnknownFunction,
+                        format!(
+                            "key {key:?} may run only on the workers {addresses:?} (its \
+                             `workers`), and none of them has been registered for {timeout:?}"
+                        ),
+                    )
+                    .with_key(&key)
+                } else {
+                    ErrorInfo {
+                        kind: ErrorKind::UnknownFunction,
+                        message: format!(
+                            "key {key:?} calls {}, which no registered worker has offered for \
                          {timeout:?} (its workers went away); start a worker that offers it",
-                        match &missing {
-                            Some(f) => format!("{f:?}"),
-                            None => format!("{functions:?}, which no one worker offers together"),
-                        }
-                    ),
-                    key: Some(key),
-                    function: missing,
-                    dependency: None,
+                            match &missing {
+                                Some(f) => format!("{f:?}"),
+                                None =>
+                                    format!("{functions:?}, which no one worker offers together"),
+                            }
+                        ),
+                        key: Some(key),
+                        function: missing,
+                        dependency: None,
+                    }
                 }
             };
             if let Some(t) = self.tasks.get_mut(&tid) {
@@ -91,7 +127,7 @@ impl SchedulerState {
         let functions = self.functions_of(signature);
         self.workers
             .values()
-            .any(|w| functions.iter().all(|f| w.functions.contains(f)))
+            .any(|w| functions.iter().all(|f| w.offers(f)))
     }
 
     /// The functions of signature `id`.
@@ -101,11 +137,15 @@ impl SchedulerState {
             .map_or(&[], |f| f.as_slice())
     }
 
-    /// A function of signature `id` that no registered worker offers, if there is one.
+    /// A function of signature `id` that no registered worker offers, if there is one (a
+    /// restriction to workers none of which is registered counts as one).
     pub(super) fn missing_function(&self, id: u32) -> Option<&String> {
         self.functions_of(id)
             .iter()
-            .find(|f| !self.function_counts.contains_key(f.as_str()))
+            .find(|f| match restricted_to(f) {
+                Some(_) => !self.workers.values().any(|w| w.offers(f)),
+                None => !self.function_counts.contains_key(f.as_str()),
+            })
     }
 
     /// A worker registered: the stalled tasks it makes runnable are queued again (the others
@@ -132,7 +172,13 @@ impl SchedulerState {
     /// case) is looked up by that name, with no allocation. Callers that make a task of it
     /// count it with [`SchedulerState::use_signature`].
     pub(super) fn signature_of(&mut self, node: &Node) -> u32 {
-        if let Node::Task(t) = node {
+        self.signature_with(node, None)
+    }
+
+    /// As [`SchedulerState::signature_of`], for a task that may run only where
+    /// `restriction` (a [`restriction`] name) allows.
+    pub(super) fn signature_with(&mut self, node: &Node, restriction: Option<&str>) -> u32 {
+        if let (Node::Task(t), None) = (node, restriction) {
             let plain = |n: &Node| !matches!(n, Node::Task(_) | Node::List(_) | Node::Map(_));
             if t.args.iter().all(plain)
                 && t.kwargs.iter().all(|(_, n)| plain(n))
@@ -149,6 +195,7 @@ impl SchedulerState {
                 functions.push(f.to_string());
             }
         });
+        functions.extend(restriction.map(str::to_string));
         functions.sort();
         if let Some(&id) = self.signature_ids.get(&functions) {
             return id;

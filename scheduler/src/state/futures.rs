@@ -39,10 +39,12 @@ struct FutureClient {
 }
 
 /// How one submission's tasks are run (`submit` options).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct FutureOptions {
     pub(super) priority: i32,
     pub(super) retries: u32,
+    /// Where they may run (`functions::restriction` of the `workers` listed).
+    pub(super) restriction: Option<String>,
 }
 
 impl Futures {
@@ -107,6 +109,7 @@ impl SchedulerState {
             let options = FutureOptions {
                 priority: item.priority,
                 retries: item.retries,
+                restriction: functions::restriction(&item.workers),
             };
             let get = GetRequest {
                 request: 0,
@@ -140,7 +143,8 @@ impl SchedulerState {
     ) {
         let keys = get.keys.flatten();
         let c = self.client_id(client);
-        let created = match self.add_tasks(&mut get, options.priority, out) {
+        let restriction = options.restriction.as_deref();
+        let created = match self.add_tasks(&mut get, options.priority, restriction, out) {
             Ok((_, created)) => created,
             Err(error) => {
                 if let Some(events) = batch_of(&mut out.events, client) {

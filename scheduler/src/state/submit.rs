@@ -21,7 +21,7 @@ impl SchedulerState {
         let outputs = get.keys.flatten();
         // A get without a graph names held keys (a gather).
         let gathering = get.graph.nodes.is_empty();
-        let (g, created) = self.add_tasks(get, 0, out)?;
+        let (g, created) = self.add_tasks(get, 0, None, out)?;
         let mut output_ids = Vec::with_capacity(outputs.len());
         let mut to_gather = Vec::new();
         for key in &outputs {
@@ -69,11 +69,12 @@ impl SchedulerState {
     /// Validates a computation's graph against what the scheduler has and makes the tasks its
     /// outputs need (nothing changes if it is invalid). Returns the computation's id and the
     /// range of the new tasks' ids. `priority` (higher first) ranks its tasks among ready
-    /// ones before the submission order does.
+    /// ones before the submission order does; `restriction` limits where they run.
     pub(super) fn add_tasks(
         &mut self,
         get: &mut GetRequest,
         priority: i32,
+        restriction: Option<&str>,
         out: &mut Outbox,
     ) -> Result<(GraphId, (u64, u64)), Invalid> {
         let outputs = get.keys.flatten();
@@ -163,7 +164,13 @@ impl SchedulerState {
                 deps: lineage_deps,
                 hash: get.hashes.get(index).copied().unwrap_or_default(),
             });
-            created[index] = self.insert_task(lineage, deps, waiting_on, (rank, position as u64));
+            created[index] = self.insert_task(
+                lineage,
+                deps,
+                waiting_on,
+                (rank, position as u64),
+                restriction,
+            );
         }
         get.graph.nodes = Nodes::default();
         drop(plan);

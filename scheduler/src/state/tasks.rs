@@ -268,21 +268,23 @@ impl SchedulerState {
                 waiting_on += 1;
             }
         }
-        self.insert_task(lineage, deps, waiting_on, priority)
+        self.insert_task(lineage, deps, waiting_on, priority, None)
     }
 
     /// Makes task `self.next_task` (whose inputs `deps` were claimed for it already, and
-    /// `waiting_on` of them are not in memory), `Ready` or `Waiting`.
+    /// `waiting_on` of them are not in memory), `Ready` or `Waiting`; with a `restriction`
+    /// (see `functions::restriction`), it runs only on the workers it names.
     pub(super) fn insert_task(
         &mut self,
         lineage: Arc<Lineage>,
         deps: Vec<TaskId>,
         waiting_on: u32,
         priority: (u64, u64),
+        restriction: Option<&str>,
     ) -> TaskId {
         let tid = self.next_task;
         self.next_task = tid.next();
-        let signature = self.signature_of(&lineage.node);
+        let signature = self.signature_with(&lineage.node, restriction);
         self.use_signature(signature);
         let status = if waiting_on == 0 {
             self.ready.entry(signature).or_default().push(ReadyEntry {

@@ -30,6 +30,17 @@ pub(crate) struct Worker {
     pub(crate) checked_upto: u64,
 }
 
+impl Worker {
+    /// Whether this worker can run tasks whose signature lists `entry`: a function it
+    /// offers, or a restriction to workers it is one of.
+    pub(crate) fn offers(&self, entry: &str) -> bool {
+        match functions::restricted_to(entry) {
+            Some(mut addresses) => addresses.any(|a| a == &*self.address),
+            None => self.functions.contains(entry),
+        }
+    }
+}
+
 /// Threads a worker may declare (more is taken as this many).
 const MAX_THREADS: u32 = 4_096;
 

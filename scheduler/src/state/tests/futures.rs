@@ -11,6 +11,7 @@ fn item(graph: &Graph, keys: &[&str], priority: i32, retries: u32) -> SubmitItem
         keys: keys.iter().map(|k| k.to_string()).collect(),
         priority,
         retries,
+        workers: Vec::new(),
     }
 }
 
@@ -347,4 +348,51 @@ fn a_future_lost_with_its_worker_is_told_then_recomputed() {
         vec![("z".into(), KeyStatus::Lost), ("z".into(), KeyStatus::Done)]
     );
     assert!(sim.holds(b"w2", "z"), "computed again on w2");
+}
+
+#[test]
+fn workers_restrict_where_tasks_run() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 4, t0);
+    register(&mut s, b"w2", FUNCS, 1, t0);
+    // w1 is the least loaded (more threads), but the tasks may run only on w2.
+    let mut items = Vec::new();
+    for i in 0..3 {
+        let k = format!("r{i}");
+        let mut it = item(&one(&k, task("inc", (i,))), &[k.as_str()], 0, 0);
+        it.workers = vec![addr(b"w2")];
+        items.push(it);
+    }
+    let out = submit(&mut s, b"c1", items, t0);
+    assert!(computes(&out, b"w1").is_empty(), "{out:?}");
+    assert_eq!(
+        compute_keys(&out, b"w2"),
+        vec!["r0", "r1"],
+        "two slots on w2"
+    );
+    let out = report(&mut s, b"w2", vec![done_held("r0", 8)], t0);
+    assert_eq!(compute_keys(&out, b"w2"), vec!["r2"]);
+    // A restriction to a worker not registered waits for it.
+    let mut late = item(&one("late", task("inc", (7,))), &["late"], 0, 0);
+    late.workers = vec![addr(b"w3"), addr(b"w4")];
+    let out = submit(&mut s, b"c1", vec![late], t0);
+    assert!(out.compute.is_empty(), "{out:?}");
+    let out = register(&mut s, b"w3", FUNCS, 1, t0);
+    assert_eq!(compute_keys(&out, b"w3"), vec!["late"]);
+    // One whose workers never come fails after no_workers_timeout, saying why.
+    let mut never = item(&one("never", task("inc", (8,))), &["never"], 0, 0);
+    never.workers = vec!["tcp://nowhere:1".into()];
+    submit(&mut s, b"c1", vec![never], t0);
+    for w in [b"w1", b"w2", b"w3"] {
+        heartbeat(&mut s, w, t0 + secs(29));
+        heartbeat(&mut s, w, t0 + secs(31));
+    }
+    tick(&mut s, t0 + secs(1));
+    let out = tick(&mut s, t0 + secs(32));
+    let errors = event_errors(&out, b"c1");
+    assert_eq!(errors.len(), 1, "{out:?}");
+    let message = &errors[0].error.as_ref().unwrap().message;
+    assert!(message.contains("may run only on the workers"), "{message}");
+    assert!(message.contains("tcp://nowhere:1"), "{message}");
 }
