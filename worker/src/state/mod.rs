@@ -12,7 +12,8 @@
 //! - `mod.rs` (here): registration, heartbeats, the scheduler's messages, retirement, ticks
 //!   and closing.
 //! - `tasks.rs`: the tasks given to this worker: taking them in (which inputs are here, which
-//!   are coming, which to fetch), the waits that follow, scattered values, tasks taken back.
+//!   are coming, which to fetch), the waits that follow, scattered values, tasks taken back or
+//!   cancelled.
 //! - `run.rs`: dispatching ready tasks (and the chains queued behind them) to the
 //!   executors, storing results, waking what waits for them or failing it.
 //! - `fetch.rs`: inputs fetched from peers (requests, holders to try next, answers, bad
