@@ -88,6 +88,9 @@ impl SchedulerState {
                 continue;
             }
             match &t.status {
+                // A scattered value being stored: its scatter waits for it; released when it
+                // is reported.
+                TaskStatus::Processing(_) if t.lineage.is_none() => continue,
                 // Nobody wants it any more: its worker forgets it (a running one's result is
                 // discarded, its thread freed for the next task).
                 TaskStatus::Processing(w) => {

@@ -396,3 +396,28 @@ fn workers_restrict_where_tasks_run() {
     assert!(message.contains("may run only on the workers"), "{message}");
     assert!(message.contains("tcp://nowhere:1"), "{message}");
 }
+
+#[test]
+fn a_scattered_value_released_while_stored_still_answers_its_scatter() {
+    // Only computed tasks are cancelled on their worker when nobody wants them: a scattered
+    // value being stored is waited for, or its scatter would never be answered.
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    let mut out = Outbox::default();
+    s.on_scatter(b"c1", 1, vec![("k".into(), Value::Int(5))], &mut out);
+    s.on_flushed(&mut out);
+    let mut out = Outbox::default();
+    s.on_release(b"c1", 2, vec!["k".into()], &mut out);
+    s.on_flushed(&mut out);
+    assert!(out.cancel.is_empty(), "{out:?}");
+    let out = report(&mut s, b"w1", vec![done_held("k", 8)], t0);
+    assert!(
+        out.to_clients
+            .iter()
+            .any(|(_, m)| matches!(m, ToClient::Scattered { request: 1, .. })),
+        "{out:?}"
+    );
+    assert_eq!(released(&out, b"w1"), vec!["k"]);
+    assert_eq!(s.task_count(), 0);
+}
