@@ -342,8 +342,28 @@ fn random_graphs_through_random_failures_never_give_a_wrong_answer() {
             (b"c3", 1, &g3, &k3),
         ];
         let mut submitted = 0;
+        // c4 asks for c1's keys (the same definitions), then may go away: its computation is
+        // cancelled, and the tasks only it wanted stop on their workers; c1's must not.
+        let mut c4 = 0;
         for _ in 0..100 {
-            match rng.below(10) {
+            match rng.below(12) {
+                10 if c4 == 0 => {
+                    if trace {
+                        eprintln!("EV submit c4");
+                    }
+                    sim.get(b"c4", 1, &g1, Keys::from(k1.clone()), false);
+                    c4 = 1;
+                }
+                11 if c4 == 1 => {
+                    if trace {
+                        eprintln!("EV c4 gone");
+                    }
+                    sim.s.on_client_gone(b"c4");
+                    let mut out = crate::state::Outbox::default();
+                    sim.s.on_flushed(&mut out);
+                    sim.absorb(out);
+                    c4 = 2;
+                }
                 0 | 1 if submitted < submissions.len() => {
                     let (client, request, graph, keys) = submissions[submitted];
                     if trace {
