@@ -109,9 +109,10 @@ fn worker_killed_in_the_middle_of_ten_thousand_tasks() {
     }
     g.insert("total", task("sum", (list(groups),)));
     let running = get_in_background(cluster.client(), g, vec!["total".into()]);
-    // Kill a worker once it holds results nobody else has.
-    let dead = kill_worker_when(&mut cluster, "a worker to hold 100 keys", |ws| {
-        ws.iter().find(|w| w.keys >= 100).map(|w| w.address.clone())
+    // Kill a worker once it holds results nobody else has. (How many it holds at once
+    // depends on the timing: under load a worker may never hold 100.)
+    let dead = kill_worker_when(&mut cluster, "a worker to hold 40 keys", |ws| {
+        ws.iter().find(|w| w.keys >= 40).map(|w| w.address.clone())
     });
     assert!(
         !running.is_finished(),

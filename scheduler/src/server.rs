@@ -466,6 +466,7 @@ impl Loop {
         // turn must be cancelled and deleted before it is computed, not after.
         out.settle_cancels();
         for (route, keys) in out.cancel.drain() {
+            let keys = keys.into_iter().map(|(k, _)| k).collect();
             send(
                 &self.workers,
                 &route,

@@ -153,6 +153,7 @@ impl SchedulerState {
             .collect();
         for c in stale {
             self.clients_seen.remove(&c);
+            self.forget_idle_client(&c);
         }
     }
 
@@ -329,7 +330,7 @@ impl SchedulerState {
                 ToClient::Progress {
                     request: g.request,
                     done: p.done.min(p.total),
-                    failed: p.failed,
+                    failed: p.failed.min(p.total - p.done.min(p.total)),
                     total: p.total,
                 },
             ));
@@ -340,7 +341,7 @@ impl SchedulerState {
     /// each with `error` when there is one to give.
     fn cancel_client(&mut self, client: &[u8], error: Option<ErrorInfo>, out: &mut Outbox) {
         self.clients_seen.remove(client);
-        self.drop_client_futures(client);
+        self.drop_client_futures(client, error.as_ref(), out);
         let mine: Vec<GraphId> = self
             .graphs
             .iter()
@@ -368,6 +369,19 @@ impl SchedulerState {
         self.parked = others;
         if let Some(error) = &error {
             for p in theirs {
+                if p.future.is_some() {
+                    // Submitted futures: their keys fail.
+                    if let Some(events) = batch_of(&mut out.events, &p.client) {
+                        for key in p.get.keys.flatten() {
+                            events.push(KeyEvent {
+                                key,
+                                status: KeyStatus::Erred,
+                                error: Some(error.clone()),
+                            });
+                        }
+                    }
+                    continue;
+                }
                 out.to_clients.push((
                     p.client,
                     ToClient::Error {

@@ -14,6 +14,10 @@
 use super::*;
 use zask_core::protocol::{KeyEvent, KeyStatus, SubmitItem};
 
+/// Retries a submission may ask for at most (more are taken as this many: a task that
+/// always fails must fail in the end).
+pub(crate) const MAX_RETRIES: u32 = 1_000;
+
 /// A client's id inside this scheduler (for the futures it holds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct ClientId(u64);
@@ -160,8 +164,9 @@ impl SchedulerState {
             }
         };
         if options.retries > 0 {
+            let retries = options.retries.min(MAX_RETRIES);
             for id in created.0..created.1 {
-                self.futures.retries.insert(TaskId(id), options.retries);
+                self.futures.retries.insert(TaskId(id), retries);
             }
         }
         for key in keys {
@@ -182,6 +187,7 @@ impl SchedulerState {
 
     /// The client dropped its last future of `keys`: they go once nothing else needs them.
     pub fn on_drop_futures(&mut self, client: &[u8], keys: Vec<String>) {
+        self.unpark_keys(client, &keys);
         let Some(&c) = self.futures.ids.get(client) else {
             return;
         };
@@ -195,6 +201,7 @@ impl SchedulerState {
     /// The client cancels its futures of `keys`: dropped, and the client told `cancelled`
     /// for each; a task nobody else needs stops (see `check_release`).
     pub fn on_cancel(&mut self, client: &[u8], keys: Vec<String>, out: &mut Outbox) {
+        self.unpark_keys(client, &keys);
         let c = self.futures.ids.get(client).copied();
         let route = client.to_vec();
         for key in keys {
@@ -211,17 +218,76 @@ impl SchedulerState {
         }
     }
 
-    /// Drops every future `client` holds (it went away).
-    pub(super) fn drop_client_futures(&mut self, client: &[u8]) {
+    /// Takes `keys` out of `client`'s submissions still waiting for a worker (its futures of
+    /// them were dropped or cancelled before they were made); a submission left with no key
+    /// is dropped.
+    fn unpark_keys(&mut self, client: &[u8], keys: &[String]) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let gone: HashSet<&str> = keys.iter().map(String::as_str).collect();
+        for p in self.parked.iter_mut() {
+            if p.future.is_none() || p.client != client {
+                continue;
+            }
+            let left: Vec<Keys> = p
+                .get
+                .keys
+                .flatten()
+                .into_iter()
+                .filter(|k| !gone.contains(k.as_str()))
+                .map(Keys::One)
+                .collect();
+            p.get.keys = Keys::Many(left);
+        }
+        self.parked
+            .retain(|p| p.future.is_none() || !p.get.keys.flatten().is_empty());
+    }
+
+    /// Drops every future `client` holds (it went away). With an `error` (the client may
+    /// still be listening: it was silent, or did not read), it is told that each of them
+    /// failed.
+    pub(super) fn drop_client_futures(
+        &mut self,
+        client: &[u8],
+        error: Option<&ErrorInfo>,
+        out: &mut Outbox,
+    ) {
         let Some(c) = self.futures.ids.remove(client) else {
             return;
         };
+        if let Some(error) = error {
+            let held: Vec<TaskId> = self
+                .futures
+                .clients
+                .get(&c)
+                .map(|fc| fc.keys.iter().copied().collect())
+                .unwrap_or_default();
+            for tid in held {
+                self.notify_client(c, tid, KeyStatus::Erred, Some(error), out);
+            }
+        }
         let Some(fc) = self.futures.clients.remove(&c) else {
             return;
         };
         for tid in fc.keys {
             self.futures.remove_holder(tid, c);
             self.lose_claim(tid);
+        }
+    }
+
+    /// Forgets `client`'s entry if it holds no future (a client gone quiet).
+    pub(super) fn forget_idle_client(&mut self, client: &[u8]) {
+        if let Some(&c) = self.futures.ids.get(client) {
+            if self
+                .futures
+                .clients
+                .get(&c)
+                .is_none_or(|fc| fc.keys.is_empty())
+            {
+                self.futures.ids.remove(client);
+                self.futures.clients.remove(&c);
+            }
         }
     }
 

@@ -158,7 +158,7 @@ impl SchedulerState {
         if failed.kind == ErrorKind::MissingDependency && self.retry_missing(tid, &failed, out) {
             return;
         }
-        if failed.kind != ErrorKind::MissingDependency && self.futures.take_retry(tid) {
+        if failed.kind == ErrorKind::TaskFailed && self.futures.take_retry(tid) {
             log::info!(
                 "task {:?} failed ({}); running it again (retries)",
                 failed.key,
@@ -297,7 +297,7 @@ impl SchedulerState {
 
 /// The error of `key`, which depends on the failed key `root.key`: `dependency_failed`,
 /// naming the key, the input that failed, its function and its message.
-fn dependency_failed(key: &str, root: &ErrorInfo) -> ErrorInfo {
+pub(super) fn dependency_failed(key: &str, root: &ErrorInfo) -> ErrorInfo {
     let input = root.key.as_deref().unwrap_or("?");
     ErrorInfo {
         kind: ErrorKind::DependencyFailed,

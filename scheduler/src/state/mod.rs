@@ -214,26 +214,29 @@ pub struct Outbox {
     pub to_clients: Vec<(Route, ToClient)>,
     /// Per client (route), news of the keys it holds futures for (one `events` message each).
     pub events: HashMap<Route, Vec<KeyEvent>>,
-    /// Per worker (route), tasks nobody wants any more (sent before `compute`).
-    pub cancel: HashMap<Route, Vec<String>>,
+    /// Per worker (route), tasks nobody wants any more, by key and definition hash (sent
+    /// before `compute`; see [`Outbox::settle_cancels`]).
+    pub cancel: HashMap<Route, Vec<(String, DefHash)>>,
 }
 
 impl Outbox {
-    /// Drops the tasks cancelled in the same turn they were assigned from both `compute` and
-    /// `cancel` (the worker never hears of them). The loop calls this before sending: a
-    /// cancel goes out before the computes, so one for a task assigned in the same turn
-    /// would reach the worker before the task.
+    /// A cancel and a compute of the same key and definition for the same worker in one
+    /// turn cancel out: both are dropped (the loop calls this before sending; a cancel goes
+    /// out before the computes, so it would otherwise reach the worker before the task it
+    /// cancels). What the worker may hold of that definition from before is then the task's
+    /// (the same definition). A cancel of another definition is sent, then the compute.
     pub fn settle_cancels(&mut self) {
         for (route, keys) in self.cancel.iter_mut() {
             let Some(tasks) = self.compute.get_mut(route) else {
                 continue;
             };
-            let cancelled: HashSet<&str> = keys.iter().map(String::as_str).collect();
-            let mut dropped: HashSet<String> = HashSet::default();
+            let cancelled: HashSet<(&str, DefHash)> =
+                keys.iter().map(|(k, h)| (k.as_str(), *h)).collect();
+            let mut dropped: HashSet<(String, DefHash)> = HashSet::default();
             tasks.retain(|t| {
-                let keep = !cancelled.contains(t.key.as_str());
+                let keep = !cancelled.contains(&(t.key.as_str(), t.hash));
                 if !keep {
-                    dropped.insert(t.key.clone());
+                    dropped.insert((t.key.clone(), t.hash));
                 }
                 keep
             });
@@ -326,6 +329,8 @@ pub struct SchedulerState {
     futures: futures::Futures,
     /// Computations whose progress is sent to their client.
     tracked: usize,
+    /// Tasks were cancelled on their workers since the last `on_flushed`: slots are free.
+    slots_freed: bool,
 }
 
 impl SchedulerState {
@@ -368,6 +373,7 @@ impl SchedulerState {
             checks: checks::Checks::default(),
             futures: futures::Futures::default(),
             tracked: 0,
+            slots_freed: false,
         }
     }
 

@@ -51,6 +51,11 @@ impl SchedulerState {
         for tid in std::mem::take(&mut self.release_checks) {
             self.check_release(tid, out);
         }
+        if std::mem::take(&mut self.slots_freed) {
+            // Tasks cancelled on their workers freed slots that ready tasks may take (no
+            // report will come for them to do it).
+            self.schedule(out);
+        }
     }
 
     /// Marks `tid`'s claims on its dependencies dropped and appends the dependencies to check
@@ -95,14 +100,16 @@ impl SchedulerState {
                 // discarded, its thread freed for the next task).
                 TaskStatus::Processing(w) => {
                     let w = *w;
+                    let hash = t.definition(id, &self.given).unwrap_or_default();
                     if let Some(route) = self.workers.get(&w).map(|w| w.route.as_slice()) {
                         if let Some(batch) = batch_of(&mut out.cancel, route) {
-                            batch.push(String::from(&*t.key));
+                            batch.push((String::from(&*t.key), hash));
                         }
                     }
                     if let Some(worker) = self.workers.get_mut(&w) {
                         worker.processing.remove(&id);
                     }
+                    self.slots_freed = true;
                     self.take_dep_claims(id, &mut stack);
                 }
                 TaskStatus::Waiting | TaskStatus::Ready | TaskStatus::Erred(_) => {

@@ -237,12 +237,16 @@ impl SchedulerState {
                 let dep = deps[*next];
                 *next += 1;
                 let Some((dep_index, _, dep_node)) = graph.nodes.get_full(dep) else {
-                    // Not in the graph: a key the scheduler holds or computes.
-                    if let Some(tid) = self.known(dep)? {
+                    // Not in the graph: a key the scheduler holds or computes (one that failed
+                    // fails this key as its input: `dependency_failed`).
+                    let key = graph.nodes.get_index(index).map_or("", |(k, _)| k.as_str());
+                    let known = self
+                        .known(dep)
+                        .map_err(|e| lifecycle::dependency_failed(key, &e))?;
+                    if let Some(tid) = known {
                         resolved.push(PlannedRef::of_task(tid));
                         continue;
                     }
-                    let key = graph.nodes.get_index(index).map_or("", |(k, _)| k.as_str());
                     return Err(ErrorInfo::new(
                         ErrorKind::MissingKey,
                         format!(

@@ -267,8 +267,8 @@ fn cancel_stops_what_nobody_else_wants() {
     );
     assert!(events(&out, b"c2").is_empty());
     assert_eq!(
-        out.cancel.get(b"w1".as_slice()),
-        Some(&vec!["a".to_string()]),
+        cancelled(&out, b"w1"),
+        vec!["a"],
         "a (running) stops; b is c2's; c was queued here only"
     );
     assert_eq!(s.task_count(), 1, "only b is left");
@@ -293,10 +293,7 @@ fn a_client_gone_drops_its_futures() {
     // Silent for the timeout, and holding futures: it is taken for gone.
     heartbeat(&mut s, b"w1", t0 + secs(4));
     let out = tick(&mut s, t0 + secs(4));
-    assert_eq!(
-        out.cancel.get(b"w1".as_slice()),
-        Some(&vec!["y".to_string()])
-    );
+    assert_eq!(cancelled(&out, b"w1"), vec!["y"]);
     assert_eq!(released(&out, b"w1"), vec!["x"]);
     assert_eq!((s.task_count(), s.held_count()), (0, 0));
     // A client that keeps pinging keeps its futures.
@@ -420,4 +417,122 @@ fn a_scattered_value_released_while_stored_still_answers_its_scatter() {
     );
     assert_eq!(released(&out, b"w1"), vec!["k"]);
     assert_eq!(s.task_count(), 0);
+}
+
+#[test]
+fn slots_freed_by_a_cancel_are_filled_at_once() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    let items: Vec<SubmitItem> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| item(&one(k, task("inc", (i as i64,))), &[k], 0, 0))
+        .collect();
+    let out = submit(&mut s, b"c1", items, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["a", "b"]);
+    let mut out = Outbox::default();
+    s.on_cancel(b"c1", vec!["a".into(), "b".into()], &mut out);
+    s.on_flushed(&mut out);
+    assert_eq!(cancelled(&out, b"w1"), vec!["a", "b"]);
+    assert_eq!(
+        compute_keys(&out, b"w1"),
+        vec!["c"],
+        "no report will come for a and b: c takes their slot now"
+    );
+}
+
+#[test]
+fn a_cancel_and_a_compute_of_one_key_cancel_out_only_for_the_same_definition() {
+    let compute = |key: &str, hash: DefHash| ComputeTask {
+        key: key.into(),
+        hash,
+        node: Arc::new(Node::Literal(Value::Nil)),
+        who_has: Vec::new(),
+        send_value: false,
+    };
+    let (h1, h2) = (
+        DefHash::of_value(&Value::from(1)),
+        DefHash::of_value(&Value::from(2)),
+    );
+    let mut out = Outbox::default();
+    out.compute
+        .insert(b"w1".to_vec(), vec![compute("a", h2), compute("b", h1)]);
+    out.cancel.insert(
+        b"w1".to_vec(),
+        vec![("a".into(), h1), ("b".into(), h1), ("c".into(), h1)],
+    );
+    out.settle_cancels();
+    // a: the old definition is cancelled, then the new one computed; b: the same
+    // definition, assigned and cancelled in one turn: neither is sent.
+    assert_eq!(compute_keys(&out, b"w1"), vec!["a"]);
+    assert_eq!(cancelled(&out, b"w1"), vec!["a", "c"]);
+}
+
+#[test]
+fn futures_dropped_or_cancelled_while_waiting_for_a_worker_are_not_made() {
+    let mut s = state();
+    let t0 = Instant::now();
+    let items = vec![
+        item(&one("p", task("inc", (1,))), &["p"], 0, 0),
+        item(&one("q", task("inc", (2,))), &["q"], 0, 0),
+        item(&one("r", task("inc", (3,))), &["r"], 0, 0),
+    ];
+    submit(&mut s, b"c1", items, t0);
+    drop_futures(&mut s, b"c1", &["p"]);
+    let mut out = Outbox::default();
+    s.on_cancel(b"c1", vec!["q".into()], &mut out);
+    assert_eq!(
+        events(&out, b"c1"),
+        vec![("q".into(), KeyStatus::Cancelled)]
+    );
+    let out = register(&mut s, b"w1", FUNCS, 1, t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["r"], "{out:?}");
+    assert_eq!(s.task_count(), 1);
+}
+
+#[test]
+fn a_client_taken_for_gone_is_told_its_futures_failed() {
+    let mut s = state_with(Config {
+        client_timeout: secs(3),
+        ..test_config()
+    });
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    s.on_client_seen(b"c1", t0);
+    submit(
+        &mut s,
+        b"c1",
+        vec![item(&one("a", task("inc", (1,))), &["a"], 0, 0)],
+        t0,
+    );
+    report(&mut s, b"w1", vec![done_held("a", 8)], t0);
+    heartbeat(&mut s, b"w1", t0 + secs(4));
+    let out = tick(&mut s, t0 + secs(4));
+    let errors = event_errors(&out, b"c1");
+    assert_eq!(errors.len(), 1, "{out:?}");
+    assert_eq!(errors[0].key, "a");
+    assert_eq!(
+        errors[0].error.as_ref().map(|e| e.kind.to_string()),
+        Some("cancelled".to_string())
+    );
+    assert_eq!(released(&out, b"w1"), vec!["a"]);
+}
+
+#[test]
+fn only_task_failures_use_retries() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    submit(
+        &mut s,
+        b"c1",
+        vec![item(&one("r", task("inc", (1,))), &["r"], 0, 3)],
+        t0,
+    );
+    let mut bad = failed("r", "inc", "unreadable");
+    bad.kind = ErrorKind::BadTask;
+    let out = report_failed(&mut s, b"w1", bad, t0);
+    assert!(out.compute.is_empty(), "{out:?}");
+    assert_eq!(events(&out, b"c1"), vec![("r".into(), KeyStatus::Erred)]);
 }

@@ -280,6 +280,17 @@ fn all_compute_keys(out: &Outbox) -> Vec<String> {
 }
 
 /// The keys released from `route`, sorted.
+/// The keys of the tasks `out` cancels on `route`, sorted.
+fn cancelled(out: &Outbox, route: &[u8]) -> Vec<String> {
+    let mut keys: Vec<String> = out
+        .cancel
+        .get(route)
+        .map(|ks| ks.iter().map(|(k, _)| k.clone()).collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys
+}
+
 fn released(out: &Outbox, route: &[u8]) -> Vec<String> {
     let mut keys = out.release.get(route).cloned().unwrap_or_default();
     keys.sort();

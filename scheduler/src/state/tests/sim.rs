@@ -229,7 +229,11 @@ impl Sim {
             }
         }
         out.settle_cancels();
-        let mut cancel: Vec<(Route, Vec<String>)> = out.cancel.drain().collect();
+        let mut cancel: Vec<(Route, Vec<String>)> = out
+            .cancel
+            .drain()
+            .map(|(r, keys)| (r, keys.into_iter().map(|(k, _)| k).collect()))
+            .collect();
         cancel.sort();
         for (route, keys) in cancel {
             self.deliver(&route, ToWorker::Cancel { keys });
