@@ -158,7 +158,7 @@ impl Executors {
             next_thread: AtomicUsize::new(0),
         });
         for _ in 0..nthreads.max(1) {
-            spawn_thread(&shared, VecDeque::new())?;
+            spawn_thread(&shared, VecDeque::new()).map_err(|(e, _)| e)?;
         }
         Ok(Executors {
             jobs: Some(jobs_tx),
@@ -197,28 +197,36 @@ impl Executors {
         self.shared.any_cancelled.store(true, Ordering::Release);
         let slots: Vec<Arc<Slot>> = lock(&self.shared.slots).clone();
         for slot in slots {
-            let running = slot.running.load(Ordering::Acquire);
-            if running == 0 || !serials.contains(&running) {
-                continue;
-            }
-            if self.shared.abandoned.load(Ordering::Acquire) >= self.shared.max_abandoned {
-                log::warn!(
-                    "a cancelled task runs on: {} threads already run cancelled tasks",
-                    self.shared.max_abandoned
-                );
-                continue;
-            }
+            // (A thread sets and clears what it runs under its queue's lock: checked under it,
+            // the job is still running when its queue is taken.)
             let queue = {
                 let mut queue = lock(&slot.queue);
-                if slot.abandoned.load(Ordering::Acquire) != 0 {
+                let running = slot.running.load(Ordering::Acquire);
+                if running == 0
+                    || !serials.contains(&running)
+                    || slot.abandoned.load(Ordering::Acquire) != 0
+                {
+                    continue;
+                }
+                if self.shared.abandoned.load(Ordering::Acquire) >= self.shared.max_abandoned {
+                    log::warn!(
+                        "a cancelled task runs on: {} threads already run cancelled tasks",
+                        self.shared.max_abandoned
+                    );
                     continue;
                 }
                 slot.abandoned.store(running, Ordering::Release);
+                self.shared.abandoned.fetch_add(1, Ordering::AcqRel);
                 std::mem::take(&mut *queue)
             };
-            self.shared.abandoned.fetch_add(1, Ordering::AcqRel);
-            if let Err(e) = spawn_thread(&self.shared, queue) {
+            if let Err((e, queue)) = spawn_thread(&self.shared, queue) {
                 log::error!("cannot start an executor thread in place of a cancelled one: {e}");
+                // The thread keeps its queue and runs it after the cancelled job.
+                let mut own = lock(&slot.queue);
+                own.extend(queue);
+                if slot.abandoned.swap(0, Ordering::AcqRel) != 0 {
+                    self.shared.abandoned.fetch_sub(1, Ordering::AcqRel);
+                }
             }
         }
     }
@@ -229,11 +237,13 @@ impl Executors {
     }
 }
 
-/// Starts one executor thread that first runs `queue`.
-fn spawn_thread(shared: &Arc<Shared>, queue: VecDeque<Job>) -> Result<(), Error> {
-    let wake = shared.ctx.socket(zmq::PUSH)?;
-    net::configure(&wake)?;
-    wake.connect(&shared.wake_endpoint)?;
+/// Starts one executor thread that first runs `queue` (given back with the error if the
+/// thread cannot be started).
+fn spawn_thread(shared: &Arc<Shared>, queue: VecDeque<Job>) -> Result<(), (Error, VecDeque<Job>)> {
+    let wake = match wake_socket(shared) {
+        Ok(wake) => wake,
+        Err(e) => return Err((e, queue)),
+    };
     let slot = Arc::new(Slot {
         queue: Mutex::new(queue),
         ..Slot::default()
@@ -255,13 +265,23 @@ fn spawn_thread(shared: &Arc<Shared>, queue: VecDeque<Job>) -> Result<(), Error>
         });
     if let Err(e) = spawned {
         lock(&shared.slots).retain(|s| !Arc::ptr_eq(s, &slot));
-        return Err(Error::Thread(e));
+        let queue = std::mem::take(&mut *lock(&slot.queue));
+        return Err((Error::Thread(e), queue));
     }
     Ok(())
 }
 
+/// An executor thread's socket to wake the loop.
+fn wake_socket(shared: &Shared) -> Result<zmq::Socket, Error> {
+    let wake = shared.ctx.socket(zmq::PUSH)?;
+    net::configure(&wake)?;
+    wake.connect(&shared.wake_endpoint)?;
+    Ok(wake)
+}
+
 /// One executor thread: runs the jobs of its queue, taking a batch from the channel when it
-/// is empty, until the channel closes or the thread is abandoned.
+/// is empty, until the channel closes, or it is abandoned and its queue is empty (its
+/// successor took it). Results still held are sent before it returns.
 fn executor_thread(shared: &Shared, slot: &Slot, wake: &zmq::Socket) {
     let mut sender = ResultSender {
         results: &shared.results,
@@ -274,12 +294,16 @@ fn executor_thread(shared: &Shared, slot: &Slot, wake: &zmq::Socket) {
     loop {
         let job = {
             let mut queue = lock(&slot.queue);
-            if slot.abandoned.load(Ordering::Acquire) != 0 {
+            let job = queue.pop_front();
+            if job.is_none() && slot.abandoned.load(Ordering::Acquire) != 0 {
+                drop(queue);
+                sender.flush();
                 return;
             }
-            queue.pop_front()
+            job
         };
         let Some(job) = job else {
+            sender.flush();
             let batch = lock(&shared.jobs).recv();
             match batch {
                 Ok(batch) => lock(&slot.queue).extend(batch),
@@ -287,11 +311,11 @@ fn executor_thread(shared: &Shared, slot: &Slot, wake: &zmq::Socket) {
             }
             continue;
         };
-        let keep_going = run_job(job, &shared.registry, &hooks, &mut |r, more| {
+        let loop_alive = run_job(job, &shared.registry, &hooks, &mut |r, more| {
             let last = !more && lock(&slot.queue).is_empty();
             sender.push(r, last)
         });
-        if !keep_going {
+        if !loop_alive {
             return;
         }
     }
@@ -333,6 +357,8 @@ impl Hooks for ThreadHooks<'_> {
             && lock(&self.shared.cancelled).contains(&serial)
     }
     fn running(&self, serial: u64) {
+        // Under the queue's lock, where `Executors::cancel` reads it.
+        let _queue = lock(&self.slot.queue);
         self.slot.running.store(serial, Ordering::Release);
     }
     fn abandoned(&self, serial: u64) -> bool {
@@ -362,6 +388,19 @@ struct ResultSender<'a> {
 }
 
 impl ResultSender<'_> {
+    /// Sends the results held, if any.
+    fn flush(&mut self) {
+        if self.done.is_empty() {
+            return;
+        }
+        if self.results.send(std::mem::take(&mut self.done)).is_ok()
+            && !self.wake_pending.swap(true, Ordering::AcqRel)
+        {
+            let _ = self.wake.send(&b""[..], zmq::DONTWAIT);
+        }
+        self.since_sent = Instant::now();
+    }
+
     /// Queues one result; sends the group when `last` (nothing more queued) or when the
     /// group has waited `RESULTS_DELAY` (a slow task is reported when it finishes, not with
     /// the rest). False when the loop is gone.
@@ -383,8 +422,8 @@ impl ResultSender<'_> {
 }
 
 /// Runs a job with the chain queued behind it, handing each result to `push` (with whether
-/// more links of the chain follow); false when `push` says the loop is gone, or the thread
-/// was abandoned (the links after the running one are then given back as cancelled).
+/// more links of the chain follow); false when `push` says the loop is gone. If the thread
+/// was abandoned while a link ran, the links after it are given back as cancelled.
 fn run_job(
     job: Job,
     registry: &Registry,
@@ -448,7 +487,7 @@ fn run_job(
             return false;
         }
     }
-    !abandoned
+    true
 }
 
 /// A result's size, or a task error if it nests deeper than [`MAX_NESTING`] (no message could

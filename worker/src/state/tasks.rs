@@ -341,7 +341,6 @@ impl WorkerState {
         }
     }
 
-    /// Deletes `key` from the store (a stale value, or one the scheduler released).
     /// The scheduler no longer wants these tasks: those queued or waiting for inputs are
     /// forgotten, and those given to the executors are cancelled there (a running one's
     /// thread is freed; its result, like a skipped one's, comes back to a task no longer
@@ -359,7 +358,7 @@ impl WorkerState {
         }
     }
 
-    /// Deletes `key`'s value from the store (a `release`).
+    /// Deletes `key` from the store (a stale value, or one the scheduler released).
     pub(crate) fn remove_stored(&mut self, key: &str) {
         if let Err(e) = self.store.remove(key) {
             log::warn!("cannot delete {key:?}: {e}");
