@@ -118,9 +118,10 @@ fn failures_reach_the_future_and_its_dependents() {
     assert!(e.to_string().contains("boom"), "{e}");
     assert_eq!(bad.status(), FutureStatus::Error);
     let e = after.result().unwrap_err();
-    assert!(
-        matches!(e.kind(), Some("dependency_failed") | Some("task_failed")),
-        "{e}"
+    assert_eq!(e.kind(), Some("dependency_failed"), "{e}");
+    assert_eq!(
+        e.info().and_then(|i| i.dependency.as_deref()),
+        Some(bad.key())
     );
     // A submission that cannot be valid fails its future, not the client.
     let unknown = client.submit("no_such_function", (1,)).unwrap();
@@ -412,5 +413,21 @@ fn workers_pins_tasks_to_the_workers_named() {
         assert_eq!(w.keys, expected, "{} holds {} keys", w.address, w.keys);
     }
     drop(futures);
+    cluster.wait_until_idle();
+}
+
+#[test]
+fn a_disconnected_client_refuses_new_futures() {
+    let cluster = Cluster::start(1, 1);
+    let client = cluster.new_client();
+    let f = client.submit("inc", (1,)).unwrap();
+    assert_eq!(f.result().unwrap(), Value::Int(2));
+    client.disconnect();
+    assert!(matches!(client.submit("inc", (2,)), Err(Error::Closed)));
+    assert!(matches!(
+        client.compute(&Graph::new(), &["x"]),
+        Err(Error::Closed)
+    ));
+    drop(f);
     cluster.wait_until_idle();
 }

@@ -390,6 +390,11 @@ impl Client {
         &self.inner.options
     }
 
+    /// Whether the connection was closed (`disconnect`): calls fail with [`Error::Closed`].
+    pub fn is_closed(&self) -> bool {
+        self.inner.stop.load(Ordering::SeqCst)
+    }
+
     /// Whether `other` is a clone of this client (shares its connection).
     pub(crate) fn same(&self, other: &Client) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
@@ -791,10 +796,7 @@ impl Io {
     fn run(mut self) {
         loop {
             if self.stop.load(Ordering::SeqCst) {
-                if let Ok(f) = frames::encode(&FromClient::Goodbye, Vec::new()) {
-                    let _ = self.dealer.set_linger(200);
-                    let _ = frames::send(&self.dealer, None, f);
-                }
+                self.say_goodbye();
                 self.fail_all(|| Error::Closed);
                 self.futures.fail(Failure::Closed, false);
                 return;
@@ -854,7 +856,8 @@ impl Io {
                     let mut items = vec![item];
                     let mut all_keys = keys;
                     let mut size = items[0].len();
-                    while size < SUBMIT_BATCH_BYTES {
+                    let limit = SUBMIT_BATCH_BYTES.min(self.options.max_message_size / 2);
+                    while size < limit {
                         match ops.next_if(|o| matches!(o, Op::Submit(..))) {
                             Some(Op::Submit(item, keys)) => {
                                 size += item.len();
@@ -886,6 +889,36 @@ impl Io {
         }
     }
 
+    /// Tells the scheduler this client goes (it cancels the client's computations and
+    /// drops its futures), and waits briefly (300 ms at most) for a ping sent after it to be
+    /// answered: then the goodbye was read, even if the process exits right away.
+    fn say_goodbye(&mut self) {
+        let _ = self.dealer.set_linger(200);
+        self.send_message(&FromClient::Goodbye);
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        self.send_message(&FromClient::Status { request });
+        let deadline = Instant::now() + Duration::from_millis(300);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let mut items = [self.dealer.as_poll_item(zmq::POLLIN)];
+            if zmq::poll(&mut items, left.as_millis().max(1) as i64).is_err()
+                || !items[0].is_readable()
+            {
+                return;
+            }
+            while let Ok(Some(parts)) = frames::recv(&self.dealer) {
+                let answered = parts
+                    .first()
+                    .and_then(|h| ToClient::decode(h).ok())
+                    .is_some_and(
+                        |m| matches!(m, ToClient::Status { request: r, .. } if r == request),
+                    );
+                if answered {
+                    return;
+                }
+            }
+        }
+    }
+
     fn send_message(&self, msg: &FromClient) {
         match frames::encode(msg, Vec::new()) {
             Ok(f) => self.send_header(f.header),
@@ -904,6 +937,9 @@ impl Io {
             if parts.len() == 1 && parts[0].is_empty() {
                 continue; // A wake-up.
             }
+            // What futures did before this request was made goes first (a request may name
+            // a key just submitted).
+            self.send_futures_news();
             if self.lock_pending().len() <= 1 {
                 // Nothing was outstanding: the scheduler's silence so far means nothing.
                 self.last_heard = Instant::now();

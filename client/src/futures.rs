@@ -102,9 +102,38 @@ struct Entry {
     wakers: Vec<Waker>,
     /// Channels to tell when it is done (`as_completed`, `wait`).
     watchers: Vec<mpsc::Sender<Arc<str>>>,
+    /// The token of the task node this client submitted under the key (`None`: not known, a
+    /// key of a graph given to `compute` that the graph does not define).
+    definition: Option<String>,
+}
+
+/// Whom to tell that futures are done, collected under the table's lock and told after it
+/// is released (a waker may run code that drops a `Future`, which takes the lock).
+#[derive(Default)]
+struct Notify {
+    wakers: Vec<Waker>,
+    sends: Vec<(mpsc::Sender<Arc<str>>, Arc<str>)>,
+}
+
+impl Notify {
+    fn fire(self) {
+        for w in self.wakers {
+            w.wake();
+        }
+        for (tx, key) in self.sends {
+            let _ = tx.send(key);
+        }
+    }
 }
 
 impl Entry {
+    /// Whether a new handle must submit the key again: it was cancelled, or failed on this
+    /// side (the scheduler restarted or went silent) rather than by the scheduler's word.
+    fn needs_submitting(&self) -> bool {
+        self.status == FutureStatus::Cancelled
+            || matches!(self.failure, Some(ref f) if !matches!(f, Failure::Scheduler(_)))
+    }
+
     fn new() -> Entry {
         Entry {
             status: FutureStatus::Pending,
@@ -113,20 +142,41 @@ impl Entry {
             cancels_sent: 0,
             wakers: Vec::new(),
             watchers: Vec::new(),
+            definition: None,
         }
     }
 
-    /// Sets a done status and tells whoever waits.
-    fn finish(&mut self, key: &Arc<str>, status: FutureStatus, failure: Option<Failure>) {
+    /// Sets a done status; whoever waits is told through `notify`.
+    fn finish(
+        &mut self,
+        key: &Arc<str>,
+        status: FutureStatus,
+        failure: Option<Failure>,
+        notify: &mut Notify,
+    ) {
         self.status = status;
         self.failure = failure;
-        for w in self.wakers.drain(..) {
-            w.wake();
-        }
-        for tx in self.watchers.drain(..) {
-            let _ = tx.send(key.clone());
-        }
+        notify.wakers.append(&mut self.wakers);
+        notify
+            .sends
+            .extend(self.watchers.drain(..).map(|tx| (tx, key.clone())));
     }
+}
+
+/// The error of a submission of `key` whose definition differs from the one this client
+/// holds a future of.
+fn conflict(key: &str) -> Error {
+    Error::Scheduler(
+        ErrorInfo::new(
+            zask_core::ErrorKind::KeyConflict,
+            format!(
+                "this client holds a future of key {key:?} with another definition; a key \
+                 names one value, so give this call another key (or drop the other future \
+                 first)"
+            ),
+        )
+        .with_key(key),
+    )
 }
 
 /// Something for the scheduler, in the order the client did it.
@@ -162,40 +212,72 @@ impl FutureTable {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new handle of `key`; `item` (its submission) is queued if the key is new here or
-    /// must be submitted again (it was cancelled, or failed on this side). True if the queue
-    /// was empty (the I/O thread must be woken).
-    fn register(&self, key: &Arc<str>, item: &mut dyn FnMut() -> Vec<u8>) -> bool {
+    /// A new handle of `key`, submitted as `definition` (the token of its node); `item` (its
+    /// submission) is queued if the key is new here or must be submitted again (it was
+    /// cancelled, or failed on this side). `Ok(true)` if the queue was empty (the I/O thread
+    /// must be woken); a `key_conflict` if this client holds a future of the key with
+    /// another definition (nothing changes then).
+    fn register(
+        &self,
+        key: &Arc<str>,
+        definition: &str,
+        item: &mut dyn FnMut() -> Vec<u8>,
+    ) -> Result<bool, Error> {
         let mut t = self.lock();
+        if let Some(e) = t.keys.get(key) {
+            if e.handles > 0 && e.definition.as_deref().is_some_and(|d| d != definition) {
+                return Err(conflict(key));
+            }
+        }
         let entry = t.keys.entry(key.clone()).or_insert_with(Entry::new);
         entry.handles += 1;
-        let resubmit = entry.handles == 1
-            || entry.status == FutureStatus::Cancelled
-            || matches!(entry.failure, Some(ref f) if !matches!(f, Failure::Scheduler(_)));
+        let resubmit = entry.handles == 1 || entry.needs_submitting();
+        entry.definition = Some(definition.to_string());
         if !resubmit {
-            return false;
+            return Ok(false);
         }
         entry.status = FutureStatus::Pending;
         entry.failure = None;
         let wake = t.ops.is_empty();
         t.ops.push(Op::Submit(item(), vec![key.clone()]));
-        wake
+        Ok(wake)
     }
 
-    /// Handles of `keys` (one each) for one submission of several keys (`compute`).
-    fn register_many(&self, keys: &[Arc<str>], item: Vec<u8>) -> bool {
+    /// Handles of `keys` (one each, with their definitions if known) for one submission of
+    /// several keys (`compute`); sent if any of them must be.
+    fn register_many(
+        &self,
+        keys: &[(Arc<str>, Option<String>)],
+        item: Vec<u8>,
+    ) -> Result<bool, Error> {
         let mut t = self.lock();
-        for key in keys {
-            let entry = t.keys.entry(key.clone()).or_insert_with(Entry::new);
-            entry.handles += 1;
-            if entry.status == FutureStatus::Cancelled || entry.failure.is_some() {
-                entry.status = FutureStatus::Pending;
-                entry.failure = None;
+        for (key, definition) in keys {
+            if let (Some(e), Some(new)) = (t.keys.get(key), definition) {
+                if e.handles > 0 && e.definition.as_ref().is_some_and(|d| d != new) {
+                    return Err(conflict(key));
+                }
             }
         }
+        let mut send = false;
+        for (key, definition) in keys {
+            let entry = t.keys.entry(key.clone()).or_insert_with(Entry::new);
+            entry.handles += 1;
+            if entry.handles == 1 || entry.needs_submitting() {
+                entry.status = FutureStatus::Pending;
+                entry.failure = None;
+                send = true;
+            }
+            if definition.is_some() {
+                entry.definition = definition.clone();
+            }
+        }
+        if !send {
+            return Ok(false);
+        }
         let wake = t.ops.is_empty();
-        t.ops.push(Op::Submit(item, keys.to_vec()));
-        wake
+        let keys = keys.iter().map(|(k, _)| k.clone()).collect();
+        t.ops.push(Op::Submit(item, keys));
+        Ok(wake)
     }
 
     fn add_handle(&self, key: &Arc<str>) {
@@ -204,7 +286,9 @@ impl FutureTable {
         }
     }
 
-    /// A handle of `key` was dropped; true if the I/O thread must be woken.
+    /// A handle of `key` was dropped; true if the I/O thread must be woken. With the last
+    /// one, the key goes, unless a cancel of it is still to be confirmed: it stays, with no
+    /// handle, until then (so that the confirmation does not cancel a new submission).
     fn drop_handle(&self, key: &Arc<str>) -> bool {
         let mut t = self.lock();
         let Some(e) = t.keys.get_mut(key) else {
@@ -214,7 +298,9 @@ impl FutureTable {
         if e.handles > 0 {
             return false;
         }
-        t.keys.remove(key);
+        if e.cancels_sent == 0 {
+            t.keys.remove(key);
+        }
         let wake = t.ops.is_empty();
         t.ops.push(Op::Drop(key.to_string()));
         wake
@@ -223,15 +309,17 @@ impl FutureTable {
     /// Cancels `key` here at once; true if the I/O thread must be woken.
     fn cancel(&self, key: &Arc<str>) -> bool {
         let mut t = self.lock();
+        let mut notify = Notify::default();
         let Some(e) = t.keys.get_mut(key) else {
             return false;
         };
         e.cancels_sent += 1;
-        e.finish(key, FutureStatus::Cancelled, None);
+        e.finish(key, FutureStatus::Cancelled, None, &mut notify);
         let wake = t.ops.is_empty();
         t.ops.push(Op::Cancel(key.to_string()));
         drop(t);
         self.changed.notify_all();
+        notify.fire();
         wake
     }
 
@@ -254,26 +342,26 @@ impl FutureTable {
     /// False if `request` is no submission.
     pub(crate) fn batch_refused(&self, request: u64, error: &ErrorInfo) -> bool {
         let mut t = self.lock();
+        let mut notify = Notify::default();
         let Some(keys) = t.batches.remove(&request) else {
             return false;
         };
         for key in keys {
             if let Some(e) = t.keys.get_mut(&key) {
-                e.finish(
-                    &key,
-                    FutureStatus::Error,
-                    Some(Failure::Scheduler(error.clone())),
-                );
+                let failure = Some(Failure::Scheduler(error.clone()));
+                e.finish(&key, FutureStatus::Error, failure, &mut notify);
             }
         }
         drop(t);
         self.changed.notify_all();
+        notify.fire();
         true
     }
 
     /// News from the scheduler.
     pub(crate) fn apply(&self, events: Vec<KeyEvent>) {
         let mut t = self.lock();
+        let mut notify = Notify::default();
         for ev in events {
             let Some(key) = t
                 .keys
@@ -285,16 +373,32 @@ impl FutureTable {
             let Some(e) = t.keys.get_mut(&key) else {
                 continue;
             };
+            if e.cancels_sent > 0 {
+                // Cancelled here: news of it sent before the scheduler saw the cancel is
+                // stale; its `cancelled` confirms the cancel.
+                if ev.status == KeyStatus::Cancelled {
+                    e.cancels_sent -= 1;
+                    if e.cancels_sent == 0 && e.handles == 0 {
+                        t.keys.remove(&key);
+                    }
+                }
+                continue;
+            }
             match ev.status {
-                KeyStatus::Done => e.finish(&key, FutureStatus::Finished, None),
+                KeyStatus::Done => e.finish(&key, FutureStatus::Finished, None, &mut notify),
+                // A finished key stays finished when a later submission of it fails (its
+                // value is still held for this client), unless the scheduler dropped it.
+                KeyStatus::Erred
+                    if e.status == FutureStatus::Finished
+                        && ev.error.as_ref().map(|i| &i.kind)
+                            != Some(&zask_core::ErrorKind::Cancelled) => {}
                 KeyStatus::Erred => {
                     let failure = ev.error.map(Failure::Scheduler);
-                    e.finish(&key, FutureStatus::Error, failure)
+                    e.finish(&key, FutureStatus::Error, failure, &mut notify)
                 }
-                KeyStatus::Cancelled if e.cancels_sent > 0 => e.cancels_sent -= 1,
-                KeyStatus::Cancelled => e.finish(&key, FutureStatus::Cancelled, None),
+                KeyStatus::Cancelled => e.finish(&key, FutureStatus::Cancelled, None, &mut notify),
                 KeyStatus::Lost => {
-                    if e.status != FutureStatus::Cancelled {
+                    if !e.status.is_done() || e.status == FutureStatus::Finished {
                         e.status = FutureStatus::Lost;
                     }
                 }
@@ -302,20 +406,23 @@ impl FutureTable {
         }
         drop(t);
         self.changed.notify_all();
+        notify.fire();
     }
 
     /// Fails the futures not done yet (`everything`: all of them, finished ones too, when the
     /// scheduler forgot them all).
     pub(crate) fn fail(&self, failure: Failure, everything: bool) {
         let mut t = self.lock();
+        let mut notify = Notify::default();
         t.batches.clear();
         for (key, e) in t.keys.iter_mut() {
             if everything || !e.status.is_done() {
-                e.finish(key, FutureStatus::Error, Some(failure.clone()));
+                e.finish(key, FutureStatus::Error, Some(failure.clone()), &mut notify);
             }
         }
         drop(t);
         self.changed.notify_all();
+        notify.fire();
     }
 
     /// Whether the client holds any future (it then pings the scheduler).
@@ -573,6 +680,9 @@ pub struct Submit<'c> {
     workers: Vec<String>,
 }
 
+/// The most retries a submission may ask for (a task that always fails must fail in the end).
+pub const MAX_RETRIES: u32 = 1_000;
+
 /// The lowest and highest priorities (24 bits).
 const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -(1 << 23)..=(1 << 23) - 1;
 
@@ -622,6 +732,15 @@ impl<'c> Submit<'c> {
 
     /// Submits it: the future returns at once.
     pub fn submit(self) -> Result<Future, Error> {
+        if self.client.is_closed() {
+            return Err(Error::Closed);
+        }
+        if self.retries > MAX_RETRIES {
+            return Err(Error::Invalid(format!(
+                "retries {} is more than {MAX_RETRIES}",
+                self.retries
+            )));
+        }
         if !PRIORITY_RANGE.contains(&self.priority) {
             return Err(Error::Invalid(format!(
                 "priority {} is out of range ({} to {})",
@@ -636,18 +755,16 @@ impl<'c> Submit<'c> {
             Node::Task(Task { func, .. }) => func.as_str(),
             _ => "value",
         };
+        let definition = zask_core::token::tokenize_encoded(&[&node_bytes]);
         let key: Arc<str> = match self.key {
             Some(k) => Arc::from(k),
-            None if self.pure => Arc::from(format!(
-                "{name}-{}",
-                zask_core::token::tokenize_encoded(&[&node_bytes])
-            )),
+            None if self.pure => Arc::from(format!("{name}-{definition}")),
             None => Arc::from(format!("{name}-{}", fresh_token())),
         };
         let (priority, retries, workers) = (self.priority, self.retries, &self.workers);
-        let wake = self.client.futures().register(&key, &mut || {
+        let wake = self.client.futures().register(&key, &definition, &mut || {
             encode_item(&key, &node_bytes, priority, retries, workers)
-        });
+        })?;
         if wake {
             self.client.wake_io();
         }
@@ -744,6 +861,9 @@ impl Client {
     /// Submits `graph` and returns a future for each of `keys` (dask's `compute`/`persist`):
     /// the results stay on the workers while their futures live.
     pub fn compute(&self, graph: &Graph, keys: &[&str]) -> Result<Vec<Future>, Error> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
         let key_list: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         let item = rmp_serde::to_vec_named(&SubmitItem {
             graph,
@@ -753,13 +873,23 @@ impl Client {
             workers: Vec::new(),
         })
         .map_err(|e| Error::Protocol(format!("cannot encode the graph: {e}")))?;
-        let shared: Vec<Arc<str>> = keys.iter().map(|k| Arc::from(*k)).collect();
-        if self.futures().register_many(&shared, item) {
+        let mut shared: Vec<(Arc<str>, Option<String>)> = Vec::with_capacity(keys.len());
+        for k in keys {
+            let definition = match graph.get(k) {
+                Some(node) => Some(zask_core::token::tokenize_encoded(&[
+                    &rmp_serde::to_vec_named(node)
+                        .map_err(|e| Error::Protocol(format!("cannot encode the graph: {e}")))?,
+                ])),
+                None => None,
+            };
+            shared.push((Arc::from(*k), definition));
+        }
+        if self.futures().register_many(&shared, item)? {
             self.wake_io();
         }
         Ok(shared
             .into_iter()
-            .map(|key| Future {
+            .map(|(key, _)| Future {
                 key,
                 client: self.clone(),
                 fetch: None,
@@ -898,18 +1028,33 @@ impl Iterator for AsCompletedResults {
         if let Some(r) = self.ready.pop_front() {
             return Some(r);
         }
-        let first = self.inner.next()?;
-        let mut done = vec![first];
-        while let Some(f) = self.inner.try_next() {
-            done.push(f);
+        while self.ready.is_empty() {
+            let first = self.inner.next()?;
+            let mut done = vec![first];
+            while let Some(f) = self.inner.try_next() {
+                done.push(f);
+            }
+            self.fetch(done);
         }
-        // Fetch the finished ones of each client together.
-        let (finished, other): (Vec<Future>, Vec<Future>) = done
-            .into_iter()
-            .partition(|f| f.status() == FutureStatus::Finished);
-        for f in other {
-            let r = f.result_timeout(Duration::ZERO);
-            self.ready.push_back((f, r));
+        self.ready.pop_front()
+    }
+}
+
+impl AsCompletedResults {
+    /// Fetches the values of futures just done (those of one client together) into
+    /// `ready`; one that is no longer done (lost since, being recomputed) is waited for
+    /// again.
+    fn fetch(&mut self, done: Vec<Future>) {
+        let mut finished = Vec::new();
+        for f in done {
+            match f.status() {
+                FutureStatus::Finished => finished.push(f),
+                FutureStatus::Pending | FutureStatus::Lost => self.inner.add(f),
+                FutureStatus::Error | FutureStatus::Cancelled => {
+                    let r = f.result_timeout(Duration::ZERO);
+                    self.ready.push_back((f, r));
+                }
+            }
         }
         let mut by_client: Vec<Vec<Future>> = Vec::new();
         for f in finished {
@@ -933,7 +1078,6 @@ impl Iterator for AsCompletedResults {
                 }
             }
         }
-        self.ready.pop_front()
     }
 }
 
@@ -998,6 +1142,91 @@ mod tests {
             zask_core::token::tokenize_encoded(&[&bytes]),
             "e225a138ab6cef4d"
         );
+    }
+
+    fn event(key: &str, status: KeyStatus, error: Option<ErrorInfo>) -> KeyEvent {
+        KeyEvent {
+            key: key.into(),
+            status,
+            error,
+        }
+    }
+
+    fn register(t: &FutureTable, key: &Arc<str>, definition: &str) -> Result<bool, Error> {
+        t.register(key, definition, &mut || b"item".to_vec())
+    }
+
+    fn submits(ops: &[Op]) -> usize {
+        ops.iter().filter(|o| matches!(o, Op::Submit(..))).count()
+    }
+
+    #[test]
+    fn news_sent_before_a_cancel_does_not_undo_it() {
+        let t = FutureTable::default();
+        let k: Arc<str> = Arc::from("k");
+        register(&t, &k, "d1").unwrap();
+        t.cancel(&k);
+        // A `done` the scheduler sent before it read the cancel.
+        t.apply(vec![event("k", KeyStatus::Done, None)]);
+        assert_eq!(t.status("k").0, FutureStatus::Cancelled);
+        t.apply(vec![event("k", KeyStatus::Cancelled, None)]);
+        assert_eq!(t.status("k").0, FutureStatus::Cancelled);
+    }
+
+    #[test]
+    fn a_late_cancel_confirmation_does_not_cancel_a_new_submission() {
+        let t = FutureTable::default();
+        let k: Arc<str> = Arc::from("k");
+        register(&t, &k, "d1").unwrap();
+        t.cancel(&k);
+        t.drop_handle(&k);
+        // The same call again, before the scheduler confirmed the cancel.
+        register(&t, &k, "d1").unwrap();
+        let ops = t.take_ops();
+        assert_eq!(submits(&ops), 2, "submitted again: {ops:?}");
+        assert_eq!(t.status("k").0, FutureStatus::Pending);
+        t.apply(vec![event("k", KeyStatus::Cancelled, None)]);
+        assert_eq!(
+            t.status("k").0,
+            FutureStatus::Pending,
+            "the confirmation is old news"
+        );
+        t.apply(vec![event("k", KeyStatus::Done, None)]);
+        assert_eq!(t.status("k").0, FutureStatus::Finished);
+        t.drop_handle(&k);
+        assert!(!t.any(), "nothing is left once its handles are gone");
+    }
+
+    #[test]
+    fn one_key_two_definitions_is_refused_here() {
+        let t = FutureTable::default();
+        let k: Arc<str> = Arc::from("x");
+        register(&t, &k, "d1").unwrap();
+        let e = register(&t, &k, "d2").unwrap_err();
+        assert_eq!(e.kind(), Some("key_conflict"), "{e}");
+        assert_eq!(submits(&t.take_ops()), 1);
+        // The same definition shares the future, and is not sent again.
+        assert!(!register(&t, &k, "d1").unwrap());
+        assert!(t.take_ops().is_empty());
+        // Once the handles are gone, the key may be defined anew.
+        t.drop_handle(&k);
+        t.drop_handle(&k);
+        register(&t, &k, "d2").unwrap();
+    }
+
+    #[test]
+    fn a_finished_future_survives_a_failed_submission_of_its_key() {
+        let t = FutureTable::default();
+        let k: Arc<str> = Arc::from("k");
+        register(&t, &k, "d1").unwrap();
+        t.apply(vec![event("k", KeyStatus::Done, None)]);
+        let conflict = ErrorInfo::new(zask_core::ErrorKind::KeyConflict, "another definition");
+        t.apply(vec![event("k", KeyStatus::Erred, Some(conflict))]);
+        assert_eq!(t.status("k").0, FutureStatus::Finished);
+        // Unless the scheduler dropped this client's futures.
+        let dropped = ErrorInfo::new(zask_core::ErrorKind::Cancelled, "silent client");
+        t.apply(vec![event("k", KeyStatus::Erred, Some(dropped))]);
+        assert_eq!(t.status("k").0, FutureStatus::Error);
     }
 
     #[test]
