@@ -431,3 +431,31 @@ fn a_disconnected_client_refuses_new_futures() {
     drop(f);
     cluster.wait_until_idle();
 }
+
+#[test]
+fn as_completed_yields_in_the_order_futures_finish() {
+    let cluster = Cluster::start(1, 3);
+    let client = cluster.client();
+    // Submitted slowest first; all three run at once (three threads).
+    let fs = vec![
+        client.task("sleep", (1.5, "slow")).submit().unwrap(),
+        client.task("sleep", (0.1, "fast")).submit().unwrap(),
+        client.task("sleep", (0.9, "middle")).submit().unwrap(),
+    ];
+    let mut ac = as_completed(fs);
+    let first = ac.next().unwrap();
+    assert_eq!(first.result().unwrap(), Value::from("fast"));
+    // More can be added while iterating.
+    ac.add(client.task("sleep", (0.2, "added")).submit().unwrap());
+    let rest: Vec<Value> = ac.map(|f| f.result().unwrap()).collect();
+    assert_eq!(
+        rest,
+        vec![
+            Value::from("added"),
+            Value::from("middle"),
+            Value::from("slow")
+        ]
+    );
+    drop(first);
+    cluster.wait_until_idle();
+}
