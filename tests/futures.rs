@@ -86,6 +86,11 @@ fn same_call_same_key_and_map_compute_gather() {
     let squares = client.map("inc", (0..10).map(Value::from)).unwrap();
     let values = client.gather_futures(&squares).unwrap();
     assert_eq!(values, (1..=10).map(Value::from).collect::<Vec<_>>());
+    // Futures are keys too: gather gives the values in the keys' shape.
+    assert_eq!(
+        client.gather(&squares[..3]).unwrap(),
+        Value::List((1..=3).map(Value::from).collect())
+    );
     let mut g = Graph::new();
     g.insert("gx", 20);
     g.insert("gy", task("add", (key("gx"), 22)));

@@ -530,6 +530,21 @@ impl From<Future> for Node {
     }
 }
 
+/// A future names its key where keys are asked for: `client.gather(&futures[..])` gives
+/// their values as a list, shaped like the keys (waiting on the scheduler for those not done;
+/// the first failure fails it).
+impl From<&Future> for zask_core::Keys {
+    fn from(f: &Future) -> zask_core::Keys {
+        zask_core::Keys::One(f.key.to_string())
+    }
+}
+
+impl From<Future> for zask_core::Keys {
+    fn from(f: Future) -> zask_core::Keys {
+        zask_core::Keys::One(f.key.to_string())
+    }
+}
+
 impl Future {
     /// The key it names.
     pub fn key(&self) -> &str {
