@@ -14,11 +14,14 @@
 //! ```
 //!
 //! The pieces: `zask-core` (values, graphs, protocol), `zask-scheduler`, `zask-worker`,
-//! `zask-client`. The `zask` binary (src/main.rs) is the command line, with `zask bench`
-//! (src/bench.rs, part of the binary, not of this library's API).
+//! `zask-client`. [`cli`] is the `zask` command line (the binary, src/main.rs, and the Python
+//! package's console script call it), with `zask bench` (src/bench.rs, not part of this
+//! library's API).
 
 #![warn(missing_docs)]
 
+mod bench;
+pub mod cli;
 pub mod local;
 
 pub use local::{Error, LocalCluster};

@@ -12,10 +12,12 @@
 //!   ([`collections::CollectionStore`]), and the answers to clients' requests about them.
 //! - [`error`]: [`Error`], why a scheduler could not start.
 //!
-//! The binary `zask-scheduler` (src/main.rs) is a command line around [`Scheduler`].
+//! - [`cli`]: the `zask-scheduler` command line around [`Scheduler`] (the binary's `main`,
+//!   src/main.rs, calls it).
 
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod collections;
 pub mod error;
 pub mod server;

@@ -113,8 +113,20 @@ fn seconds(s: f64, flag: &str) -> Duration {
 /// Parses the command line and runs a worker offering `registry`'s functions until Ctrl-C,
 /// SIGTERM, or the scheduler refusing it. Exits the process with a message on error.
 pub fn main_with(registry: Registry) {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    main_with_args(std::env::args_os(), registry)
+}
+
+/// As [`main_with`], with the command line given (the program name first, as
+/// `std::env::args_os` gives them): for a program that parses some arguments itself (the
+/// Python package's `zask-worker --module ...`).
+pub fn main_with_args<I, T>(args: I, registry: Registry)
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .try_init();
+    let args = Args::parse_from(args);
     let mut options = WorkerOptions::new(&args.scheduler_address);
     options.host = args.host;
     options.port_to_workers = args.port_to_workers;
