@@ -163,21 +163,31 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    ExitCode::from(exit_status_with_args(args))
+}
+
+/// As [`main_with_args`], the exit status as a number (for callers that exit themselves,
+/// such as the Python package's console script).
+pub fn exit_status_with_args<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .try_init();
     match run(Cli::parse_from(args).command) {
         Ok(output) => {
             println!("{output}");
-            ExitCode::SUCCESS
+            0
         }
         Err(_) if INTERRUPTED.load(Ordering::SeqCst) => {
             // The Ctrl-C handler is cancelling the computation; it exits the process.
             std::thread::sleep(Duration::from_secs(5));
-            ExitCode::from(130)
+            130
         }
         Err(message) => {
             eprintln!("zask: error: {message}");
-            ExitCode::FAILURE
+            1
         }
     }
 }

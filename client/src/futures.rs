@@ -983,6 +983,20 @@ impl AsCompleted {
         self.left == 0
     }
 
+    /// The next future done, waiting at most `timeout`: `None` if none is done by then (or
+    /// none is left: see [`AsCompleted::is_empty`]).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Future> {
+        let deadline = Instant::now() + timeout;
+        while self.left > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let key = self.rx.recv_timeout(left).ok()?;
+            if let Some(f) = self.take(&key) {
+                return Some(f);
+            }
+        }
+        None
+    }
+
     /// The next future done, without waiting: `None` if none is done yet.
     pub fn try_next(&mut self) -> Option<Future> {
         while self.left > 0 {

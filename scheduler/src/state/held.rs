@@ -148,9 +148,14 @@ impl SchedulerState {
         }
     }
 
-    /// Whether task `tid` (`t`) is a value adopted after a restart that nobody waits for: a
-    /// new definition of its key replaces it.
+    /// Whether task `tid` (`t`) is one nothing claims, so that a new definition of its key
+    /// replaces it: a value adopted after a restart that nobody waits for, or a task whose
+    /// last claim went in this turn (a future dropped just before its key is submitted
+    /// anew: it would be forgotten at the end of the turn). Not a scattered value still
+    /// being stored (its scatter waits for it).
     pub(super) fn replaceable(&self, tid: TaskId, t: &TaskState) -> bool {
-        t.waiters == 0 && self.adopted.contains_key(&tid)
+        t.waiters == 0
+            && (self.adopted.contains_key(&tid) || !t.kept)
+            && !self.scatter_of.contains_key(&tid)
     }
 }

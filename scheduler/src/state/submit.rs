@@ -87,9 +87,7 @@ impl SchedulerState {
         // Values adopted after a restart that nobody claimed give way to a new definition.
         for &tid in &plan.replace {
             if let Some(key) = self.tasks.get(&tid).map(|t| t.key.clone()) {
-                log::info!(
-                    "key {key:?} is defined anew; dropping the unclaimed copy adopted for it"
-                );
+                log::info!("key {key:?} is defined anew; dropping its unclaimed task");
             }
             self.forget(tid, out);
         }

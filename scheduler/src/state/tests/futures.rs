@@ -536,3 +536,41 @@ fn only_task_failures_use_retries() {
     assert!(out.compute.is_empty(), "{out:?}");
     assert_eq!(events(&out, b"c1"), vec![("r".into(), KeyStatus::Erred)]);
 }
+
+#[test]
+fn a_key_dropped_and_defined_anew_in_the_same_turn_is_not_a_conflict() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    submit(
+        &mut s,
+        b"c1",
+        vec![item(&one("k", task("inc", (1,))), &["k"], 0, 0)],
+        t0,
+    );
+    report(&mut s, b"w1", vec![done_held("k", 8)], t0);
+    // The client drops its future of k and submits another definition of k right after:
+    // both arrive in one turn, before the flush that would forget k.
+    s.on_drop_futures(b"c1", vec!["k".into()]);
+    let mut out = Outbox::default();
+    s.on_submit(
+        b"c1",
+        2,
+        vec![item(&one("k", task("inc", (2,))), &["k"], 0, 0)],
+        t0,
+        &mut out,
+    );
+    assert!(event_errors(&out, b"c1").is_empty(), "{out:?}");
+    assert_eq!(released(&out, b"w1"), vec!["k"], "the old value goes first");
+    assert_eq!(compute_keys(&out, b"w1"), vec!["k"]);
+    // A key still claimed by someone is a conflict, as always.
+    let mut out = Outbox::default();
+    s.on_submit(
+        b"c2",
+        1,
+        vec![item(&one("k", task("inc", (3,))), &["k"], 0, 0)],
+        t0,
+        &mut out,
+    );
+    assert_eq!(event_errors(&out, b"c2").len(), 1);
+}

@@ -1,0 +1,312 @@
+//! Graphs as dask writes them, made into zask graphs.
+//!
+//! A graph is a dict from keys to values. A key is a `str`, or any other hashable object
+//! (dask's collections use tuples such as `('x', 0)`), named on the wire by its `repr`. A
+//! value is:
+//!
+//! - a task: a tuple whose first element is a zask function (`zask.function("add")`, or a
+//!   Python function decorated with `@zask.function`), the rest its arguments;
+//! - a key of the graph (a reference to its value), inside tasks, lists and dicts too;
+//! - a list or dict (with `str` keys) of values, which may hold tasks and references;
+//! - anything else: a literal, as `convert` carries it (a tuple that is not a task is a
+//!   literal list).
+//!
+//! The task objects of dask 2024.12 and later (`dask._task_spec`: `Task`, `DataNode`, `Alias`,
+//! `TaskRef`, and the `List`/`Tuple`/`Dict`/`Set` containers) are read too, so that
+//! `dask.compute(obj, scheduler=client.get)` works. A task whose function is not a zask
+//! function (a lambda, or dask's own helpers) is an error naming its key: code is never
+//! pickled or sent.
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use zask_core::graph::{Node, Task};
+use zask_core::{Graph, Keys, Value};
+
+use crate::convert::to_value;
+
+/// The attribute a zask function object carries: its registered name.
+pub const FUNCTION_ATTR: &str = "__zask_function__";
+
+/// The attribute a `zask.Key` carries: the key it names (a reference wherever it appears).
+pub const KEY_ATTR: &str = "__zask_key__";
+
+/// The zask key naming graph key `key`: a `str` as it is, anything else by its `repr`.
+pub fn key_name(key: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(s) = key.cast::<PyString>() {
+        return Ok(s.to_str()?.to_string());
+    }
+    Ok(key.repr()?.to_str()?.to_string())
+}
+
+/// Keys as asked for (one key, or lists of them nested), as zask `Keys`.
+pub fn keys_of(keys: &Bound<'_, PyAny>) -> PyResult<Keys> {
+    if let Ok(list) = keys.cast::<PyList>() {
+        return list
+            .iter()
+            .map(|k| keys_of(&k))
+            .collect::<PyResult<_>>()
+            .map(Keys::Many);
+    }
+    Ok(Keys::One(key_name(keys)?))
+}
+
+/// The name of the zask function `obj` is, if it is one.
+pub fn function_name(obj: &Bound<'_, PyAny>) -> Option<String> {
+    obj.getattr(FUNCTION_ATTR).ok()?.extract::<String>().ok()
+}
+
+/// The dask task-spec class of `obj` (`"Task"`, `"Alias"`, ...), if it is one.
+fn task_spec_class(obj: &Bound<'_, PyAny>) -> Option<String> {
+    let ty = obj.get_type();
+    let module = ty.module().ok()?;
+    if module.to_str().ok()? != "dask._task_spec" {
+        return None;
+    }
+    Some(ty.name().ok()?.to_str().ok()?.to_string())
+}
+
+/// Converts a dask-style graph.
+pub fn graph_of(dsk: &Bound<'_, PyDict>) -> PyResult<Graph> {
+    let mut graph = Graph::new();
+    for (k, v) in dsk.iter() {
+        let key = key_name(&k)?;
+        let node = Converter {
+            dsk: Some(dsk),
+            key: &key,
+        }
+        .node(&v, 0)?;
+        graph.nodes.insert(key, node);
+    }
+    Ok(graph)
+}
+
+/// The node of one value, with the graph (if any) its references point into.
+pub struct Converter<'a, 'py> {
+    /// The graph, whose keys are references.
+    pub dsk: Option<&'a Bound<'py, PyDict>>,
+    /// The key whose value this is (named in errors).
+    pub key: &'a str,
+}
+
+impl Converter<'_, '_> {
+    /// The node of `obj`.
+    pub fn node(&self, obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Node> {
+        if depth > zask_core::value::MAX_NESTING {
+            return Err(PyTypeError::new_err(format!(
+                "key {:?} nests deeper than zask takes",
+                self.key
+            )));
+        }
+        // The common cases first: plain strings (keys of the graph, or literals) and numbers.
+        if obj.is_exact_instance_of::<PyString>() {
+            if self.is_key(obj) {
+                return Ok(Node::Ref(key_name(obj)?));
+            }
+            return Ok(Node::Literal(Value::Str(
+                obj.cast::<PyString>()?.to_str()?.to_string(),
+            )));
+        }
+        if obj.is_none()
+            || obj.is_exact_instance_of::<PyInt>()
+            || obj.is_exact_instance_of::<PyFloat>()
+            || obj.is_exact_instance_of::<PyBool>()
+        {
+            let key = self.key;
+            return Ok(Node::Literal(to_value(obj, &|| {
+                format!("a value of key {key:?}")
+            })?));
+        }
+        // A future (of the native client): a reference to its key.
+        if let Ok(f) = obj.cast::<crate::client::PyFuture>() {
+            return Ok(Node::Ref(f.borrow().key().to_string()));
+        }
+        if !(obj.is_exact_instance_of::<PyTuple>()
+            || obj.is_exact_instance_of::<PyList>()
+            || obj.is_exact_instance_of::<PyDict>())
+        {
+            if let Some(name) = function_name(obj) {
+                // A function given as an argument (to `map`, say): by its name.
+                return Ok(Node::Literal(Value::Str(name)));
+            }
+            // A key named explicitly (`zask.Key`, what `scatter` gives).
+            if let Ok(k) = obj.getattr(KEY_ATTR) {
+                return Ok(Node::Ref(k.extract::<String>()?));
+            }
+            if let Some(class) = task_spec_class(obj) {
+                return self.task_spec(obj, &class, depth);
+            }
+        }
+        if self.is_key(obj) {
+            return Ok(Node::Ref(key_name(obj)?));
+        }
+        if let Ok(tuple) = obj.cast::<PyTuple>() {
+            if let Some(first) = tuple.iter().next() {
+                if let Some(func) = function_name(&first) {
+                    let args = tuple
+                        .iter()
+                        .skip(1)
+                        .map(|a| self.node(&a, depth + 1))
+                        .collect::<PyResult<Vec<_>>>()?;
+                    return Ok(Node::Task(Task {
+                        func,
+                        args,
+                        kwargs: Vec::new(),
+                    }));
+                }
+                if first.is_callable() {
+                    return Err(self.not_a_zask_function(&first));
+                }
+            }
+        }
+        if let Ok(list) = obj.cast::<PyList>() {
+            let items = list
+                .iter()
+                .map(|i| self.node(&i, depth + 1))
+                .collect::<PyResult<Vec<_>>>()?;
+            return Ok(collapse_list(items));
+        }
+        if let Ok(dict) = obj.cast::<PyDict>() {
+            let mut entries = Vec::with_capacity(dict.len());
+            for (k, v) in dict.iter() {
+                let Ok(name) = k.cast::<PyString>() else {
+                    return Err(PyTypeError::new_err(format!(
+                        "key {:?}: a dict key is a {}; zask maps take str keys",
+                        self.key,
+                        k.get_type().name()?
+                    )));
+                };
+                entries.push((
+                    Value::Str(name.to_str()?.to_string()),
+                    self.node(&v, depth + 1)?,
+                ));
+            }
+            return Ok(collapse_map(entries));
+        }
+        let key = self.key;
+        Ok(Node::Literal(to_value(obj, &|| {
+            format!("a value of key {key:?}")
+        })?))
+    }
+
+    /// Whether `obj` is a key of the graph (a `str` or hashable object it holds).
+    fn is_key(&self, obj: &Bound<'_, PyAny>) -> bool {
+        let Some(dsk) = self.dsk else {
+            return false;
+        };
+        let keyish = obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyTuple>();
+        keyish && dsk.contains(obj).unwrap_or(false)
+    }
+
+    fn not_a_zask_function(&self, f: &Bound<'_, PyAny>) -> PyErr {
+        let what = f
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| "an object".into());
+        PyTypeError::new_err(format!(
+            "key {:?} calls {what}, which is not a zask function: zask runs only functions \
+             workers offer by name (decorate a function with @zask.function and start workers \
+             with --module, or use zask.function(\"name\") for one they offer); code is never \
+             pickled or sent",
+            self.key
+        ))
+    }
+
+    /// A node of dask's task spec (`dask._task_spec`).
+    fn task_spec(&self, obj: &Bound<'_, PyAny>, class: &str, depth: usize) -> PyResult<Node> {
+        match class {
+            "Task" => {
+                let func = obj.getattr("func")?;
+                let Some(name) = function_name(&func) else {
+                    return Err(self.not_a_zask_function(&func));
+                };
+                let args = obj
+                    .getattr("args")?
+                    .try_iter()?
+                    .map(|a| self.node(&a?, depth + 1))
+                    .collect::<PyResult<Vec<_>>>()?;
+                let mut kwargs = Vec::new();
+                if let Ok(kw) = obj.getattr("kwargs")?.cast::<PyDict>() {
+                    for (k, v) in kw.iter() {
+                        kwargs.push((k.extract::<String>()?, self.node(&v, depth + 1)?));
+                    }
+                }
+                Ok(Node::Task(Task {
+                    func: name,
+                    args,
+                    kwargs,
+                }))
+            }
+            "DataNode" => self.node(&obj.getattr("value")?, depth + 1),
+            "Alias" => Ok(Node::Ref(key_name(&obj.getattr("target")?)?)),
+            "TaskRef" => Ok(Node::Ref(key_name(&obj.getattr("key")?)?)),
+            "List" | "Tuple" | "Set" => {
+                let items = obj
+                    .getattr("args")?
+                    .try_iter()?
+                    .map(|a| self.node(&a?, depth + 1))
+                    .collect::<PyResult<Vec<_>>>()?;
+                Ok(collapse_list(items))
+            }
+            "Dict" => {
+                // Its `args` alternate keys and values.
+                let flat: Vec<Bound<'_, PyAny>> = obj
+                    .getattr("args")?
+                    .try_iter()?
+                    .collect::<PyResult<Vec<_>>>()?;
+                let mut entries = Vec::with_capacity(flat.len() / 2);
+                for pair in flat.chunks(2) {
+                    if let [k, v] = pair {
+                        let name = k.extract::<String>().map_err(|_| {
+                            PyTypeError::new_err(format!(
+                                "key {:?}: a dict key is not a str; zask maps take str keys",
+                                self.key
+                            ))
+                        })?;
+                        entries.push((Value::Str(name), self.node(v, depth + 1)?));
+                    }
+                }
+                Ok(collapse_map(entries))
+            }
+            other => Err(PyTypeError::new_err(format!(
+                "key {:?} holds a dask {other}, which zask does not read",
+                self.key
+            ))),
+        }
+    }
+}
+
+/// A list node, a literal when every item is one (as zask's own graph reader makes it).
+fn collapse_list(items: Vec<Node>) -> Node {
+    if items.iter().all(|n| matches!(n, Node::Literal(_))) {
+        Node::Literal(Value::List(
+            items
+                .into_iter()
+                .map(|n| match n {
+                    Node::Literal(v) => v,
+                    _ => Value::Nil,
+                })
+                .collect(),
+        ))
+    } else {
+        Node::List(items)
+    }
+}
+
+/// A map node, a literal when every value is one.
+fn collapse_map(entries: Vec<(Value, Node)>) -> Node {
+    if entries.iter().all(|(_, n)| matches!(n, Node::Literal(_))) {
+        Node::Literal(Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, n)| match n {
+                    Node::Literal(v) => (k, v),
+                    _ => (k, Value::Nil),
+                })
+                .collect(),
+        ))
+    } else {
+        Node::Map(entries)
+    }
+}

@@ -1,0 +1,3 @@
+"""The Python functions this process offers to run (filled by ``@zask.function``)."""
+
+FUNCTIONS = {}
