@@ -274,6 +274,25 @@ impl PyAsCompleted {
     }
 }
 
+/// For benchmarks: converts dask-style graph `dsk` and encodes it with `keys` as a `get`
+/// sends it, and returns the message's size in bytes: the client's own cost of building and
+/// sending a graph, without the network and the scheduler.
+#[pyfunction]
+pub fn encode_graph(dsk: &Bound<'_, PyDict>, keys: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let graph = graph_of(dsk)?;
+    let keys = keys_of(keys)?.flatten();
+    let item = zask_core::protocol::SubmitItem {
+        graph: &graph,
+        keys,
+        priority: 0,
+        retries: 0,
+        workers: Vec::new(),
+    };
+    rmp_serde::to_vec_named(&item)
+        .map(|b| b.len())
+        .map_err(|e| runtime(format!("cannot encode the graph: {e}")))
+}
+
 /// `zask.as_completed(futures, with_results=False)`.
 #[pyfunction]
 #[pyo3(signature = (futures, with_results=false))]

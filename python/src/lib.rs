@@ -28,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::PyBag>()?;
     m.add_function(wrap_pyfunction!(client::as_completed, m)?)?;
     m.add_function(wrap_pyfunction!(client::wait, m)?)?;
+    m.add_function(wrap_pyfunction!(client::encode_graph, m)?)?;
     m.add_function(wrap_pyfunction!(worker::run_worker, m)?)?;
     m.add_function(wrap_pyfunction!(worker::run_scheduler, m)?)?;
     m.add_function(wrap_pyfunction!(worker::run_zask, m)?)?;
