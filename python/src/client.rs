@@ -95,11 +95,72 @@ fn wait_all(py: Python<'_>, futures: &[Future], deadline: Option<Instant>) -> Py
             (waited.not_done.is_empty() || failed).then_some(true)
         },
         || {
-            for f in futures {
+            // (Only those not done: a finished value stays for its other handles.)
+            for f in futures.iter().filter(|f| !f.done()) {
                 f.cancel();
             }
         },
     )
+}
+
+/// A timeout in seconds from Python: `None` or infinity is none; NaN or a negative one is an
+/// error; a huge one is capped (at about 30 years).
+fn timeout_of(t: Option<f64>) -> PyResult<Option<Duration>> {
+    match t {
+        None => Ok(None),
+        Some(t) if t.is_nan() || t < 0.0 => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "a timeout is a number of seconds, not {t}"
+        ))),
+        Some(t) if t.is_infinite() => Ok(None),
+        Some(t) => Ok(Some(Duration::from_secs_f64(t.min(1e9)))),
+    }
+}
+
+/// The instant `timeout` seconds from now (`None`: never).
+fn deadline_of(t: Option<f64>) -> PyResult<Option<Instant>> {
+    Ok(timeout_of(t)?.and_then(|d| Instant::now().checked_add(d)))
+}
+
+/// The error of the first of `futures` that failed or was cancelled, if one did.
+fn first_failure(futures: &[Future]) -> Option<PyErr> {
+    futures
+        .iter()
+        .find(|f| matches!(f.status(), FutureStatus::Error | FutureStatus::Cancelled))
+        .and_then(|f| f.result_timeout(Duration::ZERO).err())
+        .map(to_pyerr)
+}
+
+/// The values of `futures`, in order: waited for (Ctrl-C cancels them), the first failure
+/// raised as soon as there is one.
+fn values_of(
+    py: Python<'_>,
+    client: &zask_client::Client,
+    futures: &[Future],
+) -> PyResult<Vec<Value>> {
+    wait_all(py, futures, None)?;
+    if let Some(e) = first_failure(futures) {
+        return Err(e);
+    }
+    let client = client.clone();
+    let fs = futures.to_vec();
+    py.detach(move || client.gather_futures(&fs))
+        .map_err(to_pyerr)
+}
+
+/// Computes `keys` of `graph` as futures (so that Ctrl-C cancels exactly this computation),
+/// and gives their values in the keys' shape.
+fn compute_shaped(
+    py: Python<'_>,
+    client: &zask_client::Client,
+    graph: &zask_core::Graph,
+    keys: &zask_core::Keys,
+) -> PyResult<Value> {
+    let flat = keys.flatten();
+    let names: Vec<&str> = flat.iter().map(String::as_str).collect();
+    let futures = client.compute(graph, &names).map_err(to_pyerr)?;
+    let values = values_of(py, client, &futures)?;
+    let by_key: std::collections::HashMap<String, Value> = flat.into_iter().zip(values).collect();
+    Ok(keys.shape(&by_key))
 }
 
 #[pymethods]
@@ -126,16 +187,33 @@ impl PyFuture {
     /// it and raises `KeyboardInterrupt`.
     #[pyo3(signature = (timeout=None))]
     fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        let deadline = deadline_of(timeout)?;
         wait_all(py, std::slice::from_ref(&self.future), deadline)?;
-        let left = deadline.map_or(Duration::from_secs(3600), |d| {
-            d.saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1))
-        });
-        let f = self.future.clone();
-        let value = py
-            .detach(move || f.result_timeout(left))
-            .map_err(to_pyerr)?;
+        // Fetched in slices too (a value lost meanwhile is computed again first).
+        let f = &self.future;
+        let value = blocking(
+            py,
+            || {
+                let left = match deadline {
+                    Some(d) => d.saturating_duration_since(Instant::now()),
+                    None => SLICE,
+                };
+                match f.result_timeout(left.clamp(Duration::from_millis(1), SLICE)) {
+                    Err(zask_client::Error::Timeout { .. })
+                        if deadline.is_none_or(|d| Instant::now() < d) =>
+                    {
+                        None
+                    }
+                    other => Some(other),
+                }
+            },
+            || {
+                if !f.done() {
+                    f.cancel();
+                }
+            },
+        )?
+        .map_err(to_pyerr)?;
         to_py(py, &value)
     }
 
@@ -331,24 +409,36 @@ pub fn wait<'py>(
         .map(|f| Ok(f?.cast::<PyFuture>()?.clone()))
         .collect::<PyResult<_>>()?;
     let all: Vec<Future> = handles.iter().map(|h| h.borrow().future.clone()).collect();
-    let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
-    blocking(
-        py,
-        || {
-            let slice = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
-                None => SLICE,
-            };
-            let waited = zask_client::wait(all.clone(), slice, mode);
-            let finished = match mode {
-                WaitMode::AllCompleted => waited.not_done.is_empty(),
-                WaitMode::FirstCompleted => !waited.done.is_empty(),
-            };
-            let expired = deadline.is_some_and(|d| Instant::now() >= d);
-            (finished || expired).then_some(())
-        },
-        || {},
-    )?;
+    let deadline = deadline_of(timeout)?;
+    let expired = || deadline.is_some_and(|d| Instant::now() >= d);
+    let slice = || match deadline {
+        Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
+        None => SLICE,
+    };
+    if !all.is_empty() {
+        match mode {
+            WaitMode::AllCompleted => blocking(
+                py,
+                || {
+                    let waited = zask_client::wait(all.clone(), slice(), mode);
+                    (waited.not_done.is_empty() || expired()).then_some(())
+                },
+                || {},
+            )?,
+            WaitMode::FirstCompleted => {
+                // One watcher per future for the whole wait (not one per slice).
+                let first = std::sync::Mutex::new(zask_client::as_completed(all.clone()));
+                blocking(
+                    py,
+                    || {
+                        let mut first = first.lock().unwrap_or_else(|p| p.into_inner());
+                        (first.next_timeout(slice()).is_some() || expired()).then_some(())
+                    },
+                    || {},
+                )?
+            }
+        }
+    }
     let done = PyList::empty(py);
     let not_done = PyList::empty(py);
     for h in handles {
@@ -368,8 +458,9 @@ fn call_node(
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Node> {
     let conv = Converter {
-        dsk: None,
+        names: None,
         key: &func,
+        spec: false,
     };
     let args = args
         .iter()
@@ -442,18 +533,8 @@ impl PyClient {
     ) -> PyResult<Py<PyAny>> {
         let graph = graph_of(dsk)?;
         let keys = keys_of(keys)?;
-        let flat = keys.flatten();
-        let names: Vec<&str> = flat.iter().map(String::as_str).collect();
-        let futures = self.client.compute(&graph, &names).map_err(to_pyerr)?;
-        drop(graph);
-        wait_all(py, &futures, None)?;
-        let client = self.client.clone();
-        let values = py
-            .detach(move || client.gather_futures(&futures))
-            .map_err(to_pyerr)?;
-        let by_key: std::collections::HashMap<String, Value> =
-            flat.into_iter().zip(values).collect();
-        to_py(py, &keys.shape(&by_key))
+        let value = compute_shaped(py, &self.client, &graph, &keys)?;
+        to_py(py, &value)
     }
 
     /// Submits `func(*args, **kwargs)` (see `zask.Client.submit`).
@@ -522,11 +603,7 @@ impl PyClient {
             .try_iter()?
             .map(|f| Ok(f?.cast::<PyFuture>()?.borrow().future.clone()))
             .collect::<PyResult<_>>()?;
-        wait_all(py, &fs, None)?;
-        let client = self.client.clone();
-        let values = py
-            .detach(move || client.gather_futures(&fs))
-            .map_err(to_pyerr)?;
+        let values = values_of(py, &self.client, &fs)?;
         let out = PyList::empty(py);
         for v in &values {
             out.append(to_py(py, v)?)?;
@@ -626,10 +703,15 @@ impl PyClient {
     /// Computes a stored collection (a bag gives the list of its items).
     fn compute_collection(&self, py: Python<'_>, name: String) -> PyResult<Py<PyAny>> {
         let client = self.client.clone();
-        let v = py
-            .detach(move || client.compute_collection(&name))
+        let c = py
+            .detach(move || client.get_collection(&name))
             .map_err(to_pyerr)?;
-        to_py(py, &v)
+        if c.kind == "bag" {
+            let bag = zask_client::Bag::from_collection(&c).map_err(to_pyerr)?;
+            return PyBag { bag }.items(py, &self.client);
+        }
+        let value = compute_shaped(py, &self.client, &c.graph, &c.keys)?;
+        to_py(py, &value)
     }
 
     /// The scheduler's counters.
@@ -667,9 +749,20 @@ impl PyClient {
     /// Waits until `n` workers are registered (at most `timeout` seconds).
     #[pyo3(signature = (n, timeout=30.0))]
     fn wait_for_workers(&self, py: Python<'_>, n: usize, timeout: f64) -> PyResult<()> {
-        let client = self.client.clone();
-        py.detach(move || client.wait_for_workers(n, Duration::from_secs_f64(timeout.max(0.0))))
-            .map_err(to_pyerr)
+        let deadline = deadline_of(Some(timeout))?;
+        let client = &self.client;
+        blocking(
+            py,
+            || {
+                let expired = deadline.is_some_and(|d| Instant::now() >= d);
+                match client.wait_for_workers(n, SLICE) {
+                    Err(zask_client::Error::Timeout { .. }) if !expired => None,
+                    other => Some(other),
+                }
+            },
+            || {},
+        )?
+        .map_err(to_pyerr)
     }
 
     /// Closes the connection: the scheduler cancels this client's computations and drops
@@ -723,30 +816,39 @@ impl PyBag {
 
     /// The list of items, computed on `client`.
     fn compute(&self, py: Python<'_>, client: &PyClient) -> PyResult<Py<PyAny>> {
-        let c = client.client.clone();
-        let bag = self.bag.clone();
-        let items = py.detach(move || bag.compute(&c)).map_err(to_pyerr)?;
-        to_py(py, &Value::List(items))
+        self.items(py, &client.client)
     }
 
     /// The sum of the items, computed on `client`.
     fn sum(&self, py: Python<'_>, client: &PyClient) -> PyResult<Py<PyAny>> {
-        let c = client.client.clone();
-        let item = self.bag.sum();
-        let v = py.detach(move || item.compute(&c)).map_err(to_pyerr)?;
-        to_py(py, &v)
+        item_value(py, &client.client, &self.bag.sum())
     }
 
     /// How many items, computed on `client`.
     fn count(&self, py: Python<'_>, client: &PyClient) -> PyResult<Py<PyAny>> {
-        let c = client.client.clone();
-        let item = self.bag.count();
-        let v = py.detach(move || item.compute(&c)).map_err(to_pyerr)?;
-        to_py(py, &v)
+        item_value(py, &client.client, &self.bag.count())
     }
 
     /// The keys of its partitions.
     fn keys(&self) -> Vec<String> {
         self.bag.keys().to_vec()
     }
+}
+
+impl PyBag {
+    /// The list of its items, computed on `client` (interruptible, as `get`).
+    fn items(&self, py: Python<'_>, client: &zask_client::Client) -> PyResult<Py<PyAny>> {
+        item_value(py, client, &self.bag.to_list())
+    }
+}
+
+/// The value of a bag's item (a reduction, or its list of items), computed on `client`.
+fn item_value(
+    py: Python<'_>,
+    client: &zask_client::Client,
+    item: &zask_client::Item,
+) -> PyResult<Py<PyAny>> {
+    let keys = zask_core::Keys::One(item.key().to_string());
+    let value = compute_shaped(py, client, item.graph(), &keys)?;
+    to_py(py, &value)
 }

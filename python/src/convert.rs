@@ -11,6 +11,7 @@
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
 };
@@ -21,33 +22,32 @@ use zask_core::{Bytes, Value};
 /// How deep values may nest (as zask's own limit).
 const MAX_DEPTH: usize = zask_core::value::MAX_NESTING;
 
-/// A Python `bytes` object's memory, held as a zask value's bytes without a copy: the object
-/// is immutable and kept alive by the reference.
-struct SharedPyBytes {
-    _owner: Py<PyBytes>,
-    ptr: *const u8,
-    len: usize,
-}
-
-// The pointer is into an immutable `bytes` object that `_owner` keeps alive; reading it needs
-// no interpreter lock.
-unsafe impl Send for SharedPyBytes {}
-unsafe impl Sync for SharedPyBytes {}
-
-impl AsRef<[u8]> for SharedPyBytes {
-    fn as_ref(&self) -> &[u8] {
-        // Safety: see the `Send`/`Sync` note: the bytes object lives and never changes.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
+/// Whether a `bytes` object is shared (the client: sent without a copy) or copied (a worker's
+/// result: a Python object released without the interpreter lock is freed only when some
+/// thread next takes it, which on a worker running only Rust functions may be never).
+#[derive(Clone, Copy, PartialEq)]
+pub enum BytesMode {
+    Share,
+    Copy,
 }
 
 /// The zask value of Python object `obj` (`what` names it in errors, e.g. "argument 2 of key
-/// 'y'").
+/// 'y'"); `bytes` objects are shared.
 pub fn to_value(obj: &Bound<'_, PyAny>, what: &dyn Fn() -> String) -> PyResult<Value> {
-    to_value_at(obj, what, 0)
+    to_value_at(obj, what, 0, BytesMode::Share)
 }
 
-fn to_value_at(obj: &Bound<'_, PyAny>, what: &dyn Fn() -> String, depth: usize) -> PyResult<Value> {
+/// As [`to_value`], copying `bytes` objects.
+pub fn to_value_copied(obj: &Bound<'_, PyAny>, what: &dyn Fn() -> String) -> PyResult<Value> {
+    to_value_at(obj, what, 0, BytesMode::Copy)
+}
+
+fn to_value_at(
+    obj: &Bound<'_, PyAny>,
+    what: &dyn Fn() -> String,
+    depth: usize,
+    mode: BytesMode,
+) -> PyResult<Value> {
     if depth > MAX_DEPTH {
         return Err(PyTypeError::new_err(format!(
             "{} nests deeper than {MAX_DEPTH} levels",
@@ -77,12 +77,11 @@ fn to_value_at(obj: &Bound<'_, PyAny>, what: &dyn Fn() -> String, depth: usize) 
         return Ok(Value::Str(s.to_str()?.to_string()));
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
-        let data = b.as_bytes();
-        let shared = SharedPyBytes {
-            ptr: data.as_ptr(),
-            len: data.len(),
-            _owner: b.clone().unbind(),
-        };
+        if mode == BytesMode::Copy {
+            return Ok(Value::Bytes(Bytes::copy_from_slice(b.as_bytes())));
+        }
+        // Kept alive by the reference, and immutable: read without a copy.
+        let shared: PyBackedBytes = b.clone().into();
         return Ok(Value::Bytes(Bytes::from_owner(shared)));
     }
     if let Ok(b) = obj.cast::<PyByteArray>() {
@@ -95,6 +94,7 @@ fn to_value_at(obj: &Bound<'_, PyAny>, what: &dyn Fn() -> String, depth: usize) 
                 &item,
                 &|| format!("{}[{i}]", what()),
                 depth + 1,
+                mode,
             )?);
         }
         return Ok(Value::List(items));
@@ -106,6 +106,7 @@ fn to_value_at(obj: &Bound<'_, PyAny>, what: &dyn Fn() -> String, depth: usize) 
                 &item,
                 &|| format!("{}[{i}]", what()),
                 depth + 1,
+                mode,
             )?);
         }
         return Ok(Value::List(items));
@@ -121,7 +122,7 @@ fn to_value_at(obj: &Bound<'_, PyAny>, what: &dyn Fn() -> String, depth: usize) 
                 )));
             };
             let name = name.to_str()?.to_string();
-            let value = to_value_at(&v, &|| format!("{}[{name:?}]", what()), depth + 1)?;
+            let value = to_value_at(&v, &|| format!("{}[{name:?}]", what()), depth + 1, mode)?;
             entries.push((Value::Str(name), value));
         }
         return Ok(Value::Map(entries));

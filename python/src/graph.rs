@@ -69,12 +69,28 @@ fn task_spec_class(obj: &Bound<'_, PyAny>) -> Option<String> {
 
 /// Converts a dask-style graph.
 pub fn graph_of(dsk: &Bound<'_, PyDict>) -> PyResult<Graph> {
+    // Each key's name, by the key as the graph holds it: a reference equal to a key (`('x',
+    // 0.0)` for `('x', 0)`) is named by that key, and two keys with one name are refused.
+    let names = PyDict::new(dsk.py());
+    let mut seen: rustc_hash::FxHashSet<String> = rustc_hash::FxHashSet::default();
+    for k in dsk.keys() {
+        let name = key_name(&k)?;
+        if !seen.insert(name.clone()) {
+            return Err(PyTypeError::new_err(format!(
+                "two keys of the graph are both named {name:?} on the wire (a str key equal \
+                 to the repr of another key); rename one"
+            )));
+        }
+        names.set_item(k, name)?;
+    }
+    drop(seen);
     let mut graph = Graph::new();
     for (k, v) in dsk.iter() {
         let key = key_name(&k)?;
         let node = Converter {
-            dsk: Some(dsk),
+            names: Some(&names),
             key: &key,
+            spec: false,
         }
         .node(&v, 0)?;
         graph.nodes.insert(key, node);
@@ -84,13 +100,16 @@ pub fn graph_of(dsk: &Bound<'_, PyDict>) -> PyResult<Graph> {
 
 /// The node of one value, with the graph (if any) its references point into.
 pub struct Converter<'a, 'py> {
-    /// The graph, whose keys are references.
-    pub dsk: Option<&'a Bound<'py, PyDict>>,
+    /// The graph's keys, each with its name: references (`None`: no graph).
+    pub names: Option<&'a Bound<'py, PyDict>>,
     /// The key whose value this is (named in errors).
     pub key: &'a str,
+    /// Inside dask's task objects, where only `TaskRef` and `Alias` are references: strings
+    /// and tuples there are literals.
+    pub spec: bool,
 }
 
-impl Converter<'_, '_> {
+impl<'a, 'py> Converter<'a, 'py> {
     /// The node of `obj`.
     pub fn node(&self, obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Node> {
         if depth > zask_core::value::MAX_NESTING {
@@ -101,8 +120,8 @@ impl Converter<'_, '_> {
         }
         // The common cases first: plain strings (keys of the graph, or literals) and numbers.
         if obj.is_exact_instance_of::<PyString>() {
-            if self.is_key(obj) {
-                return Ok(Node::Ref(key_name(obj)?));
+            if let Some(name) = self.key_of(obj) {
+                return Ok(Node::Ref(name));
             }
             return Ok(Node::Literal(Value::Str(
                 obj.cast::<PyString>()?.to_str()?.to_string(),
@@ -138,8 +157,15 @@ impl Converter<'_, '_> {
                 return self.task_spec(obj, &class, depth);
             }
         }
-        if self.is_key(obj) {
-            return Ok(Node::Ref(key_name(obj)?));
+        if let Some(name) = self.key_of(obj) {
+            return Ok(Node::Ref(name));
+        }
+        if self.spec && obj.is_instance_of::<PyTuple>() {
+            // (Inside dask's task objects a tuple is a value, never a task.)
+            let key = self.key;
+            return Ok(Node::Literal(to_value(obj, &|| {
+                format!("a value of key {key:?}")
+            })?));
         }
         if let Ok(tuple) = obj.cast::<PyTuple>() {
             if let Some(first) = tuple.iter().next() {
@@ -190,13 +216,35 @@ impl Converter<'_, '_> {
         })?))
     }
 
-    /// Whether `obj` is a key of the graph (a `str` or hashable object it holds).
-    fn is_key(&self, obj: &Bound<'_, PyAny>) -> bool {
-        let Some(dsk) = self.dsk else {
-            return false;
-        };
-        let keyish = obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyTuple>();
-        keyish && dsk.contains(obj).unwrap_or(false)
+    /// The name of `obj` if it is a key of the graph (a `str` or a tuple equal to one of its
+    /// keys), outside dask's task objects.
+    fn key_of(&self, obj: &Bound<'_, PyAny>) -> Option<String> {
+        let names = self.names?;
+        if self.spec || !(obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyTuple>()) {
+            return None;
+        }
+        // (An unhashable tuple is no key.)
+        names.get_item(obj).ok()??.extract().ok()
+    }
+
+    /// The name of a key a dask task object refers to: the graph's name for it, or (a key
+    /// held from before) its own.
+    fn ref_name(&self, key: &Bound<'_, PyAny>) -> PyResult<String> {
+        if let Some(names) = self.names {
+            if let Ok(Some(name)) = names.get_item(key) {
+                return name.extract();
+            }
+        }
+        key_name(key)
+    }
+
+    /// The same converter, inside dask's task objects.
+    fn in_spec(&self) -> Converter<'a, 'py> {
+        Converter {
+            names: self.names,
+            key: self.key,
+            spec: true,
+        }
     }
 
     fn not_a_zask_function(&self, f: &Bound<'_, PyAny>) -> PyErr {
@@ -215,6 +263,7 @@ impl Converter<'_, '_> {
 
     /// A node of dask's task spec (`dask._task_spec`).
     fn task_spec(&self, obj: &Bound<'_, PyAny>, class: &str, depth: usize) -> PyResult<Node> {
+        let this = self.in_spec();
         match class {
             "Task" => {
                 let func = obj.getattr("func")?;
@@ -224,12 +273,12 @@ impl Converter<'_, '_> {
                 let args = obj
                     .getattr("args")?
                     .try_iter()?
-                    .map(|a| self.node(&a?, depth + 1))
+                    .map(|a| this.node(&a?, depth + 1))
                     .collect::<PyResult<Vec<_>>>()?;
                 let mut kwargs = Vec::new();
                 if let Ok(kw) = obj.getattr("kwargs")?.cast::<PyDict>() {
                     for (k, v) in kw.iter() {
-                        kwargs.push((k.extract::<String>()?, self.node(&v, depth + 1)?));
+                        kwargs.push((k.extract::<String>()?, this.node(&v, depth + 1)?));
                     }
                 }
                 Ok(Node::Task(Task {
@@ -238,14 +287,14 @@ impl Converter<'_, '_> {
                     kwargs,
                 }))
             }
-            "DataNode" => self.node(&obj.getattr("value")?, depth + 1),
-            "Alias" => Ok(Node::Ref(key_name(&obj.getattr("target")?)?)),
-            "TaskRef" => Ok(Node::Ref(key_name(&obj.getattr("key")?)?)),
+            "DataNode" => this.node(&obj.getattr("value")?, depth + 1),
+            "Alias" => Ok(Node::Ref(self.ref_name(&obj.getattr("target")?)?)),
+            "TaskRef" => Ok(Node::Ref(self.ref_name(&obj.getattr("key")?)?)),
             "List" | "Tuple" | "Set" => {
                 let items = obj
                     .getattr("args")?
                     .try_iter()?
-                    .map(|a| self.node(&a?, depth + 1))
+                    .map(|a| this.node(&a?, depth + 1))
                     .collect::<PyResult<Vec<_>>>()?;
                 Ok(collapse_list(items))
             }
@@ -264,7 +313,7 @@ impl Converter<'_, '_> {
                                 self.key
                             ))
                         })?;
-                        entries.push((Value::Str(name), self.node(v, depth + 1)?));
+                        entries.push((Value::Str(name), this.node(v, depth + 1)?));
                     }
                 }
                 Ok(collapse_map(entries))

@@ -12,7 +12,7 @@ use pyo3::types::{PyDict, PyTuple};
 use zask_core::Value;
 use zask_worker::{Args, Registry};
 
-use crate::convert::{to_py, to_value};
+use crate::convert::{to_py, to_value_copied};
 
 /// Calls Python function `f` (registered as `name`) with a task's arguments.
 fn call(f: &Py<PyAny>, name: &str, args: Args) -> Result<Value, String> {
@@ -29,10 +29,12 @@ fn call(f: &Py<PyAny>, name: &str, args: Args) -> Result<Value, String> {
             }
             let positional = PyTuple::new(py, positional)?;
             match f.call(py, positional, Some(&kwargs)) {
-                Ok(result) => Ok(
-                    to_value(result.bind(py), &|| format!("the result of {name}"))
-                        .map_err(|e| format!("{name} returned a value zask cannot carry: {e}")),
-                ),
+                Ok(result) => {
+                    Ok(
+                        to_value_copied(result.bind(py), &|| format!("the result of {name}"))
+                            .map_err(|e| format!("{name} returned a value zask cannot carry: {e}")),
+                    )
+                }
                 Err(e) => Ok(Err(traceback(py, &e))),
             }
         };
@@ -46,8 +48,11 @@ fn call(f: &Py<PyAny>, name: &str, args: Args) -> Result<Value, String> {
 /// The text Python would print for exception `e`, with its traceback.
 fn traceback(py: Python<'_>, e: &PyErr) -> String {
     let formatted = py.import("traceback").and_then(|tb| {
+        let value = e.clone_ref(py).into_value(py);
+        let value = value.bind(py);
+        // (The three-argument form: Python 3.9 has no other.)
         tb.getattr("format_exception")?
-            .call1((e.clone_ref(py).into_value(py),))?
+            .call1((value.get_type(), value, value.getattr("__traceback__")?))?
             .extract::<Vec<String>>()
     });
     match formatted {
@@ -68,6 +73,13 @@ pub fn run_worker(
     let mut registry = Registry::with_stdlib();
     for (name, f) in functions.iter() {
         let name: String = name.extract()?;
+        if registry.contains(&name) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "the Python function {name:?} has the name of a standard-library function; \
+                 it would run instead of it on this worker only: give it another name \
+                 (@zask.function(name=\"...\"))"
+            )));
+        }
         let f: Py<PyAny> = f.unbind();
         let label = name.clone();
         registry.register_raw(&name, move |_, args| call(&f, &label, args));

@@ -2,9 +2,12 @@
 scripts), on 127.0.0.1 with ports the OS chooses. Workers import `pyfuncs` (this folder)."""
 
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -23,21 +26,42 @@ def command(name):
 
 
 class Proc:
+    """A child process; its stdout lines are read by a thread (every wait has a timeout), its
+    stderr goes to a file (read when something goes wrong)."""
+
     def __init__(self, args, cwd=HERE):
         env = dict(os.environ)
-        env.setdefault("RUST_LOG", "error")
+        env["RUST_LOG"] = "error"
+        self.err = tempfile.TemporaryFile(mode="w+")
         self.p = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+                                  stderr=self.err, text=True)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def line(self, timeout=30):
+        """The next line of its stdout (None at its end); fails after `timeout` seconds."""
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no output within {timeout} s; stderr: {self.stderr()}")
+
+    def stderr(self):
+        self.err.seek(0)
+        return self.err.read()
 
     def field(self, prefix, timeout=30):
         deadline = time.time() + timeout
-        while time.time() < deadline:
-            line = self.p.stdout.readline()
+        while True:
+            line = self.line(max(0.1, deadline - time.time()))
+            if line is None:
+                raise RuntimeError(f"{prefix} never came: {self.stderr()}")
             if line.startswith(prefix):
                 return line.split(":", 1)[1].strip()
-            if not line and self.p.poll() is not None:
-                break
-        raise RuntimeError(f"{prefix} never came: {self.p.stderr.read()}")
 
     def stop(self):
         if self.p.poll() is None:

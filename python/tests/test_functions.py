@@ -43,3 +43,16 @@ def test_functions_run_in_the_worker_processes(client, cluster):
     pids = set(client.gather(client.map(pid, range(20), pure=False)))
     assert os.getpid() not in pids
     assert 1 <= len(pids) <= len(cluster.worker_addresses)
+
+
+def test_a_python_function_may_not_take_a_standard_library_name(cluster, tmp_path):
+    import subprocess
+
+    from conftest import command
+
+    (tmp_path / "clash.py").write_text(
+        "import zask\n@zask.function\ndef add(a, b):\n    return a - b\n")
+    out = subprocess.run([command("zask-worker"), cluster.workers_address, "--module", "clash"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out
+    assert "standard-library function" in out.stderr

@@ -38,8 +38,8 @@ def test_same_call_same_key_as_rust(client):
 
 
 def test_as_completed_in_completion_order(client):
-    fs = [client.submit(nap, 0.9, "slow"), client.submit(nap, 0.1, "fast"),
-          client.submit(nap, 0.5, "middle")]
+    fs = [client.submit(nap, 1.6, "slow"), client.submit(nap, 0.1, "fast"),
+          client.submit(nap, 0.8, "middle")]
     order = [v for _, v in zask.as_completed(fs, with_results=True)]
     assert order == ["fast", "middle", "slow"]
     many = client.map(pyinc, range(1000))
@@ -107,6 +107,7 @@ def test_priority_and_workers(client, cluster):
     client.gather(fs)
     held = {w["address"]: w["keys"] for w in client.workers()}
     assert held[target] >= 20
+    # (The ordering by priority is tested without sockets, and with the Rust client.)
     assert client.submit(pyinc, 1, priority=10).result() == 2
 
 
@@ -126,17 +127,41 @@ except KeyboardInterrupt:
 
 
 def test_keyboard_interrupt_cancels_a_get(cluster):
-    p = subprocess.Popen([sys.executable, "-c", KEYBOARD, cluster.address],
-                         stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "started"
+    from conftest import Proc
+
+    p = Proc([sys.executable, "-c", KEYBOARD, cluster.address])
+    assert p.line().strip() == "started"
     with zask.Client(cluster.address) as c:
         deadline = time.time() + 20
         while sum(w["processing"] for w in c.workers()) < 4:
             assert time.time() < deadline, "the tasks never ran"
             time.sleep(0.05)
-        p.send_signal(signal.SIGINT)
-        assert p.stdout.readline().strip() == "interrupted"
+        p.p.send_signal(signal.SIGINT)
+        assert p.line().strip() == "interrupted", p.stderr()
         start = time.time()
         cluster.wait_idle(timeout=20)
-        assert time.time() - start < 1.5
-    p.wait(timeout=20)
+        # (The tasks sleep 30 s: gone within seconds, they were cancelled.)
+        assert time.time() - start < 5
+    p.p.wait(timeout=20)
+
+
+def test_gather_fails_as_soon_as_one_fails(client):
+    from pyfuncs import fails
+
+    slow = client.submit(nap, 8, "slow", pure=False)
+    bad = client.submit(fails, 1)
+    start = time.time()
+    with pytest.raises(zask.TaskError):
+        client.gather([slow, bad])
+    assert time.time() - start < 4, "gather waited for the slow one first"
+    slow.cancel()
+
+
+def test_timeouts_and_empty_waits(client):
+    f = client.submit(inc, 1)
+    assert f.result(timeout=float("inf")) == 2
+    assert f.result(timeout=1e300) == 2
+    with pytest.raises(ValueError):
+        f.result(timeout=float("nan"))
+    assert zask.wait([], return_when=zask.FIRST_COMPLETED) == ([], [])
+    assert zask.wait([]) == ([], [])

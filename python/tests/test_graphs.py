@@ -49,11 +49,22 @@ VALUES = [
 ]
 
 
+def same(a, b):
+    """Equal, and of the same types all the way down (`True == 1` is not enough)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
 @pytest.mark.parametrize("value", VALUES, ids=repr)
 def test_values_round_trip(client, value):
     # Through the standard library's identity, and through a Python function on a worker.
-    assert client.get({"v": (zask.function("identity"), value)}, "v") == value
-    assert client.submit(echo, value).result() == value
+    assert same(client.get({"v": (zask.function("identity"), value)}, "v"), value)
+    assert same(client.submit(echo, value).result(), value)
 
 
 def test_tuples_bytearrays_and_buffers_come_back_as_lists_and_bytes(client):
@@ -97,3 +108,22 @@ def test_key_conflict(client):
     with pytest.raises(zask.KeyConflict):
         client.get({"conflicting": (pyinc, 2)}, "conflicting")
     del f
+
+
+def test_keys_named_alike_are_refused_and_equal_keys_are_references(client):
+    with pytest.raises(TypeError, match="both named"):
+        client.get({("x", 0): 1, "('x', 0)": 2}, "('x', 0)")
+    # ('x', 0.0) equals the key ('x', 0): a reference to it.
+    assert client.get({("x", 0): 1, "y": (inc, ("x", 0.0))}, "y") == 2
+
+
+def test_dask_task_objects_are_read_by_their_own_rules(client):
+    spec = pytest.importorskip("dask._task_spec")
+    listing = zask.function("list")
+    dsk = {
+        "a": spec.DataNode("a", 5),
+        # Inside task objects only TaskRef and Alias refer: the string "a" is a string.
+        "b": spec.Task("b", listing, "a", spec.TaskRef("a"), ("a", 1)),
+        "c": spec.Alias("c", "b"),
+    }
+    assert client.get(dsk, "c") == ["a", 5, ["a", 1]]

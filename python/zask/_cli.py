@@ -2,6 +2,7 @@
 ``zask-worker`` (with ``--module`` for Python functions)."""
 
 import importlib
+import os
 import sys
 
 
@@ -31,7 +32,10 @@ def worker_main():
     i = 0
     while i < len(args):
         a = args[i]
-        if a == "--module" and i + 1 < len(args):
+        if a == "--module":
+            if i + 1 >= len(args):
+                print("zask-worker: --module takes a module name", file=sys.stderr)
+                sys.exit(2)
             modules.append(args[i + 1])
             i += 2
             continue
@@ -41,6 +45,9 @@ def worker_main():
             continue
         rest.append(a)
         i += 1
+    if "--help" in rest or "-h" in rest:
+        print("zask-worker (Python): --module MODULE (repeatable) imports MODULE and offers "
+              "the functions it registers with @zask.function, besides the standard library.\n")
     # Modules next to where the worker is started are importable, as with `python -m`.
     if "" not in sys.path:
         sys.path.insert(0, "")
@@ -50,4 +57,13 @@ def worker_main():
         except Exception as e:  # noqa: BLE001 - reported, then exit
             print(f"zask-worker: cannot import module {m!r}: {e}", file=sys.stderr)
             sys.exit(2)
-    _native.run_worker(["zask-worker"] + rest, dict(_registry.FUNCTIONS))
+    try:
+        _native.run_worker(["zask-worker"] + rest, dict(_registry.FUNCTIONS))
+    except ValueError as e:
+        print(f"zask-worker: {e}", file=sys.stderr)
+        sys.exit(2)
+    # The worker stopped. Executor threads may still run a cancelled task's Python code: the
+    # interpreter must not be torn down under them, so the process ends here.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
