@@ -461,6 +461,8 @@ fn call_node(
         names: None,
         key: &func,
         spec: false,
+        inner: None,
+        extra: None,
     };
     let args = args
         .iter()

@@ -17,6 +17,8 @@
 //! function (a lambda, or dask's own helpers) is an error naming its key: code is never
 //! pickled or sent.
 
+use std::cell::RefCell;
+
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -84,6 +86,7 @@ pub fn graph_of(dsk: &Bound<'_, PyDict>) -> PyResult<Graph> {
         names.set_item(k, name)?;
     }
     drop(seen);
+    let extra = RefCell::new(Vec::new());
     let mut graph = Graph::new();
     for (k, v) in dsk.iter() {
         let key = key_name(&k)?;
@@ -91,8 +94,18 @@ pub fn graph_of(dsk: &Bound<'_, PyDict>) -> PyResult<Graph> {
             names: Some(&names),
             key: &key,
             spec: false,
+            inner: None,
+            extra: Some(&extra),
         }
         .node(&v, 0)?;
+        graph.nodes.insert(key, node);
+    }
+    for (key, node) in extra.into_inner() {
+        if graph.nodes.contains_key(&key) {
+            return Err(PyTypeError::new_err(format!(
+                "key {key:?} is both a key of the graph and of a subgraph dask fused"
+            )));
+        }
         graph.nodes.insert(key, node);
     }
     Ok(graph)
@@ -107,6 +120,11 @@ pub struct Converter<'a, 'py> {
     /// Inside dask's task objects, where only `TaskRef` and `Alias` are references: strings
     /// and tuples there are literals.
     pub spec: bool,
+    /// Inside a subgraph dask fused into one task (`_execute_subgraph`): its keys, with the
+    /// names they are given in the graph (references to them come first).
+    pub inner: Option<&'a Bound<'py, PyDict>>,
+    /// Entries to add to the graph (the keys of fused subgraphs); `None`: no graph.
+    pub extra: Option<&'a RefCell<Vec<(String, Node)>>>,
 }
 
 impl<'a, 'py> Converter<'a, 'py> {
@@ -230,8 +248,8 @@ impl<'a, 'py> Converter<'a, 'py> {
     /// The name of a key a dask task object refers to: the graph's name for it, or (a key
     /// held from before) its own.
     fn ref_name(&self, key: &Bound<'_, PyAny>) -> PyResult<String> {
-        if let Some(names) = self.names {
-            if let Ok(Some(name)) = names.get_item(key) {
+        for scope in [self.inner, self.names].into_iter().flatten() {
+            if let Ok(Some(name)) = scope.get_item(key) {
                 return name.extract();
             }
         }
@@ -244,6 +262,8 @@ impl<'a, 'py> Converter<'a, 'py> {
             names: self.names,
             key: self.key,
             spec: true,
+            inner: self.inner,
+            extra: self.extra,
         }
     }
 
@@ -261,12 +281,190 @@ impl<'a, 'py> Converter<'a, 'py> {
         ))
     }
 
+    /// A task whose function is one of dask's own helpers that `dask.bag` graphs are built
+    /// of, translated into zask's standard library (`None`: not one of them). Each argument
+    /// still goes through the usual checks: the user's functions must be zask functions.
+    fn dask_internal(
+        &self,
+        func: &Bound<'_, PyAny>,
+        task: &Bound<'_, PyAny>,
+        depth: usize,
+    ) -> PyResult<Option<Node>> {
+        let module: String = func
+            .getattr("__module__")
+            .and_then(|m| m.extract())
+            .unwrap_or_default();
+        let name: String = func
+            .getattr("__name__")
+            .and_then(|m| m.extract())
+            .unwrap_or_default();
+        if !matches!(
+            module.as_str(),
+            "dask._task_spec" | "dask.bag.core" | "builtins"
+        ) {
+            return Ok(None);
+        }
+        let args: Vec<Bound<'_, PyAny>> =
+            task.getattr("args")?.try_iter()?.collect::<PyResult<_>>()?;
+        let this = self.in_spec();
+        let arg = |i: usize| -> PyResult<Node> {
+            match args.get(i) {
+                Some(a) => this.node(a, depth + 1),
+                None => Err(PyTypeError::new_err(format!(
+                    "key {:?}: dask's {name} without argument {i}",
+                    self.key
+                ))),
+            }
+        };
+        let call = |f: &str, args: Vec<Node>| {
+            Node::Task(Task {
+                func: f.to_string(),
+                args,
+                kwargs: Vec::new(),
+            })
+        };
+        let node = match (module.as_str(), name.as_str()) {
+            ("dask._task_spec", "_execute_subgraph") => self.subgraph(&args, depth)?,
+            ("dask._task_spec", "_identity_cast") | ("dask._task_spec", "to_container") => {
+                let items = (0..args.len()).map(arg).collect::<PyResult<Vec<_>>>()?;
+                collapse_list(items)
+            }
+            ("dask.bag.core", "reify") => arg(0)?,
+            ("dask.bag.core", "map_chunk") => {
+                // map_chunk(f, [partition], None, {}): f over one partition's items.
+                let f = self.function_arg(args.first())?;
+                let iters = match arg(1)? {
+                    Node::List(items) => items,
+                    Node::Literal(Value::List(items)) => {
+                        items.into_iter().map(Node::Literal).collect()
+                    }
+                    other => vec![other],
+                };
+                let no_kwargs = args.get(3).is_none_or(|k| {
+                    k.getattr("args")
+                        .and_then(|a| a.len())
+                        .map(|n| n == 0)
+                        .unwrap_or_else(|_| k.is_none())
+                });
+                let [partition] = <[Node; 1]>::try_from(iters).map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "key {:?}: zask maps a bag over one sequence at a time (dask's \
+                         map over several bags or with keyword arguments is not supported)",
+                        self.key
+                    ))
+                })?;
+                if !no_kwargs {
+                    return Err(PyTypeError::new_err(format!(
+                        "key {:?}: keyword arguments of a bag's map are not supported",
+                        self.key
+                    )));
+                }
+                call("map", vec![Node::Literal(Value::Str(f)), partition])
+            }
+            ("dask.bag.core", "empty_safe_apply") | ("dask.bag.core", "empty_safe_aggregate") => {
+                let f = self.reduction(args.first())?;
+                call(&f, vec![arg(1)?])
+            }
+            ("dask.bag.core", "finalize_item") => {
+                call("getitem", vec![arg(0)?, Node::Literal(Value::Int(0))])
+            }
+            ("dask.bag.core", "finalize") => call("concat", vec![arg(0)?]),
+            ("builtins", "filter") => {
+                let f = self.function_arg(args.first())?;
+                call("filter", vec![Node::Literal(Value::Str(f)), arg(1)?])
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(node))
+    }
+
+    /// The name of the zask function a dask helper is given (the user's function).
+    fn function_arg(&self, f: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
+        let Some(f) = f else {
+            return Err(PyTypeError::new_err(format!(
+                "key {:?}: a dask helper without its function",
+                self.key
+            )));
+        };
+        function_name(f).ok_or_else(|| self.not_a_zask_function(f))
+    }
+
+    /// The standard-library function of a bag reduction's function (Python's `sum`, `max`,
+    /// `min`, `len`, toolz's `count`), or a zask function.
+    fn reduction(&self, f: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
+        let Some(f) = f else {
+            return self.function_arg(None);
+        };
+        if let Some(name) = function_name(f) {
+            return Ok(name);
+        }
+        let module: String = f
+            .getattr("__module__")
+            .and_then(|m| m.extract())
+            .unwrap_or_default();
+        let name: String = f
+            .getattr("__name__")
+            .and_then(|m| m.extract())
+            .unwrap_or_default();
+        match (module.as_str(), name.as_str()) {
+            ("builtins", "sum") => Ok("sum".into()),
+            ("builtins", "max") => Ok("max".into()),
+            ("builtins", "min") => Ok("min".into()),
+            ("builtins", "len") | ("toolz.itertoolz", "count") => Ok("len".into()),
+            _ => Err(self.not_a_zask_function(f)),
+        }
+    }
+
+    /// A subgraph dask fused into one task (`_execute_subgraph(subgraph, outkey, inkeys,
+    /// *inputs)`): its entries become keys of the graph (named after this key), and this key
+    /// refers to its output.
+    fn subgraph(&self, args: &[Bound<'_, PyAny>], depth: usize) -> PyResult<Node> {
+        let (Some(inner), Some(outkey), Some(extra)) = (args.first(), args.get(1), self.extra)
+        else {
+            return Err(PyTypeError::new_err(format!(
+                "key {:?}: a fused dask subgraph zask cannot read here",
+                self.key
+            )));
+        };
+        let py = inner.py();
+        let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = inner
+            .call_method0("items")?
+            .try_iter()?
+            .map(|kv| kv?.extract())
+            .collect::<PyResult<_>>()?;
+        let names = PyDict::new(py);
+        for (k, _) in &items {
+            names.set_item(k, format!("{}/{}", self.key, key_name(k)?))?;
+        }
+        for (k, v) in &items {
+            let name: String = names
+                .get_item(k)?
+                .map_or(Ok(String::new()), |n| n.extract())?;
+            let node = Converter {
+                names: self.names,
+                key: &name,
+                spec: true,
+                inner: Some(&names),
+                extra: self.extra,
+            }
+            .node(v, depth + 1)?;
+            extra.borrow_mut().push((name, node));
+        }
+        let out: String = names
+            .get_item(outkey)?
+            .map_or_else(|| key_name(outkey), |n| n.extract())?;
+        Ok(Node::Ref(out))
+    }
+
     /// A node of dask's task spec (`dask._task_spec`).
     fn task_spec(&self, obj: &Bound<'_, PyAny>, class: &str, depth: usize) -> PyResult<Node> {
         let this = self.in_spec();
         match class {
             "Task" => {
                 let func = obj.getattr("func")?;
+                if let Some(node) = self.dask_internal(&func, obj, depth)? {
+                    return Ok(node);
+                }
                 let Some(name) = function_name(&func) else {
                     return Err(self.not_a_zask_function(&func));
                 };

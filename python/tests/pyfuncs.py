@@ -47,3 +47,8 @@ def py_add(a, b=0):
 @zask.function
 def pid(x):
     return os.getpid()
+
+
+@zask.function
+def even(x):
+    return x % 2 == 0
