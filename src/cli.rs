@@ -268,7 +268,13 @@ fn run(command: Command) -> Result<String, String> {
             graph,
         } => {
             let (graph, keys) = read_graph(&graph)?;
-            let cluster = LocalCluster::start(workers.max(1), nthreads)
+            if workers == 0 || nthreads == 0 {
+                return Err(format!(
+                    "zask local needs at least one worker of at least one thread (got \
+                     --workers {workers} --nthreads {nthreads})"
+                ));
+            }
+            let cluster = LocalCluster::start(workers, nthreads)
                 .map_err(|e| format!("cannot start the local cluster: {e}"))?;
             let result = cluster
                 .client()
@@ -390,12 +396,15 @@ fn collections(client: &Client, command: CollectionsCommand) -> Result<String, S
 }
 
 fn connect(c: &Connection) -> Result<Client, String> {
-    let timeout = Duration::try_from_secs_f64(c.timeout).map_err(|_| {
-        format!(
-            "--timeout takes a positive number of seconds, got {}",
-            c.timeout
-        )
-    })?;
+    let timeout = Duration::try_from_secs_f64(c.timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            format!(
+                "--timeout takes a positive number of seconds, got {}",
+                c.timeout
+            )
+        })?;
     let secret = Secret::from_cli(c.auth_token_file.as_deref()).map_err(|e| e.to_string())?;
     let options = ClientOptions {
         get_timeout: timeout,

@@ -351,3 +351,25 @@ fn get_progress_reports_how_far_the_computation_is() {
         out.stderr
     );
 }
+
+#[test]
+fn values_that_make_no_sense_are_refused_not_clamped() {
+    let out = zask(&["local", "--workers", "0", &graph_file(), "total"], None);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("at least one worker"), "{out:?}");
+    let out = zask(
+        &[
+            "status",
+            "--scheduler",
+            "tcp://127.0.0.1:1",
+            "--timeout",
+            "0",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("--timeout takes a positive number"),
+        "{out:?}"
+    );
+}

@@ -130,8 +130,13 @@ where
     let mut options = WorkerOptions::new(&args.scheduler_address);
     options.host = args.host;
     options.port_to_workers = args.port_to_workers;
-    if let Some(n) = args.nthreads {
-        options.nthreads = n.max(1);
+    match args.nthreads {
+        Some(0) => {
+            eprintln!("zask-worker: --nthreads must be at least 1");
+            std::process::exit(2);
+        }
+        Some(n) => options.nthreads = n,
+        None => {}
     }
     options.store = args.store;
     let mut registry = registry;

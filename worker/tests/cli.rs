@@ -44,3 +44,15 @@ fn a_bad_scheduler_address_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot connect to the scheduler"), "{err}");
 }
+
+#[test]
+fn zero_threads_is_refused_not_clamped() {
+    let out = Command::new(env!("CARGO_BIN_EXE_zask-worker"))
+        .args(["tcp://127.0.0.1:1", "--nthreads", "0"])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--nthreads must be at least 1"), "{err}");
+}
