@@ -88,28 +88,10 @@ fn to_value_at(
         return Ok(Value::Bytes(Bytes::from(b.to_vec())));
     }
     if let Ok(list) = obj.cast::<PyList>() {
-        let mut items = Vec::with_capacity(list.len());
-        for (i, item) in list.iter().enumerate() {
-            items.push(to_value_at(
-                &item,
-                &|| format!("{}[{i}]", what()),
-                depth + 1,
-                mode,
-            )?);
-        }
-        return Ok(Value::List(items));
+        return list_value(list.iter(), what, depth, mode);
     }
     if let Ok(tuple) = obj.cast::<PyTuple>() {
-        let mut items = Vec::with_capacity(tuple.len());
-        for (i, item) in tuple.iter().enumerate() {
-            items.push(to_value_at(
-                &item,
-                &|| format!("{}[{i}]", what()),
-                depth + 1,
-                mode,
-            )?);
-        }
-        return Ok(Value::List(items));
+        return list_value(tuple.iter(), what, depth, mode);
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
         let mut entries = Vec::with_capacity(dict.len());
@@ -137,6 +119,25 @@ fn to_value_at(
         what(),
         obj.get_type().name()?
     )))
+}
+
+/// The zask list of a Python list's or tuple's `items`.
+fn list_value<'py>(
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    what: &dyn Fn() -> String,
+    depth: usize,
+    mode: BytesMode,
+) -> PyResult<Value> {
+    let mut values = Vec::with_capacity(items.size_hint().0);
+    for (i, item) in items.enumerate() {
+        values.push(to_value_at(
+            &item,
+            &|| format!("{}[{i}]", what()),
+            depth + 1,
+            mode,
+        )?);
+    }
+    Ok(Value::List(values))
 }
 
 /// The Python object of zask value `v`.

@@ -4,7 +4,6 @@
 
 use super::*;
 use futures::FutureOptions;
-use zask_core::protocol::{KeyEvent, KeyStatus};
 
 /// One `get` in flight.
 #[derive(Debug)]
@@ -70,6 +69,24 @@ pub(super) struct Parked {
     pub(super) deadline: Instant,
     /// A submission of futures (with its options), not a `get`.
     pub(super) future: Option<FutureOptions>,
+}
+
+impl Parked {
+    /// It will not be submitted: its client is told `error` (a `get` by an `error` reply,
+    /// submitted futures by an `erred` event for each key).
+    fn fail(self, error: &ErrorInfo, out: &mut Outbox) {
+        if self.future.is_some() {
+            futures::fail_keys(&self.client, self.get.keys.flatten(), error, out);
+            return;
+        }
+        out.to_clients.push((
+            self.client,
+            ToClient::Error {
+                request: self.get.request,
+                error: error.clone(),
+            },
+        ));
+    }
 }
 
 impl SchedulerState {
@@ -251,25 +268,7 @@ impl SchedulerState {
                     self.config.no_workers_timeout
                 ),
             );
-            if p.future.is_some() {
-                if let Some(events) = batch_of(&mut out.events, &p.client) {
-                    for key in p.get.keys.flatten() {
-                        events.push(KeyEvent {
-                            key,
-                            status: KeyStatus::Erred,
-                            error: Some(error.clone()),
-                        });
-                    }
-                }
-                continue;
-            }
-            out.to_clients.push((
-                p.client,
-                ToClient::Error {
-                    request: p.get.request,
-                    error,
-                },
-            ));
+            p.fail(&error, out);
         }
     }
 
@@ -369,26 +368,7 @@ impl SchedulerState {
         self.parked = others;
         if let Some(error) = &error {
             for p in theirs {
-                if p.future.is_some() {
-                    // Submitted futures: their keys fail.
-                    if let Some(events) = batch_of(&mut out.events, &p.client) {
-                        for key in p.get.keys.flatten() {
-                            events.push(KeyEvent {
-                                key,
-                                status: KeyStatus::Erred,
-                                error: Some(error.clone()),
-                            });
-                        }
-                    }
-                    continue;
-                }
-                out.to_clients.push((
-                    p.client,
-                    ToClient::Error {
-                        request: p.get.request,
-                        error: error.clone(),
-                    },
-                ));
+                p.fail(error, out);
             }
         }
     }

@@ -151,15 +151,7 @@ impl SchedulerState {
         let created = match self.add_tasks(&mut get, options.priority, restriction, out) {
             Ok((_, created)) => created,
             Err(error) => {
-                if let Some(events) = batch_of(&mut out.events, client) {
-                    for key in keys {
-                        events.push(KeyEvent {
-                            key,
-                            status: KeyStatus::Erred,
-                            error: Some(error.clone()),
-                        });
-                    }
-                }
+                fail_keys(client, keys, &error, out);
                 return;
             }
         };
@@ -400,6 +392,18 @@ impl SchedulerState {
             t.waiters = t.waiters.saturating_sub(1);
         }
         self.release_checks.push(tid);
+    }
+}
+
+/// Tells `client` that its futures of `keys` failed with `error` (a submission that could not
+/// be made).
+pub(super) fn fail_keys(client: &[u8], keys: Vec<String>, error: &ErrorInfo, out: &mut Outbox) {
+    if let Some(events) = batch_of(&mut out.events, client) {
+        events.extend(keys.into_iter().map(|key| KeyEvent {
+            key,
+            status: KeyStatus::Erred,
+            error: Some(error.clone()),
+        }));
     }
 }
 
