@@ -74,7 +74,7 @@ pub(super) struct Parked {
 impl Parked {
     /// It will not be submitted: its client is told `error` (a `get` by an `error` reply,
     /// submitted futures by an `erred` event for each key).
-    fn fail(self, error: &ErrorInfo, out: &mut Outbox) {
+    pub(super) fn fail(self, error: &ErrorInfo, out: &mut Outbox) {
         if self.future.is_some() {
             futures::fail_keys(&self.client, self.get.keys.flatten(), error, out);
             return;

@@ -409,17 +409,10 @@ impl SchedulerState {
                 },
             ));
         }
-        for p in self.parked.drain(..) {
-            out.to_clients.push((
-                p.client,
-                ToClient::Error {
-                    request: p.get.request,
-                    error: ErrorInfo::new(
-                        ErrorKind::ShuttingDown,
-                        "the scheduler is shutting down",
-                    ),
-                },
-            ));
+        let shutting_down =
+            ErrorInfo::new(ErrorKind::ShuttingDown, "the scheduler is shutting down");
+        for p in std::mem::take(&mut self.parked) {
+            p.fail(&shutting_down, out);
         }
         for (_, sc) in self.scatters.drain() {
             out.to_clients.push((

@@ -574,3 +574,24 @@ fn a_key_dropped_and_defined_anew_in_the_same_turn_is_not_a_conflict() {
     );
     assert_eq!(event_errors(&out, b"c2").len(), 1);
 }
+
+#[test]
+fn submissions_waiting_for_a_worker_fail_their_keys_when_the_scheduler_closes() {
+    let mut s = state();
+    let t0 = Instant::now();
+    submit(
+        &mut s,
+        b"c1",
+        vec![item(&one("p", task("inc", (1,))), &["p"], 0, 0)],
+        t0,
+    );
+    let mut out = Outbox::default();
+    s.on_close(&mut out);
+    let errors = event_errors(&out, b"c1");
+    assert_eq!(errors.len(), 1, "{out:?}");
+    assert_eq!(errors[0].key, "p");
+    assert_eq!(
+        errors[0].error.as_ref().map(|e| e.kind.to_string()),
+        Some("shutting_down".to_string())
+    );
+}
