@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use zask_core::frames;
 use zask_core::graph::Graph;
 use zask_core::protocol::{
-    CollectionSummary, FromClient, GetBody, KeyData, Message, Tagged, ToClient, WorkerSummary,
-    PROTOCOL_VERSION,
+    CollectionSummary, ComputationSummary, FromClient, GetBody, HeldKey, KeyData, Message, Tagged,
+    ToClient, WorkerSummary, PROTOCOL_VERSION,
 };
 use zask_core::security::{self, Handshake, HandshakeWatch, Secret};
 use zask_core::{net, Collection, ErrorKind, Keys, Value};
@@ -575,6 +575,35 @@ impl Client {
         )?;
         match reply {
             ToClient::Retired { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The computations in flight on the scheduler, every client's (`zask computations`):
+    /// each get, and the futures of each client holding some, with their progress.
+    pub fn computations(&self) -> Result<Vec<ComputationSummary>, Error> {
+        match self.call(|request| FromClient::Computations { request })? {
+            ToClient::Computations { computations, .. } => Ok(computations),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Cancels a computation by the id [`Client::computations`] gives (`get-N`: that get
+    /// fails with `cancelled` for its client; `futures-N`: that client's futures are all
+    /// cancelled). An id not in flight is an `unknown_computation` error.
+    pub fn cancel_computation(&self, id: &str) -> Result<(), Error> {
+        let id = id.to_string();
+        match self.call(move |request| FromClient::CancelComputation { request, id })? {
+            ToClient::ComputationCancelled { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Keys held on the workers, with their sizes and holders: up to `limit` of them (in no
+    /// particular order), and how many are held in all.
+    pub fn held_keys(&self, limit: u64) -> Result<(u64, Vec<HeldKey>), Error> {
+        match self.call(move |request| FromClient::HeldKeys { request, limit })? {
+            ToClient::HeldKeys { total, keys, .. } => Ok((total, keys)),
             other => Err(unexpected(other)),
         }
     }

@@ -162,13 +162,15 @@ pub enum ErrorKind {
     WorkerDied,
     /// No registered worker has that address (`retire`).
     UnknownWorker,
+    /// No computation in flight has that id (`cancel_computation`).
+    UnknownComputation,
     /// A kind this version does not know (from a newer peer), by its name.
     Other(String),
 }
 
 impl ErrorKind {
     /// Every kind this version knows (all but [`ErrorKind::Other`]).
-    pub const KNOWN: [ErrorKind; 20] = [
+    pub const KNOWN: [ErrorKind; 21] = [
         ErrorKind::TaskFailed,
         ErrorKind::DependencyFailed,
         ErrorKind::UnknownFunction,
@@ -189,6 +191,7 @@ impl ErrorKind {
         ErrorKind::Storage,
         ErrorKind::WorkerDied,
         ErrorKind::UnknownWorker,
+        ErrorKind::UnknownComputation,
     ];
 
     /// The kind's name, as the wire carries it.
@@ -214,6 +217,7 @@ impl ErrorKind {
             ErrorKind::Storage => "storage",
             ErrorKind::WorkerDied => "worker_died",
             ErrorKind::UnknownWorker => "unknown_worker",
+            ErrorKind::UnknownComputation => "unknown_computation",
             ErrorKind::Other(name) => name,
         }
     }
@@ -819,6 +823,27 @@ pub enum FromClient {
         /// The keys.
         keys: Vec<String>,
     },
+    /// List the computations in flight (every client's): answered by `computations`.
+    Computations {
+        /// The request id.
+        request: u64,
+    },
+    /// Cancel a computation by the id `computations` gave (`get-N`: that get fails with
+    /// `cancelled`; `futures-N`: every future of that client is cancelled): answered by
+    /// `computation_cancelled`, or an `unknown_computation` error.
+    CancelComputation {
+        /// The request id.
+        request: u64,
+        /// The computation's id.
+        id: String,
+    },
+    /// List held keys, their sizes and holders (at most `limit`): answered by `held_keys`.
+    HeldKeys {
+        /// The request id.
+        request: u64,
+        /// Keys listed at most.
+        limit: u64,
+    },
 }
 
 /// Scheduler → client.
@@ -948,6 +973,29 @@ pub enum ToClient {
         #[serde(default)]
         unknown: Vec<String>,
     },
+    /// The computations in flight, oldest first.
+    Computations {
+        /// The request answered.
+        request: u64,
+        /// One summary per computation.
+        computations: Vec<ComputationSummary>,
+    },
+    /// A computation was cancelled.
+    ComputationCancelled {
+        /// The request answered.
+        request: u64,
+        /// The computation's id.
+        id: String,
+    },
+    /// Held keys: `total` in all, up to the `limit` asked listed (in no particular order).
+    HeldKeys {
+        /// The request answered.
+        request: u64,
+        /// Keys held in all.
+        total: u64,
+        /// The keys listed.
+        keys: Vec<HeldKey>,
+    },
 }
 
 impl ToClient {
@@ -967,6 +1015,9 @@ impl ToClient {
             | ToClient::Released { request, .. }
             | ToClient::Submitted { request }
             | ToClient::Progress { request, .. }
+            | ToClient::Computations { request, .. }
+            | ToClient::ComputationCancelled { request, .. }
+            | ToClient::HeldKeys { request, .. }
             | ToClient::Retired { request, .. } => *request,
             ToClient::Events { .. } => 0,
         }
@@ -974,7 +1025,7 @@ impl ToClient {
 }
 
 /// The ops a client may send (`FromClient`'s variants, as they are named on the wire).
-pub const CLIENT_OPS: [&str; 16] = [
+pub const CLIENT_OPS: [&str; 19] = [
     "hello",
     "get",
     "status",
@@ -991,7 +1042,44 @@ pub const CLIENT_OPS: [&str; 16] = [
     "submit",
     "drop_futures",
     "cancel",
+    "computations",
+    "cancel_computation",
+    "held_keys",
 ];
+
+/// A computation in flight, for `zask computations` and the dashboard: one `get`, or the
+/// futures of one client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComputationSummary {
+    /// Its id: `get-N` for a get, `futures-N` for a client's futures (for
+    /// `cancel_computation`).
+    pub id: String,
+    /// `get` or `futures`.
+    pub kind: String,
+    /// The client's routing id, in hex.
+    pub client: String,
+    /// Milliseconds since it was submitted (futures: since the client's first submission).
+    pub age_ms: u64,
+    /// Tasks it made (tasks shared with computations before it are not counted).
+    pub total: u64,
+    /// Of them, finished.
+    pub done: u64,
+    /// Of them, failed.
+    pub failed: u64,
+    /// Of them, neither finished nor failed yet (nor cancelled).
+    pub waiting: u64,
+}
+
+/// A held key, for `zask keys`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldKey {
+    /// The key.
+    pub key: String,
+    /// The size of its value (`Value::nbytes`).
+    pub nbytes: u64,
+    /// The addresses of the workers holding it.
+    pub holders: Vec<String>,
+}
 
 /// A stored collection, for listings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1176,6 +1264,9 @@ impl Message for ToClient {
         "submitted",
         "events",
         "progress",
+        "computations",
+        "computation_cancelled",
+        "held_keys",
     ];
 
     fn decode(header: &[u8]) -> Result<ToClient, DecodeError> {

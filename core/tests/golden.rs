@@ -272,6 +272,23 @@ fn client_to_scheduler() -> Vec<Case> {
             },
             RETIRE,
         ),
+        case(d, FromClient::Computations { request: 14 }, COMPUTATIONS),
+        case(
+            d,
+            FromClient::CancelComputation {
+                request: 15,
+                id: "get-3".into(),
+            },
+            CANCEL_COMPUTATION,
+        ),
+        case(
+            d,
+            FromClient::HeldKeys {
+                request: 16,
+                limit: 100,
+            },
+            HELD_KEYS,
+        ),
     ]
 }
 
@@ -450,6 +467,44 @@ fn scheduler_to_client() -> Vec<Case> {
                 total: 3,
             },
             PROGRESS,
+        ),
+        case(
+            d,
+            ToClient::Computations {
+                request: 14,
+                computations: vec![ComputationSummary {
+                    id: "get-3".into(),
+                    kind: "get".into(),
+                    client: "00a1".into(),
+                    age_ms: 1500,
+                    total: 3,
+                    done: 1,
+                    failed: 0,
+                    waiting: 2,
+                }],
+            },
+            TO_CLIENT_COMPUTATIONS,
+        ),
+        case(
+            d,
+            ToClient::ComputationCancelled {
+                request: 15,
+                id: "get-3".into(),
+            },
+            COMPUTATION_CANCELLED,
+        ),
+        case(
+            d,
+            ToClient::HeldKeys {
+                request: 16,
+                total: 1,
+                keys: vec![HeldKey {
+                    key: "y".into(),
+                    nbytes: 8,
+                    holders: strings(&[WORKER]),
+                }],
+            },
+            TO_CLIENT_HELD_KEYS,
         ),
     ]
 }
@@ -1015,8 +1070,8 @@ const GET: &str = "\
     85 a2 6f 70 a3 67 65 74
     a7 72 65 71 75 65 73 74 07
     a5 67 72 61 70 68 82 a1 78 01 a1 79 82 a2 66 6e
-    a3 61 64 64 a4 61 72 67 73 92 81 a3 72 65 66 a1
-    78 02
+      a3 61 64 64 a4 61 72 67 73 92 81 a3 72 65 66 a1
+      78 02
     a4 6b 65 79 73 a1 79
     ac 6b 65 65 70 5f 72 65 73 75 6c 74 73 c2
 ";
@@ -1037,30 +1092,30 @@ const GOODBYE: &str = "\
 /// Client → scheduler: `set_collection`.
 const SET_COLLECTION: &str = "\
     84 a2 6f 70 ae 73 65 74 5f 63 6f 6c 6c 65 63 74
-    69 6f 6e
+      69 6f 6e
     a7 72 65 71 75 65 73 74 04
     a4 6e 61 6d 65 a7 6e 75 6d 62 65 72 73
     aa 63 6f 6c 6c 65 63 74 69 6f 6e 84 a4 6b 69 6e
-    64 a5 67 72 61 70 68 a5 67 72 61 70 68 81 a1 78
-    01 a4 6b 65 79 73 a1 78 a4 6d 65 74 61 80
+      64 a5 67 72 61 70 68 a5 67 72 61 70 68 81 a1 78
+      01 a4 6b 65 79 73 a1 78 a4 6d 65 74 61 80
 ";
 /// Client → scheduler: `get_collection`.
 const GET_COLLECTION: &str = "\
     83 a2 6f 70 ae 67 65 74 5f 63 6f 6c 6c 65 63 74
-    69 6f 6e
+      69 6f 6e
     a7 72 65 71 75 65 73 74 05
     a4 6e 61 6d 65 a7 6e 75 6d 62 65 72 73
 ";
 /// Client → scheduler: `list_collections`.
 const LIST_COLLECTIONS: &str = "\
     82 a2 6f 70 b0 6c 69 73 74 5f 63 6f 6c 6c 65 63
-    74 69 6f 6e 73
+      74 69 6f 6e 73
     a7 72 65 71 75 65 73 74 06
 ";
 /// Client → scheduler: `delete_collection`.
 const DELETE_COLLECTION: &str = "\
     83 a2 6f 70 b1 64 65 6c 65 74 65 5f 63 6f 6c 6c
-    65 63 74 69 6f 6e
+      65 63 74 69 6f 6e
     a7 72 65 71 75 65 73 74 08
     a4 6e 61 6d 65 a7 6e 75 6d 62 65 72 73
 ";
@@ -1069,11 +1124,11 @@ const SCATTER: &str = "\
     83 a2 6f 70 a7 73 63 61 74 74 65 72
     a7 72 65 71 75 65 73 74 09
     a5 69 74 65 6d 73 92 82 a3 6b 65 79 a9 73 63 61
-    74 74 65 72 2d 31 a4 64 61 74 61 83 a5 76 61 6c
-    75 65 a5 68 65 6c 6c 6f a5 66 72 61 6d 65 c0 a3
-    72 61 77 c2 82 a3 6b 65 79 a3 62 69 67 a4 64 61
-    74 61 83 a5 76 61 6c 75 65 c0 a5 66 72 61 6d 65
-    00 a3 72 61 77 c3
+      74 74 65 72 2d 31 a4 64 61 74 61 83 a5 76 61 6c
+      75 65 a5 68 65 6c 6c 6f a5 66 72 61 6d 65 c0 a3
+      72 61 77 c2 82 a3 6b 65 79 a3 62 69 67 a4 64 61
+      74 61 83 a5 76 61 6c 75 65 c0 a5 66 72 61 6d 65
+      00 a3 72 61 77 c3
 ";
 /// Client → scheduler: `gather`.
 const GATHER: &str = "\
@@ -1092,7 +1147,7 @@ const RETIRE: &str = "\
     83 a2 6f 70 a6 72 65 74 69 72 65
     a7 72 65 71 75 65 73 74 0c
     a7 61 64 64 72 65 73 73 b3 74 63 70 3a 2f 2f 31
-    30 2e 30 2e 30 2e 32 3a 37 30 30 31
+      30 2e 30 2e 30 2e 32 3a 37 30 30 31
 ";
 
 /// Scheduler → client: `welcome`.
@@ -1108,31 +1163,31 @@ const RESULT: &str = "\
     83 a2 6f 70 a6 72 65 73 75 6c 74
     a7 72 65 71 75 65 73 74 07
     a5 69 74 65 6d 73 92 82 a3 6b 65 79 a1 79 a4 64
-    61 74 61 83 a5 76 61 6c 75 65 03 a5 66 72 61 6d
-    65 c0 a3 72 61 77 c2 82 a3 6b 65 79 a3 62 69 67
-    a4 64 61 74 61 83 a5 76 61 6c 75 65 c0 a5 66 72
-    61 6d 65 00 a3 72 61 77 c2
+      61 74 61 83 a5 76 61 6c 75 65 03 a5 66 72 61 6d
+      65 c0 a3 72 61 77 c2 82 a3 6b 65 79 a3 62 69 67
+      a4 64 61 74 61 83 a5 76 61 6c 75 65 c0 a5 66 72
+      61 6d 65 00 a3 72 61 77 c2
 ";
 /// Scheduler → client: `error`.
 const ERROR: &str = "\
     83 a2 6f 70 a5 65 72 72 6f 72
     a7 72 65 71 75 65 73 74 07
     a5 65 72 72 6f 72 85 a4 6b 69 6e 64 b1 64 65 70
-    65 6e 64 65 6e 63 79 5f 66 61 69 6c 65 64 a7 6d
-    65 73 73 61 67 65 d9 3e 6b 65 79 20 22 79 22 20
-    63 6f 75 6c 64 20 6e 6f 74 20 62 65 20 63 6f 6d
-    70 75 74 65 64 3a 20 69 74 20 64 65 70 65 6e 64
-    73 20 6f 6e 20 22 78 22 2c 20 77 68 69 63 68 20
-    66 61 69 6c 65 64 a3 6b 65 79 a1 79 a8 66 75 6e
-    63 74 69 6f 6e a3 69 6e 63 aa 64 65 70 65 6e 64
-    65 6e 63 79 a1 78
+      65 6e 64 65 6e 63 79 5f 66 61 69 6c 65 64 a7 6d
+      65 73 73 61 67 65 d9 3e 6b 65 79 20 22 79 22 20
+      63 6f 75 6c 64 20 6e 6f 74 20 62 65 20 63 6f 6d
+      70 75 74 65 64 3a 20 69 74 20 64 65 70 65 6e 64
+      73 20 6f 6e 20 22 78 22 2c 20 77 68 69 63 68 20
+      66 61 69 6c 65 64 a3 6b 65 79 a1 79 a8 66 75 6e
+      63 74 69 6f 6e a3 69 6e 63 aa 64 65 70 65 6e 64
+      65 6e 63 79 a1 78
 ";
 /// Scheduler → client: `status`.
 const TO_CLIENT_STATUS: &str = "\
     87 a2 6f 70 a6 73 74 61 74 75 73
     a7 72 65 71 75 65 73 74 02
     ac 73 63 68 65 64 75 6c 65 72 5f 69 64 ac 73 63
-    68 65 64 75 6c 65 72 2d 61 31
+      68 65 64 75 6c 65 72 2d 61 31
     a7 77 6f 72 6b 65 72 73 02
     a5 74 61 73 6b 73 0a
     a6 67 72 61 70 68 73 01
@@ -1143,19 +1198,19 @@ const TO_CLIENT_WORKERS: &str = "\
     83 a2 6f 70 a7 77 6f 72 6b 65 72 73
     a7 72 65 71 75 65 73 74 03
     a7 77 6f 72 6b 65 72 73 91 89 a7 61 64 64 72 65
-    73 73 b3 74 63 70 3a 2f 2f 31 30 2e 30 2e 30 2e
-    32 3a 37 30 30 31 a9 77 6f 72 6b 65 72 5f 69 64
-    a9 77 6f 72 6b 65 72 2d 62 37 a3 70 69 64 cd 10
-    92 a8 6e 74 68 72 65 61 64 73 04 a9 66 75 6e 63
-    74 69 6f 6e 73 92 a3 61 64 64 a3 69 6e 63 a4 6b
-    65 79 73 02 a6 6e 62 79 74 65 73 10 aa 70 72 6f
-    63 65 73 73 69 6e 67 01 ac 6c 61 73 74 5f 73 65
-    65 6e 5f 6d 73 78
+      73 73 b3 74 63 70 3a 2f 2f 31 30 2e 30 2e 30 2e
+      32 3a 37 30 30 31 a9 77 6f 72 6b 65 72 5f 69 64
+      a9 77 6f 72 6b 65 72 2d 62 37 a3 70 69 64 cd 10
+      92 a8 6e 74 68 72 65 61 64 73 04 a9 66 75 6e 63
+      74 69 6f 6e 73 92 a3 61 64 64 a3 69 6e 63 a4 6b
+      65 79 73 02 a6 6e 62 79 74 65 73 10 aa 70 72 6f
+      63 65 73 73 69 6e 67 01 ac 6c 61 73 74 5f 73 65
+      65 6e 5f 6d 73 78
 ";
 /// Scheduler → client: `collection_stored`.
 const COLLECTION_STORED: &str = "\
     84 a2 6f 70 b1 63 6f 6c 6c 65 63 74 69 6f 6e 5f
-    73 74 6f 72 65 64
+      73 74 6f 72 65 64
     a7 72 65 71 75 65 73 74 04
     a4 6e 61 6d 65 a7 6e 75 6d 62 65 72 73
     a8 72 65 70 6c 61 63 65 64 c2
@@ -1166,22 +1221,22 @@ const COLLECTION: &str = "\
     a7 72 65 71 75 65 73 74 05
     a4 6e 61 6d 65 a7 6e 75 6d 62 65 72 73
     aa 63 6f 6c 6c 65 63 74 69 6f 6e 84 a4 6b 69 6e
-    64 a5 67 72 61 70 68 a5 67 72 61 70 68 81 a1 78
-    01 a4 6b 65 79 73 a1 78 a4 6d 65 74 61 80
+      64 a5 67 72 61 70 68 a5 67 72 61 70 68 81 a1 78
+      01 a4 6b 65 79 73 a1 78 a4 6d 65 74 61 80
 ";
 /// Scheduler → client: `collections`.
 const COLLECTIONS: &str = "\
     83 a2 6f 70 ab 63 6f 6c 6c 65 63 74 69 6f 6e 73
     a7 72 65 71 75 65 73 74 06
     ab 63 6f 6c 6c 65 63 74 69 6f 6e 73 91 84 a4 6e
-    61 6d 65 a7 6e 75 6d 62 65 72 73 a4 6b 69 6e 64
-    a5 67 72 61 70 68 a5 74 61 73 6b 73 01 a6 6e 62
-    79 74 65 73 28
+      61 6d 65 a7 6e 75 6d 62 65 72 73 a4 6b 69 6e 64
+      a5 67 72 61 70 68 a5 74 61 73 6b 73 01 a6 6e 62
+      79 74 65 73 28
 ";
 /// Scheduler → client: `collection_deleted`.
 const COLLECTION_DELETED: &str = "\
     83 a2 6f 70 b2 63 6f 6c 6c 65 63 74 69 6f 6e 5f
-    64 65 6c 65 74 65 64
+      64 65 6c 65 74 65 64
     a7 72 65 71 75 65 73 74 08
     a4 6e 61 6d 65 a7 6e 75 6d 62 65 72 73
 ";
@@ -1190,14 +1245,14 @@ const SCATTERED: &str = "\
     83 a2 6f 70 a9 73 63 61 74 74 65 72 65 64
     a7 72 65 71 75 65 73 74 09
     a4 6b 65 79 73 92 a9 73 63 61 74 74 65 72 2d 31
-    a3 62 69 67
+      a3 62 69 67
 ";
 /// Scheduler → client: `retired`.
 const TO_CLIENT_RETIRED: &str = "\
     83 a2 6f 70 a7 72 65 74 69 72 65 64
     a7 72 65 71 75 65 73 74 0c
     a7 61 64 64 72 65 73 73 b3 74 63 70 3a 2f 2f 31
-    30 2e 30 2e 30 2e 32 3a 37 30 30 31
+      30 2e 30 2e 30 2e 32 3a 37 30 30 31
 ";
 /// Scheduler → client: `released`.
 const RELEASED: &str = "\
@@ -1227,7 +1282,7 @@ const REGISTER: &str = "\
 const HEARTBEAT: &str = "\
     82 a2 6f 70 a9 68 65 61 72 74 62 65 61 74
     a9 77 6f 72 6b 65 72 5f 69 64 a9 77 6f 72 6b 65
-    72 2d 62 37
+      72 2d 62 37
 ";
 /// Worker → scheduler: `task_status`.
 const TASK_STATUS: &str = "\
@@ -1239,42 +1294,42 @@ const TASK_STATUS: &str = "\
 const REPORT: &str = "\
     84 a2 6f 70 a6 72 65 70 6f 72 74
     a4 64 6f 6e 65 91 85 a3 6b 65 79 a1 79 a4 68 61
-    73 68 c4 10 02 02 02 02 02 02 02 02 02 02 02 02
-    02 02 02 02 a6 6e 62 79 74 65 73 08 ab 64 75 72
-    61 74 69 6f 6e 5f 75 73 0c a4 64 61 74 61 83 a5
-    76 61 6c 75 65 03 a5 66 72 61 6d 65 c0 a3 72 61
-    77 c2
+      73 68 c4 10 02 02 02 02 02 02 02 02 02 02 02 02
+      02 02 02 02 a6 6e 62 79 74 65 73 08 ab 64 75 72
+      61 74 69 6f 6e 5f 75 73 0c a4 64 61 74 61 83 a5
+      76 61 6c 75 65 03 a5 66 72 61 6d 65 c0 a3 72 61
+      77 c2
     a6 66 61 69 6c 65 64 91 86 a3 6b 65 79 a1 7a a4
-    68 61 73 68 c4 10 03 03 03 03 03 03 03 03 03 03
-    03 03 03 03 03 03 a4 6b 69 6e 64 ab 74 61 73 6b
-    5f 66 61 69 6c 65 64 a8 66 75 6e 63 74 69 6f 6e
-    a3 64 69 76 a7 6d 65 73 73 61 67 65 b0 64 69 76
-    69 73 69 6f 6e 20 62 79 20 7a 65 72 6f a7 6d 69
-    73 73 69 6e 67 c0
+      68 61 73 68 c4 10 03 03 03 03 03 03 03 03 03 03
+      03 03 03 03 03 03 a4 6b 69 6e 64 ab 74 61 73 6b
+      5f 66 61 69 6c 65 64 a8 66 75 6e 63 74 69 6f 6e
+      a3 64 69 76 a7 6d 65 73 73 61 67 65 b0 64 69 76
+      69 73 69 6f 6e 20 62 79 20 7a 65 72 6f a7 6d 69
+      73 73 69 6e 67 c0
     a8 61 63 71 75 69 72 65 64 91 83 a3 6b 65 79 a1
-    77 a6 6e 62 79 74 65 73 08 a4 68 61 73 68 c4 10
-    04 04 04 04 04 04 04 04 04 04 04 04 04 04 04 04
+      77 a6 6e 62 79 74 65 73 08 a4 68 61 73 68 c4 10
+      04 04 04 04 04 04 04 04 04 04 04 04 04 04 04 04
 ";
 /// Worker → scheduler: `data`.
 const FROM_WORKER_DATA: &str = "\
     84 a2 6f 70 a4 64 61 74 61
     a7 72 65 71 75 65 73 74 05
     a5 69 74 65 6d 73 91 82 a3 6b 65 79 a1 78 a4 64
-    61 74 61 83 a5 76 61 6c 75 65 01 a5 66 72 61 6d
-    65 c0 a3 72 61 77 c2
+      61 74 61 83 a5 76 61 6c 75 65 01 a5 66 72 61 6d
+      65 c0 a3 72 61 77 c2
     a7 6d 69 73 73 69 6e 67 91 a1 77
 ";
 /// Worker → scheduler: `goodbye`.
 const FROM_WORKER_GOODBYE: &str = "\
     82 a2 6f 70 a7 67 6f 6f 64 62 79 65
     a9 77 6f 72 6b 65 72 5f 69 64 a9 77 6f 72 6b 65
-    72 2d 62 37
+      72 2d 62 37
 ";
 /// Worker → scheduler: `retiring`.
 const RETIRING: &str = "\
     82 a2 6f 70 a8 72 65 74 69 72 69 6e 67
     a9 77 6f 72 6b 65 72 5f 69 64 a9 77 6f 72 6b 65
-    72 2d 62 37
+      72 2d 62 37
 ";
 
 /// Scheduler → worker: `welcome`.
@@ -1288,26 +1343,26 @@ const TO_WORKER_WELCOME: &str = "\
 const REJECTED: &str = "\
     82 a2 6f 70 a8 72 65 6a 65 63 74 65 64
     a7 6d 65 73 73 61 67 65 d9 2c 77 6f 72 6b 65 72
-    20 73 70 65 61 6b 73 20 70 72 6f 74 6f 63 6f 6c
-    20 31 2c 20 73 63 68 65 64 75 6c 65 72 20 73 70
-    65 61 6b 73 20 32
+      20 73 70 65 61 6b 73 20 70 72 6f 74 6f 63 6f 6c
+      20 31 2c 20 73 63 68 65 64 75 6c 65 72 20 73 70
+      65 61 6b 73 20 32
 ";
 /// Scheduler → worker: `please_register`.
 const PLEASE_REGISTER: &str = "\
     81 a2 6f 70 af 70 6c 65 61 73 65 5f 72 65 67 69
-    73 74 65 72
+      73 74 65 72
 ";
 /// Scheduler → worker: `compute`.
 const COMPUTE: &str = "\
     82 a2 6f 70 a7 63 6f 6d 70 75 74 65
     a5 74 61 73 6b 73 91 85 a3 6b 65 79 a1 79 a4 68
-    61 73 68 c4 10 02 02 02 02 02 02 02 02 02 02 02
-    02 02 02 02 02 a4 6e 6f 64 65 82 a2 66 6e a3 61
-    64 64 a4 61 72 67 73 92 81 a3 72 65 66 a1 78 02
-    a7 77 68 6f 5f 68 61 73 91 93 a1 78 c4 10 01 01
-    01 01 01 01 01 01 01 01 01 01 01 01 01 01 91 b3
-    74 63 70 3a 2f 2f 31 30 2e 30 2e 30 2e 33 3a 37
-    30 30 31 aa 73 65 6e 64 5f 76 61 6c 75 65 c3
+      61 73 68 c4 10 02 02 02 02 02 02 02 02 02 02 02
+      02 02 02 02 02 a4 6e 6f 64 65 82 a2 66 6e a3 61
+      64 64 a4 61 72 67 73 92 81 a3 72 65 66 a1 78 02
+      a7 77 68 6f 5f 68 61 73 91 93 a1 78 c4 10 01 01
+      01 01 01 01 01 01 01 01 01 01 01 01 01 01 91 b3
+      74 63 70 3a 2f 2f 31 30 2e 30 2e 30 2e 33 3a 37
+      30 30 31 aa 73 65 6e 64 5f 76 61 6c 75 65 c3
 ";
 /// Scheduler → worker: `release`.
 const TO_WORKER_RELEASE: &str = "\
@@ -1318,10 +1373,10 @@ const TO_WORKER_RELEASE: &str = "\
 const PUT_DATA: &str = "\
     82 a2 6f 70 a8 70 75 74 5f 64 61 74 61
     a5 69 74 65 6d 73 91 83 a3 6b 65 79 a9 73 63 61
-    74 74 65 72 2d 31 a4 64 61 74 61 83 a5 76 61 6c
-    75 65 a5 68 65 6c 6c 6f a5 66 72 61 6d 65 c0 a3
-    72 61 77 c2 a4 68 61 73 68 c4 10 05 05 05 05 05
-    05 05 05 05 05 05 05 05 05 05 05
+      74 74 65 72 2d 31 a4 64 61 74 61 83 a5 76 61 6c
+      75 65 a5 68 65 6c 6c 6f a5 66 72 61 6d 65 c0 a3
+      72 61 77 c2 a4 68 61 73 68 c4 10 05 05 05 05 05
+      05 05 05 05 05 05 05 05 05 05 05
 ";
 /// Scheduler → worker: `get_data`.
 const TO_WORKER_GET_DATA: &str = "\
@@ -1337,16 +1392,16 @@ const CLOSING: &str = "\
 const REPLICATE: &str = "\
     82 a2 6f 70 a9 72 65 70 6c 69 63 61 74 65
     a7 77 68 6f 5f 68 61 73 91 93 a1 78 c4 10 01 01
-    01 01 01 01 01 01 01 01 01 01 01 01 01 01 91 b3
-    74 63 70 3a 2f 2f 31 30 2e 30 2e 30 2e 32 3a 37
-    30 30 31
+      01 01 01 01 01 01 01 01 01 01 01 01 01 01 91 b3
+      74 63 70 3a 2f 2f 31 30 2e 30 2e 30 2e 32 3a 37
+      30 30 31
 ";
 /// Scheduler → worker: `check_tasks`.
 const CHECK_TASKS: &str = "\
     83 a2 6f 70 ab 63 68 65 63 6b 5f 74 61 73 6b 73
     a7 72 65 71 75 65 73 74 03
     a4 6b 65 79 73 91 92 a1 79 c4 10 02 02 02 02 02
-    02 02 02 02 02 02 02 02 02 02 02
+      02 02 02 02 02 02 02 02 02 02 02
 ";
 /// Scheduler → worker: `retired`.
 const TO_WORKER_RETIRED: &str = "\
@@ -1356,7 +1411,7 @@ const TO_WORKER_RETIRED: &str = "\
 const PEER_GONE: &str = "\
     82 a2 6f 70 a9 70 65 65 72 5f 67 6f 6e 65
     a7 61 64 64 72 65 73 73 b3 74 63 70 3a 2f 2f 31
-    30 2e 30 2e 30 2e 33 3a 37 30 30 31
+      30 2e 30 2e 30 2e 33 3a 37 30 30 31
 ";
 
 /// Worker → worker: request: `get_data`.
@@ -1427,6 +1482,54 @@ const PROGRESS: &str = "\
     a4 64 6f 6e 65 02
     a6 66 61 69 6c 65 64 00
     a5 74 6f 74 61 6c 03
+";
+/// Client → scheduler: `computations`.
+const COMPUTATIONS: &str = "\
+    82 a2 6f 70 ac 63 6f 6d 70 75 74 61 74 69 6f 6e
+      73
+    a7 72 65 71 75 65 73 74 0e
+";
+/// Client → scheduler: `cancel_computation`.
+const CANCEL_COMPUTATION: &str = "\
+    83 a2 6f 70 b2 63 61 6e 63 65 6c 5f 63 6f 6d 70
+      75 74 61 74 69 6f 6e
+    a7 72 65 71 75 65 73 74 0f
+    a2 69 64 a5 67 65 74 2d 33
+";
+/// Client → scheduler: `held_keys`.
+const HELD_KEYS: &str = "\
+    83 a2 6f 70 a9 68 65 6c 64 5f 6b 65 79 73
+    a7 72 65 71 75 65 73 74 10
+    a5 6c 69 6d 69 74 64
+";
+/// Scheduler → client: `computations`.
+const TO_CLIENT_COMPUTATIONS: &str = "\
+    83 a2 6f 70 ac 63 6f 6d 70 75 74 61 74 69 6f 6e
+      73
+    a7 72 65 71 75 65 73 74 0e
+    ac 63 6f 6d 70 75 74 61 74 69 6f 6e 73 91 88 a2
+      69 64 a5 67 65 74 2d 33 a4 6b 69 6e 64 a3 67 65
+      74 a6 63 6c 69 65 6e 74 a4 30 30 61 31 a6 61 67
+      65 5f 6d 73 cd 05 dc a5 74 6f 74 61 6c 03 a4 64
+      6f 6e 65 01 a6 66 61 69 6c 65 64 00 a7 77 61 69
+      74 69 6e 67 02
+";
+/// Scheduler → client: `computation_cancelled`.
+const COMPUTATION_CANCELLED: &str = "\
+    83 a2 6f 70 b5 63 6f 6d 70 75 74 61 74 69 6f 6e
+      5f 63 61 6e 63 65 6c 6c 65 64
+    a7 72 65 71 75 65 73 74 0f
+    a2 69 64 a5 67 65 74 2d 33
+";
+/// Scheduler → client: `held_keys`.
+const TO_CLIENT_HELD_KEYS: &str = "\
+    84 a2 6f 70 a9 68 65 6c 64 5f 6b 65 79 73
+    a7 72 65 71 75 65 73 74 10
+    a5 74 6f 74 61 6c 01
+    a4 6b 65 79 73 91 83 a3 6b 65 79 a1 79 a6 6e 62
+      79 74 65 73 08 a7 68 6f 6c 64 65 72 73 91 b3 74
+      63 70 3a 2f 2f 31 30 2e 30 2e 30 2e 32 3a 37 30
+      30 31
 ";
 /// Scheduler → worker: `cancel`.
 const TO_WORKER_CANCEL: &str = "\

@@ -17,6 +17,9 @@ pub enum Error {
     /// The connections could not be secured with the secret.
     #[error(transparent)]
     Security(#[from] zask_core::security::SecurityError),
+    /// The dashboard could not be served (its port taken, say).
+    #[error("{0} (--dashboard-port sets another port, `any` lets the OS choose, 0 turns it off)")]
+    Dashboard(String),
     /// The scheduler's thread could not be started.
     #[error("cannot start the scheduler thread: {0}")]
     Thread(std::io::Error),

@@ -10,6 +10,8 @@
 //! - [`server`]: [`Scheduler`], the thin ZeroMQ loop around the state.
 //! - [`collections`]: named graphs clients store, in memory or in sled
 //!   ([`collections::CollectionStore`]), and the answers to clients' requests about them.
+//! - [`dashboard`]: the web page, JSON API and Prometheus `/metrics` served over HTTP, fed
+//!   by observations of the state the loop takes while someone looks.
 //! - [`error`]: [`Error`], why a scheduler could not start.
 //!
 //! - [`cli`]: the `zask-scheduler` command line around [`Scheduler`] (the binary's `main`,
@@ -19,6 +21,7 @@
 
 pub mod cli;
 pub mod collections;
+pub mod dashboard;
 pub mod error;
 pub mod server;
 pub mod state;

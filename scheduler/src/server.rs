@@ -25,6 +25,7 @@ use zask_core::{msgpack, DefHash};
 use zask_core::{net, Bytes, Keys};
 
 use crate::collections::{CollectionStore, Collections};
+use crate::dashboard::{Dashboard, DashboardPort, Monitor, SchedulerInfo};
 use crate::error::Error;
 use crate::state::{Config, GetRequest, Outbox, Route, SchedulerState};
 
@@ -54,6 +55,12 @@ pub struct SchedulerOptions {
     /// all traffic is encrypted (see `docs/security.md`); without, anyone who can reach the
     /// ports is let in.
     pub secret: Option<Secret>,
+    /// Where to serve the dashboard and `/metrics` over HTTP (`Off` by default here; the
+    /// `zask-scheduler` command serves it on [`crate::dashboard::DEFAULT_PORT`]).
+    pub dashboard_port: DashboardPort,
+    /// The interface the dashboard binds (None: `host`, but loopback when there is a secret
+    /// and `host` is not loopback: the dashboard has no authentication).
+    pub dashboard_host: Option<String>,
 }
 
 impl Default for SchedulerOptions {
@@ -68,6 +75,8 @@ impl Default for SchedulerOptions {
             max_collection_size: 64 << 20,
             client_queue: 100_000,
             secret: None,
+            dashboard_port: DashboardPort::Off,
+            dashboard_host: None,
         }
     }
 }
@@ -80,6 +89,8 @@ pub struct Scheduler {
     service: Service,
     /// Lets in only connections that hold the secret (when there is one).
     _gatekeeper: Option<Gatekeeper>,
+    /// The dashboard's server, when it serves one (stopped after the loop).
+    dashboard: Option<Dashboard>,
 }
 
 impl Scheduler {
@@ -125,6 +136,33 @@ impl Scheduler {
         let client_queue = options.client_queue.max(1);
         let collections = CollectionStore::open(options.state_dir.as_deref())
             .map_err(|e| Error::State(e.to_string()))?;
+        let dashboard_host = match &options.dashboard_host {
+            Some(h) => h.clone(),
+            None if options.secret.is_some() && !net::is_loopback(&options.host) => {
+                if options.dashboard_port != DashboardPort::Off {
+                    log::info!(
+                        "the dashboard listens on loopback only: it has no authentication, and \
+                         this cluster has a secret (--dashboard-host opens it wider)"
+                    );
+                }
+                "127.0.0.1".to_string()
+            }
+            None => options.host.clone(),
+        };
+        let info = SchedulerInfo {
+            id: id.clone(),
+            address_to_workers: address_to_workers.clone(),
+            address_to_clients: address_to_clients.clone(),
+            started: Instant::now(),
+        };
+        let advertised = advertised_host(&address_to_clients);
+        let (dashboard, monitor) =
+            match Dashboard::start(&dashboard_host, &advertised, options.dashboard_port, info)
+                .map_err(Error::Dashboard)?
+            {
+                Some((d, m)) => (Some(d), Some(m)),
+                None => (None, None),
+            };
         let service_ctx = ctx.clone();
         let service = Service::spawn(&ctx, &id, "zask-scheduler", move |wake| {
             Loop {
@@ -137,6 +175,7 @@ impl Scheduler {
                 collections: Collections::new(collections, max_collection_size),
                 unread: HashMap::new(),
                 client_queue,
+                monitor,
                 _ctx: service_ctx,
             }
             .run()
@@ -151,7 +190,13 @@ impl Scheduler {
             address_to_clients,
             service,
             _gatekeeper: gatekeeper,
+            dashboard,
         })
+    }
+
+    /// The dashboard's address (`http://host:port/`), when it serves one.
+    pub fn dashboard_url(&self) -> Option<&str> {
+        self.dashboard.as_ref().map(Dashboard::url)
     }
 
     /// Where workers connect, `tcp://host:port`.
@@ -210,7 +255,18 @@ struct Loop {
     unread: HashMap<Vec<u8>, Vec<u64>>,
     /// The bound of each client's reply queue (for messages).
     client_queue: i32,
+    /// Observations for the dashboard, when it serves one.
+    monitor: Option<Monitor>,
     _ctx: zmq::Context,
+}
+
+/// The host part of a `tcp://host:port` address.
+fn advertised_host(address: &str) -> String {
+    let rest = address.strip_prefix("tcp://").unwrap_or(address);
+    match rest.rfind(':') {
+        Some(i) => rest[..i].trim_matches(|c| c == '[' || c == ']').to_string(),
+        None => rest.to_string(),
+    }
 }
 
 /// The request id of a client message, read without decoding the rest (so one that cannot be
@@ -250,6 +306,7 @@ impl Loop {
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
+            let turn_started = Instant::now();
             let (workers_ready, clients_ready, woken) = (
                 items[0].is_readable(),
                 items[1].is_readable(),
@@ -273,6 +330,11 @@ impl Loop {
             // Releases the turn freed go out after its answers.
             self.state.on_flushed(&mut out);
             self.flush(&mut out);
+            if let Some(monitor) = &mut self.monitor {
+                let end = Instant::now();
+                monitor.busy(end.saturating_duration_since(turn_started));
+                monitor.after_turn(&mut self.state, end);
+            }
         }
     }
 
@@ -454,6 +516,15 @@ impl Loop {
             FromClient::Cancel { keys } => self.state.on_cancel(&route, keys, out),
             FromClient::Retire { request, address } => {
                 self.state.on_retire(&route, request, &address, now, out);
+            }
+            FromClient::Computations { request } => {
+                self.state.on_computations(&route, request, now, out)
+            }
+            FromClient::CancelComputation { request, id } => {
+                self.state.on_cancel_computation(&route, request, id, out)
+            }
+            FromClient::HeldKeys { request, limit } => {
+                self.state.on_held_keys(&route, request, limit, out)
             }
         }
     }

@@ -171,7 +171,7 @@ impl SchedulerState {
             self.push_ready(tid);
         } else if let Some(t) = self.tasks.get_mut(&tid) {
             t.waiting_on = waiting_on as u32;
-            t.status = TaskStatus::Waiting;
+            stats::set_status(&mut self.stats.counts, t, TaskStatus::Waiting);
         }
     }
 
@@ -180,7 +180,7 @@ impl SchedulerState {
         let Some(t) = self.tasks.get_mut(&tid) else {
             return;
         };
-        t.status = TaskStatus::Ready;
+        stats::set_status(&mut self.stats.counts, t, TaskStatus::Ready);
         t.waiting_on = 0;
         self.ready.entry(t.signature).or_default().push(ReadyEntry {
             priority: t.priority,
@@ -369,7 +369,7 @@ impl SchedulerState {
         let Some(t) = self.tasks.get_mut(&tid) else {
             return;
         };
-        t.status = TaskStatus::Processing(wid);
+        stats::set_status(&mut self.stats.counts, t, TaskStatus::Processing(wid));
         self.assignments += 1;
         t.assigned = self.assignments;
         let node = t

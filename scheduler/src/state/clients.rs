@@ -13,27 +13,33 @@ pub(super) struct GraphState {
     pub(super) outputs: Vec<TaskId>,
     pub(super) values: HashMap<String, Value>,
     pub(super) keep_results: bool,
-    /// How far it is, when the client asked to be told (`progress`).
-    pub(super) progress: Option<Progress>,
+    /// How far it is (sent to the client when it asked, `progress`).
+    pub(super) progress: Progress,
+    /// When it was submitted.
+    pub(super) submitted: Instant,
 }
 
-/// How far a computation is, for a client that asked (`progress` in its `get`).
+/// How far a computation is (`zask computations`, the dashboard, and the client when it
+/// asked: `progress` in its `get`).
 #[derive(Debug, Clone)]
 pub(super) struct Progress {
     pub(super) done: u64,
     pub(super) failed: u64,
     pub(super) total: u64,
+    /// Whether the client asked to be sent it.
+    pub(super) send: bool,
     /// When it was last sent, and whether it changed since.
     pub(super) sent: Option<Instant>,
     pub(super) changed: bool,
 }
 
 impl Progress {
-    pub(super) fn new(total: u64) -> Progress {
+    pub(super) fn new(total: u64, send: bool) -> Progress {
         Progress {
             done: 0,
             failed: 0,
             total,
+            send,
             sent: None,
             changed: true,
         }
@@ -213,7 +219,7 @@ impl SchedulerState {
         }
         let request = get.request;
         let mut get = get;
-        match self.submit(client, &mut get, out) {
+        match self.submit(client, &mut get, now, out) {
             Ok(()) => self.schedule(out),
             Err(error) => out
                 .to_clients
@@ -281,22 +287,19 @@ impl SchedulerState {
     /// A computation leaves `graphs` (done, failed or cancelled): its progress stops being
     /// tracked.
     pub(super) fn end_graph(&mut self, graph: &GraphState) {
-        if graph.progress.is_some() {
+        if graph.progress.send {
             self.tracked = self.tracked.saturating_sub(1);
         }
     }
 
     /// A task of rank `rank` finished (`failed` or done): counted in its computation's
-    /// progress, when its client asked for it.
+    /// progress.
     pub(super) fn count_progress(&mut self, rank: u64, failed: bool) {
-        if self.tracked == 0 {
+        if self.graphs.is_empty() {
             return;
         }
-        if let Some(p) = self
-            .graphs
-            .get_mut(&assign::graph_of(rank))
-            .and_then(|g| g.progress.as_mut())
-        {
+        if let Some(g) = self.graphs.get_mut(&assign::graph_of(rank)) {
+            let p = &mut g.progress;
             if failed {
                 p.failed += 1;
             } else {
@@ -313,9 +316,10 @@ impl SchedulerState {
             return;
         }
         for g in self.graphs.values_mut() {
-            let Some(p) = g.progress.as_mut() else {
+            let p = &mut g.progress;
+            if !p.send {
                 continue;
-            };
+            }
             let due = p
                 .sent
                 .is_none_or(|t| now.saturating_duration_since(t) >= PROGRESS_INTERVAL);
@@ -336,6 +340,31 @@ impl SchedulerState {
         }
     }
 
+    /// Cancels computation `g`, answering its client with `error` when there is one to give;
+    /// what only it wanted is released. False if no such computation is in flight.
+    pub(super) fn cancel_graph(
+        &mut self,
+        g: GraphId,
+        error: Option<ErrorInfo>,
+        out: &mut Outbox,
+    ) -> bool {
+        let Some(graph) = self.graphs.remove(&g) else {
+            return false;
+        };
+        if let Some(error) = error {
+            out.to_clients.push((
+                graph.client.clone(),
+                ToClient::Error {
+                    request: graph.request,
+                    error,
+                },
+            ));
+        }
+        self.end_graph(&graph);
+        self.drop_graph_claims(g, &graph.outputs, false);
+        true
+    }
+
     /// Cancels the computations of `client` (what only they wanted is released), answering
     /// each with `error` when there is one to give.
     fn cancel_client(&mut self, client: &[u8], error: Option<ErrorInfo>, out: &mut Outbox) {
@@ -348,19 +377,7 @@ impl SchedulerState {
             .map(|(id, _)| *id)
             .collect();
         for g in mine {
-            if let Some(graph) = self.graphs.remove(&g) {
-                if let Some(error) = &error {
-                    out.to_clients.push((
-                        graph.client.clone(),
-                        ToClient::Error {
-                            request: graph.request,
-                            error: error.clone(),
-                        },
-                    ));
-                }
-                self.end_graph(&graph);
-                self.drop_graph_claims(g, &graph.outputs, false);
-            }
+            self.cancel_graph(g, error.clone(), out);
         }
         let (theirs, others): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
             .into_iter()

@@ -115,7 +115,7 @@ impl SchedulerState {
                 }
             };
             if let Some(t) = self.tasks.get_mut(&tid) {
-                t.status = TaskStatus::Waiting;
+                stats::set_status(&mut self.stats.counts, t, TaskStatus::Waiting);
                 t.kept = false;
             }
             self.fail_task(tid, error, out);
@@ -217,6 +217,7 @@ impl SchedulerState {
         if let [only] = functions.as_slice() {
             self.single_signatures.insert(only.clone(), id);
         }
+        self.stats.name_signature(id, &functions);
         self.signature_ids.insert(functions, id);
         id
     }

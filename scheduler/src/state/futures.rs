@@ -12,7 +12,7 @@
 //! earlier submissions that run or are held.
 
 use super::*;
-use zask_core::protocol::{KeyEvent, KeyStatus, SubmitItem};
+use zask_core::protocol::{ComputationSummary, KeyEvent, KeyStatus, SubmitItem};
 
 /// Retries a submission may ask for at most (more are taken as this many: a task that
 /// always fails must fail in the end).
@@ -39,7 +39,60 @@ pub(super) struct Futures {
 #[derive(Debug)]
 struct FutureClient {
     route: Route,
-    keys: HashSet<TaskId>,
+    /// The keys it holds futures of, with what it was last told of each.
+    keys: HashMap<TaskId, Told>,
+    /// How many of `keys` it was told are done, and failed.
+    done: u64,
+    failed: u64,
+    /// When it first submitted (while it holds futures).
+    since: Option<Instant>,
+}
+
+/// What a client was last told of a key it holds a future of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Told {
+    Nothing,
+    Done,
+    Failed,
+}
+
+impl FutureClient {
+    /// It is told `status` of `tid` (one of its keys): its counts follow.
+    fn tell(&mut self, tid: TaskId, status: KeyStatus) {
+        let now = match status {
+            KeyStatus::Done => Told::Done,
+            KeyStatus::Erred => Told::Failed,
+            _ => Told::Nothing,
+        };
+        if let Some(told) = self.keys.get_mut(&tid) {
+            let before = std::mem::replace(told, now);
+            self.count(before, now);
+        }
+    }
+
+    /// `tid` is no longer one of its keys.
+    fn remove(&mut self, tid: TaskId) -> bool {
+        match self.keys.remove(&tid) {
+            Some(told) => {
+                self.count(told, Told::Nothing);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn count(&mut self, before: Told, now: Told) {
+        match before {
+            Told::Done => self.done = self.done.saturating_sub(1),
+            Told::Failed => self.failed = self.failed.saturating_sub(1),
+            Told::Nothing => {}
+        }
+        match now {
+            Told::Done => self.done += 1,
+            Told::Failed => self.failed += 1,
+            Told::Nothing => {}
+        }
+    }
 }
 
 /// How one submission's tasks are run (`submit` options).
@@ -78,7 +131,7 @@ impl Futures {
         }
         for c in self.wanted.remove(&tid).unwrap_or_default() {
             if let Some(client) = self.clients.get_mut(&c) {
-                client.keys.remove(&tid);
+                client.remove(tid);
             }
         }
     }
@@ -109,6 +162,12 @@ impl SchedulerState {
     ) {
         out.to_clients
             .push((client.to_vec(), ToClient::Submitted { request }));
+        let c = self.client_id(client);
+        if let Some(fc) = self.futures.clients.get_mut(&c) {
+            if fc.keys.is_empty() {
+                fc.since = Some(now);
+            }
+        }
         for item in items {
             let options = FutureOptions {
                 priority: item.priority,
@@ -253,7 +312,7 @@ impl SchedulerState {
                 .futures
                 .clients
                 .get(&c)
-                .map(|fc| fc.keys.iter().copied().collect())
+                .map(|fc| fc.keys.keys().copied().collect())
                 .unwrap_or_default();
             for tid in held {
                 self.notify_client(c, tid, KeyStatus::Erred, Some(error), out);
@@ -262,7 +321,7 @@ impl SchedulerState {
         let Some(fc) = self.futures.clients.remove(&c) else {
             return;
         };
-        for tid in fc.keys {
+        for tid in fc.keys.into_keys() {
             self.futures.remove_holder(tid, c);
             self.lose_claim(tid);
         }
@@ -304,16 +363,18 @@ impl SchedulerState {
 
     /// Tells client `c` what happened to `tid`.
     fn notify_client(
-        &self,
+        &mut self,
         c: ClientId,
         tid: TaskId,
         status: KeyStatus,
         error: Option<&ErrorInfo>,
         out: &mut Outbox,
     ) {
-        let (Some(client), Some(t)) = (self.futures.clients.get(&c), self.tasks.get(&tid)) else {
+        let (Some(client), Some(t)) = (self.futures.clients.get_mut(&c), self.tasks.get(&tid))
+        else {
             return;
         };
+        client.tell(tid, status);
         if let Some(events) = batch_of(&mut out.events, &client.route) {
             events.push(KeyEvent {
                 key: String::from(&*t.key),
@@ -350,7 +411,10 @@ impl SchedulerState {
             c,
             FutureClient {
                 route: route.to_vec(),
-                keys: HashSet::default(),
+                keys: HashMap::default(),
+                done: 0,
+                failed: 0,
+                since: None,
             },
         );
         c
@@ -361,9 +425,10 @@ impl SchedulerState {
         let Some(client) = self.futures.clients.get_mut(&c) else {
             return;
         };
-        if !client.keys.insert(tid) {
+        if client.keys.contains_key(&tid) {
             return;
         }
+        client.keys.insert(tid, Told::Nothing);
         self.futures.wanted.entry(tid).or_default().push(c);
         if let Some(t) = self.tasks.get_mut(&tid) {
             t.waiters += 1;
@@ -379,7 +444,7 @@ impl SchedulerState {
         let Some(client) = self.futures.clients.get_mut(&c) else {
             return;
         };
-        if !client.keys.remove(&tid) {
+        if !client.remove(tid) {
             return;
         }
         self.futures.remove_holder(tid, c);
@@ -417,4 +482,62 @@ impl Futures {
             }
         }
     }
+}
+
+impl SchedulerState {
+    /// The futures of each client holding some, as computations (`futures-N`), by client.
+    pub(super) fn future_computations(&self, now: Instant) -> Vec<ComputationSummary> {
+        let mut list: Vec<(ClientId, ComputationSummary)> = self
+            .futures
+            .clients
+            .iter()
+            .filter(|(_, fc)| !fc.keys.is_empty())
+            .map(|(c, fc)| {
+                let total = fc.keys.len() as u64;
+                (
+                    *c,
+                    ComputationSummary {
+                        id: format!("futures-{}", c.0),
+                        kind: "futures".to_string(),
+                        client: hex(&fc.route),
+                        age_ms: fc
+                            .since
+                            .map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64),
+                        total,
+                        done: fc.done,
+                        failed: fc.failed,
+                        waiting: total.saturating_sub(fc.done + fc.failed),
+                    },
+                )
+            })
+            .collect();
+        list.sort_by_key(|(c, _)| c.0);
+        list.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// Cancels every future of client number `n` (`futures-N`), as if it had cancelled them
+    /// itself; false if no client of that number holds futures.
+    pub(super) fn cancel_client_futures(&mut self, n: u64, out: &mut Outbox) -> bool {
+        let Some(fc) = self.futures.clients.get(&ClientId(n)) else {
+            return false;
+        };
+        let route = fc.route.clone();
+        let mut keys: Vec<String> = fc
+            .keys
+            .keys()
+            .filter_map(|tid| self.tasks.get(tid).map(|t| String::from(&*t.key)))
+            .collect();
+        for p in &self.parked {
+            if p.future.is_some() && p.client == route {
+                keys.extend(p.get.keys.flatten());
+            }
+        }
+        self.on_cancel(&route, keys, out);
+        true
+    }
+}
+
+/// `bytes` in lowercase hex (a client's routing id, for people).
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -31,7 +31,13 @@ impl SchedulerState {
     /// to, while it is: any other report (a task it was never given, one taken from it since,
     /// a duplicate) is logged and ignored, and the worker drops the value unless it is a
     /// known holder of it.
-    pub(super) fn on_task_done(&mut self, wid: WorkerId, done: TaskDone, out: &mut Outbox) {
+    pub(super) fn on_task_done(
+        &mut self,
+        wid: WorkerId,
+        done: TaskDone,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let Some(&tid) = self.task_ids.get(done.key.as_str()) else {
             // Nobody wants it any more (its computation was cancelled and forgotten).
             self.send_release(wid, done.key, out);
@@ -66,6 +72,7 @@ impl SchedulerState {
             );
             return;
         }
+        self.stats.task_done(signature, wid, done.duration_us, now);
         let sample = done.duration_us as f64;
         let avg = self.durations.entry(signature).or_insert(sample);
         *avg = 0.8 * *avg + 0.2 * sample;
@@ -84,7 +91,7 @@ impl SchedulerState {
             let Some(t) = self.tasks.get_mut(&tid) else {
                 return;
             };
-            t.status = TaskStatus::Memory;
+            stats::set_status(&mut self.stats.counts, t, TaskStatus::Memory);
             let rank = t.priority.0;
             self.count_progress(rank, false);
             let Some(t) = self.tasks.get_mut(&tid) else {
@@ -149,6 +156,9 @@ impl SchedulerState {
                 failed.key
             );
             return;
+        }
+        if let Some(t) = self.tasks.get(&tid) {
+            self.stats.task_failed(t.signature);
         }
         // Whatever the worker may have kept of it (a result it reported unreadably) goes.
         self.send_release(wid, failed.key.clone(), out);
@@ -247,7 +257,7 @@ impl SchedulerState {
             }
             let t = self.tasks.get_mut(&id);
             if let Some(t) = t {
-                t.status = TaskStatus::Erred(Box::new(err));
+                stats::set_status(&mut self.stats.counts, t, TaskStatus::Erred(Box::new(err)));
             }
             self.stalled.remove(&id);
             if let Some(sid) = self.scatter_of.remove(&id) {
@@ -288,7 +298,7 @@ impl SchedulerState {
     /// Fails `tid`, whose value is gone for good, with `error` (it is not kept any more).
     pub(super) fn fail_lost(&mut self, tid: TaskId, error: ErrorInfo, out: &mut Outbox) {
         if let Some(t) = self.tasks.get_mut(&tid) {
-            t.status = TaskStatus::Waiting;
+            stats::set_status(&mut self.stats.counts, t, TaskStatus::Waiting);
             t.kept = false;
         }
         self.fail_task(tid, error, out);

@@ -43,7 +43,8 @@
 //! | `scatter.rs` | values clients store on workers |
 //! | `gather.rs` | results delivered to computations, values collected from workers |
 //! | `checks.rs` | bounded waits: unreported tasks checked, unanswered requests given up |
-//! | `queries.rs` | what may be read: workers, who has a key, counts, `status` |
+//! | `queries.rs` | what may be read: workers, who has a key, counts, `status`, computations, held keys |
+//! | `stats.rs` | counters for the dashboard and metrics; the task stream; [`stats::Observation`] |
 //!
 //! The tests are in `tests/`, one file per concept, with a simulated cluster in `tests/sim.rs`.
 
@@ -76,6 +77,7 @@ mod recompute;
 mod release;
 mod retire;
 mod scatter;
+pub mod stats;
 mod submit;
 mod tasks;
 mod workers;
@@ -331,6 +333,8 @@ pub struct SchedulerState {
     tracked: usize,
     /// Tasks were cancelled on their workers since the last `on_flushed`: slots are free.
     slots_freed: bool,
+    /// Counters for the dashboard and metrics (`stats.rs`).
+    stats: stats::Stats,
 }
 
 impl SchedulerState {
@@ -374,6 +378,7 @@ impl SchedulerState {
             futures: futures::Futures::default(),
             tracked: 0,
             slots_freed: false,
+            stats: stats::Stats::default(),
         }
     }
 

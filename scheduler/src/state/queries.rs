@@ -2,29 +2,12 @@
 //! and the `status` and `workers` replies made of it.
 
 use super::*;
+use zask_core::protocol::{ComputationSummary, HeldKey};
 
 impl SchedulerState {
     /// The registered workers, for clients and tests.
     pub fn workers(&self, now: Instant) -> Vec<WorkerSummary> {
-        let mut list: Vec<WorkerSummary> = self
-            .workers
-            .values()
-            .map(|w| {
-                let mut functions: Vec<String> = w.functions.iter().cloned().collect();
-                functions.sort();
-                WorkerSummary {
-                    address: w.address.to_string(),
-                    worker_id: w.worker_id.clone(),
-                    pid: w.pid,
-                    nthreads: w.nthreads,
-                    functions,
-                    keys: w.has.len() as u64,
-                    nbytes: w.nbytes,
-                    processing: w.processing.len() as u64,
-                    last_seen_ms: now.saturating_duration_since(w.last_seen).as_millis() as u64,
-                }
-            })
-            .collect();
+        let mut list: Vec<WorkerSummary> = self.workers.values().map(|w| w.summary(now)).collect();
         list.sort_by(|a, b| a.address.cmp(&b.address));
         list
     }
@@ -81,6 +64,117 @@ impl SchedulerState {
             ToClient::Workers {
                 request,
                 workers: self.workers(now),
+            },
+        ));
+    }
+
+    /// The computations in flight: the gets, oldest first, then each client's futures.
+    pub fn computations(&self, now: Instant) -> Vec<ComputationSummary> {
+        let mut gets: Vec<(&GraphId, &GraphState)> = self.graphs.iter().collect();
+        gets.sort_by_key(|(g, _)| **g);
+        let mut list: Vec<ComputationSummary> = gets
+            .into_iter()
+            .map(|(g, graph)| {
+                let p = &graph.progress;
+                let done = p.done.min(p.total);
+                let failed = p.failed.min(p.total - done);
+                ComputationSummary {
+                    id: format!("get-{}", g.0),
+                    kind: "get".to_string(),
+                    client: futures::hex(&graph.client),
+                    age_ms: now.saturating_duration_since(graph.submitted).as_millis() as u64,
+                    total: p.total,
+                    done,
+                    failed,
+                    waiting: p.total - done - failed,
+                }
+            })
+            .collect();
+        list.extend(self.future_computations(now));
+        list
+    }
+
+    /// A client asks for the computations in flight (`zask computations`).
+    pub fn on_computations(&self, client: &[u8], request: u64, now: Instant, out: &mut Outbox) {
+        out.to_clients.push((
+            client.to_vec(),
+            ToClient::Computations {
+                request,
+                computations: self.computations(now),
+            },
+        ));
+    }
+
+    /// A client cancels a computation by its id (`zask cancel`): a get fails with
+    /// `cancelled` (its client is told), a client's futures are all cancelled (it is sent a
+    /// `cancelled` event for each).
+    pub fn on_cancel_computation(
+        &mut self,
+        client: &[u8],
+        request: u64,
+        id: String,
+        out: &mut Outbox,
+    ) {
+        let number = |prefix: &str| id.strip_prefix(prefix)?.parse::<u64>().ok();
+        let found = if let Some(n) = number("get-") {
+            let error = ErrorInfo::new(
+                ErrorKind::Cancelled,
+                format!("computation {id} was cancelled (zask cancel)"),
+            );
+            self.cancel_graph(GraphId(n), Some(error), out)
+        } else if let Some(n) = number("futures-") {
+            self.cancel_client_futures(n, out)
+        } else {
+            false
+        };
+        let reply = if found {
+            log::info!("computation {id} cancelled at a client's request");
+            ToClient::ComputationCancelled { request, id }
+        } else {
+            ToClient::Error {
+                request,
+                error: ErrorInfo::new(
+                    ErrorKind::UnknownComputation,
+                    format!(
+                        "no computation {id:?} is in flight (`zask computations` lists them: \
+                         get-N or futures-N)"
+                    ),
+                ),
+            }
+        };
+        out.to_clients.push((client.to_vec(), reply));
+    }
+
+    /// A client asks which keys are held, with their sizes and holders (`zask keys`): up to
+    /// `limit` of them, in no particular order (read from the workers' holdings, so the cost
+    /// is that of the keys listed, not of every task).
+    pub fn on_held_keys(&self, client: &[u8], request: u64, limit: u64, out: &mut Outbox) {
+        let mut seen: HashSet<TaskId> = HashSet::default();
+        let mut keys = Vec::new();
+        'workers: for w in self.workers.values() {
+            for &tid in &w.has {
+                if keys.len() as u64 >= limit {
+                    break 'workers;
+                }
+                if !seen.insert(tid) {
+                    continue;
+                }
+                if let Some(t) = self.tasks.get(&tid) {
+                    keys.push(HeldKey {
+                        key: String::from(&*t.key),
+                        nbytes: t.nbytes,
+                        holders: self.who_has(&t.key),
+                    });
+                }
+            }
+        }
+        keys.sort_by(|a, b| a.key.cmp(&b.key));
+        out.to_clients.push((
+            client.to_vec(),
+            ToClient::HeldKeys {
+                request,
+                total: self.held as u64,
+                keys,
             },
         ));
     }

@@ -60,7 +60,7 @@ impl SchedulerState {
             }
         }
         if let Some(t) = self.tasks.get_mut(&tid) {
-            t.status = TaskStatus::Waiting;
+            stats::set_status(&mut self.stats.counts, t, TaskStatus::Waiting);
         }
         self.notify(tid, zask_core::protocol::KeyStatus::Lost, None, out);
         self.rewait(tid);

@@ -127,6 +127,7 @@ impl SchedulerState {
             return;
         };
         self.task_ids.remove(&t.key);
+        self.stats.counts.remove(&t.status);
         self.unuse_signature(t.signature);
         self.futures.forget(tid);
         if let TaskStatus::Processing(w) = t.status {

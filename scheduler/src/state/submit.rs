@@ -16,6 +16,7 @@ impl SchedulerState {
         &mut self,
         client: &[u8],
         get: &mut GetRequest,
+        now: Instant,
         out: &mut Outbox,
     ) -> Result<(), Invalid> {
         let outputs = get.keys.flatten();
@@ -42,8 +43,8 @@ impl SchedulerState {
             }
             output_ids.push(tid);
         }
-        let progress = get.progress.then(|| Progress::new(created.1 - created.0));
-        let tracking = progress.is_some();
+        let progress = Progress::new(created.1 - created.0, get.progress);
+        let tracking = progress.send;
         self.graphs.insert(
             g,
             GraphState {
@@ -53,6 +54,7 @@ impl SchedulerState {
                 values: HashMap::default(),
                 keep_results: get.keep_results,
                 progress,
+                submitted: now,
             },
         );
         if tracking {

@@ -189,6 +189,7 @@ impl SchedulerState {
         let tid = self.next_task;
         self.next_task = tid.next();
         self.use_signature(signature);
+        self.stats.counts.add(&status);
         self.task_ids.insert(key.clone(), tid);
         self.given.insert(tid, hash);
         let assigned = match status {
@@ -296,6 +297,7 @@ impl SchedulerState {
             TaskStatus::Waiting
         };
         self.task_ids.insert(lineage.key.clone(), tid);
+        self.stats.counts.add(&status);
         self.tasks.insert(
             tid,
             Box::new(TaskState {

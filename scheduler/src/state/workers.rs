@@ -31,6 +31,23 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    /// What clients are shown of this worker (`zask workers`, the dashboard).
+    pub(crate) fn summary(&self, now: Instant) -> WorkerSummary {
+        let mut functions: Vec<String> = self.functions.iter().cloned().collect();
+        functions.sort();
+        WorkerSummary {
+            address: self.address.to_string(),
+            worker_id: self.worker_id.clone(),
+            pid: self.pid,
+            nthreads: self.nthreads,
+            functions,
+            keys: self.has.len() as u64,
+            nbytes: self.nbytes,
+            processing: self.processing.len() as u64,
+            last_seen_ms: now.saturating_duration_since(self.last_seen).as_millis() as u64,
+        }
+    }
+
     /// Whether this worker can run tasks whose signature lists `entry`: a function it
     /// offers, or a restriction to workers it is one of.
     pub(crate) fn offers(&self, entry: &str) -> bool {
@@ -108,10 +125,11 @@ impl SchedulerState {
                 acquired,
             }) => {
                 for info in acquired {
+                    self.stats.transferred(info.nbytes);
                     self.on_held(wid, info, Claim::Fetched, now, out);
                 }
                 for d in done {
-                    self.on_task_done(wid, d, out);
+                    self.on_task_done(wid, d, now, out);
                 }
                 for f in failed {
                     self.on_task_failed(wid, f, out);
@@ -406,7 +424,7 @@ impl SchedulerState {
                     .with_key(&key);
                     log::warn!("{}", error.message);
                     if let Some(t) = self.tasks.get_mut(&tid) {
-                        t.status = TaskStatus::Waiting;
+                        stats::set_status(&mut self.stats.counts, t, TaskStatus::Waiting);
                     }
                     self.fail_task(tid, error, out);
                 } else {

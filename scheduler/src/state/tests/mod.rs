@@ -46,6 +46,7 @@ mod release;
 mod retire;
 mod scale;
 mod sim;
+mod stats;
 mod submit;
 mod workers;
 

@@ -482,6 +482,11 @@ impl Sim {
                 self.s.held_by_scan(),
                 "the held keys' counter"
             );
+            assert_eq!(
+                self.s.stats.counts,
+                self.s.counts_by_scan(),
+                "the tasks' counts by state"
+            );
         }
         if !self.get_data.is_empty() {
             for (route, request, keys) in std::mem::take(&mut self.get_data) {
