@@ -129,24 +129,27 @@ fn seconds(s: f64, flag: &str) -> Duration {
 
 /// A flag's number of seconds (or milliseconds): finite and not negative.
 fn non_negative_seconds(s: &str) -> Result<f64, String> {
-    let x: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number"))?;
-    if Duration::try_from_secs_f64(x).is_err() {
-        return Err(format!(
-            "{s} makes no sense here: give a finite number, 0 or more"
-        ));
-    }
-    Ok(x)
+    parse_seconds(s, false)
 }
 
 /// A flag's number of seconds: finite and more than 0.
 fn positive_seconds(s: &str) -> Result<f64, String> {
-    match non_negative_seconds(s)? {
-        x if x > 0.0 => Ok(x),
-        _ => Err(format!(
-            "{s} makes no sense here: give a finite number of seconds above 0"
+    parse_seconds(s, true)
+}
+
+fn parse_seconds(s: &str, positive: bool) -> Result<f64, String> {
+    let x: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    let fine = Duration::try_from_secs_f64(x).is_ok() && (!positive || x > 0.0);
+    match (fine, positive) {
+        (true, _) => Ok(x),
+        (false, true) => Err(format!(
+            "{s} makes no sense here: give a finite number above 0"
+        )),
+        (false, false) => Err(format!(
+            "{s} makes no sense here: give a finite number, 0 or more"
         )),
     }
 }
@@ -176,13 +179,22 @@ const RENAMED_ENV: [(&str, &str); 19] = [
     ("ZASK_ALLOWED_FAILURES", "ZASK_SCHEDULER_ALLOWED_FAILURES"),
     ("ZASK_CLIENT_TIMEOUT", "ZASK_SCHEDULER_CLIENT_TIMEOUT"),
     ("ZASK_RETIRE_TIMEOUT", "ZASK_SCHEDULER_RETIRE_TIMEOUT"),
-    ("ZASK_NO_WORKERS_TIMEOUT", "ZASK_SCHEDULER_NO_WORKERS_TIMEOUT"),
+    (
+        "ZASK_NO_WORKERS_TIMEOUT",
+        "ZASK_SCHEDULER_NO_WORKERS_TIMEOUT",
+    ),
     ("ZASK_SATURATION", "ZASK_SCHEDULER_SATURATION"),
     ("ZASK_QUEUE_BUDGET_MS", "ZASK_SCHEDULER_QUEUE_BUDGET_MS"),
-    ("ZASK_NO_QUEUE_DEPENDENTS", "ZASK_SCHEDULER_NO_QUEUE_DEPENDENTS"),
+    (
+        "ZASK_NO_QUEUE_DEPENDENTS",
+        "ZASK_SCHEDULER_NO_QUEUE_DEPENDENTS",
+    ),
     ("ZASK_MAX_MESSAGE_SIZE", "ZASK_SCHEDULER_MAX_MESSAGE_SIZE"),
     ("ZASK_STATE_DIR", "ZASK_SCHEDULER_STATE_DIR"),
-    ("ZASK_MAX_COLLECTION_SIZE", "ZASK_SCHEDULER_MAX_COLLECTION_SIZE"),
+    (
+        "ZASK_MAX_COLLECTION_SIZE",
+        "ZASK_SCHEDULER_MAX_COLLECTION_SIZE",
+    ),
     ("ZASK_MAX_COPIES", "ZASK_SCHEDULER_MAX_COPIES"),
     ("ZASK_ADOPT_GRACE", "ZASK_SCHEDULER_ADOPT_GRACE"),
     ("ZASK_CHECK_AFTER", "ZASK_SCHEDULER_CHECK_AFTER"),

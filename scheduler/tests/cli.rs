@@ -17,7 +17,7 @@ fn help_explains_every_flag() {
         "--port-to-workers",
         "--port-to-clients",
         "--heartbeat-timeout",
-        "ZASK_PORT_TO_WORKERS",
+        "ZASK_SCHEDULER_PORT_TO_WORKERS",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }

@@ -33,22 +33,33 @@ pub const GET_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Environment variables the binaries read that must not leak in from the test's caller.
 const ZASK_ENV: &[&str] = &[
+    // zask (the client)
     "ZASK_SCHEDULER",
     "ZASK_TIMEOUT",
-    "ZASK_HOST",
-    "ZASK_PORT_TO_WORKERS",
-    "ZASK_PORT_TO_CLIENTS",
-    "ZASK_HEARTBEAT_TIMEOUT",
-    "ZASK_NO_WORKERS_TIMEOUT",
-    "ZASK_SATURATION",
-    "ZASK_MAX_MESSAGE_SIZE",
-    "ZASK_SCHEDULER_WORKERS",
+    "ZASK_OUTPUT",
+    "ZASK_PROGRESS",
+    "ZASK_KEEP_RESULTS",
+    "ZASK_KEYS_LIMIT",
+    "ZASK_COLLECTION_KEYS",
+    "ZASK_COLLECTION_KIND",
+    "ZASK_LOCAL_WORKERS",
+    "ZASK_LOCAL_NTHREADS",
+    // zask-scheduler
+    "ZASK_SCHEDULER_HOST",
+    "ZASK_SCHEDULER_PORT_TO_WORKERS",
+    "ZASK_SCHEDULER_PORT_TO_CLIENTS",
+    "ZASK_SCHEDULER_HEARTBEAT_TIMEOUT",
+    "ZASK_SCHEDULER_NO_WORKERS_TIMEOUT",
+    "ZASK_SCHEDULER_SATURATION",
+    "ZASK_SCHEDULER_MAX_MESSAGE_SIZE",
+    // zask-worker
+    "ZASK_WORKER_SCHEDULER_ADDRESS",
     "ZASK_WORKER_HOST",
-    "ZASK_WORKER_PORT",
-    "ZASK_NTHREADS",
-    "ZASK_STORE",
-    "ZASK_HEARTBEAT_INTERVAL",
-    "ZASK_FETCH_TIMEOUT",
+    "ZASK_WORKER_PORT_TO_WORKERS",
+    "ZASK_WORKER_NTHREADS",
+    "ZASK_WORKER_STORE",
+    "ZASK_WORKER_HEARTBEAT_INTERVAL",
+    "ZASK_WORKER_FETCH_TIMEOUT",
 ];
 
 // ----- binaries -----------------------------------------------------------------------------

@@ -32,34 +32,34 @@ use crate::store::StoreKind;
 #[command(name = "zask-worker", version)]
 pub struct Args {
     /// The scheduler's address_to_workers, e.g. tcp://10.0.0.5:8786.
-    #[arg(env = "ZASK_SCHEDULER_WORKERS")]
+    #[arg(env = "ZASK_WORKER_SCHEDULER_ADDRESS")]
     pub scheduler_address: String,
     /// Interface to bind for peers, and host name to advertise to them. Default: all
     /// interfaces, advertised as this machine's host name.
     #[arg(long, env = "ZASK_WORKER_HOST", default_value = "")]
     pub host: String,
     /// Port peers fetch data from (0: the OS chooses).
-    #[arg(long, env = "ZASK_WORKER_PORT", default_value_t = 0)]
+    #[arg(long, env = "ZASK_WORKER_PORT_TO_WORKERS", default_value_t = 0)]
     pub port_to_workers: u16,
     /// Tasks run at once (default: the number of cores).
-    #[arg(long, env = "ZASK_NTHREADS")]
+    #[arg(long, env = "ZASK_WORKER_NTHREADS")]
     pub nthreads: Option<u32>,
     /// Where results are kept: `memory`, or `sled:DIR` (on disk, kept across restarts).
-    #[arg(long, env = "ZASK_STORE", default_value = "memory")]
+    #[arg(long, env = "ZASK_WORKER_STORE", default_value = "memory")]
     pub store: StoreKind,
     /// Seconds between heartbeats to the scheduler.
-    #[arg(long, env = "ZASK_HEARTBEAT_INTERVAL", default_value_t = 0.5)]
+    #[arg(long, env = "ZASK_WORKER_HEARTBEAT_INTERVAL", default_value_t = 0.5)]
     pub heartbeat_interval: f64,
     /// Seconds a peer may take to answer a fetch before the next holder is tried.
-    #[arg(long, env = "ZASK_FETCH_TIMEOUT", default_value_t = 10.0)]
+    #[arg(long, env = "ZASK_WORKER_FETCH_TIMEOUT", default_value_t = 10.0)]
     pub fetch_timeout: f64,
     /// Seconds a retiring worker (first Ctrl-C or SIGTERM) waits for the scheduler to move its
     /// data to other workers before leaving anyway. A second signal leaves at once.
-    #[arg(long, env = "ZASK_RETIRE_TIMEOUT", default_value_t = 60.0)]
+    #[arg(long, env = "ZASK_WORKER_RETIRE_TIMEOUT", default_value_t = 60.0)]
     pub retire_timeout: f64,
     /// Also offer test-only functions that crash the worker (`abort`: the process aborts).
     /// For testing failure handling only; never enable in production.
-    #[arg(long, env = "ZASK_ENABLE_TEST_FUNCTIONS")]
+    #[arg(long, env = "ZASK_WORKER_ENABLE_TEST_FUNCTIONS")]
     pub enable_test_functions: bool,
     /// File holding the cluster's shared secret, the scheduler's (`zask token` makes one).
     /// With it the worker proves it to the scheduler and to peers, lets in only peers that
@@ -97,6 +97,22 @@ impl SignalActions {
     }
 }
 
+/// Environment variables the worker read before they were renamed ZASK_WORKER_*: one still
+/// set is pointed out (it is no longer read).
+const RENAMED_ENV: [(&str, &str); 8] = [
+    ("ZASK_SCHEDULER_WORKERS", "ZASK_WORKER_SCHEDULER_ADDRESS"),
+    ("ZASK_WORKER_PORT", "ZASK_WORKER_PORT_TO_WORKERS"),
+    ("ZASK_NTHREADS", "ZASK_WORKER_NTHREADS"),
+    ("ZASK_STORE", "ZASK_WORKER_STORE"),
+    ("ZASK_HEARTBEAT_INTERVAL", "ZASK_WORKER_HEARTBEAT_INTERVAL"),
+    ("ZASK_FETCH_TIMEOUT", "ZASK_WORKER_FETCH_TIMEOUT"),
+    ("ZASK_RETIRE_TIMEOUT", "ZASK_WORKER_RETIRE_TIMEOUT"),
+    (
+        "ZASK_ENABLE_TEST_FUNCTIONS",
+        "ZASK_WORKER_ENABLE_TEST_FUNCTIONS",
+    ),
+];
+
 /// After a second signal, how long the worker may take to stop before the process exits.
 const FORCED_EXIT_AFTER: Duration = Duration::from_secs(2);
 
@@ -127,6 +143,11 @@ where
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .try_init();
     let args = Args::parse_from(args);
+    for (old, new) in RENAMED_ENV {
+        if std::env::var_os(old).is_some() && std::env::var_os(new).is_none() {
+            log::warn!("{old} is set but no longer read: the worker's variable is {new}");
+        }
+    }
     let mut options = WorkerOptions::new(&args.scheduler_address);
     options.host = args.host;
     options.port_to_workers = args.port_to_workers;
