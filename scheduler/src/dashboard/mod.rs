@@ -91,8 +91,8 @@ impl Shared {
     }
 
     /// A request came in: observations go on for [`WATCH_FOR`], and the history is returned
-    /// once it holds an observation no older than [`INTERVAL`] twice over (or after
-    /// [`FRESH_WAIT`], with what it has).
+    /// once it holds an observation taken after the request came (within [`INTERVAL`] and a
+    /// turn of the loop), or after [`FRESH_WAIT`] with what it has.
     fn look(&self) -> std::sync::MutexGuard<'_, History> {
         let now = Instant::now();
         let until = self.ms_since_start(now + WATCH_FOR);
@@ -100,7 +100,7 @@ impl Shared {
         let deadline = now + FRESH_WAIT;
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let fresh = history.taken().is_some_and(|t| t.elapsed() <= INTERVAL * 2);
+            let fresh = history.taken().is_some_and(|t| t >= now);
             let left = deadline.saturating_duration_since(Instant::now());
             if fresh || left.is_zero() {
                 return history;
