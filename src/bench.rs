@@ -48,70 +48,75 @@ pub const WORKLOADS: [&str; 9] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Number of worker processes (W5 needs at least 2).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, env = "ZASK_BENCH_WORKERS", default_value_t = 2)]
     pub workers: usize,
     /// Threads per worker.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "ZASK_BENCH_NTHREADS", default_value_t = 1)]
     pub nthreads: u32,
     /// Repetitions of W1–W5, W8 and W9.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, env = "ZASK_BENCH_REPS", default_value_t = 5)]
     pub reps: usize,
     /// Repetitions of W6.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "ZASK_BENCH_W6_REPS", default_value_t = 3)]
     pub w6_reps: usize,
     /// Repetitions of W7 (the first runs in a fresh scheduler whose memory is not yet
     /// mapped, and is the slowest; the median is of all).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "ZASK_BENCH_W7_REPS", default_value_t = 3)]
     pub w7_reps: usize,
     /// Run only these workloads (repeatable, or a comma list: `--only W1,W4`).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "ZASK_BENCH_ONLY", value_delimiter = ',')]
     pub only: Vec<String>,
     /// W1: independent `inc` tasks (plus one `sum`).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, env = "ZASK_BENCH_W1_TASKS", default_value_t = 10_000)]
     pub w1_tasks: usize,
     /// W2: length of the `inc` chain.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, env = "ZASK_BENCH_W2_CHAIN", default_value_t = 1_000)]
     pub w2_chain: usize,
     /// W3: leaves of the `add` tree.
-    #[arg(long, default_value_t = 4_096)]
+    #[arg(long, env = "ZASK_BENCH_W3_LEAVES", default_value_t = 4_096)]
     pub w3_leaves: usize,
     /// W4: back-to-back gets of a one-task graph per repetition.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, env = "ZASK_BENCH_W4_GETS", default_value_t = 200)]
     pub w4_gets: usize,
     /// W4: further gets with a 20 ms idle gap before each (0: none).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, env = "ZASK_BENCH_W4_GAP_GETS", default_value_t = 50)]
     pub w4_gap_gets: usize,
     /// W5: MiB moved from worker A to worker B.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, env = "ZASK_BENCH_W5_MIB", default_value_t = 64)]
     pub w5_mib: usize,
     /// W6: independent `inc` tasks (plus one `sum`).
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, env = "ZASK_BENCH_W6_TASKS", default_value_t = 100_000)]
     pub w6_tasks: usize,
     /// W7: independent `inc` tasks (plus one `sum`).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, env = "ZASK_BENCH_W7_TASKS", default_value_t = 1_000_000)]
     pub w7_tasks: usize,
     /// W8: futures submitted one `submit` call at a time, then gathered.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, env = "ZASK_BENCH_W8_FUTURES", default_value_t = 10_000)]
     pub w8_futures: usize,
     /// W9: items mapped (one future each), then taken as they complete.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, env = "ZASK_BENCH_W9_ITEMS", default_value_t = 10_000)]
     pub w9_items: usize,
     /// Seconds one get may take before the workload fails.
-    #[arg(long, default_value_t = 1800.0)]
+    #[arg(long, env = "ZASK_BENCH_GET_TIMEOUT", default_value_t = 1800.0)]
     pub get_timeout: f64,
     /// Seconds the scheduler may stay silent (not answering pings) during a get.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, env = "ZASK_BENCH_SCHEDULER_TIMEOUT", default_value_t = 60.0)]
     pub scheduler_timeout: f64,
     /// Skip the short untimed warm-up.
-    #[arg(long)]
+    #[arg(long, env = "ZASK_BENCH_NO_WARMUP")]
     pub no_warmup: bool,
     /// Print one JSON object per workload per line instead of a table.
-    #[arg(long)]
+    #[arg(long, env = "ZASK_BENCH_JSON")]
     pub json: bool,
     /// Give the cluster a fresh random secret: every connection authenticated and encrypted
     /// (CURVE), to measure what that costs.
-    #[arg(long)]
+    #[arg(long, env = "ZASK_BENCH_ENCRYPT")]
     pub encrypt: bool,
+    /// Watch the scheduler's dashboard while the workloads run, as an open page and a
+    /// Prometheus scraper do: `/api/snapshot` and `/metrics` fetched every second (to measure
+    /// what watching costs; without this flag the dashboard is served but nobody looks).
+    #[arg(long, env = "ZASK_BENCH_WATCH_DASHBOARD")]
+    pub watch_dashboard: bool,
 }
 
 /// The hidden `zask bench-worker`: a worker with the standard library and, on request, the
@@ -333,6 +338,8 @@ struct Cluster {
     /// Closing a worker's stdin stops it (it runs with `--stop-on-stdin-eof`).
     worker_stdins: Vec<ChildStdin>,
     address_to_clients: String,
+    /// The dashboard's URL.
+    dashboard: String,
 }
 
 impl Drop for Cluster {
@@ -375,7 +382,7 @@ impl Cluster {
         }
         let mut cmd = Command::new(&scheduler_bin);
         secret_env(&mut cmd, token);
-        cmd.args(["--host", "127.0.0.1"])
+        cmd.args(["--host", "127.0.0.1", "--dashboard-port", "any"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -397,9 +404,11 @@ impl Cluster {
                 .map(|a| a.trim().to_string())
                 .ok_or_else(|| format!("zask-scheduler printed {line:?}, expected {prefix} ..."))
         };
-        let addresses = read_address("address_to_workers:")
-            .and_then(|w| Ok((w, read_address("address_to_clients:")?)));
-        let (to_workers, to_clients) = match addresses {
+        let addresses = read_address("address_to_workers:").and_then(|w| {
+            let c = read_address("address_to_clients:")?;
+            Ok((w, c, read_address("dashboard:")?))
+        });
+        let (to_workers, to_clients, dashboard) = match addresses {
             Ok(a) => a,
             Err(e) => {
                 let _ = scheduler.kill();
@@ -413,6 +422,7 @@ impl Cluster {
             workers: Vec::new(),
             worker_stdins: Vec::new(),
             address_to_clients: to_clients,
+            dashboard,
         };
         for i in 0..nworkers {
             let mut cmd = Command::new(&exe);
@@ -996,6 +1006,9 @@ pub fn run(args: BenchArgs) -> Result<String, String> {
         args.workers,
         args.nthreads
     );
+    let _watcher = args
+        .watch_dashboard
+        .then(|| DashboardWatcher::start(&cluster.dashboard));
     let mut bench = Bench {
         args: &args,
         cluster,
@@ -1154,4 +1167,74 @@ mod tests {
         assert_eq!(r.call("consume_on_b", args), Ok(Value::Int(16)));
         assert!(bench_registry(&["nope".into()]).is_err());
     }
+}
+
+/// Fetches the dashboard's `/api/snapshot` and `/metrics` every second until dropped (what an
+/// open page and a scraper cost the scheduler).
+struct DashboardWatcher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DashboardWatcher {
+    fn start(url: &str) -> DashboardWatcher {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let host = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut fetched, mut failed) = (0u64, 0u64);
+            while !flag.load(Ordering::Relaxed) {
+                let second = Instant::now() + Duration::from_secs(1);
+                for path in ["/api/snapshot", "/metrics"] {
+                    match http_get(&host, path) {
+                        Ok(_) => fetched += 1,
+                        Err(e) => {
+                            failed += 1;
+                            log::warn!("watching the dashboard: {path}: {e}");
+                        }
+                    }
+                }
+                while Instant::now() < second && !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            eprintln!("zask bench: watched the dashboard: {fetched} fetches, {failed} failed");
+        });
+        eprintln!("zask bench: watching the dashboard at {url} every second");
+        DashboardWatcher {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for DashboardWatcher {
+    fn drop(&mut self) {
+        self.stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A plain HTTP/1.0 GET of `path` on `host:port`: the body's size.
+fn http_get(host: &str, path: &str) -> std::io::Result<usize> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    if !response.starts_with(b"HTTP/1.0 200") && !response.starts_with(b"HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!(
+            "{path}: {}",
+            String::from_utf8_lossy(&response[..response.len().min(80)])
+        )));
+    }
+    Ok(response.len())
 }
