@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use zask_core::protocol::{CollectionSummary, ErrorInfo, ErrorKind, ToClient};
-use zask_core::{collection, Collection, Value};
+use zask_core::{collection, Collection, Keys, Node, Value};
 
 /// What is stored per name: the collection's wire form and what a listing shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +162,12 @@ impl Collections {
             Ok(c) => c,
             Err(e) => return error(ErrorKind::InvalidGraph, format!("collection {name:?}: {e}")),
         };
+        if let Err(e) = check_kind(&parsed) {
+            return error(
+                ErrorKind::InvalidGraph,
+                format!("collection {name:?} of kind {:?}: {e}", parsed.kind),
+            );
+        }
         let encoded = match CollectionStore::encode(&parsed) {
             Ok(b) => b,
             Err(e) => return storage_error(request, e),
@@ -229,6 +235,86 @@ impl Collections {
 }
 
 /// The answer to a request naming a collection that is not stored.
+/// Checks a collection has the shape its kind says, so that a client fetching it gets what the
+/// kind promises (refused at `set_collection`, not when someone computes it):
+///
+/// - `bag`: its keys are the flat list of its partitions' keys, at least one; a partition
+///   given as a literal is a list (of the bag's items); `meta`'s `npartitions`, if given, is
+///   the number of partitions, and its `token` a string.
+/// - `item` (a single lazy value): its keys are one key.
+/// - `graph`, and kinds this scheduler does not know, are any graph and keys.
+fn check_kind(c: &Collection) -> Result<(), String> {
+    match c.kind.as_str() {
+        "bag" => check_bag(c),
+        "item" => match &c.keys {
+            Keys::One(_) => Ok(()),
+            Keys::Many(_) => Err(
+                "an item is one value: its keys are one key, not a list (store a list of keys \
+                 as kind \"graph\")"
+                    .to_string(),
+            ),
+        },
+        _ => Ok(()),
+    }
+}
+
+fn check_bag(c: &Collection) -> Result<(), String> {
+    let partitions: Vec<&str> = match &c.keys {
+        Keys::One(k) => {
+            return Err(format!(
+                "a bag's keys are the list of its partitions' keys, got the single key {k:?} \
+                 (store a plain graph as kind \"graph\")"
+            ))
+        }
+        Keys::Many(keys) => keys
+            .iter()
+            .map(|k| match k {
+                Keys::One(k) => Ok(k.as_str()),
+                Keys::Many(_) => Err(
+                    "a bag's keys are a flat list of its partitions' keys, not nested lists"
+                        .to_string(),
+                ),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if partitions.is_empty() {
+        return Err("a bag has at least one partition; its keys are an empty list".to_string());
+    }
+    for p in &partitions {
+        let not_a_list = match c.graph.get(p) {
+            Some(Node::Literal(Value::List(_))) | Some(Node::List(_)) => None,
+            Some(Node::Literal(v)) => Some(format!("the literal {}", v.type_name())),
+            Some(Node::Map(_)) => Some("a map".to_string()),
+            // A task or a reference: its value is known once computed.
+            _ => None,
+        };
+        if let Some(what) = not_a_list {
+            return Err(format!(
+                "partition {p:?} is {what}, not a list of items (a bag's keys are its \
+                 partitions; store a plain graph as kind \"graph\")"
+            ));
+        }
+    }
+    match c.meta.get("npartitions") {
+        None => {}
+        Some(Value::Int(n)) if usize::try_from(*n).ok() == Some(partitions.len()) => {}
+        Some(other) => {
+            return Err(format!(
+                "meta's npartitions is {}, but the bag has {} partitions (keys)",
+                other.to_json(),
+                partitions.len()
+            ))
+        }
+    }
+    match c.meta.get("token") {
+        None | Some(Value::Str(_)) => Ok(()),
+        Some(other) => Err(format!(
+            "meta's token is a {}, not a string",
+            other.type_name()
+        )),
+    }
+}
+
 fn unknown_collection(request: u64, name: &str) -> ToClient {
     ToClient::Error {
         request,
@@ -408,6 +494,48 @@ mod tests {
         let reply = c.on_set(1, "a".to_string(), &Value::Int(3));
         assert_eq!(error_kind(&reply), Some("invalid_graph"));
         assert_eq!(c.store.list().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_collection_is_checked_against_its_kind() {
+        let mut c = collections(1 << 20);
+        let mut set =
+            |json: serde_json::Value| match c.on_set(1, "c".into(), &Value::from_json(&json)) {
+                ToClient::CollectionStored { .. } => Ok(()),
+                ToClient::Error { error, .. } => {
+                    assert_eq!(error.kind.as_str(), "invalid_graph");
+                    Err(error.message)
+                }
+                other => panic!("{other:?}"),
+            };
+        let plain = serde_json::json!({"x": 1, "y": {"fn": "inc", "args": [{"ref": "x"}]}});
+        // A plain graph as a bag: refused, saying why.
+        let e = set(serde_json::json!({"kind": "bag", "graph": plain, "keys": "y"})).unwrap_err();
+        assert!(e.contains("single key \"y\""), "{e}");
+        let e = set(serde_json::json!({"kind": "bag", "graph": plain, "keys": ["x", "y"]}))
+            .unwrap_err();
+        assert!(e.contains("partition \"x\" is the literal int"), "{e}");
+        let e =
+            set(serde_json::json!({"kind": "bag", "graph": plain, "keys": [["y"]]})).unwrap_err();
+        assert!(e.contains("flat list"), "{e}");
+        let e = set(serde_json::json!({"kind": "bag", "graph": plain, "keys": []})).unwrap_err();
+        assert!(e.contains("at least one partition"), "{e}");
+        // A bag as Bag::to_collection makes one: partitions of lists, or tasks.
+        let bag = serde_json::json!({"p0": {"lit": [1, 2]}, "p1": {"fn": "range", "args": [3]}});
+        let meta = serde_json::json!({"npartitions": 2, "token": "t"});
+        set(serde_json::json!({"kind": "bag", "graph": bag, "keys": ["p0", "p1"], "meta": meta}))
+            .unwrap();
+        let e = set(serde_json::json!({"kind": "bag", "graph": bag, "keys": ["p0"], "meta": meta}))
+            .unwrap_err();
+        assert!(e.contains("npartitions is 2, but the bag has 1"), "{e}");
+        // An item is one key.
+        set(serde_json::json!({"kind": "item", "graph": plain, "keys": "y"})).unwrap();
+        let e = set(serde_json::json!({"kind": "item", "graph": plain, "keys": ["x", "y"]}))
+            .unwrap_err();
+        assert!(e.contains("one key"), "{e}");
+        // A graph, and kinds of the client's own, are any graph.
+        set(serde_json::json!({"kind": "graph", "graph": plain, "keys": ["x", ["y"]]})).unwrap();
+        set(serde_json::json!({"kind": "my-kind", "graph": plain, "keys": "x"})).unwrap();
     }
 
     #[test]
