@@ -147,6 +147,16 @@ impl Client {
     /// Connects with `options`; fails if the scheduler does not answer within
     /// `options.timeout` or speaks another protocol version.
     pub fn connect_with(address: &str, options: ClientOptions) -> Result<Client, Error> {
+        let started = Instant::now();
+        log::debug!(
+            "connecting to {address} ({}), waiting at most {:?}",
+            if options.secret.is_some() {
+                "with the cluster's secret: authenticated and encrypted"
+            } else {
+                "no secret"
+            },
+            options.timeout
+        );
         let ctx = zmq::Context::new();
         let dealer = ctx.socket(zmq::DEALER)?;
         net::configure(&dealer)?;
@@ -222,7 +232,13 @@ impl Client {
                 other => other,
             })?;
         match reply {
-            ToClient::Welcome { scheduler_id, .. } => inner.scheduler_id = scheduler_id,
+            ToClient::Welcome { scheduler_id, .. } => {
+                log::debug!(
+                    "connected to scheduler {scheduler_id} at {address} (handshake in {:?})",
+                    started.elapsed()
+                );
+                inner.scheduler_id = scheduler_id
+            }
             other => return Err(unexpected(other)),
         }
         Ok(Client {
@@ -302,6 +318,21 @@ impl Client {
     ) -> Result<Value, Error> {
         let keys_value = keys.to_value();
         let timeout = self.inner.options.get_timeout;
+        log::debug!(
+            "get: {} keys of a graph of {} tasks{}{}, waiting at most {timeout:?}",
+            keys.flatten().len(),
+            graph.len(),
+            if keep_results {
+                ", keeping the results"
+            } else {
+                ""
+            },
+            if progress.is_some() {
+                ", with progress"
+            } else {
+                ""
+            },
+        );
         let mut attempt = 0;
         let (reply, blobs) = loop {
             // Encoded from the caller's graph as it is (no copy of a big graph).
@@ -405,6 +436,7 @@ impl Client {
     /// fails with [`Error::Closed`]. For a program that gives up (Ctrl-C); other clones of
     /// this client and its futures fail from then on.
     pub fn disconnect(&self) {
+        log::debug!("disconnecting from {}", self.inner.address);
         self.inner.stop.store(true, Ordering::SeqCst);
         self.wake_io();
         if let Some(t) = self.inner.thread.lock().ok().and_then(|mut t| t.take()) {
@@ -714,8 +746,9 @@ impl Inner {
         what: &str,
     ) -> Result<(ToClient, Vec<zmq::Message>), Error> {
         let (tx, rx) = mpsc::sync_channel(1);
+        let sent = Instant::now();
         let request = self.send_request(encode, Waiter::Channel(tx))?;
-        match rx.recv_timeout(timeout) {
+        let reply = match rx.recv_timeout(timeout) {
             Ok(Ok((ToClient::Error { error, .. }, _))) => Err(Error::Scheduler(error)),
             Ok(reply) => reply,
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -726,7 +759,18 @@ impl Inner {
                 })
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Closed),
+        };
+        match &reply {
+            Ok(_) => log::debug!(
+                "request {request} ({what}) answered in {:?}",
+                sent.elapsed()
+            ),
+            Err(e) => log::debug!(
+                "request {request} ({what}) failed after {:?}: {e}",
+                sent.elapsed()
+            ),
         }
+        reply
     }
 
     /// Sends the request `encode` writes (given its id), the reply to go to `waiter`;
@@ -745,6 +789,10 @@ impl Inner {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let f = encode(request).map_err(|e| Error::Protocol(e.to_string()))?;
         let size = f.header.len() + f.blobs.iter().map(Vec::len).sum::<usize>();
+        if log::log_enabled!(log::Level::Debug) {
+            let op = zask_core::msgpack::str_field(&f.header, "op").unwrap_or("?");
+            log::debug!("request {request} sent: {op} ({size} bytes)");
+        }
         if size > self.options.max_message_size {
             return Err(Error::TooLarge {
                 size,
@@ -897,6 +945,11 @@ impl Io {
                         }
                     }
                     let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+                    log::debug!(
+                        "submission {request} sent: {} futures batched in one message ({size} \
+                         bytes)",
+                        items.len()
+                    );
                     self.futures.sent_batch(request, all_keys);
                     self.send_header(submit_header(request, &items));
                 }
@@ -905,6 +958,7 @@ impl Io {
                     while let Some(Op::Drop(k)) = ops.next_if(|o| matches!(o, Op::Drop(_))) {
                         keys.push(k);
                     }
+                    log::debug!("dropping {} futures no longer held", keys.len());
                     self.send_message(&FromClient::DropFutures { keys });
                 }
                 Op::Cancel(key) => {
@@ -912,6 +966,7 @@ impl Io {
                     while let Some(Op::Cancel(k)) = ops.next_if(|o| matches!(o, Op::Cancel(_))) {
                         keys.push(k);
                     }
+                    log::debug!("cancelling {} futures: {keys:?}", keys.len());
                     self.send_message(&FromClient::Cancel { keys });
                 }
             }
@@ -922,6 +977,7 @@ impl Io {
     /// drops its futures), and waits briefly (300 ms at most) for a ping sent after it to be
     /// answered: then the goodbye was read, even if the process exits right away.
     fn say_goodbye(&mut self) {
+        log::debug!("saying goodbye: the scheduler cancels this client's computations");
         let _ = self.dealer.set_linger(200);
         self.send_message(&FromClient::Goodbye);
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
@@ -1007,16 +1063,21 @@ impl Io {
             };
             let msg = match msg {
                 ToClient::Events { events } => {
+                    log::debug!("news of {} futures", events.len());
                     self.futures.apply(events);
                     continue;
                 }
-                ToClient::Submitted { request } if self.futures.batch_read(request) => continue,
+                ToClient::Submitted { request } if self.futures.batch_read(request) => {
+                    log::debug!("submission {request} read by the scheduler");
+                    continue;
+                }
                 ToClient::Progress {
                     request,
                     done,
                     failed,
                     total,
                 } => {
+                    log::trace!("request {request}: {done}/{total} tasks done, {failed} failed");
                     let listeners = self.progress.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(tx) = listeners.get(&request) {
                         let _ = tx.send(GetProgress {
@@ -1069,6 +1130,7 @@ impl Io {
                 self.futures.fail(Failure::Closed, false);
             }
             Some(Handshake::Succeeded) => {
+                log::debug!("connection to the scheduler (re)established (handshake done)");
                 if let Ok(mut refused) = self.refused.lock() {
                     *refused = None;
                 }
@@ -1079,7 +1141,10 @@ impl Io {
 
     fn check_scheduler_id(&mut self, id: &str) {
         match &self.scheduler_id {
-            None => self.scheduler_id = Some(id.to_string()),
+            None => {
+                log::debug!("talking to scheduler {id}");
+                self.scheduler_id = Some(id.to_string())
+            }
             Some(known) if known != id => {
                 log::warn!("the scheduler restarted (was {known}, now {id})");
                 self.scheduler_id = Some(id.to_string());
@@ -1106,6 +1171,7 @@ impl Io {
         let silent = self.last_heard.elapsed();
         if silent > self.options.scheduler_timeout {
             let after = self.options.scheduler_timeout;
+            log::debug!("the scheduler was silent for {silent:?}: failing the calls waiting");
             self.fail_all(|| Error::SchedulerUnreachable(after));
             self.futures.fail(Failure::Unreachable(after), false);
             self.pings.clear();
@@ -1114,6 +1180,7 @@ impl Io {
         if self.last_ping.elapsed() >= self.options.heartbeat_interval {
             let request = self.next_request.fetch_add(1, Ordering::Relaxed);
             if let Ok(f) = frames::encode(&FromClient::Status { request }, Vec::new()) {
+                log::trace!("ping {request} (silent for {silent:?})");
                 if frames::send(&self.dealer, None, f).is_ok() {
                     self.pings.insert(request, Instant::now());
                 }

@@ -585,6 +585,7 @@ impl Future {
     /// claim; a task nobody else wants stops (a queued one is dropped, a running one's result
     /// discarded and its thread freed).
     pub fn cancel(&self) {
+        log::debug!("cancel future {}", self.key);
         if self.client.futures().cancel(&self.key) {
             self.client.wake_io();
         }
@@ -780,6 +781,10 @@ impl<'c> Submit<'c> {
         let wake = self.client.futures().register(&key, &definition, &mut || {
             encode_item(&key, &node_bytes, priority, retries, workers)
         })?;
+        log::debug!(
+            "future {key} submitted ({}; sent with the next batch)",
+            if wake { "new" } else { "already held" }
+        );
         if wake {
             self.client.wake_io();
         }
@@ -899,6 +904,11 @@ impl Client {
             };
             shared.push((Arc::from(*k), definition));
         }
+        log::debug!(
+            "futures of {} keys of a graph of {} tasks submitted",
+            keys.len(),
+            graph.len()
+        );
         if self.futures().register_many(&shared, item)? {
             self.wake_io();
         }
@@ -915,6 +925,7 @@ impl Client {
     /// The values of `futures`, in order, once all are done; the first failure (in order)
     /// if any failed. One request fetches them all.
     pub fn gather_futures(&self, futures: &[Future]) -> Result<Vec<Value>, Error> {
+        log::debug!("gathering {} futures", futures.len());
         let timeout = self.options().get_timeout;
         let deadline = Instant::now() + timeout;
         for f in futures {
