@@ -79,7 +79,7 @@ fn graph(n: usize) -> Graph {
     for i in 0..n {
         g.insert(format!("i{i}"), task("inc", (i as i64,)));
     }
-    let all: Vec<_> = (0..n).map(|i| key(&format!("i{i}"))).collect();
+    let all: Vec<_> = (0..n).map(|i| key(format!("i{i}"))).collect();
     g.insert("total", task("sum", (zask::list(all),)));
     g.insert("broken", task("fail", ("on purpose",)));
     g
@@ -101,7 +101,10 @@ fn metrics_count_what_ran_by_function_in_prometheus_text() {
         *s.get(name)
             .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
     };
-    assert_eq!(sample("zask_tasks_completed_total{function=\"inc\"}"), n as f64);
+    assert_eq!(
+        sample("zask_tasks_completed_total{function=\"inc\"}"),
+        n as f64
+    );
     assert_eq!(sample("zask_tasks_completed_total{function=\"sum\"}"), 1.0);
     assert_eq!(sample("zask_tasks_failed_total{function=\"fail\"}"), 1.0);
     assert_eq!(
@@ -137,8 +140,14 @@ fn metrics_count_what_ran_by_function_in_prometheus_text() {
         "zask_scheduler_loop_busy_seconds_total",
         "process_resident_memory_bytes",
     ] {
-        assert!(text.contains(&format!("# TYPE {family} ")), "{family}:\n{text}");
-        assert!(text.contains(&format!("# HELP {family} ")), "{family}:\n{text}");
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family}:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family}:\n{text}"
+        );
     }
     for name in s.keys() {
         let bare = name.split('{').next().unwrap_or_default();
@@ -179,12 +188,16 @@ fn the_api_shows_workers_computations_and_the_task_stream_while_it_runs() {
     let (cluster, url) = cluster_with_dashboard();
     // Look once, so that the scheduler records finished tasks for the task stream.
     let first = get_json(&url, "/api/snapshot");
-    assert_eq!(first["workers"].as_array().map(Vec::len), Some(2), "{first}");
+    assert_eq!(
+        first["workers"].as_array().map(Vec::len),
+        Some(2),
+        "{first}"
+    );
     let mut g = Graph::new();
     for i in 0..8 {
         g.insert(format!("s{i}"), task("sleep", (0.5, i)));
     }
-    let all: Vec<_> = (0..8).map(|i| key(&format!("s{i}"))).collect();
+    let all: Vec<_> = (0..8).map(|i| key(format!("s{i}"))).collect();
     g.insert("slow", task("sum", (zask::list(all),)));
     let client = cluster.new_client();
     let running = std::thread::spawn(move || client.get(&g, Keys::from("slow")));
@@ -196,7 +209,10 @@ fn the_api_shows_workers_computations_and_the_task_stream_while_it_runs() {
     });
     assert!(seen["id"].as_str().is_some_and(|id| id.starts_with("get-")));
     assert_eq!(seen["done"].as_u64().map(|d| d <= 9), Some(true), "{seen}");
-    let slow = running.join().expect("the client thread").expect("the slow sum");
+    let slow = running
+        .join()
+        .expect("the client thread")
+        .expect("the slow sum");
     assert_eq!(slow, Value::Int(28));
     let snapshot = wait_until("the task stream to show the sleeps", DEADLINE, || {
         let s = get_json(&url, "/api/snapshot");
@@ -212,7 +228,10 @@ fn the_api_shows_workers_computations_and_the_task_stream_while_it_runs() {
         assert!(matches!((start, end), (Some(a), Some(b)) if a <= b), "{t}");
         if t["function"] == "sleep" {
             let ms = end.unwrap_or(0.0) - start.unwrap_or(0.0);
-            assert!((450.0..5_000.0).contains(&ms), "a 0.5 s sleep ran {ms} ms: {t}");
+            assert!(
+                (450.0..5_000.0).contains(&ms),
+                "a 0.5 s sleep ran {ms} ms: {t}"
+            );
         }
     }
     let workers: Vec<&str> = snapshot["workers"]
@@ -223,7 +242,10 @@ fn the_api_shows_workers_computations_and_the_task_stream_while_it_runs() {
         .collect();
     assert_eq!(workers.len(), 2);
     for t in snapshot["task_stream"].as_array().into_iter().flatten() {
-        assert!(workers.contains(&t["worker"].as_str().unwrap_or("?")), "{t}");
+        assert!(
+            workers.contains(&t["worker"].as_str().unwrap_or("?")),
+            "{t}"
+        );
     }
     assert!(snapshot["tasks"]["completed_total"].as_u64() >= Some(9));
     assert!(snapshot["scheduler"]["rss_bytes"].as_u64() > Some(0));
@@ -250,8 +272,17 @@ fn routes_are_read_only_and_unknown_ones_say_what_exists() {
     let (_cluster, url) = cluster_with_dashboard();
     let (status, page) = http(&url, "GET", "/");
     assert_eq!(status, 200);
-    assert!(page.contains("<html") && page.contains("api/snapshot"), "{page}");
-    for external in ["src=\"http", "href=\"http", "url(http", "@import", "src=\"//"] {
+    assert!(
+        page.contains("<html") && page.contains("api/snapshot"),
+        "{page}"
+    );
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "url(http",
+        "@import",
+        "src=\"//",
+    ] {
         assert!(!page.contains(external), "the page loads {external}...");
     }
     assert_eq!(http(&url, "GET", "/health"), (200, "ok\n".to_string()));

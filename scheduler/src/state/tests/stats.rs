@@ -153,7 +153,7 @@ fn a_computation_is_cancelled_by_its_id_from_any_client() {
     assert!(out.to_clients.iter().any(|(r, m)| r == b"c3"
         && matches!(m, ToClient::ComputationCancelled { request: 1, id } if *id == ids[0])));
     assert_eq!(
-        out.cancel.get(&b"w1".to_vec()).map(Vec::len),
+        out.cancel.get(b"w1".as_slice()).map(Vec::len),
         Some(1),
         "x stops"
     );
