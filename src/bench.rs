@@ -1076,6 +1076,75 @@ pub fn run(args: BenchArgs) -> Result<String, String> {
     }
 }
 
+/// Fetches the dashboard's `/api/snapshot` and `/metrics` every second until dropped (what an
+/// open page and a scraper cost the scheduler).
+struct DashboardWatcher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DashboardWatcher {
+    fn start(url: &str) -> DashboardWatcher {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let host = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut fetched, mut failed) = (0u64, 0u64);
+            while !flag.load(Ordering::Relaxed) {
+                let second = Instant::now() + Duration::from_secs(1);
+                for path in ["/api/snapshot", "/metrics"] {
+                    match http_get(&host, path) {
+                        Ok(_) => fetched += 1,
+                        Err(e) => {
+                            failed += 1;
+                            log::warn!("watching the dashboard: {path}: {e}");
+                        }
+                    }
+                }
+                while Instant::now() < second && !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            eprintln!("zask bench: watched the dashboard: {fetched} fetches, {failed} failed");
+        });
+        eprintln!("zask bench: watching the dashboard at {url} every second");
+        DashboardWatcher {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for DashboardWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A plain HTTP/1.0 GET of `path` on `host:port`: the body's size.
+fn http_get(host: &str, path: &str) -> std::io::Result<usize> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    if !response.starts_with(b"HTTP/1.0 200") && !response.starts_with(b"HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!(
+            "{path}: {}",
+            String::from_utf8_lossy(&response[..response.len().min(80)])
+        )));
+    }
+    Ok(response.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1167,73 +1236,4 @@ mod tests {
         assert_eq!(r.call("consume_on_b", args), Ok(Value::Int(16)));
         assert!(bench_registry(&["nope".into()]).is_err());
     }
-}
-
-/// Fetches the dashboard's `/api/snapshot` and `/metrics` every second until dropped (what an
-/// open page and a scraper cost the scheduler).
-struct DashboardWatcher {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl DashboardWatcher {
-    fn start(url: &str) -> DashboardWatcher {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let host = url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let (mut fetched, mut failed) = (0u64, 0u64);
-            while !flag.load(Ordering::Relaxed) {
-                let second = Instant::now() + Duration::from_secs(1);
-                for path in ["/api/snapshot", "/metrics"] {
-                    match http_get(&host, path) {
-                        Ok(_) => fetched += 1,
-                        Err(e) => {
-                            failed += 1;
-                            log::warn!("watching the dashboard: {path}: {e}");
-                        }
-                    }
-                }
-                while Instant::now() < second && !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-            eprintln!("zask bench: watched the dashboard: {fetched} fetches, {failed} failed");
-        });
-        eprintln!("zask bench: watching the dashboard at {url} every second");
-        DashboardWatcher {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for DashboardWatcher {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// A plain HTTP/1.0 GET of `path` on `host:port`: the body's size.
-fn http_get(host: &str, path: &str) -> std::io::Result<usize> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    if !response.starts_with(b"HTTP/1.0 200") && !response.starts_with(b"HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!(
-            "{path}: {}",
-            String::from_utf8_lossy(&response[..response.len().min(80)])
-        )));
-    }
-    Ok(response.len())
 }
