@@ -1006,15 +1006,16 @@ pub fn run(args: BenchArgs) -> Result<String, String> {
         args.workers,
         args.nthreads
     );
-    let _watcher = args
-        .watch_dashboard
-        .then(|| DashboardWatcher::start(&cluster.dashboard));
+    let dashboard = cluster.dashboard.clone();
     let mut bench = Bench {
         args: &args,
         cluster,
         client,
         kept: 0,
     };
+    let watcher = args
+        .watch_dashboard
+        .then(|| DashboardWatcher::start(&dashboard));
     if !args.no_warmup {
         let t0 = Instant::now();
         bench
@@ -1057,6 +1058,7 @@ pub fn run(args: BenchArgs) -> Result<String, String> {
             }
         }
     }
+    drop(watcher);
     drop(bench);
     let report = if args.json {
         lines.join("\n")
