@@ -1183,3 +1183,40 @@ fn rust_log_debug_shows_what_the_client_does() {
     let out = zask(&["status", "-s", cluster.clients_address()], None);
     assert!(out.stderr.is_empty(), "{out:?}");
 }
+
+#[test]
+fn a_clients_futures_are_listed_and_cancelled_from_the_command_line() {
+    let cluster = Cluster::start(1, 1);
+    let addr = cluster.clients_address();
+    let client = cluster.new_client();
+    // One thread: the first sleep runs, the other three queue behind it.
+    let futures: Vec<zask::Future> = (0..4)
+        .map(|i| client.submit("sleep", (30.0, i)).expect("a submit"))
+        .collect();
+    let row = common::wait_until("the futures to be listed", common::DEADLINE, || {
+        let out = zask(&["computations", "-s", addr], None);
+        json_lines(&out.stdout)
+            .into_iter()
+            .find(|c| c["kind"] == "futures" && c["total"] == 4)
+    });
+    let id = row["id"].as_str().expect("an id").to_string();
+    assert!(id.starts_with("futures-"), "{row}");
+    assert_eq!(
+        (row["done"].clone(), row["waiting"].clone()),
+        (json!(0), json!(4))
+    );
+    let out = zask(&["cancel", &id, "-s", addr], None);
+    assert!(out.status.success(), "{out:?}");
+    // The client holding them is told: each future is cancelled, and the worker is free.
+    for f in &futures {
+        common::wait_until("the future to be cancelled", common::DEADLINE, || {
+            (f.status() == zask::FutureStatus::Cancelled).then_some(())
+        });
+    }
+    common::wait_until("no computation left", common::DEADLINE, || {
+        let out = zask(&["computations", "-s", addr], None);
+        json_lines(&out.stdout).is_empty().then_some(())
+    });
+    cluster.wait_until_idle();
+    cluster.assert_serving();
+}
