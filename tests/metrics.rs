@@ -19,15 +19,19 @@ fn http(url: &str, method: &str, path: &str) -> (u16, String) {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let mut stream = TcpStream::connect(&host).expect("the dashboard accepts connections");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("a read timeout");
-    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("a request");
+    try_http(&host, &host, method, path).expect("an answer from the dashboard")
+}
+
+/// The same to `address` with the `Host` header `host`; an error if it cannot be had.
+fn try_http(address: &str, host: &str, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
     let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("the response, whole");
+    stream.read_to_string(&mut response)?;
+    if response.is_empty() {
+        return Err(std::io::Error::other("closed without an answer"));
+    }
     let status = response
         .split_whitespace()
         .nth(1)
@@ -37,7 +41,7 @@ fn http(url: &str, method: &str, path: &str) -> (u16, String) {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    (status, body)
+    Ok((status, body))
 }
 
 fn get_json(url: &str, path: &str) -> serde_json::Value {
@@ -339,6 +343,94 @@ fn a_taken_port_is_an_error_and_the_default_port_taken_is_replaced() {
     s.read_field("address_to_clients", START_TIMEOUT);
     s.terminate();
     assert_eq!(s.try_read_line(START_TIMEOUT), None, "no dashboard line");
+
+    // 8788 given explicitly, and taken: an error, not another port.
+    let _taken = TcpListener::bind("127.0.0.1:8788");
+    let mut s = scheduler_output(&["--dashboard-port", "8788"]);
+    let status = s.wait_exit(START_TIMEOUT).expect("the scheduler exits");
+    assert!(!status.success());
+    assert!(
+        s.stderr_text().contains("--dashboard-port"),
+        "{}",
+        s.stderr_text()
+    );
+}
+
+#[test]
+fn a_request_for_another_host_is_refused_against_dns_rebinding() {
+    let (_cluster, url) = cluster_with_dashboard();
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    let port = address.rsplit(':').next().unwrap_or_default();
+    let (status, body) = try_http(
+        address,
+        &format!("evil.example:{port}"),
+        "GET",
+        "/api/snapshot",
+    )
+    .expect("an answer");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("DNS rebinding"), "{body}");
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let (status, _) = try_http(address, &host, "GET", "/health").expect("an answer");
+        assert_eq!(status, 200, "{host}");
+    }
+}
+
+#[test]
+fn connections_that_never_finish_a_request_neither_stop_the_dashboard_nor_the_scheduler() {
+    let (mut cluster, url) = cluster_with_dashboard();
+    let address = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    // More connections than the dashboard serves at once, each sending half a request head.
+    let idle: Vec<TcpStream> = (0..100)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect(&address).ok()?;
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+            Some(s)
+        })
+        .collect();
+    assert!(!idle.is_empty());
+    // And readers that ask for a lot and never read it (their answers fill the socket).
+    let request = format!("GET / HTTP/1.1\r\nHost: {address}\r\n\r\n").repeat(400);
+    let stuck: Vec<TcpStream> = (0..4)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect(&address).ok()?;
+            s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+            let _ = s.write_all(request.as_bytes());
+            Some(s)
+        })
+        .collect();
+    // The scheduler serves clients meanwhile, and the dashboard answers again once the idle
+    // connections' time to send a head (5 s) is up.
+    let client = cluster.client();
+    assert_eq!(client.workers().expect("the workers").len(), 2);
+    wait_until("the dashboard to answer again", DEADLINE, || {
+        try_http(&address, &address, "GET", "/health")
+            .ok()
+            .filter(|(status, _)| *status == 200)
+    });
+    // And it stops promptly with connections still open.
+    let mut idle_again: Vec<TcpStream> = (0..10)
+        .filter_map(|_| TcpStream::connect(&address).ok())
+        .collect();
+    for s in &mut idle_again {
+        let _ = s.write_all(b"GET / HTTP/1.1\r\n");
+    }
+    let scheduler = &mut cluster.scheduler.proc;
+    scheduler.terminate();
+    let started = std::time::Instant::now();
+    assert!(
+        scheduler.wait_exit(START_TIMEOUT).is_some(),
+        "the scheduler exits"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop((idle, stuck));
 }
 
 #[test]

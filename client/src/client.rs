@@ -631,8 +631,9 @@ impl Client {
         }
     }
 
-    /// Keys held on the workers, with their sizes and holders: up to `limit` of them (in no
-    /// particular order), and how many are held in all.
+    /// Keys held on the workers, with their sizes and holders: up to `limit` of them (at most
+    /// 10,000, `zask_core::protocol::MAX_HELD_KEYS_LISTED`; sorted by key, which ones of more
+    /// being unspecified), and how many are held in all.
     pub fn held_keys(&self, limit: u64) -> Result<(u64, Vec<HeldKey>), Error> {
         match self.call(move |request| FromClient::HeldKeys { request, limit })? {
             ToClient::HeldKeys { total, keys, .. } => Ok((total, keys)),

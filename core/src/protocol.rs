@@ -837,7 +837,8 @@ pub enum FromClient {
         /// The computation's id.
         id: String,
     },
-    /// List held keys, their sizes and holders (at most `limit`): answered by `held_keys`.
+    /// List held keys, their sizes and holders (at most `limit`, and at most
+    /// [`MAX_HELD_KEYS_LISTED`]): answered by `held_keys`.
     HeldKeys {
         /// The request id.
         request: u64,
@@ -987,7 +988,8 @@ pub enum ToClient {
         /// The computation's id.
         id: String,
     },
-    /// Held keys: `total` in all, up to the `limit` asked listed (in no particular order).
+    /// Held keys: `total` in all, up to the `limit` asked (at most
+    /// [`MAX_HELD_KEYS_LISTED`]) listed, sorted by key (which ones, of more, is unspecified).
     HeldKeys {
         /// The request answered.
         request: u64,
@@ -1069,6 +1071,10 @@ pub struct ComputationSummary {
     /// Of them, neither finished nor failed yet (nor cancelled).
     pub waiting: u64,
 }
+
+/// Held keys listed in one `held_keys` answer at most, whatever `limit` asks (the scheduler
+/// builds the answer on its loop).
+pub const MAX_HELD_KEYS_LISTED: u64 = 10_000;
 
 /// A held key, for `zask keys`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

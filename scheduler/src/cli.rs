@@ -26,11 +26,12 @@ pub struct Args {
     #[arg(long, env = "ZASK_SCHEDULER_PORT_TO_CLIENTS", default_value_t = 0)]
     port_to_clients: u16,
     /// Port of the dashboard and Prometheus `/metrics` (HTTP): a number, `0` for no
-    /// dashboard, or `any` for a port the OS chooses. When the default port is taken, another
-    /// is chosen (with a warning). The address is printed as a third line, `dashboard: URL`.
-    #[arg(long, env = "ZASK_SCHEDULER_DASHBOARD_PORT", default_value = "8788",
-          value_parser = crate::dashboard::parse_port)]
-    dashboard_port: crate::dashboard::DashboardPort,
+    /// dashboard, or `any` for a port the OS chooses. Default: 8788, or when that is taken
+    /// (another scheduler on this machine) a port the OS chooses, with a warning; a port
+    /// given that is taken is an error. The address is printed as a third line,
+    /// `dashboard: URL`.
+    #[arg(long, env = "ZASK_SCHEDULER_DASHBOARD_PORT", value_parser = crate::dashboard::parse_port)]
+    dashboard_port: Option<crate::dashboard::DashboardPort>,
     /// Interface the dashboard binds. Default: --host; but loopback (127.0.0.1) when a secret
     /// is set and --host is not loopback, as the dashboard shows key names and addresses to
     /// anyone who can reach it, with no authentication.
@@ -211,12 +212,13 @@ where
 {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .try_init();
-    let args = Args::parse_from(args);
+    // Before parsing, as the worker does: a command line clap refuses still shows the hint.
     for (old, new) in RENAMED_ENV {
         if std::env::var_os(old).is_some() && std::env::var_os(new).is_none() {
             log::warn!("{old} is set but no longer read: the scheduler's variable is {new}");
         }
     }
+    let args = Args::parse_from(args);
     let secret = match zask_core::security::Secret::from_cli(args.auth_token_file.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -247,7 +249,9 @@ where
         max_collection_size: args.max_collection_size,
         client_queue: args.client_queue,
         secret,
-        dashboard_port: args.dashboard_port,
+        dashboard_port: args
+            .dashboard_port
+            .unwrap_or(crate::dashboard::DashboardPort::Default),
         dashboard_host: args.dashboard_host,
     };
     let scheduler = match Scheduler::start(options) {

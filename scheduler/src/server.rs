@@ -331,9 +331,9 @@ impl Loop {
             self.state.on_flushed(&mut out);
             self.flush(&mut out);
             if let Some(monitor) = &mut self.monitor {
-                let end = Instant::now();
-                monitor.busy(end.saturating_duration_since(turn_started));
-                monitor.after_turn(&mut self.state, end);
+                monitor.after_turn(&mut self.state, Instant::now());
+                // (Its own observation counted in.)
+                monitor.busy(turn_started.elapsed());
             }
         }
     }

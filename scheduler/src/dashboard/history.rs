@@ -20,6 +20,8 @@ const STREAM_SPAN: Duration = Duration::from_secs(60);
 const STREAM_MAX: usize = 10_000;
 /// Tasks taken into the stream from one observation at most (evenly sampled beyond).
 const STREAM_PER_OBSERVATION: usize = 500;
+/// Observations further apart than this leave a gap in the throughput (nobody watched).
+const GAP: Duration = Duration::from_secs(2);
 /// Tasks the API returns of the stream at most (the newest).
 pub(super) const STREAM_SERVED: usize = 5_000;
 
@@ -99,7 +101,8 @@ impl History {
         self.rss = rss;
         if let Some((t, completed, failed)) = self.totals_before {
             let secs = now.saturating_duration_since(t).as_secs_f64();
-            if secs > 0.0 {
+            // (After a gap nobody watched, no point: it would average over the gap.)
+            if secs > 0.0 && secs <= GAP.as_secs_f64() {
                 let per_s = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
                 self.throughput.push_back((
                     now,
@@ -255,6 +258,7 @@ impl History {
             "transfer_bytes_total": o.transfer_bytes_total,
             "workers": self.workers(),
             "computations": self.computations(),
+            "computations_total": o.computations_total,
             "throughput": self.throughput(),
             "task_stream": self.task_stream(),
             "functions": self.functions(),

@@ -154,7 +154,7 @@ impl Collector for Snapshot {
             e,
             "zask_computations",
             "Computations in flight (gets, and clients holding futures).",
-            o.computations.len() as u64,
+            o.computations_total,
         )?;
         gauge(e, "zask_held_keys", "Keys held on workers.", o.held_keys)?;
         gauge(

@@ -43,6 +43,9 @@ const FRESH_WAIT: Duration = Duration::from_secs(1);
 pub enum DashboardPort {
     /// No dashboard (`0`).
     Off,
+    /// [`DEFAULT_PORT`], or, when it is taken, a port the OS chooses (with a warning): the
+    /// `zask-scheduler` command when no port is given.
+    Default,
     /// A port the OS chooses (`any`).
     Any,
     /// This port.
@@ -146,8 +149,11 @@ impl Monitor {
         {
             return;
         }
-        let Ok(mut history) = self.shared.history.try_lock() else {
-            return;
+        let mut history = match self.shared.history.try_lock() {
+            Ok(h) => h,
+            // (A reader that panicked leaves the history as it was: go on with it.)
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
         };
         let observation = state.observe(now);
         self.recording = true;
@@ -180,10 +186,11 @@ impl Dashboard {
         port: DashboardPort,
         info: SchedulerInfo,
     ) -> Result<Option<(Dashboard, Monitor)>, String> {
-        let port = match port {
+        let (port, fallback) = match port {
             DashboardPort::Off => return Ok(None),
-            DashboardPort::Any => 0,
-            DashboardPort::Port(p) => p,
+            DashboardPort::Default => (DEFAULT_PORT, true),
+            DashboardPort::Any => (0, false),
+            DashboardPort::Port(p) => (p, false),
         };
         let bind = if host.is_empty() { "0.0.0.0" } else { host };
         let shared = Arc::new(Shared {
@@ -193,14 +200,20 @@ impl Dashboard {
             history: Mutex::new(History::default()),
             fresh: Condvar::new(),
         });
-        let server = match http::Server::start(bind, port, shared.clone()) {
+        // The names requests may come addressed to (besides IP addresses and localhost).
+        let names: Vec<String> = [host, advertised]
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect();
+        let server = match http::Server::start(bind, port, names.clone(), shared.clone()) {
             Ok(s) => s,
-            Err(e) if port == DEFAULT_PORT => {
+            Err(e) if fallback => {
                 log::warn!(
                     "the dashboard's default port {port} is taken ({e}); serving it on a port \
                      the OS chooses instead (--dashboard-port sets one)"
                 );
-                http::Server::start(bind, 0, shared.clone())?
+                http::Server::start(bind, 0, names, shared.clone())?
             }
             Err(e) => return Err(e),
         };

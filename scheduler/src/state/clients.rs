@@ -26,6 +26,9 @@ pub(super) struct Progress {
     pub(super) done: u64,
     pub(super) failed: u64,
     pub(super) total: u64,
+    /// The ids of the tasks it made (`first..first + total`): only those are counted (a
+    /// task re-created from lineage later is not one of them).
+    pub(super) first: u64,
     /// Whether the client asked to be sent it.
     pub(super) send: bool,
     /// When it was last sent, and whether it changed since.
@@ -34,11 +37,12 @@ pub(super) struct Progress {
 }
 
 impl Progress {
-    pub(super) fn new(total: u64, send: bool) -> Progress {
+    pub(super) fn new(created: (u64, u64), send: bool) -> Progress {
         Progress {
             done: 0,
             failed: 0,
-            total,
+            total: created.1 - created.0,
+            first: created.0,
             send,
             sent: None,
             changed: true,
@@ -292,14 +296,10 @@ impl SchedulerState {
         }
     }
 
-    /// A task of rank `rank` finished (`failed` or done): counted in its computation's
-    /// progress.
-    pub(super) fn count_progress(&mut self, rank: u64, failed: bool) {
-        if self.graphs.is_empty() {
-            return;
-        }
-        if let Some(g) = self.graphs.get_mut(&assign::graph_of(rank)) {
-            let p = &mut g.progress;
+    /// Task `tid` of rank `rank` finished (`failed` or done): counted in its computation's
+    /// progress, if the computation made it.
+    pub(super) fn count_progress(&mut self, tid: TaskId, rank: u64, failed: bool) {
+        if let Some(p) = self.progress_of(tid, rank) {
             if failed {
                 p.failed += 1;
             } else {
@@ -307,6 +307,25 @@ impl SchedulerState {
             }
             p.changed = true;
         }
+    }
+
+    /// Task `tid` of rank `rank`, counted done, was lost and is computed again: no longer
+    /// counted.
+    pub(super) fn uncount_progress(&mut self, tid: TaskId, rank: u64) {
+        if let Some(p) = self.progress_of(tid, rank) {
+            p.done = p.done.saturating_sub(1);
+            p.changed = true;
+        }
+    }
+
+    /// The progress of the computation that made task `tid` (of rank `rank`), if it is in
+    /// flight.
+    fn progress_of(&mut self, tid: TaskId, rank: u64) -> Option<&mut Progress> {
+        if self.graphs.is_empty() {
+            return None;
+        }
+        let p = &mut self.graphs.get_mut(&assign::graph_of(rank))?.progress;
+        (p.first..p.first + p.total).contains(&tid.0).then_some(p)
     }
 
     /// Sends the progress of computations whose clients asked for it, at most every

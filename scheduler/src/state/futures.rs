@@ -113,6 +113,11 @@ impl Futures {
         self.wanted.get(&tid).map_or(0, |c| c.len())
     }
 
+    /// How many clients hold futures.
+    pub(super) fn holding_clients(&self) -> usize {
+        self.clients.values().filter(|c| !c.keys.is_empty()).count()
+    }
+
     /// The clients holding futures.
     pub(super) fn routes(&self) -> impl Iterator<Item = &Route> {
         self.clients

@@ -93,7 +93,7 @@ impl SchedulerState {
             };
             stats::set_status(&mut self.stats.counts, t, TaskStatus::Memory);
             let rank = t.priority.0;
-            self.count_progress(rank, false);
+            self.count_progress(tid, rank, false);
             let Some(t) = self.tasks.get_mut(&tid) else {
                 return;
             };
@@ -157,9 +157,6 @@ impl SchedulerState {
             );
             return;
         }
-        if let Some(t) = self.tasks.get(&tid) {
-            self.stats.task_failed(t.signature);
-        }
         // Whatever the worker may have kept of it (a result it reported unreadably) goes.
         self.send_release(wid, failed.key.clone(), out);
         if let Some(w) = self.workers.get_mut(&wid) {
@@ -188,7 +185,26 @@ impl SchedulerState {
             dependency: None,
         };
         log::debug!("{}", error.message);
+        // (Counted here, once final: a failure retried, or a fetch of an input given again,
+        // is not the function's failure.)
+        if let Some(t) = self.tasks.get(&tid) {
+            self.stats.task_failed(t.signature);
+        }
         self.fail_task(tid, error, out);
+    }
+
+    /// Task `tid`, which finished, is to be computed again (its value was lost): `Waiting`,
+    /// and no longer counted done in its computation's progress.
+    pub(super) fn unfinish(&mut self, tid: TaskId) {
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
+        };
+        let was_done = t.status == TaskStatus::Memory;
+        let rank = t.priority.0;
+        stats::set_status(&mut self.stats.counts, t, TaskStatus::Waiting);
+        if was_done {
+            self.uncount_progress(tid, rank);
+        }
     }
 
     /// A worker could not fetch an input from any holder we named. Forget those copies
@@ -248,7 +264,7 @@ impl SchedulerState {
             failed_graphs.extend(t.wanted_by.iter().map(|g| (*g, err.clone())));
             let dependents = t.dependents.clone();
             let rank = t.priority.0;
-            self.count_progress(rank, true);
+            self.count_progress(id, rank, true);
             self.notify(id, KeyStatus::Erred, Some(&err), out);
             for &d in &dependents {
                 if let Some(dt) = self.tasks.get(&d) {
@@ -297,8 +313,8 @@ impl SchedulerState {
 
     /// Fails `tid`, whose value is gone for good, with `error` (it is not kept any more).
     pub(super) fn fail_lost(&mut self, tid: TaskId, error: ErrorInfo, out: &mut Outbox) {
+        self.unfinish(tid);
         if let Some(t) = self.tasks.get_mut(&tid) {
-            stats::set_status(&mut self.stats.counts, t, TaskStatus::Waiting);
             t.kept = false;
         }
         self.fail_task(tid, error, out);

@@ -2,12 +2,16 @@
 //! and the `status` and `workers` replies made of it.
 
 use super::*;
-use zask_core::protocol::{ComputationSummary, HeldKey};
+use zask_core::protocol::{ComputationSummary, HeldKey, MAX_HELD_KEYS_LISTED};
 
 impl SchedulerState {
     /// The registered workers, for clients and tests.
     pub fn workers(&self, now: Instant) -> Vec<WorkerSummary> {
-        let mut list: Vec<WorkerSummary> = self.workers.values().map(|w| w.summary(now)).collect();
+        let mut list: Vec<WorkerSummary> = self
+            .workers
+            .values()
+            .map(|w| w.summary(now, true))
+            .collect();
         list.sort_by(|a, b| a.address.cmp(&b.address));
         list
     }
@@ -70,10 +74,16 @@ impl SchedulerState {
 
     /// The computations in flight: the gets, oldest first, then each client's futures.
     pub fn computations(&self, now: Instant) -> Vec<ComputationSummary> {
+        self.computations_upto(now, usize::MAX)
+    }
+
+    /// The first `limit` of [`SchedulerState::computations`] (only those are formatted).
+    pub(super) fn computations_upto(&self, now: Instant, limit: usize) -> Vec<ComputationSummary> {
         let mut gets: Vec<(&GraphId, &GraphState)> = self.graphs.iter().collect();
         gets.sort_by_key(|(g, _)| **g);
         let mut list: Vec<ComputationSummary> = gets
             .into_iter()
+            .take(limit)
             .map(|(g, graph)| {
                 let p = &graph.progress;
                 let done = p.done.min(p.total);
@@ -90,8 +100,16 @@ impl SchedulerState {
                 }
             })
             .collect();
-        list.extend(self.future_computations(now));
+        if list.len() < limit {
+            list.extend(self.future_computations(now));
+            list.truncate(limit);
+        }
         list
+    }
+
+    /// How many computations are in flight: gets, and clients holding futures.
+    pub(super) fn computation_count(&self) -> usize {
+        self.graphs.len() + self.futures.holding_clients()
     }
 
     /// A client asks for the computations in flight (`zask computations`).
@@ -146,9 +164,11 @@ impl SchedulerState {
     }
 
     /// A client asks which keys are held, with their sizes and holders (`zask keys`): up to
-    /// `limit` of them, in no particular order (read from the workers' holdings, so the cost
-    /// is that of the keys listed, not of every task).
+    /// `limit` of them (at most [`MAX_HELD_KEYS_LISTED`]), sorted by key, which ones of more
+    /// being unspecified (read from the workers' holdings, so the cost is that of the keys
+    /// listed, not of every task).
     pub fn on_held_keys(&self, client: &[u8], request: u64, limit: u64, out: &mut Outbox) {
+        let limit = limit.min(MAX_HELD_KEYS_LISTED);
         let mut seen: HashSet<TaskId> = HashSet::default();
         let mut keys = Vec::new();
         'workers: for w in self.workers.values() {

@@ -59,9 +59,7 @@ impl SchedulerState {
                 }
             }
         }
-        if let Some(t) = self.tasks.get_mut(&tid) {
-            stats::set_status(&mut self.stats.counts, t, TaskStatus::Waiting);
-        }
+        self.unfinish(tid);
         self.notify(tid, zask_core::protocol::KeyStatus::Lost, None, out);
         self.rewait(tid);
         let dependents = self

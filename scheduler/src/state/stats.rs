@@ -34,6 +34,12 @@ pub const OTHER_FUNCTIONS: &str = "(other)";
 /// Finished tasks remembered between two observations at most (the newest are kept).
 const MAX_FINISHED: usize = 20_000;
 
+/// Finished tasks an observation hands over at most (evenly sampled from those remembered).
+pub const FINISHED_PER_OBSERVATION: usize = 500;
+
+/// Computations an observation lists at most (the oldest; `computations_total` counts all).
+pub const MAX_COMPUTATIONS_OBSERVED: usize = 1_000;
+
 /// What one function's tasks did since the scheduler started.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FunctionStats {
@@ -138,12 +144,14 @@ pub struct Observation {
     pub clients: u64,
     /// The workers, by address.
     pub workers: Vec<ObservedWorker>,
-    /// The computations in flight.
+    /// The computations in flight (the oldest [`MAX_COMPUTATIONS_OBSERVED`]).
     pub computations: Vec<ComputationSummary>,
+    /// How many computations are in flight.
+    pub computations_total: u64,
     /// Per function, since the start.
     pub functions: Vec<FunctionStats>,
-    /// Tasks finished since the last observation (while recording; at most 20,000, the
-    /// newest).
+    /// Tasks finished since the last observation (while recording): at most
+    /// [`FINISHED_PER_OBSERVATION`], evenly sampled.
     pub finished: Vec<FinishedTask>,
 }
 
@@ -258,9 +266,15 @@ impl SchedulerState {
     pub fn observe(&mut self, now: Instant) -> Observation {
         let stats = &mut self.stats;
         stats.recording = true;
+        let step = stats
+            .finished
+            .len()
+            .div_ceil(FINISHED_PER_OBSERVATION)
+            .max(1);
         let finished = stats
             .finished
             .drain(..)
+            .step_by(step)
             .filter_map(|(w, f, at, us)| {
                 Some(FinishedTask {
                     worker: self.workers.get(&w)?.address.clone(),
@@ -277,13 +291,14 @@ impl SchedulerState {
             .workers
             .values()
             .map(|w| ObservedWorker {
-                summary: w.summary(now),
+                summary: w.summary(now, false),
                 retiring: w.retiring,
             })
             .collect();
         workers.sort_by(|a, b| a.summary.address.cmp(&b.summary.address));
         let client_timeout = self.config.client_timeout;
-        let computations = self.computations(now);
+        let computations = self.computations_upto(now, MAX_COMPUTATIONS_OBSERVED);
+        let computations_total = self.computation_count() as u64;
         let stats = &self.stats;
         Observation {
             tasks: stats.counts,
@@ -299,6 +314,7 @@ impl SchedulerState {
                 .count() as u64,
             workers,
             computations,
+            computations_total,
             functions: stats.functions.clone(),
             finished,
         }

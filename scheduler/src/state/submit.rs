@@ -43,7 +43,7 @@ impl SchedulerState {
             }
             output_ids.push(tid);
         }
-        let progress = Progress::new(created.1 - created.0, get.progress);
+        let progress = Progress::new(created, get.progress);
         let tracking = progress.send;
         self.graphs.insert(
             g,

@@ -31,9 +31,13 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// What clients are shown of this worker (`zask workers`, the dashboard).
-    pub(crate) fn summary(&self, now: Instant) -> WorkerSummary {
-        let mut functions: Vec<String> = self.functions.iter().cloned().collect();
+    /// What clients are shown of this worker (`zask workers`, the dashboard: without its
+    /// functions, which it does not show).
+    pub(crate) fn summary(&self, now: Instant, with_functions: bool) -> WorkerSummary {
+        let mut functions: Vec<String> = match with_functions {
+            true => self.functions.iter().cloned().collect(),
+            false => Vec::new(),
+        };
         functions.sort();
         WorkerSummary {
             address: self.address.to_string(),

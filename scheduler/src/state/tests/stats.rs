@@ -225,3 +225,60 @@ fn held_keys_are_listed_up_to_the_limit_with_sizes_and_holders() {
     };
     assert_eq!((total, keys.len()), (3, 2), "limited to 2, 3 in all");
 }
+
+#[test]
+fn a_task_lost_and_computed_again_counts_once_in_its_computations_progress() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    get(&mut s, b"c1", 1, &chain_abc(), "c", false, t0);
+    report(&mut s, b"w1", vec![done_held("a", 8)], t0);
+    let progress = |s: &SchedulerState| {
+        let c = &s.computations(t0)[0];
+        (c.done, c.waiting, c.total)
+    };
+    assert_eq!(progress(&s), (1, 2, 3));
+    // w1 leaves with a, before b ran: a is computed again on w2.
+    register(&mut s, b"w2", FUNCS, 1, t0);
+    let goodbye = FromWorker::Goodbye {
+        worker_id: "id-w1".to_string(),
+    };
+    let out = send(&mut s, b"w1", goodbye, t0);
+    assert_eq!(compute_keys(&out, b"w2"), vec!["a"], "{out:?}");
+    assert_eq!(progress(&s), (0, 3, 3), "a is to be computed again");
+    report(&mut s, b"w2", vec![done_held("a", 8)], t0);
+    assert_eq!(progress(&s), (1, 2, 3));
+    report(&mut s, b"w2", vec![done_held("b", 8)], t0);
+    assert_eq!(progress(&s), (2, 1, 3));
+}
+
+#[test]
+fn a_failure_retried_is_not_counted_as_the_functions_failure() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    let mut g = Graph::new();
+    g.insert("f", task("inc", (1,)));
+    let item = SubmitItem {
+        graph: g.into(),
+        keys: vec!["f".to_string()],
+        priority: 0,
+        retries: 2,
+        workers: Vec::new(),
+    };
+    let mut out = Outbox::default();
+    s.on_submit(b"c1", 1, vec![item], t0, &mut out);
+    let out = report_failed(&mut s, b"w1", failed("f", "inc", "flaky"), t0);
+    assert_eq!(compute_keys(&out, b"w1"), vec!["f"], "run again");
+    report(&mut s, b"w1", vec![done_held("f", 8)], t0);
+    let o = s.observe(t0);
+    assert_eq!((o.completed_total, o.failed_total), (1, 0));
+    assert_eq!(function(&o, "inc").failed, 0);
+    // A failure that is final counts.
+    let mut g = Graph::new();
+    g.insert("h", task("inc", (2,)));
+    get(&mut s, b"c1", 2, &g, "h", false, t0);
+    report_failed(&mut s, b"w1", failed("h", "inc", "no"), t0);
+    let o = s.observe(t0);
+    assert_eq!((o.failed_total, function(&o, "inc").failed), (1, 1));
+}
