@@ -1220,3 +1220,55 @@ fn a_clients_futures_are_listed_and_cancelled_from_the_command_line() {
     cluster.wait_until_idle();
     cluster.assert_serving();
 }
+
+// ----- flags, environment and the programs' hints ---------------------------------------------
+
+/// Variables a developer may have set, each of which breaks a test that lets it through.
+const CALLERS_ZASK_ENV: &[(&str, &str)] = &[
+    ("ZASK_SCHEDULER_DASHBOARD_PORT", "not-a-port"),
+    ("ZASK_SCHEDULER_CLIENT_QUEUE", "0"),
+    ("ZASK_WORKER_RETIRE_TIMEOUT", "-1"),
+    ("ZASK_AUTH_TOKEN", "a-developers-secret-0123456789abcdef"),
+    ("ZASK_SCHEDULER", "tcp://127.0.0.1:1"),
+    ("ZASK_TIMEOUT", "0"),
+    ("ZASK_OUTPUT", "table"),
+];
+
+#[test]
+fn the_callers_zask_variables_do_not_reach_the_programs_under_test() {
+    // This test binary again, running the helper below with a developer's variables set.
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([
+        "helper_cluster_under_a_developers_variables",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+    ]);
+    command.env("ZASK_TEST_CALLERS_ENV", "1");
+    for (name, value) in CALLERS_ZASK_ENV {
+        command.env(name, value);
+    }
+    let out = run_command(command, None, Duration::from_secs(120));
+    assert!(
+        out.status.success() && out.stdout.contains("1 passed"),
+        "the helper failed: {out:?}"
+    );
+}
+
+/// Run by [`the_callers_zask_variables_do_not_reach_the_programs_under_test`] with
+/// [`CALLERS_ZASK_ENV`] set (does nothing run otherwise): a cluster and the `zask` command line,
+/// started by the harness, run as if none were set; a variable a test sets itself still counts.
+#[test]
+#[ignore]
+fn helper_cluster_under_a_developers_variables() {
+    if std::env::var_os("ZASK_TEST_CALLERS_ENV").is_none() {
+        return;
+    }
+    let cluster = Cluster::start(1, 1);
+    let addr = cluster.clients_address();
+    let workers = json_lines(&zask_ok(&["workers", "-s", addr], None));
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    let out = zask_env(&["status"], &[("ZASK_SCHEDULER", addr)], None);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(json_of(out.stdout.trim())["workers"], json!(1), "{out:?}");
+}

@@ -31,36 +31,23 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 /// Timeout of a `get` in tests (generous: only there so that nothing hangs forever).
 pub const GET_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Environment variables the binaries read that must not leak in from the test's caller.
-const ZASK_ENV: &[&str] = &[
-    // zask (the client)
-    "ZASK_SCHEDULER",
-    "ZASK_TIMEOUT",
-    "ZASK_OUTPUT",
-    "ZASK_PROGRESS",
-    "ZASK_KEEP_RESULTS",
-    "ZASK_KEYS_LIMIT",
-    "ZASK_COLLECTION_KEYS",
-    "ZASK_COLLECTION_KIND",
-    "ZASK_LOCAL_WORKERS",
-    "ZASK_LOCAL_NTHREADS",
-    // zask-scheduler
-    "ZASK_SCHEDULER_HOST",
-    "ZASK_SCHEDULER_PORT_TO_WORKERS",
-    "ZASK_SCHEDULER_PORT_TO_CLIENTS",
-    "ZASK_SCHEDULER_HEARTBEAT_TIMEOUT",
-    "ZASK_SCHEDULER_NO_WORKERS_TIMEOUT",
-    "ZASK_SCHEDULER_SATURATION",
-    "ZASK_SCHEDULER_MAX_MESSAGE_SIZE",
-    // zask-worker
-    "ZASK_WORKER_SCHEDULER_ADDRESS",
-    "ZASK_WORKER_HOST",
-    "ZASK_WORKER_PORT_TO_WORKERS",
-    "ZASK_WORKER_NTHREADS",
-    "ZASK_WORKER_STORE",
-    "ZASK_WORKER_HEARTBEAT_INTERVAL",
-    "ZASK_WORKER_FETCH_TIMEOUT",
-];
+/// Removes from `command`'s environment every `ZASK_*` variable of the caller's (all of them,
+/// whatever program reads them: a developer's ZASK_SCHEDULER_DASHBOARD_PORT or ZASK_AUTH_TOKEN
+/// must not reach the programs under test), but those `command` sets itself. A variable a test
+/// sets after this call is passed too.
+pub fn clear_zask_env(command: &mut Command) {
+    let set: Vec<std::ffi::OsString> = command
+        .get_envs()
+        .filter(|(_, value)| value.is_some())
+        .map(|(name, _)| name.to_os_string())
+        .collect();
+    for (name, _) in std::env::vars_os() {
+        let zask = name.to_str().is_some_and(|n| n.starts_with("ZASK_"));
+        if zask && !set.contains(&name) {
+            command.env_remove(&name);
+        }
+    }
+}
 
 // ----- binaries -----------------------------------------------------------------------------
 
@@ -127,11 +114,9 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `command` (stdin null, stdout piped, stderr captured, RUST_LOG=error unless the
-    /// command sets it, no ZASK_* variables from the caller).
+    /// command sets it, no ZASK_* variables from the caller unless the command sets them).
     pub fn spawn(name: &str, mut command: Command) -> Proc {
-        for var in ZASK_ENV {
-            command.env_remove(var);
-        }
+        clear_zask_env(&mut command);
         // ZASK_TEST_LOG=debug shows the children's logs on the test's stderr.
         let log = std::env::var("ZASK_TEST_LOG").ok();
         let set = command
@@ -776,10 +761,17 @@ impl Drop for KillOnDrop {
 }
 
 /// Runs `command` to completion (no ZASK_* variables from the caller unless `command` sets
-/// them, RUST_LOG=error), feeding it `stdin`; panics if it runs longer than `timeout`.
+/// them, RUST_LOG=error unless it sets that), feeding it `stdin`; panics if it runs longer
+/// than `timeout`.
 pub fn run_command(mut command: Command, stdin: Option<&str>, timeout: Duration) -> Output {
+    clear_zask_env(&mut command);
+    if !command
+        .get_envs()
+        .any(|(k, v)| k == "RUST_LOG" && v.is_some())
+    {
+        command.env("RUST_LOG", "error");
+    }
     command
-        .env("RUST_LOG", "error")
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -847,12 +839,11 @@ pub fn run_command(mut command: Command, stdin: Option<&str>, timeout: Duration)
     }
 }
 
-/// A `zask` command line with `args` and no ZASK_* variables from the caller.
+/// A `zask` command line with `args` and no ZASK_* variables from the caller (a test may set
+/// some on it afterwards).
 pub fn zask_command(args: &[&str]) -> Command {
     let mut command = Command::new(zask_bin());
-    for var in ZASK_ENV {
-        command.env_remove(var);
-    }
+    clear_zask_env(&mut command);
     command.args(args);
     command
 }
