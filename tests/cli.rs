@@ -1223,6 +1223,42 @@ fn a_clients_futures_are_listed_and_cancelled_from_the_command_line() {
 
 // ----- flags, environment and the programs' hints ---------------------------------------------
 
+#[test]
+fn a_renamed_variable_is_pointed_out_even_when_the_command_line_is_refused() {
+    // The worker's address came from ZASK_SCHEDULER_WORKERS: without it clap refuses the
+    // command line, after the hint naming the variable to set now.
+    let worker = std::process::Command::new(common::WorkerBin::Stock.path());
+    for mut command in [worker, zask_command(&["worker"])] {
+        command
+            .env("ZASK_SCHEDULER_WORKERS", "tcp://127.0.0.1:1")
+            .env("RUST_LOG", "warn");
+        let out = run_command(command, None, CLI_TIMEOUT);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(
+            out.stderr.contains(
+                "ZASK_SCHEDULER_WORKERS is set but no longer read: the worker's variable is \
+                 ZASK_WORKER_SCHEDULER_ADDRESS"
+            ) && out.stderr.contains("<SCHEDULER_ADDRESS>"),
+            "{out:?}"
+        );
+    }
+    // The scheduler too, whatever it refuses.
+    let mut command = std::process::Command::new(common::scheduler_bin());
+    command
+        .args(["--dashboard-port", "0", "--bogus"])
+        .env("ZASK_SATURATION", "4")
+        .env("RUST_LOG", "warn");
+    let out = run_command(command, None, CLI_TIMEOUT);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "ZASK_SATURATION is set but no longer read: the scheduler's variable is \
+             ZASK_SCHEDULER_SATURATION"
+        ),
+        "{out:?}"
+    );
+}
+
 /// Variables a developer may have set, each of which breaks a test that lets it through.
 const CALLERS_ZASK_ENV: &[(&str, &str)] = &[
     ("ZASK_SCHEDULER_DASHBOARD_PORT", "not-a-port"),

@@ -142,12 +142,14 @@ where
 {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .try_init();
-    let args = Args::parse_from(args);
+    // Before parsing: clap refuses a command line missing SCHEDULER_ADDRESS, which the worker
+    // once read from ZASK_SCHEDULER_WORKERS; the hint says which name to use now.
     for (old, new) in RENAMED_ENV {
         if std::env::var_os(old).is_some() && std::env::var_os(new).is_none() {
             log::warn!("{old} is set but no longer read: the worker's variable is {new}");
         }
     }
+    let args = Args::parse_from(args);
     let mut options = WorkerOptions::new(&args.scheduler_address);
     options.host = args.host;
     options.port_to_workers = args.port_to_workers;
