@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use crate::security::Secret;
 use crate::{Client, ClientOptions, GetProgress, Graph, Keys, LocalCluster, Value};
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use output::{Format, Out, Table};
 use serde_json::json;
@@ -31,8 +32,9 @@ use serde_json::json;
 /// Output: tables for people when stdout is a terminal, JSON otherwise (so scripts read it),
 /// or as --output says. Errors go to stderr (as JSON objects with --output json) and exit with
 /// status 1 (2 for a command line that makes no sense). Every flag also reads an environment
-/// variable, shown in --help. RUST_LOG=debug shows what the client (and, under `zask local`,
-/// the cluster) does, on stderr.
+/// variable, shown in --help; a flag given on the line wins over it, wherever it is given.
+/// RUST_LOG=debug shows what the client (and, under `zask local`, the cluster) does, on
+/// stderr.
 #[derive(Parser, Debug)]
 #[command(name = "zask", version)]
 struct Cli {
@@ -54,7 +56,13 @@ struct Cli {
 }
 
 /// Where the scheduler is, how long to wait for it, and the secret: given before the command,
-/// after it, or (for `collections`) after its subcommand; the last one given counts.
+/// after it, or (for `collections`) after its subcommand; the last one given on the line
+/// counts, then the environment (ZASK_SCHEDULER, ZASK_TIMEOUT, ZASK_AUTH_TOKEN_FILE), then the
+/// default.
+///
+/// Each of those places is a struct of its own for clap, and clap fills each one's unset flags
+/// from the environment; so a place's values count only where they were given on the command
+/// line ([`Connection::given_in`]), and the environment is taken from the root's alone.
 #[derive(Debug, Clone, Default)]
 struct Connection {
     scheduler: Option<String>,
@@ -63,6 +71,18 @@ struct Connection {
 }
 
 impl Connection {
+    /// These values, but only those given on the command line: `matches` are those of the
+    /// (sub)command whose flags these are (a value clap took from the environment is dropped,
+    /// so that it cannot win over a flag given elsewhere on the line).
+    fn given_in(self, matches: &ArgMatches) -> Connection {
+        let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        Connection {
+            scheduler: self.scheduler.filter(|_| given("scheduler")),
+            timeout: self.timeout.filter(|_| given("timeout")),
+            auth_token_file: self.auth_token_file.filter(|_| given("auth_token_file")),
+        }
+    }
+
     /// These values, and `outer`'s where these have none.
     fn or(self, outer: &Connection) -> Connection {
         Connection {
@@ -83,14 +103,31 @@ macro_rules! connection_args {
         struct $name {
             /// The scheduler's address_to_clients (zask-scheduler prints it when it starts),
             /// e.g. tcp://10.0.0.5:8787. Needed by every client command.
-            #[arg(short = 's', long, env = "ZASK_SCHEDULER", value_name = "ADDRESS")]
+            #[arg(
+                short = 's',
+                long,
+                env = "ZASK_SCHEDULER",
+                value_name = "ADDRESS",
+                overrides_with = "scheduler"
+            )]
             scheduler: Option<String>,
-            #[arg(long, env = "ZASK_TIMEOUT", value_name = "SECONDS", help = $timeout_help)]
+            #[arg(
+                long,
+                env = "ZASK_TIMEOUT",
+                value_name = "SECONDS",
+                overrides_with = "timeout",
+                help = $timeout_help
+            )]
             timeout: Option<f64>,
             /// File holding the cluster's shared secret, the scheduler's (one secret per
             /// cluster: the scheduler, workers and clients read the same ZASK_AUTH_TOKEN_FILE).
             /// Or set ZASK_AUTH_TOKEN to the secret itself. (See docs/security.md.)
-            #[arg(long, env = "ZASK_AUTH_TOKEN_FILE", value_name = "FILE")]
+            #[arg(
+                long,
+                env = "ZASK_AUTH_TOKEN_FILE",
+                value_name = "FILE",
+                overrides_with = "auth_token_file"
+            )]
             auth_token_file: Option<PathBuf>,
         }
 
@@ -341,8 +378,14 @@ where
     }
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .try_init();
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches_from(&args)
+        .and_then(|matches| {
+            let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+            Ok((cli, matches))
+        });
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) if e.use_stderr() && json_asked(&args) => {
             let text = e.to_string();
             let message = text.trim().trim_start_matches("error: ");
@@ -357,8 +400,10 @@ where
     } else {
         Format::Json
     });
+    // The root's flags, or the environment's values where none was given there.
     let root: Connection = cli.connection.into();
-    match run(cli.command, &root) {
+    let command = matches.subcommand().map_or(&matches, |(_, m)| m);
+    match run(cli.command, &root, command) {
         Ok(out) => {
             println!("{}", out.render(format));
             0
@@ -474,8 +519,10 @@ fn print_error(e: &CliError, json: bool) {
     }
 }
 
-fn run(command: Command, root: &Connection) -> Result<Out, CliError> {
-    let with = |c: Connection| c.or(root);
+/// Runs `command`, whose matches are `matches`, with the client flags of `root` (given before
+/// the command, or from the environment) where the command's own are not given.
+fn run(command: Command, root: &Connection, matches: &ArgMatches) -> Result<Out, CliError> {
+    let with = |c: Connection| c.given_in(matches).or(root);
     match command {
         Command::Get {
             connection,
@@ -524,7 +571,8 @@ fn run(command: Command, root: &Connection) -> Result<Out, CliError> {
             command,
         } => {
             let outer = with(connection.into());
-            collections(command, &outer)
+            let sub = matches.subcommand().map_or(matches, |(_, m)| m);
+            collections(command, &outer, sub)
         }
         Command::Retire {
             connection,
@@ -766,8 +814,19 @@ fn get_showing_progress(
     result
 }
 
-fn collections(command: CollectionsCommand, outer: &Connection) -> Result<Out, CliError> {
-    let client = |c: QuickConnection| connect(&Connection::from(c).or(outer), Wait::Quick);
+/// Runs a `collections` subcommand, whose matches are `matches`, with the client flags of
+/// `outer` (given before it, or from the environment) where its own are not given.
+fn collections(
+    command: CollectionsCommand,
+    outer: &Connection,
+    matches: &ArgMatches,
+) -> Result<Out, CliError> {
+    let client = |c: QuickConnection| {
+        connect(
+            &Connection::from(c).given_in(matches).or(outer),
+            Wait::Quick,
+        )
+    };
     match command {
         CollectionsCommand::Set {
             connection,

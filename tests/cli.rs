@@ -354,8 +354,9 @@ fn get_progress_reports_how_far_the_computation_is() {
 
 #[test]
 fn values_that_make_no_sense_are_refused_not_clamped() {
+    // A usage error, status 2 (as clap's own), for values that make no sense.
     let out = zask(&["local", "--workers", "0", &graph_file(), "total"], None);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(out.stderr.contains("at least one worker"), "{out:?}");
     let out = zask(
         &[
@@ -367,7 +368,7 @@ fn values_that_make_no_sense_are_refused_not_clamped() {
         ],
         None,
     );
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
         out.stderr.contains("--timeout takes a positive number"),
         "{out:?}"
@@ -1222,6 +1223,102 @@ fn a_clients_futures_are_listed_and_cancelled_from_the_command_line() {
 }
 
 // ----- flags, environment and the programs' hints ---------------------------------------------
+
+/// Command lines of `zask status` and `zask collections list` with `flag` (a client flag and
+/// its value) in each place it may go: before the command, after it, and after a collections
+/// subcommand.
+fn in_every_place(flag: &str, value: &str) -> Vec<Vec<String>> {
+    [
+        vec![flag, value, "status"],
+        vec!["status", flag, value],
+        vec![flag, value, "collections", "list"],
+        vec!["collections", flag, value, "list"],
+        vec!["collections", "list", flag, value],
+    ]
+    .into_iter()
+    .map(|args| args.into_iter().map(String::from).collect())
+    .collect()
+}
+
+/// Runs `zask args...` with `env` added.
+fn zask_env_owned(args: &[String], env: &[(&str, &str)]) -> Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    zask_env(&args, env, None)
+}
+
+#[test]
+fn client_flags_win_over_their_variables_wherever_they_are_given() {
+    let scheduler = common::SchedulerProc::start(&["--dashboard-port", "0"]);
+    let addr = scheduler.clients_address.as_str();
+    let nobody = format!("tcp://127.0.0.1:{}", free_port());
+    // The address: ZASK_SCHEDULER names nobody; the flag, wherever it is, is the one used.
+    for args in in_every_place("-s", addr) {
+        let out = zask_env_owned(&args, &[("ZASK_SCHEDULER", &nobody), ("ZASK_TIMEOUT", "2")]);
+        assert!(out.status.success(), "zask {args:?}: {out:?}");
+    }
+    // The wait: ZASK_TIMEOUT=0 would be refused (status 2), the default would wait 10 s; the
+    // flag's second is the wait.
+    for args in in_every_place("--timeout", "1") {
+        let env = [("ZASK_SCHEDULER", nobody.as_str()), ("ZASK_TIMEOUT", "0")];
+        let out = zask_env_owned(&args, &env);
+        assert_eq!(out.status.code(), Some(1), "zask {args:?}: {out:?}");
+        assert!(out.stderr.contains("within 1s"), "zask {args:?}: {out:?}");
+    }
+    // The secret: ZASK_AUTH_TOKEN_FILE holds a wrong one, the flag the scheduler's.
+    let dir = tempfile::tempdir().unwrap();
+    let right = dir.path().join("right");
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&right, "the-clusters-secret-0123456789abcdef\n").unwrap();
+    std::fs::write(&wrong, "another-secret-0123456789abcdef-0123\n").unwrap();
+    let (right, wrong) = (right.to_str().unwrap(), wrong.to_str().unwrap());
+    let secure =
+        common::SchedulerProc::start(&["--dashboard-port", "0", "--auth-token-file", right]);
+    for args in in_every_place("--auth-token-file", right) {
+        let env = [
+            ("ZASK_SCHEDULER", secure.clients_address.as_str()),
+            ("ZASK_AUTH_TOKEN_FILE", wrong),
+            ("ZASK_TIMEOUT", "5"),
+        ];
+        let out = zask_env_owned(&args, &env);
+        assert!(out.status.success(), "zask {args:?}: {out:?}");
+    }
+    // Among flags the last one counts, given in one place or in several.
+    let env = [("ZASK_SCHEDULER", nobody.as_str()), ("ZASK_TIMEOUT", "2")];
+    for args in [
+        vec!["-s", &nobody, "status", "-s", addr],
+        vec!["-s", &nobody, "-s", addr, "status"],
+        vec!["status", "-s", &nobody, "-s", addr],
+        vec![
+            "-s",
+            &nobody,
+            "collections",
+            "-s",
+            &nobody,
+            "list",
+            "-s",
+            addr,
+        ],
+        vec!["--timeout", "0", "status", "--timeout", "5", "-s", addr],
+    ] {
+        let out = zask_env(&args, &env, None);
+        assert!(out.status.success(), "zask {args:?}: {out:?}");
+    }
+    for args in [
+        vec!["-s", addr, "status", "-s", &nobody],
+        vec!["-s", addr, "-s", &nobody, "status"],
+        vec!["collections", "-s", addr, "list", "-s", &nobody],
+    ] {
+        let env = [("ZASK_SCHEDULER", addr), ("ZASK_TIMEOUT", "1")];
+        let out = zask_env(&args, &env, None);
+        assert_eq!(out.status.code(), Some(1), "zask {args:?}: {out:?}");
+        assert!(out.stderr.contains(&nobody), "zask {args:?}: {out:?}");
+    }
+    // The variables fill in where no flag is given: ZASK_TIMEOUT's wait here.
+    let env = [("ZASK_SCHEDULER", nobody.as_str()), ("ZASK_TIMEOUT", "1")];
+    let out = zask_env(&["collections", "list"], &env, None);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("within 1s"), "{out:?}");
+}
 
 #[test]
 fn a_renamed_variable_is_pointed_out_even_when_the_command_line_is_refused() {
