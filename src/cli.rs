@@ -234,7 +234,8 @@ enum Command {
     Keys {
         #[command(flatten)]
         connection: QuickConnection,
-        /// List at most this many keys (0: only count them).
+        /// List at most this many keys (0: only count them). The scheduler lists at most
+        /// 10,000 in one answer, whatever this asks.
         #[arg(long, env = "ZASK_KEYS_LIMIT", default_value_t = 100)]
         limit: u64,
     },
@@ -734,8 +735,18 @@ fn keys_out(total: u64, mut keys: Vec<crate::protocol::HeldKey>) -> Out {
             .collect::<Vec<_>>(),
     });
     let shown = keys.len() as u64;
-    let note = (total > shown)
-        .then(|| format!("{shown} of {total} held keys listed; --limit {total} lists them all"));
+    // The scheduler lists at most MAX_HELD_KEYS_LISTED keys, whatever --limit asks.
+    let most = crate::protocol::MAX_HELD_KEYS_LISTED;
+    let note = (total > shown).then(|| {
+        if total <= most {
+            format!("{shown} of {total} held keys listed; --limit {total} lists them all")
+        } else {
+            format!(
+                "{shown} of {total} held keys listed (--limit lists at most {} of them)",
+                thousands(most)
+            )
+        }
+    });
     let rows = keys
         .iter()
         .map(|k| vec![k.key.clone(), output::bytes(k.nbytes), k.holders.join(", ")])
@@ -752,6 +763,19 @@ fn keys_out(total: u64, mut keys: Vec<crate::protocol::HeldKey>) -> Out {
         note,
     };
     Out::Document(json, table)
+}
+
+/// `n` with its thousands separated by commas: 10,000.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Set when Ctrl-C (or SIGTERM) interrupted a computation: the handler cancels it and exits.

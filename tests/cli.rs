@@ -1405,3 +1405,31 @@ fn helper_cluster_under_a_developers_variables() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(json_of(out.stdout.trim())["workers"], json!(1), "{out:?}");
 }
+
+#[test]
+fn the_keys_note_promises_no_more_than_the_scheduler_lists() {
+    // More keys held than the scheduler lists in one answer (10,000).
+    let cluster = Cluster::start(1, 2);
+    let addr = cluster.clients_address();
+    let n = zask::protocol::MAX_HELD_KEYS_LISTED + 1;
+    let mut graph = zask::Graph::new();
+    let mut keys = Vec::new();
+    for i in 0..n {
+        let key = format!("held-{i}");
+        graph.insert(key.as_str(), zask::task("inc", (i,)));
+        keys.push(zask::Keys::One(key));
+    }
+    cluster
+        .client()
+        .get_with(&graph, zask::Keys::Many(keys), true)
+        .expect("the keys computed and kept");
+    let table = zask_ok(
+        &["keys", "-s", addr, "--limit", "1", "--output", "table"],
+        None,
+    );
+    assert!(
+        table.contains("1 of 10001 held keys listed (--limit lists at most 10,000 of them)"),
+        "{table}"
+    );
+    assert!(!table.contains("lists them all"), "{table}");
+}
