@@ -215,10 +215,13 @@ impl History {
     }
 
     /// `/api/task-stream`: the newest [`STREAM_SERVED`] tasks, oldest first.
-    pub(super) fn task_stream(&self) -> Value {
+    pub(super) fn task_stream(&self) -> String {
+        serde_json::to_string(&self.served_stream()).unwrap_or_else(|_| "[]".to_string())
+    }
+
+    fn served_stream(&self) -> Vec<&StreamTask> {
         let skip = self.stream.len().saturating_sub(STREAM_SERVED);
-        serde_json::to_value(self.stream.iter().skip(skip).collect::<Vec<_>>())
-            .unwrap_or(Value::Null)
+        self.stream.iter().skip(skip).collect()
     }
 
     /// `/api/functions`.
@@ -242,27 +245,42 @@ impl History {
         )
     }
 
-    /// `/api/snapshot`: everything.
-    pub(super) fn snapshot(&self, info: &SchedulerInfo) -> Value {
+    /// `/api/snapshot`: everything (written straight from the history, the task stream being
+    /// most of it).
+    pub(super) fn snapshot(&self, info: &SchedulerInfo) -> String {
+        #[derive(Serialize)]
+        struct Snapshot<'a> {
+            scheduler: Value,
+            tasks: Value,
+            held: Value,
+            transfer_bytes_total: u64,
+            workers: Value,
+            computations: Value,
+            computations_total: u64,
+            throughput: Vec<&'a Rate>,
+            task_stream: Vec<&'a StreamTask>,
+            functions: Value,
+        }
         let none = Observation::default();
         let o = self.latest.as_deref().unwrap_or(&none);
-        json!({
-            "scheduler": self.scheduler(info),
-            "tasks": {
+        let snapshot = Snapshot {
+            scheduler: self.scheduler(info),
+            tasks: json!({
                 "waiting": o.tasks.waiting, "ready": o.tasks.ready,
                 "processing": o.tasks.processing, "memory": o.tasks.memory,
                 "erred": o.tasks.erred, "completed_total": o.completed_total,
                 "failed_total": o.failed_total,
-            },
-            "held": {"keys": o.held_keys, "bytes": o.held_bytes},
-            "transfer_bytes_total": o.transfer_bytes_total,
-            "workers": self.workers(),
-            "computations": self.computations(),
-            "computations_total": o.computations_total,
-            "throughput": self.throughput(),
-            "task_stream": self.task_stream(),
-            "functions": self.functions(),
-        })
+            }),
+            held: json!({"keys": o.held_keys, "bytes": o.held_bytes}),
+            transfer_bytes_total: o.transfer_bytes_total,
+            workers: self.workers(),
+            computations: self.computations(),
+            computations_total: o.computations_total,
+            throughput: self.throughput.iter().map(|(_, r)| r).collect(),
+            task_stream: self.served_stream(),
+            functions: self.functions(),
+        };
+        serde_json::to_string(&snapshot).unwrap_or_else(|_| "{}".to_string())
     }
 }
 

@@ -251,12 +251,12 @@ fn route(path: &str, shared: &Shared) -> (u16, &'static str, String) {
                 ),
             }
         }
-        "/api/snapshot" => json(shared.look().snapshot(&shared.info)),
+        "/api/snapshot" => (200, JSON, shared.look().snapshot(&shared.info)),
         "/api/scheduler" => json(shared.look().scheduler(&shared.info)),
         "/api/workers" => json(shared.look().workers()),
         "/api/computations" => json(shared.look().computations()),
         "/api/throughput" => json(shared.look().throughput()),
-        "/api/task-stream" => json(shared.look().task_stream()),
+        "/api/task-stream" => (200, JSON, shared.look().task_stream()),
         "/api/functions" => json(shared.look().functions()),
         _ => (
             404,

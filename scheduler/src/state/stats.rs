@@ -31,8 +31,9 @@ pub const MAX_FUNCTIONS: usize = 1_000;
 /// The name the statistics of functions beyond [`MAX_FUNCTIONS`] go under.
 pub const OTHER_FUNCTIONS: &str = "(other)";
 
-/// Finished tasks remembered between two observations at most (the newest are kept).
-const MAX_FINISHED: usize = 20_000;
+/// Finished tasks remembered between two observations at most: past this, every other one is
+/// dropped and from then on every other one recorded (an even sample at O(1) per task).
+const FINISHED_KEPT: usize = 1_000;
 
 /// Finished tasks an observation hands over at most (evenly sampled from those remembered).
 pub const FINISHED_PER_OBSERVATION: usize = 500;
@@ -169,8 +170,12 @@ pub(super) struct Stats {
     of_signature: Vec<usize>,
     /// Whether finished tasks are remembered for the task stream (someone watches).
     recording: bool,
-    /// (worker, function entry, report time, run time µs), oldest first.
-    finished: VecDeque<(WorkerId, usize, Instant, u64)>,
+    /// (worker, function entry, report time, run time µs), oldest first: every
+    /// `finished_stride`-th task finished since the last observation.
+    finished: Vec<(WorkerId, usize, Instant, u64)>,
+    finished_stride: u64,
+    /// Tasks finished since the last observation (while recording).
+    finished_seen: u64,
 }
 
 impl Stats {
@@ -222,13 +227,47 @@ impl Stats {
             f.buckets[bucket] += 1;
         }
         if self.recording {
-            if self.finished.len() >= MAX_FINISHED {
-                self.finished.pop_front();
-            }
-            let e = self.of_signature.get(signature as usize).copied();
-            self.finished
-                .push_back((worker, e.unwrap_or(usize::MAX), now, duration_us));
+            self.record_finished(signature, worker, duration_us, now);
         }
+    }
+
+    /// Remembers a finished task for the task stream: every `finished_stride`-th, the stride
+    /// doubling (and every other one remembered dropped) each time [`FINISHED_KEPT`] are.
+    fn record_finished(
+        &mut self,
+        signature: u32,
+        worker: WorkerId,
+        duration_us: u64,
+        now: Instant,
+    ) {
+        self.finished_seen += 1;
+        if !self
+            .finished_seen
+            .is_multiple_of(self.finished_stride.max(1))
+        {
+            return;
+        }
+        if self.finished.len() >= FINISHED_KEPT {
+            let mut i = 0u32;
+            self.finished.retain(|_| {
+                i += 1;
+                i.is_multiple_of(2)
+            });
+            self.finished_stride = self.finished_stride.max(1) * 2;
+            if !self.finished_seen.is_multiple_of(self.finished_stride) {
+                return;
+            }
+        }
+        let e = self.of_signature.get(signature as usize).copied();
+        self.finished
+            .push((worker, e.unwrap_or(usize::MAX), now, duration_us));
+    }
+
+    /// Hands over the finished tasks remembered, and starts remembering anew.
+    fn take_finished(&mut self) -> Vec<(WorkerId, usize, Instant, u64)> {
+        self.finished_stride = 1;
+        self.finished_seen = 0;
+        std::mem::take(&mut self.finished)
     }
 
     /// A worker reported a task of `signature` failed.
@@ -266,14 +305,10 @@ impl SchedulerState {
     pub fn observe(&mut self, now: Instant) -> Observation {
         let stats = &mut self.stats;
         stats.recording = true;
-        let step = stats
-            .finished
-            .len()
-            .div_ceil(FINISHED_PER_OBSERVATION)
-            .max(1);
-        let finished = stats
-            .finished
-            .drain(..)
+        let remembered = stats.take_finished();
+        let step = remembered.len().div_ceil(FINISHED_PER_OBSERVATION).max(1);
+        let finished = remembered
+            .into_iter()
             .step_by(step)
             .filter_map(|(w, f, at, us)| {
                 Some(FinishedTask {
@@ -323,7 +358,7 @@ impl SchedulerState {
     /// Stops remembering finished tasks (nobody watches the task stream any more).
     pub fn stop_recording(&mut self) {
         self.stats.recording = false;
-        self.stats.finished.clear();
+        self.stats.take_finished();
     }
 
     /// The task counts by state, counted the slow way, to check the counters in tests.

@@ -282,3 +282,36 @@ fn a_failure_retried_is_not_counted_as_the_functions_failure() {
     let o = s.observe(t0);
     assert_eq!((o.failed_total, function(&o, "inc").failed), (1, 1));
 }
+
+#[test]
+fn a_flood_of_finished_tasks_is_sampled_evenly_for_the_task_stream() {
+    let mut s = state();
+    let t0 = Instant::now();
+    register(&mut s, b"w1", FUNCS, 1, t0);
+    s.observe(t0);
+    for i in 0..10_000u64 {
+        s.stats.task_done(
+            0,
+            s.worker_by_route[&b"w1"[..]],
+            10,
+            t0 + Duration::from_millis(i),
+        );
+    }
+    let o = s.observe(t0 + Duration::from_secs(10));
+    let n = o.finished.len();
+    assert!(
+        (250..=crate::state::stats::FINISHED_PER_OBSERVATION).contains(&n),
+        "{n}"
+    );
+    // Spread over the whole flood, not its first or last part.
+    let ago: Vec<Duration> = o.finished.iter().map(|f| f.ended_ago).collect();
+    assert!(
+        ago.iter().max() >= Some(&Duration::from_millis(9_000)),
+        "{ago:?}"
+    );
+    assert!(
+        ago.iter().min() <= Some(&Duration::from_millis(1_000)),
+        "{ago:?}"
+    );
+    assert!(observe(&mut s, t0).finished.is_empty(), "handed over once");
+}
