@@ -449,3 +449,77 @@ fn with_a_secret_the_dashboard_listens_on_loopback_only() {
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     assert_eq!(http(&url, "GET", "/health").0, 200);
 }
+
+#[test]
+fn a_flood_of_requests_that_go_away_leaves_the_dashboard_answering() {
+    let (_cluster, url) = cluster_with_dashboard();
+    let address = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    // Half a second of requests for data, each connection closed at once.
+    let until = std::time::Instant::now() + Duration::from_millis(500);
+    let flooders: Vec<_> = (0..16)
+        .map(|_| {
+            let address = address.clone();
+            std::thread::spawn(move || {
+                let mut sent = 0;
+                while std::time::Instant::now() < until {
+                    if let Ok(mut s) = TcpStream::connect(&address) {
+                        let request =
+                            format!("GET /api/snapshot HTTP/1.1\r\nHost: {address}\r\n\r\n");
+                        let _ = s.write_all(request.as_bytes());
+                        sent += 1;
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    let sent: usize = flooders
+        .into_iter()
+        .map(|f| f.join().expect("a flooder"))
+        .sum();
+    assert!(sent > 100, "{sent}");
+    let started = std::time::Instant::now();
+    let (status, _) = try_http(&address, &address, "GET", "/health").expect("health");
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    let (status, body) = try_http(&address, &address, "GET", "/api/scheduler").expect("data");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn requests_without_a_host_or_of_another_method_are_answered_by_the_rules() {
+    let (_cluster, url) = cluster_with_dashboard();
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    let raw = |request: &str| -> String {
+        let mut s = TcpStream::connect(address).expect("a connection");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a timeout");
+        s.write_all(request.as_bytes()).expect("the request");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    };
+    let answer = raw("GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let answer = raw("GET /health HTTP/1.0\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let answer = raw("PUT /health HTTP/1.0\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.0 405"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("allow: get, head"),
+        "{answer}"
+    );
+}

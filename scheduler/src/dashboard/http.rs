@@ -3,9 +3,12 @@
 //!
 //! Whoever connects is bounded: at most [`MAX_CONNECTIONS`] connections at once (more are
 //! closed at once), a request head of at most [`MAX_HEAD`] bytes read within
-//! [`HEAD_TIMEOUT`], and a connection (keep-alive included) lives at most
-//! [`CONNECTION_TIMEOUT`], so a reader that never reads holds a slot that long and no more.
-//! Answers are made on a small pool of blocking threads (they wait for a fresh observation).
+//! [`HEAD_TIMEOUT`], and a connection (keep-alive included) is closed after
+//! [`CONNECTION_TIMEOUT`] (gracefully: the answer under way is finished, within
+//! [`CLOSE_GRACE`]), so a reader that never reads holds a slot that long and no more. A
+//! request for data waits (asynchronously, on no thread) for a fresh observation, then its
+//! answer is written on one of [`ANSWER_THREADS`] blocking threads: a flood of requests waits
+//! in its connections, and costs at most those threads.
 //! A request whose `Host` is not one of the scheduler's names or an IP address is refused, so
 //! a web page elsewhere cannot read the dashboard through DNS rebinding.
 
@@ -17,15 +20,15 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, HOST};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tokio::sync::{oneshot, Semaphore};
 
-use super::Shared;
+use super::{Shared, FRESH_WAIT};
 
 /// The page, embedded in the binary (no external assets).
 const PAGE: &str = include_str!("page.html");
@@ -36,10 +39,14 @@ pub(super) const MAX_CONNECTIONS: usize = 64;
 const MAX_HEAD: usize = 16 * 1024;
 /// Time to send a request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest a connection stays open.
+/// A connection is closed after this long (the answer under way finished first).
 pub(super) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
-/// Threads making answers at once at most.
+/// Time an answer under way has to finish when its connection's time is up.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Threads writing answers at once at most.
 const ANSWER_THREADS: usize = 4;
+/// How often a request waiting for a fresh observation looks.
+const FRESH_POLL: Duration = Duration::from_millis(20);
 
 /// The running server.
 pub(super) struct Server {
@@ -65,7 +72,8 @@ impl Server {
         let cannot = |e: std::io::Error| format!("cannot serve the dashboard on {address}: {e}");
         let listener = std::net::TcpListener::bind(&address).map_err(cannot)?;
         listener.set_nonblocking(true).map_err(cannot)?;
-        let port = listener.local_addr().map_err(cannot)?.port();
+        let bound = listener.local_addr().map_err(cannot)?;
+        let port = bound.port();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -83,7 +91,7 @@ impl Server {
                 runtime.shutdown_timeout(Duration::from_millis(100));
             })
             .map_err(|e| format!("cannot start the dashboard's thread: {e}"))?;
-        log::info!("dashboard on {address} (port {port})");
+        log::info!("dashboard on {bound}");
         Ok(Server {
             port,
             stop: Some(stop),
@@ -122,6 +130,7 @@ async fn serve(
         }
     };
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let writers = Arc::new(Semaphore::new(ANSWER_THREADS));
     loop {
         let stream = tokio::select! {
             _ = &mut stopped => return,
@@ -139,22 +148,26 @@ async fn serve(
             log::debug!("the dashboard has {MAX_CONNECTIONS} connections; closing a new one");
             continue;
         };
-        let (shared, names) = (shared.clone(), names.clone());
+        let (shared, names, writers) = (shared.clone(), names.clone(), writers.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let (shared, names) = (shared.clone(), names.clone());
-                async move { Ok::<_, Infallible>(answer(request, shared, &names).await) }
+                let (shared, names, writers) = (shared.clone(), names.clone(), writers.clone());
+                async move { Ok::<_, Infallible>(answer(request, shared, &names, &writers).await) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEAD_TIMEOUT)
                 .max_buf_size(MAX_HEAD)
                 .serve_connection(TokioIo::new(stream), service);
-            if tokio::time::timeout(CONNECTION_TIMEOUT, connection)
-                .await
-                .is_err()
-            {
-                log::debug!("a dashboard connection reached its time limit; closed");
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = tokio::time::sleep(CONNECTION_TIMEOUT) => {
+                    connection.as_mut().graceful_shutdown();
+                    if tokio::time::timeout(CLOSE_GRACE, connection).await.is_err() {
+                        log::debug!("a dashboard connection reached its time limit; closed");
+                    }
+                }
             }
             drop(slot);
         });
@@ -170,41 +183,75 @@ fn host_allowed(host: &str, names: &[String]) -> bool {
         _ => host,
     };
     let bare = bare.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>().is_ok()
-        || bare.eq_ignore_ascii_case("localhost")
-        || names.iter().any(|n| n.eq_ignore_ascii_case(bare))
+    // An IPv6 zone ("fe80::1%eth0", "%25" in a URL) and a fully qualified name's final dot.
+    let bare = bare.split('%').next().unwrap_or(bare);
+    let bare = bare.strip_suffix('.').unwrap_or(bare);
+    !bare.is_empty()
+        && (bare.parse::<IpAddr>().is_ok()
+            || bare.eq_ignore_ascii_case("localhost")
+            || names
+                .iter()
+                .any(|n| n.trim_end_matches('.').eq_ignore_ascii_case(bare)))
 }
+
+const TEXT: &str = "text/plain; charset=utf-8";
 
 /// Answers one request.
 async fn answer(
     request: Request<Incoming>,
     shared: Arc<Shared>,
     names: &[String],
+    writers: &Arc<Semaphore>,
 ) -> Response<Full<Bytes>> {
-    let text = "text/plain; charset=utf-8";
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        return response(405, text, "only GET\n".to_string());
+        let mut r = response(405, TEXT, "only GET and HEAD\n".to_string());
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
     }
-    let host = request
+    match request
         .headers()
         .get(HOST)
-        .map(|h| h.to_str().unwrap_or("?"));
-    if let Some(host) = host.filter(|h| !host_allowed(h, names)) {
-        return response(
-            403,
-            text,
-            format!(
-                "this dashboard does not answer to the host {host:?}: use the address the \
-                 scheduler printed, or an IP address (a guard against DNS rebinding)\n"
-            ),
-        );
+        .map(|h| h.to_str().unwrap_or("?"))
+    {
+        Some(host) if !host_allowed(host, names) => {
+            return response(
+                403,
+                TEXT,
+                format!(
+                    "this dashboard does not answer to the host {host:?}: use the address the \
+                     scheduler printed, or an IP address (a guard against DNS rebinding)\n"
+                ),
+            )
+        }
+        None if request.version() != Version::HTTP_10 => {
+            return response(400, TEXT, "a request needs a Host header\n".to_string())
+        }
+        _ => {}
     }
     let path = request.uri().path().to_string();
-    match tokio::task::spawn_blocking(move || route(&path, &shared)).await {
+    if let Some((status, content_type, body)) = fixed_route(&path) {
+        return response(status, content_type, body);
+    }
+    // Data: wait for an observation taken after the request came (no thread held while
+    // waiting), then write the answer on one of the answer threads.
+    let since = shared.want_fresh();
+    while !shared.fresh_since(since) && since.elapsed() < FRESH_WAIT {
+        tokio::time::sleep(FRESH_POLL).await;
+    }
+    let Ok(permit) = writers.clone().acquire_owned().await else {
+        return response(503, TEXT, "the dashboard is stopping\n".to_string());
+    };
+    let written = tokio::task::spawn_blocking(move || {
+        let answer = data_route(&path, &shared);
+        drop(permit);
+        answer
+    });
+    match written.await {
         Ok((status, content_type, body)) => response(status, content_type, body),
         Err(e) => {
             log::error!("the dashboard failed to answer: {e}");
-            response(500, text, "the dashboard failed to answer\n".to_string())
+            response(500, TEXT, "the dashboard failed to answer\n".to_string())
         }
     }
 }
@@ -232,40 +279,60 @@ fn response(status: u16, content_type: &'static str, body: String) -> Response<F
 
 const JSON: &str = "application/json";
 
-/// The status, content type and body for `path` (may wait a second for a fresh
-/// observation: run on a blocking thread).
-fn route(path: &str, shared: &Shared) -> (u16, &'static str, String) {
-    let json = |v: Value| (200, JSON, v.to_string());
-    match path {
+/// The status, content type and body of the paths that need no observation (`None`: a path
+/// of data).
+fn fixed_route(path: &str) -> Option<(u16, &'static str, String)> {
+    Some(match path {
         "/" | "/index.html" => (200, "text/html; charset=utf-8", PAGE.to_string()),
-        "/health" => (200, "text/plain; charset=utf-8", "ok\n".to_string()),
-        "/metrics" => {
-            let observed = shared.look().observed();
-            match observed.map(super::metrics::encode) {
-                Some(Ok(text)) => (200, super::metrics::CONTENT_TYPE, text),
-                Some(Err(_)) => (500, "text/plain", "cannot encode the metrics\n".into()),
-                None => (
-                    503,
-                    "text/plain; charset=utf-8",
-                    "no observation of the scheduler yet; try again in a second\n".into(),
-                ),
-            }
-        }
-        "/api/snapshot" => (200, JSON, shared.look().snapshot(&shared.info)),
-        "/api/scheduler" => json(shared.look().scheduler(&shared.info)),
-        "/api/workers" => json(shared.look().workers()),
-        "/api/computations" => json(shared.look().computations()),
-        "/api/throughput" => json(shared.look().throughput()),
-        "/api/task-stream" => (200, JSON, shared.look().task_stream()),
-        "/api/functions" => json(shared.look().functions()),
+        "/health" => (200, TEXT, "ok\n".to_string()),
+        p if DATA_PATHS.contains(&p) => return None,
         _ => (
             404,
-            "text/plain; charset=utf-8",
+            TEXT,
             "not found: the dashboard serves /, /api/snapshot, /api/scheduler, /api/workers, \
              /api/computations, /api/throughput, /api/task-stream, /api/functions, /metrics \
              and /health (see docs/dashboard.md)\n"
                 .to_string(),
         ),
+    })
+}
+
+/// The paths of data: the metrics and the JSON API.
+const DATA_PATHS: [&str; 8] = [
+    "/metrics",
+    "/api/snapshot",
+    "/api/scheduler",
+    "/api/workers",
+    "/api/computations",
+    "/api/throughput",
+    "/api/task-stream",
+    "/api/functions",
+];
+
+/// The status, content type and body of a path of data, from the history as it is (run on
+/// an answer thread: writing a snapshot takes a few milliseconds).
+fn data_route(path: &str, shared: &Shared) -> (u16, &'static str, String) {
+    let json = |v: Value| (200, JSON, v.to_string());
+    match path {
+        "/metrics" => {
+            let observed = shared.history().observed();
+            match observed.map(super::metrics::encode) {
+                Some(Ok(text)) => (200, super::metrics::CONTENT_TYPE, text),
+                Some(Err(_)) => (500, TEXT, "cannot encode the metrics\n".into()),
+                None => (
+                    503,
+                    TEXT,
+                    "no observation of the scheduler yet; try again in a second\n".into(),
+                ),
+            }
+        }
+        "/api/snapshot" => (200, JSON, shared.history().snapshot(&shared.info)),
+        "/api/scheduler" => json(shared.history().scheduler(&shared.info)),
+        "/api/workers" => json(shared.history().workers()),
+        "/api/computations" => json(shared.history().computations()),
+        "/api/throughput" => json(shared.history().throughput()),
+        "/api/task-stream" => (200, JSON, shared.history().task_stream()),
+        _ => json(shared.history().functions()),
     }
 }
 
@@ -288,7 +355,17 @@ mod tests {
         ] {
             assert!(host_allowed(ok, &names), "{ok}");
         }
+        for ok in [
+            "localhost.",
+            "vm.:8788",
+            "127.0.0.1.",
+            "[fe80::1%25eth0]:8788",
+        ] {
+            assert!(host_allowed(ok, &names), "{ok}");
+        }
         for refused in [
+            ".",
+            ":8788",
             "evil.example:8788",
             "evil.example",
             "vm.evil.example",

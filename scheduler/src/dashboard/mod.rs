@@ -18,7 +18,7 @@ mod http;
 mod metrics;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::state::stats::Observation;
@@ -79,8 +79,6 @@ pub(crate) struct Shared {
     /// Until when (ms after `started`) someone is taken to look.
     watched_until_ms: AtomicU64,
     history: Mutex<History>,
-    /// Signalled at each new observation.
-    fresh: Condvar,
 }
 
 impl Shared {
@@ -93,26 +91,25 @@ impl Shared {
         self.ms_since_start(now) < self.watched_until_ms.load(Ordering::Relaxed)
     }
 
-    /// A request came in: observations go on for [`WATCH_FOR`], and the history is returned
-    /// once it holds an observation taken after the request came (within [`INTERVAL`] and a
-    /// turn of the loop), or after [`FRESH_WAIT`] with what it has.
-    fn look(&self) -> std::sync::MutexGuard<'_, History> {
+    /// A request for data came in: observations go on for [`WATCH_FOR`]. Returns the time
+    /// of the request, for [`Shared::fresh_since`] (a request is answered from the first
+    /// observation taken after it came, within [`INTERVAL`] and a turn of the loop, or after
+    /// [`FRESH_WAIT`] with what there is).
+    fn want_fresh(&self) -> Instant {
         let now = Instant::now();
         let until = self.ms_since_start(now + WATCH_FOR);
         self.watched_until_ms.fetch_max(until, Ordering::Relaxed);
-        let deadline = now + FRESH_WAIT;
-        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            let fresh = history.taken().is_some_and(|t| t >= now);
-            let left = deadline.saturating_duration_since(Instant::now());
-            if fresh || left.is_zero() {
-                return history;
-            }
-            history = match self.fresh.wait_timeout(history, left) {
-                Ok((h, _)) => h,
-                Err(e) => e.into_inner().0,
-            };
-        }
+        now
+    }
+
+    /// Whether the history holds an observation taken at `since` or after.
+    fn fresh_since(&self, since: Instant) -> bool {
+        self.history().taken().is_some_and(|t| t >= since)
+    }
+
+    /// The history (as it is, if a reader panicked while holding it).
+    fn history(&self) -> MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -165,8 +162,6 @@ impl Monitor {
             self.busy,
             resident_memory(),
         );
-        drop(history);
-        self.shared.fresh.notify_all();
     }
 }
 
@@ -198,7 +193,6 @@ impl Dashboard {
             started: Instant::now(),
             watched_until_ms: AtomicU64::new(0),
             history: Mutex::new(History::default()),
-            fresh: Condvar::new(),
         });
         // The names requests may come addressed to (besides IP addresses and localhost).
         let names: Vec<String> = [host, advertised]

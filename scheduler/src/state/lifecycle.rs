@@ -193,12 +193,18 @@ impl SchedulerState {
         self.fail_task(tid, error, out);
     }
 
-    /// Task `tid`, which finished, is to be computed again (its value was lost): `Waiting`,
-    /// and no longer counted done in its computation's progress.
+    /// Task `tid`, which finished or was assigned, is to be computed again (its value was
+    /// lost, or never arrived): `Waiting`, no longer counted done in its computation's
+    /// progress nor assigned to its worker.
     pub(super) fn unfinish(&mut self, tid: TaskId) {
         let Some(t) = self.tasks.get_mut(&tid) else {
             return;
         };
+        if let TaskStatus::Processing(w) = t.status {
+            if let Some(w) = self.workers.get_mut(&w) {
+                w.processing.remove(&tid);
+            }
+        }
         let was_done = t.status == TaskStatus::Memory;
         let rank = t.priority.0;
         stats::set_status(&mut self.stats.counts, t, TaskStatus::Waiting);

@@ -531,6 +531,9 @@ fn a_scattered_value_that_never_arrived_is_checked_and_fails() {
     let out = send(&mut s, b"w1", answer, t0 + secs(31));
     let e = error_of(&out, b"c1", 1).expect("the scatter fails");
     assert_eq!(e.kind, "lost", "{e:?}");
+    // Nothing of it is left assigned to the worker (its slot is free again).
+    assert_eq!(s.task_count(), 0);
+    assert_eq!(s.workers(t0)[0].processing, 0, "{:?}", s.workers(t0));
 }
 
 #[test]

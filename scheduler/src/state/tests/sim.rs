@@ -487,6 +487,11 @@ impl Sim {
                 self.s.counts_by_scan(),
                 "the tasks' counts by state"
             );
+            let assigned: usize = self.s.workers.values().map(|w| w.processing.len()).sum();
+            assert_eq!(
+                assigned as u64, self.s.stats.counts.processing,
+                "tasks assigned to workers, against tasks processing"
+            );
         }
         if !self.get_data.is_empty() {
             for (route, request, keys) in std::mem::take(&mut self.get_data) {
