@@ -748,6 +748,54 @@ impl PyClient {
         Ok(out.unbind())
     }
 
+    /// The computations in flight, every client's (`zask computations`): dicts with `id`
+    /// (`get-N`, `futures-N`), `kind`, `client`, `age_ms`, `total`, `done`, `failed`,
+    /// `waiting`.
+    fn computations(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
+        let client = self.client.clone();
+        let cs = py.detach(move || client.computations()).map_err(to_pyerr)?;
+        let out = PyList::empty(py);
+        for c in cs {
+            let d = PyDict::new(py);
+            d.set_item("id", c.id)?;
+            d.set_item("kind", c.kind)?;
+            d.set_item("client", c.client)?;
+            d.set_item("age_ms", c.age_ms)?;
+            d.set_item("total", c.total)?;
+            d.set_item("done", c.done)?;
+            d.set_item("failed", c.failed)?;
+            d.set_item("waiting", c.waiting)?;
+            out.append(d)?;
+        }
+        Ok(out.unbind())
+    }
+
+    /// Cancels a computation by the id `computations` gives (`zask cancel`).
+    fn cancel_computation(&self, py: Python<'_>, id: String) -> PyResult<()> {
+        let client = self.client.clone();
+        py.detach(move || client.cancel_computation(&id))
+            .map_err(to_pyerr)
+    }
+
+    /// Held keys (`zask keys`): `(total, [dict(key, nbytes, holders)])`, at most `limit`
+    /// listed (and at most 10,000).
+    #[pyo3(signature = (limit=100))]
+    fn held_keys(&self, py: Python<'_>, limit: u64) -> PyResult<(u64, Py<PyList>)> {
+        let client = self.client.clone();
+        let (total, keys) = py
+            .detach(move || client.held_keys(limit))
+            .map_err(to_pyerr)?;
+        let out = PyList::empty(py);
+        for k in keys {
+            let d = PyDict::new(py);
+            d.set_item("key", k.key)?;
+            d.set_item("nbytes", k.nbytes)?;
+            d.set_item("holders", k.holders)?;
+            out.append(d)?;
+        }
+        Ok((total, out.unbind()))
+    }
+
     /// Waits until `n` workers are registered (at most `timeout` seconds).
     #[pyo3(signature = (n, timeout=30.0))]
     fn wait_for_workers(&self, py: Python<'_>, n: usize, timeout: f64) -> PyResult<()> {

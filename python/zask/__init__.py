@@ -222,6 +222,24 @@ class Client:
     def wait_for_workers(self, n=1, timeout=30.0):
         return self._native.wait_for_workers(n, timeout)
 
+    def computations(self):
+        """The computations in flight, every client's (as ``zask computations``): a list of
+        dicts with ``id`` (``get-N`` or ``futures-N``), ``kind``, ``client``, ``age_ms``,
+        ``total``, ``done``, ``failed``, ``waiting``."""
+        return self._native.computations()
+
+    def cancel_computation(self, id):
+        """Cancels a computation by the id :meth:`computations` gives (as ``zask cancel``):
+        a get fails with a cancelled error for its client; ``futures-N`` cancels that
+        client's futures. An id not in flight raises ``zask.ZaskError`` of kind
+        ``unknown_computation``."""
+        return self._native.cancel_computation(id)
+
+    def held_keys(self, limit=100):
+        """Keys held on the workers (as ``zask keys``): ``(total, keys)``, ``keys`` a list of
+        dicts with ``key``, ``nbytes``, ``holders``, at most ``limit`` (and 10,000)."""
+        return self._native.held_keys(limit)
+
     def close(self):
         """Closes the connection: the scheduler cancels this client's computations and drops
         its futures."""

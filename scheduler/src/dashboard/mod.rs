@@ -102,9 +102,15 @@ impl Shared {
         now
     }
 
-    /// Whether the history holds an observation taken at `since` or after.
+    /// Whether the history holds an observation taken at `since` or after (false while
+    /// someone else holds it: the asking thread, the server's, must not wait for a lock).
     fn fresh_since(&self, since: Instant) -> bool {
-        self.history().taken().is_some_and(|t| t >= since)
+        let history = match self.history.try_lock() {
+            Ok(h) => h,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        history.taken().is_some_and(|t| t >= since)
     }
 
     /// The history (as it is, if a reader panicked while holding it).

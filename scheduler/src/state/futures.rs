@@ -521,7 +521,7 @@ impl SchedulerState {
     }
 
     /// Cancels every future of client number `n` (`futures-N`), as if it had cancelled them
-    /// itself; false if no client of that number holds futures.
+    /// itself; false if no client of that number holds futures (or waits to submit some).
     pub(super) fn cancel_client_futures(&mut self, n: u64, out: &mut Outbox) -> bool {
         let Some(fc) = self.futures.clients.get(&ClientId(n)) else {
             return false;
@@ -536,6 +536,10 @@ impl SchedulerState {
             if p.future.is_some() && p.client == route {
                 keys.extend(p.get.keys.flatten());
             }
+        }
+        if keys.is_empty() {
+            // (A client that held futures once, and holds none now: nothing in flight.)
+            return false;
         }
         self.on_cancel(&route, keys, out);
         true

@@ -170,9 +170,10 @@ fn a_computation_is_cancelled_by_its_id_from_any_client() {
     // An id not in flight (again, or made up) is an error naming what to do.
     for (request, id) in [
         (3, ids[0].as_str()),
-        (4, "futures-99"),
-        (5, "get-x"),
-        (6, "7"),
+        (4, ids[1].as_str()),
+        (5, "futures-99"),
+        (6, "get-x"),
+        (7, "7"),
     ] {
         let mut out = Outbox::default();
         s.on_cancel_computation(b"c3", request, id.to_string(), &mut out);
