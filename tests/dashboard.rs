@@ -19,15 +19,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{wait_until, Cluster, DEADLINE, START_TIMEOUT};
+use common::{http, wait_until, Cluster, DEADLINE, START_TIMEOUT};
 use zask::{key, task, Graph, Keys, Value};
 
 /// How long one run of Chromium may take (it usually takes one to three seconds).
@@ -297,31 +296,6 @@ fn unescape(s: &str) -> String {
 
 // ----- the scheduler's side -----------------------------------------------------------------
 
-/// `GET path` from the dashboard at `url` (HTTP/1.0, the connection closed by the server):
-/// the status and the body.
-fn http_get(url: &str, path: &str) -> (u16, String) {
-    let host = url.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = TcpStream::connect(host).expect("the dashboard accepts connections");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("a read timeout");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("a request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("the whole response");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {response:?}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
 /// `n` tasks sleeping `seconds` each and their sum (0 + 1 + ... + n-1).
 fn slow_graph(n: i64, seconds: f64) -> Graph {
     let mut g = Graph::new();
@@ -372,7 +346,7 @@ fn the_page_shows_workers_and_a_computation_progressing_live() {
         "the computation to show in /api/computations",
         DEADLINE,
         || {
-            let (status, body) = http_get(&url, "/api/computations");
+            let (status, body) = http(&url, "GET", "/api/computations");
             let list: serde_json::Value = serde_json::from_str(&body).ok()?;
             (status == 200 && list.as_array()?.iter().any(|c| c["total"] == n + 1)).then_some(())
         },

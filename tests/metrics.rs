@@ -10,39 +10,8 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{scheduler_bin, wait_until, Cluster, Proc, DEADLINE, START_TIMEOUT};
+use common::{http, scheduler_bin, try_http, wait_until, Cluster, Proc, DEADLINE, START_TIMEOUT};
 use zask::{key, task, Graph, Keys, Value};
-
-/// An HTTP/1.0 request to `url` (`http://host:port/`) for `path`: the status and the body.
-fn http(url: &str, method: &str, path: &str) -> (u16, String) {
-    let host = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    try_http(&host, &host, method, path).expect("an answer from the dashboard")
-}
-
-/// The same to `address` with the `Host` header `host`; an error if it cannot be had.
-fn try_http(address: &str, host: &str, method: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    if response.is_empty() {
-        return Err(std::io::Error::other("closed without an answer"));
-    }
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {response:?}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
 
 fn get_json(url: &str, path: &str) -> serde_json::Value {
     let (status, body) = http(url, "GET", path);

@@ -10,7 +10,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -945,4 +946,42 @@ impl FakeWorker {
             worker_id: self.worker_id.clone(),
         });
     }
+}
+
+// ----- HTTP (the scheduler's dashboard) -------------------------------------------------
+
+/// An HTTP/1.0 request to `url` (`http://host:port/`) for `path`: the status and the body.
+pub fn http(url: &str, method: &str, path: &str) -> (u16, String) {
+    let host = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    try_http(&host, &host, method, path).expect("an answer from the dashboard")
+}
+
+/// The same to `address` with the `Host` header `host`; an error if it cannot be had.
+pub fn try_http(
+    address: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    if response.is_empty() {
+        return Err(std::io::Error::other("closed without an answer"));
+    }
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }

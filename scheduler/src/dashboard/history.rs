@@ -50,7 +50,6 @@ pub(crate) struct History {
     latest: Option<Arc<Observation>>,
     taken: Option<Instant>,
     taken_wall: Option<SystemTime>,
-    first: Option<Instant>,
     busy: Duration,
     busy_before: Option<(Instant, Duration)>,
     busy_fraction: f64,
@@ -86,7 +85,6 @@ impl History {
         busy: Duration,
         rss: u64,
     ) {
-        self.first.get_or_insert(now);
         if let Some((t, b)) = self.busy_before {
             let span = now.saturating_duration_since(t);
             if span >= Duration::from_millis(900) {

@@ -75,15 +75,14 @@ pub(crate) struct SchedulerInfo {
 /// What the loop and the HTTP threads share.
 pub(crate) struct Shared {
     info: SchedulerInfo,
-    started: Instant,
-    /// Until when (ms after `started`) someone is taken to look.
+    /// Until when (ms after the scheduler started) someone is taken to look.
     watched_until_ms: AtomicU64,
     history: Mutex<History>,
 }
 
 impl Shared {
     fn ms_since_start(&self, t: Instant) -> u64 {
-        t.saturating_duration_since(self.started).as_millis() as u64
+        t.saturating_duration_since(self.info.started).as_millis() as u64
     }
 
     /// Whether someone looked within [`WATCH_FOR`] of `now`.
@@ -196,7 +195,6 @@ impl Dashboard {
         let bind = if host.is_empty() { "0.0.0.0" } else { host };
         let shared = Arc::new(Shared {
             info,
-            started: Instant::now(),
             watched_until_ms: AtomicU64::new(0),
             history: Mutex::new(History::default()),
         });

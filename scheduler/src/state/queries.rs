@@ -18,9 +18,14 @@ impl SchedulerState {
 
     /// The addresses of the workers holding `key` (empty when nobody does).
     pub fn who_has(&self, key: &str) -> Vec<String> {
-        let Some(t) = self.task_ids.get(key).and_then(|id| self.tasks.get(id)) else {
-            return Vec::new();
-        };
+        match self.task_ids.get(key).and_then(|id| self.tasks.get(id)) {
+            Some(t) => self.holders(t),
+            None => Vec::new(),
+        }
+    }
+
+    /// The addresses of the workers holding `t`'s value, sorted.
+    fn holders(&self, t: &TaskState) -> Vec<String> {
         let mut holders: Vec<String> = t
             .who_has
             .iter()
@@ -183,7 +188,7 @@ impl SchedulerState {
                     keys.push(HeldKey {
                         key: String::from(&*t.key),
                         nbytes: t.nbytes,
-                        holders: self.who_has(&t.key),
+                        holders: self.holders(t),
                     });
                 }
             }
