@@ -16,11 +16,16 @@ pub fn bind_tcp(socket: &zmq::Socket, host: &str, port: u16) -> Result<String, z
         .get_last_endpoint()?
         .map_err(|_| zmq::Error::EINVAL)?;
     let bound_port = bound.rsplit(':').next().unwrap_or("0");
-    let advertised = match host {
+    Ok(format!("tcp://{}:{bound_port}", advertised_host(host)))
+}
+
+/// The name peers reach a socket bound on `host` by: `host` itself, or this machine's host
+/// name when bound to all interfaces.
+pub fn advertised_host(host: &str) -> String {
+    match host {
         "" | "*" | "0.0.0.0" => local_hostname(),
         h => h.to_string(),
-    };
-    Ok(format!("tcp://{advertised}:{bound_port}"))
+    }
 }
 
 /// This machine's host name (for advertised addresses when binding to all interfaces).

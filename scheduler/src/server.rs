@@ -155,7 +155,7 @@ impl Scheduler {
             address_to_clients: address_to_clients.clone(),
             started: Instant::now(),
         };
-        let advertised = advertised_host(&address_to_clients);
+        let advertised = net::advertised_host(&options.host);
         let (dashboard, monitor) =
             match Dashboard::start(&dashboard_host, &advertised, options.dashboard_port, info)
                 .map_err(Error::Dashboard)?
@@ -258,15 +258,6 @@ struct Loop {
     /// Observations for the dashboard, when it serves one.
     monitor: Option<Monitor>,
     _ctx: zmq::Context,
-}
-
-/// The host part of a `tcp://host:port` address.
-fn advertised_host(address: &str) -> String {
-    let rest = address.strip_prefix("tcp://").unwrap_or(address);
-    match rest.rfind(':') {
-        Some(i) => rest[..i].trim_matches(|c| c == '[' || c == ']').to_string(),
-        None => rest.to_string(),
-    }
 }
 
 /// The request id of a client message, read without decoding the rest (so one that cannot be
