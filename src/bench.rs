@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use zask_client::{Client, ClientOptions};
+use zask_client::{Client, ClientOptions, FutureStatus, WaitMode};
 use zask_core::graph::{key, list, task, Graph};
 use zask_core::security::{Secret, AUTH_TOKEN_ENV};
 use zask_core::Value;
@@ -678,24 +678,30 @@ impl Bench<'_> {
         })
     }
 
-    /// As the dask script: the blob is made on A and kept; then the size is taken on A (the
-    /// baseline: no transfer) and on B (which fetches the blob from A first), each timed; then
-    /// the blob is released.
+    /// As the dask script: the blob is made on A and held there by a future (`submit` and
+    /// `wait`: its value does not travel to us); then the size is taken on A (the baseline:
+    /// no transfer) and on B (which fetches the blob from A first), each timed; then the
+    /// future is dropped, which lets the blob go.
     fn transfer(&mut self, nbytes: usize, tag: &str) -> Result<Rep, String> {
         let blob = format!("blob-{tag}");
         let mut graph = Graph::new();
         graph.insert(blob.clone(), task("make_on_a", (nbytes as i64,)));
-        // Kept on A; the value also comes back to us, untimed.
-        let (_, v) = self.timed_get(&graph, &blob, true)?;
+        let futures = self
+            .client
+            .compute(&graph, &[blob.as_str()])
+            .map_err(|e| format!("compute {blob:?}: {e}"))?;
         self.kept += 1;
-        match v {
-            Value::Bytes(b) if b.len() == nbytes => {}
-            other => {
-                return Err(format!(
-                    "{blob}: expected {nbytes} bytes, got a {} of size {}",
-                    other.type_name(),
-                    other.nbytes()
-                ))
+        let timeout = self.client.options().get_timeout;
+        let held = zask_client::wait(futures, timeout, WaitMode::AllCompleted).done;
+        match held.first().map(|f| f.status()) {
+            Some(FutureStatus::Finished) => {}
+            Some(status) => {
+                self.kept -= 1;
+                return Err(format!("{blob}: {status:?}"));
+            }
+            None => {
+                self.kept -= 1;
+                return Err(format!("{blob}: not made within {timeout:?}"));
             }
         }
         let consume = |function: &str| -> Result<f64, String> {
@@ -708,11 +714,8 @@ impl Bench<'_> {
         };
         let consumed = consume("consume_on_a").and_then(|l| Ok((l, consume("consume_on_b")?)));
         // Let the blob go (on A, and B's copy), whether or not the consumers worked.
-        match self.client.release(std::slice::from_ref(&blob)) {
-            Ok(unknown) if unknown.is_empty() => self.kept -= 1,
-            Ok(_) => return Err(format!("release: the scheduler did not know {blob:?}")),
-            Err(e) => return Err(format!("release {blob:?}: {e}")),
-        }
+        drop(held);
+        self.kept -= 1;
         let (local, remote) = consumed?;
         let transfer = (remote - local).max(1e-9);
         Ok(Rep {
