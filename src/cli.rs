@@ -370,6 +370,9 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // Received values' buffers kept for the next ones (`zask local`, `zask bench`'s workers,
+    // a client receiving large results): see zask_core::memory.
+    zask_core::memory::keep_receive_buffers();
     // `zask scheduler ...` and `zask worker ...` are the other programs, every argument theirs
     // (their own --help, logging and exit).
     match args.get(1).and_then(|a| a.to_str()) {

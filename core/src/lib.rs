@@ -17,6 +17,7 @@
 //! - [`get_split`]: a `get` read field by field, a big graph on two threads (its halves at
 //!   once).
 //! - [`net`]: small ZeroMQ helpers every process uses (addresses, socket options).
+//! - [`memory`]: the C allocator told to keep the buffers ZeroMQ receives into (programs only).
 //! - [`service`]: [`service::Service`], a stoppable event-loop thread (scheduler, worker).
 
 #![warn(missing_docs)]
@@ -29,6 +30,7 @@ pub mod graph;
 pub mod graph_serde;
 pub mod hash;
 pub mod keys;
+pub mod memory;
 pub mod msgpack;
 pub mod net;
 pub mod protocol;
