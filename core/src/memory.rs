@@ -14,8 +14,9 @@
 //! [`keep_receive_buffers`] sets two of glibc's documented parameters (`mallopt(3)`) so that
 //! buffers smaller than [`MMAP_THRESHOLD`] come from the heap and up to [`TRIM_THRESHOLD`] of
 //! freed heap stays with the process for the next ones. The programs call it first thing
-//! (`zask`, `zask-scheduler`, `zask-worker`); the libraries never do, since a process that
-//! embeds them (Python) owns its allocator. A user who sets either parameter in the
+//! (`zask`, `zask-scheduler`, `zask-worker`, through their `cli` entry points, which the
+//! Python package's console scripts also run); the libraries never do, since a process that
+//! embeds them (a Python program using the client) owns its allocator. A user who sets either parameter in the
 //! environment (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, or `GLIBC_TUNABLES`) keeps
 //! their choice.
 
