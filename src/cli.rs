@@ -370,9 +370,6 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    // Received values' buffers kept for the next ones (`zask local`, `zask bench`'s workers,
-    // a client receiving large results): see zask_core::memory.
-    zask_core::memory::keep_receive_buffers();
     // `zask scheduler ...` and `zask worker ...` are the other programs, every argument theirs
     // (their own --help, logging and exit).
     match args.get(1).and_then(|a| a.to_str()) {
@@ -382,6 +379,9 @@ where
     }
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .try_init();
+    // Received values' buffers kept for the next ones (`zask local`, `zask bench`'s workers,
+    // a client receiving large results): see zask_core::memory.
+    zask_core::memory::keep_receive_buffers();
     let parsed = Cli::command()
         .try_get_matches_from(&args)
         .and_then(|matches| {

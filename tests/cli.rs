@@ -1467,6 +1467,10 @@ fn bench_runs_every_workload_plain_and_encrypted() {
             "60",
             "--w7-tasks",
             "70",
+            "--w8-futures",
+            "20",
+            "--w9-items",
+            "20",
         ];
         if encrypt {
             args.push("--encrypt");
