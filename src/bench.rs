@@ -15,7 +15,7 @@
 //! | W2 | chain `x0 = inc(0)`, `x_i = inc(x_{i-1})`, 1,000 tasks | one get of the last |
 //! | W3 | binary `add` tree over 4,096 `inc(i)` leaves (8,191 tasks) | one get of the root |
 //! | W4 | one task `add(1, 2)` with a fresh key, 200 gets back to back (+50 after a 20 ms idle gap) | each get |
-//! | W5 | 64 MiB made on worker A (kept), its size taken on B, minus the same on A | the consumer's get |
+//! | W5 | 64 MiB made on worker A (held by a future), its size taken on B, minus the same on A | the consumer's get |
 //! | W6 | as W1 with 100,000 tasks | one get |
 //! | W7 | as W1 with 1,000,000 tasks; the scheduler's peak RSS | one get |
 //! | W8 | 10,000 `submit(inc, i)` one after another, then `gather` of their futures | submits + gather |
@@ -494,8 +494,6 @@ struct Bench<'a> {
     args: &'a BenchArgs,
     cluster: Cluster,
     client: Client,
-    /// Results kept on purpose and not released yet (W5's blob, between its steps).
-    kept: u64,
 }
 
 fn expect_int(what: &str, got: &Value, want: i64) -> Result<(), String> {
@@ -518,22 +516,22 @@ fn secs(s: f64, flag: &str) -> Result<Duration, String> {
 
 impl Bench<'_> {
     /// Times one get of `keys` (the clock covers only the get).
-    fn timed_get(&self, graph: &Graph, k: &str, keep: bool) -> Result<(f64, Value), String> {
+    fn timed_get(&self, graph: &Graph, k: &str) -> Result<(f64, Value), String> {
         let t0 = Instant::now();
-        let result = self.client.get_with(graph, k, keep);
+        let result = self.client.get(graph, k);
         let dt = t0.elapsed().as_secs_f64();
         result
             .map(|v| (dt, v))
             .map_err(|e| format!("get {k:?}: {e}"))
     }
 
-    /// Waits until the scheduler holds no tasks beyond the ones kept on purpose.
+    /// Waits until the scheduler holds no tasks.
     fn settle(&mut self) -> Result<(), String> {
         self.cluster.check_alive()?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let status = self.client.status().map_err(|e| format!("status: {e}"))?;
-            if status.tasks <= self.kept && status.graphs == 0 {
+            if status.tasks == 0 && status.graphs == 0 {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -549,7 +547,7 @@ impl Bench<'_> {
 
     fn independent(&self, n: usize, tag: &str) -> Result<Rep, String> {
         let (graph, k) = graph_independent(n, tag);
-        let (dt, v) = self.timed_get(&graph, &k, false)?;
+        let (dt, v) = self.timed_get(&graph, &k)?;
         drop(graph);
         expect_int(&k, &v, triangle(n))?;
         Ok(Rep {
@@ -560,7 +558,7 @@ impl Bench<'_> {
 
     fn chain(&self, n: usize, tag: &str) -> Result<Rep, String> {
         let (graph, k) = graph_chain(n, tag);
-        let (dt, v) = self.timed_get(&graph, &k, false)?;
+        let (dt, v) = self.timed_get(&graph, &k)?;
         expect_int(&k, &v, n as i64)?;
         Ok(Rep {
             wall_s: dt,
@@ -632,7 +630,7 @@ impl Bench<'_> {
 
     fn tree(&self, leaves: usize, tag: &str) -> Result<Rep, String> {
         let (graph, k) = graph_tree(leaves, tag);
-        let (dt, v) = self.timed_get(&graph, &k, false)?;
+        let (dt, v) = self.timed_get(&graph, &k)?;
         expect_int(&k, &v, triangle(leaves))?;
         Ok(Rep {
             wall_s: dt,
@@ -650,7 +648,7 @@ impl Bench<'_> {
             let k = format!("y-{tag}-{i}");
             let mut graph = Graph::new();
             graph.insert(k.clone(), task("add", (1i64, 2i64)));
-            let (dt, v) = self.timed_get(&graph, &k, false)?;
+            let (dt, v) = self.timed_get(&graph, &k)?;
             expect_int(&k, &v, 3)?;
             samples.push(dt * 1e6);
         }
@@ -690,32 +688,24 @@ impl Bench<'_> {
             .client
             .compute(&graph, &[blob.as_str()])
             .map_err(|e| format!("compute {blob:?}: {e}"))?;
-        self.kept += 1;
         let timeout = self.client.options().get_timeout;
         let held = zask_client::wait(futures, timeout, WaitMode::AllCompleted).done;
         match held.first().map(|f| f.status()) {
             Some(FutureStatus::Finished) => {}
-            Some(status) => {
-                self.kept -= 1;
-                return Err(format!("{blob}: {status:?}"));
-            }
-            None => {
-                self.kept -= 1;
-                return Err(format!("{blob}: not made within {timeout:?}"));
-            }
+            Some(status) => return Err(format!("{blob}: {status:?}")),
+            None => return Err(format!("{blob}: not made within {timeout:?}")),
         }
         let consume = |function: &str| -> Result<f64, String> {
             let k = format!("{function}-{tag}");
             let mut graph = Graph::new();
             graph.insert(k.clone(), task(function, (key(blob.as_str()),)));
-            let (dt, v) = self.timed_get(&graph, &k, false)?;
+            let (dt, v) = self.timed_get(&graph, &k)?;
             expect_int(&k, &v, nbytes as i64)?;
             Ok(dt)
         };
         let consumed = consume("consume_on_a").and_then(|l| Ok((l, consume("consume_on_b")?)));
         // Let the blob go (on A, and B's copy), whether or not the consumers worked.
         drop(held);
-        self.kept -= 1;
         let (local, remote) = consumed?;
         let transfer = (remote - local).max(1e-9);
         Ok(Rep {
@@ -1014,7 +1004,6 @@ pub fn run(args: BenchArgs) -> Result<String, String> {
         args: &args,
         cluster,
         client,
-        kept: 0,
     };
     let watcher = args
         .watch_dashboard
