@@ -19,14 +19,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{http, wait_until, Cluster, DEADLINE, START_TIMEOUT};
+use common::{
+    cluster_with_dashboard, http, read_in_background, wait_for_exit, wait_until, DEADLINE,
+};
 use zask::{key, task, Graph, Keys, Value};
 
 /// How long one run of Chromium may take (it usually takes one to three seconds).
@@ -136,30 +137,11 @@ fn run_chromium(url: &str, args: &[String]) -> BrowserRun {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {described}: {e}")),
     );
-    let read = |pipe: Option<Box<dyn Read + Send>>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut buf);
-            }
-            let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
-        });
-        rx
-    };
-    let out = read(child.0.stdout.take().map(|p| Box::new(p) as _));
-    let err = read(child.0.stderr.take().map(|p| Box::new(p) as _));
-    let deadline = Instant::now() + BROWSER_TIMEOUT;
-    let status = loop {
-        if let Ok(Some(status)) = child.0.try_wait() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Chromium did not finish within {BROWSER_TIMEOUT:?}: {described}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let out = read_in_background(child.0.stdout.take());
+    let err = read_in_background(child.0.stderr.take());
+    let status = wait_for_exit(&mut child.0, BROWSER_TIMEOUT).unwrap_or_else(|| {
+        panic!("Chromium did not finish within {BROWSER_TIMEOUT:?}: {described}")
+    });
     // Helper processes that outlive the browser hold the pipes open: the group goes first.
     drop(child);
     let collect = |rx: mpsc::Receiver<String>| rx.recv_timeout(Duration::from_secs(10));
@@ -325,14 +307,7 @@ fn the_page_shows_workers_and_a_computation_progressing_live() {
     let started = Instant::now();
     // Before anything starts: without a browser there is nothing to test.
     chromium();
-    let mut cluster = Cluster::builder(2, 2)
-        .scheduler_args(&["--dashboard-port", "any"])
-        .start();
-    let url = cluster
-        .scheduler
-        .proc
-        .read_field("dashboard", START_TIMEOUT);
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let (mut cluster, url) = cluster_with_dashboard(2, 2);
     let addresses: Vec<String> = cluster.workers.iter().map(|w| w.address.clone()).collect();
 
     // 80 naps of 0.4 s on 2 workers of 2 threads: about 8 s, in flight while the browser looks.

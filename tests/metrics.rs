@@ -10,7 +10,10 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{http, scheduler_bin, try_http, wait_until, Cluster, Proc, DEADLINE, START_TIMEOUT};
+use common::{
+    cluster_with_dashboard, dashboard_address, http, scheduler_bin, try_http, wait_until, Proc,
+    DEADLINE, START_TIMEOUT,
+};
 use zask::{key, task, Graph, Keys, Value};
 
 fn get_json(url: &str, path: &str) -> serde_json::Value {
@@ -33,19 +36,6 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// A cluster whose scheduler serves its dashboard on a port the OS chooses, and its URL.
-fn cluster_with_dashboard() -> (Cluster, String) {
-    let mut cluster = Cluster::builder(2, 1)
-        .scheduler_args(&["--dashboard-port", "any"])
-        .start();
-    let url = cluster
-        .scheduler
-        .proc
-        .read_field("dashboard", START_TIMEOUT);
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    (cluster, url)
-}
-
 /// `n` tasks `inc(i)`, one `fail`ing task, and their sum.
 fn graph(n: usize) -> Graph {
     let mut g = Graph::new();
@@ -60,7 +50,7 @@ fn graph(n: usize) -> Graph {
 
 #[test]
 fn metrics_count_what_ran_by_function_in_prometheus_text() {
-    let (cluster, url) = cluster_with_dashboard();
+    let (cluster, url) = cluster_with_dashboard(2, 1);
     let client = cluster.client();
     let n = 200;
     let total = client.get(&graph(n), Keys::from("total")).expect("the sum");
@@ -158,7 +148,7 @@ fn metrics_count_what_ran_by_function_in_prometheus_text() {
 
 #[test]
 fn the_api_shows_workers_computations_and_the_task_stream_while_it_runs() {
-    let (cluster, url) = cluster_with_dashboard();
+    let (cluster, url) = cluster_with_dashboard(2, 1);
     // Look once, so that the scheduler records finished tasks for the task stream.
     let first = get_json(&url, "/api/snapshot");
     assert_eq!(
@@ -242,7 +232,7 @@ fn the_api_shows_workers_computations_and_the_task_stream_while_it_runs() {
 
 #[test]
 fn routes_are_read_only_and_unknown_ones_say_what_exists() {
-    let (_cluster, url) = cluster_with_dashboard();
+    let (_cluster, url) = cluster_with_dashboard(2, 1);
     let (status, page) = http(&url, "GET", "/");
     assert_eq!(status, 200);
     assert!(
@@ -327,8 +317,8 @@ fn a_taken_port_is_an_error_and_the_default_port_taken_is_replaced() {
 
 #[test]
 fn a_request_for_another_host_is_refused_against_dns_rebinding() {
-    let (_cluster, url) = cluster_with_dashboard();
-    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    let (_cluster, url) = cluster_with_dashboard(2, 1);
+    let address = dashboard_address(&url);
     let port = address.rsplit(':').next().unwrap_or_default();
     let (status, body) = try_http(
         address,
@@ -347,11 +337,8 @@ fn a_request_for_another_host_is_refused_against_dns_rebinding() {
 
 #[test]
 fn connections_that_never_finish_a_request_neither_stop_the_dashboard_nor_the_scheduler() {
-    let (mut cluster, url) = cluster_with_dashboard();
-    let address = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let (mut cluster, url) = cluster_with_dashboard(2, 1);
+    let address = dashboard_address(&url).to_string();
     // More connections than the dashboard serves at once, each sending half a request head.
     let idle: Vec<TcpStream> = (0..100)
         .filter_map(|_| {
@@ -421,11 +408,8 @@ fn with_a_secret_the_dashboard_listens_on_loopback_only() {
 
 #[test]
 fn a_flood_of_requests_that_go_away_leaves_the_dashboard_answering() {
-    let (_cluster, url) = cluster_with_dashboard();
-    let address = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let (_cluster, url) = cluster_with_dashboard(2, 1);
+    let address = dashboard_address(&url).to_string();
     // Half a second of requests for data, each connection closed at once.
     let until = std::time::Instant::now() + Duration::from_millis(500);
     let flooders: Vec<_> = (0..16)
@@ -470,8 +454,8 @@ fn a_flood_of_requests_that_go_away_leaves_the_dashboard_answering() {
 
 #[test]
 fn requests_without_a_host_or_of_another_method_are_answered_by_the_rules() {
-    let (_cluster, url) = cluster_with_dashboard();
-    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    let (_cluster, url) = cluster_with_dashboard(2, 1);
+    let address = dashboard_address(&url);
     let raw = |request: &str| -> String {
         let mut s = TcpStream::connect(address).expect("a connection");
         s.set_read_timeout(Some(Duration::from_secs(10)))

@@ -751,6 +751,34 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// Reads `pipe` (a child's stdout or stderr) to its end on a thread of its own: its text
+/// comes through the channel once the pipe closes (empty without a pipe).
+pub fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut buf);
+        }
+        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+    });
+    rx
+}
+
+/// Waits for `child` to exit, at most `timeout`: its status, or `None` if it still runs.
+pub fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Kills the child when dropped (a command that outlives its deadline, or a panic).
 struct KillOnDrop(Child);
 
@@ -786,31 +814,8 @@ pub fn run_command(mut command: Command, stdin: Option<&str>, timeout: Duration)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {described}: {e}")),
     );
-    let read = |r: Option<Box<dyn Read + Send>>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
-        });
-        rx
-    };
-    let out = read(
-        child
-            .0
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let err = read(
-        child
-            .0
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
+    let out = read_in_background(child.0.stdout.take());
+    let err = read_in_background(child.0.stderr.take());
     if let (Some(mut pipe), Some(input)) = (child.0.stdin.take(), stdin) {
         let input = input.to_string();
         std::thread::spawn(move || {
@@ -818,17 +823,8 @@ pub fn run_command(mut command: Command, stdin: Option<&str>, timeout: Duration)
             let _ = pipe.write_all(input.as_bytes());
         });
     }
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Ok(Some(status)) = child.0.try_wait() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{described} did not finish within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_for_exit(&mut child.0, timeout)
+        .unwrap_or_else(|| panic!("{described} did not finish within {timeout:?}"));
     let collect = |rx: mpsc::Receiver<String>| {
         rx.recv_timeout(Duration::from_secs(10))
             .unwrap_or_else(|_| panic!("the output of {described} did not close"))
@@ -950,13 +946,29 @@ impl FakeWorker {
 
 // ----- HTTP (the scheduler's dashboard) -------------------------------------------------
 
+/// A cluster of `workers` workers of `nthreads` threads whose scheduler serves its dashboard
+/// on a port the OS chooses, and the dashboard's URL (`http://127.0.0.1:PORT/`).
+pub fn cluster_with_dashboard(workers: usize, nthreads: u32) -> (Cluster, String) {
+    let mut cluster = Cluster::builder(workers, nthreads)
+        .scheduler_args(&["--dashboard-port", "any"])
+        .start();
+    let url = cluster
+        .scheduler
+        .proc
+        .read_field("dashboard", START_TIMEOUT);
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    (cluster, url)
+}
+
+/// The `host:port` of a dashboard URL (`http://host:port/`).
+pub fn dashboard_address(url: &str) -> &str {
+    url.trim_start_matches("http://").trim_end_matches('/')
+}
+
 /// An HTTP/1.0 request to `url` (`http://host:port/`) for `path`: the status and the body.
 pub fn http(url: &str, method: &str, path: &str) -> (u16, String) {
-    let host = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    try_http(&host, &host, method, path).expect("an answer from the dashboard")
+    let host = dashboard_address(url);
+    try_http(host, host, method, path).expect("an answer from the dashboard")
 }
 
 /// The same to `address` with the `Host` header `host`; an error if it cannot be had.
