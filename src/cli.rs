@@ -377,11 +377,9 @@ where
         Some("worker") => return run_worker(args[2..].to_vec()),
         _ => {}
     }
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .try_init();
-    // Received values' buffers kept for the next ones (`zask local`, `zask bench`'s workers,
-    // a client receiving large results): see zask_core::memory.
-    zask_core::memory::keep_receive_buffers();
+    // (The allocator tuned for `zask local`, `zask bench`'s workers, and a client receiving
+    // large results.)
+    zask_core::program::begin("zask", "warn", &[]);
     let parsed = Cli::command()
         .try_get_matches_from(&args)
         .and_then(|matches| {

@@ -18,6 +18,7 @@
 //!   once).
 //! - [`net`]: small ZeroMQ helpers every process uses (addresses, socket options).
 //! - [`memory`]: the C allocator told to keep the buffers ZeroMQ receives into (programs only).
+//! - [`program`]: what the programs do first (logging, the allocator, renamed variables).
 //! - [`service`]: [`service::Service`], a stoppable event-loop thread (scheduler, worker).
 
 #![warn(missing_docs)]
@@ -33,6 +34,7 @@ pub mod keys;
 pub mod memory;
 pub mod msgpack;
 pub mod net;
+pub mod program;
 pub mod protocol;
 pub mod security;
 pub mod service;

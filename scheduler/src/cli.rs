@@ -210,17 +210,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .try_init();
-    // The buffers ZeroMQ receives values into, kept for the next values (see
-    // zask_core::memory): the program owns its process, so it may tune its allocator.
-    zask_core::memory::keep_receive_buffers();
     // Before parsing, as the worker does: a command line clap refuses still shows the hint.
-    for (old, new) in RENAMED_ENV {
-        if std::env::var_os(old).is_some() && std::env::var_os(new).is_none() {
-            log::warn!("{old} is set but no longer read: the scheduler's variable is {new}");
-        }
-    }
+    zask_core::program::begin("scheduler", "info", &RENAMED_ENV);
     let args = Args::parse_from(args);
     let secret = match zask_core::security::Secret::from_cli(args.auth_token_file.as_deref()) {
         Ok(s) => s,

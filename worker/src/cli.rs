@@ -140,18 +140,9 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .try_init();
-    // The buffers ZeroMQ receives values into, kept for the next values (see
-    // zask_core::memory): the program owns its process, so it may tune its allocator.
-    zask_core::memory::keep_receive_buffers();
     // Before parsing: clap refuses a command line missing SCHEDULER_ADDRESS, which the worker
     // once read from ZASK_SCHEDULER_WORKERS; the hint says which name to use now.
-    for (old, new) in RENAMED_ENV {
-        if std::env::var_os(old).is_some() && std::env::var_os(new).is_none() {
-            log::warn!("{old} is set but no longer read: the worker's variable is {new}");
-        }
-    }
+    zask_core::program::begin("worker", "info", &RENAMED_ENV);
     let args = Args::parse_from(args);
     let mut options = WorkerOptions::new(&args.scheduler_address);
     options.host = args.host;
